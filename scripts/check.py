@@ -1,0 +1,47 @@
+"""The project's whole check: ruff, mypy --strict, import-linter layer contracts, then pytest.
+
+Run as ``uv run python scripts/check.py`` (the README's test command). Extra arguments go to
+pytest. Exits non-zero if any step fails, including pytest collecting no tests (exit 5).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+STATIC = [
+    ["ruff", "check", "src", "tests", "bench", "scripts"],
+    ["ruff", "format", "--check", "src", "tests", "bench", "scripts"],
+    ["mypy", "src"],
+    ["lint-imports"],
+]
+
+
+def _step(command: list[str]) -> int:
+    started = time.monotonic()
+    print(f"==> {' '.join(command)}", flush=True)
+    code = subprocess.call(command)  # noqa: S603 (fixed argument lists)
+    print(f"<== {command[0]}: exit {code} in {time.monotonic() - started:.1f}s", flush=True)
+    return code
+
+
+def main() -> int:
+    failed = [c[0] for c in STATIC if _step(c) != 0]
+    workers = os.environ.get("OSTIARY_TEST_WORKERS", "2")
+    pytest = [sys.executable, "-m", "pytest", "-n", workers, "--dist", "loadfile", *sys.argv[1:]]
+    code = _step(pytest)
+    if code == 5:
+        print("pytest collected no tests: that is a failure here", flush=True)
+    if code != 0:
+        failed.append("pytest")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print("all checks passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""The ``ostiary`` command: run the server and manage users, keys and the audit trail.
+
+Every command reads the same settings (``OSTIARY_*`` environment, ``.env``), so a CLI call and
+a running server share state. Commands that print data accept ``--json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+
+from ostiary import __version__
+from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings, load_settings
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="ostiary",
+    help="Ostiary: identity and access for AI products (OAuth 2.1 / OpenID Connect provider).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage token signing keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(config_app, name="config")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DEV_ADMIN_EMAIL = "admin@ostiary.dev"
+DEV_ADMIN_FILE = "dev-admin.json"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(runtime)`` in one event loop; domain and config errors exit 2 with one line."""
+    from ostiary.features.accounts.service import AccountError
+    from ostiary.web.runtime import Runtime
+
+    async def runner() -> T:
+        runtime = Runtime(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(runner())
+    except (AccountError, ConfigError, LookupError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot reach a backing service: {exc}")
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"ostiary {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """Ostiary command line."""
+
+
+# -- server ------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from ostiary.web.app import create_app
+    from ostiary.web.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        # SIGTERM: stop accepting, let in-flight requests finish (bounded), then exit.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the database and secret key live.")
+    ] = Path("./ostiary-data"),
+) -> None:
+    """Start a development server on SQLite, with a dev admin user (created on first run)."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_file = data_dir / SECRET_KEY_FILE
+    if not key_file.exists() and not os.environ.get("OSTIARY_SECRET_KEY"):
+        _write_private(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
+    settings = _settings(data_dir=data_dir, issuer=issuer, dev_mode=True)
+    typer.echo("Preparing the database ...", err=True)
+    _migrate(settings)
+    admin = _run(settings, lambda rt: _bootstrap_dev(rt, data_dir))
+    typer.echo("")
+    typer.echo(f"  Ostiary {__version__} (development mode)")
+    typer.echo(f"  Issuer:          {issuer}")
+    typer.echo(f"  Sign in:         {issuer}/login")
+    typer.echo(f"  Admin e-mail:    {admin['email']}")
+    typer.echo(f"  Admin password:  {admin['password']}")
+    typer.echo(f"  API docs:        {issuer}/docs")
+    typer.echo(f"  Data directory:  {data_dir.resolve()}")
+    typer.echo("")
+    _serve(settings, host, port)
+
+
+async def _bootstrap_dev(rt: Any, data_dir: Path) -> dict[str, str]:
+    """First signing key and dev admin; the admin's password is kept in the data dir (0600)."""
+    from ostiary.features.accounts.service import UnknownUser
+
+    admin_file = data_dir / DEV_ADMIN_FILE
+    async with rt.unit() as unit:
+        await unit.keys.ensure_key(rt.settings.signing_alg)
+        try:
+            await unit.accounts.get_by_email(DEV_ADMIN_EMAIL)
+        except UnknownUser:
+            password = secrets.token_urlsafe(18)
+            await unit.accounts.create_user(
+                DEV_ADMIN_EMAIL, password, name="Dev Admin", email_verified=True, actor="cli"
+            )
+            admin_file.unlink(missing_ok=True)
+            _write_private(
+                admin_file, orjson.dumps({"email": DEV_ADMIN_EMAIL, "password": password}).decode()
+            )
+    if admin_file.is_file():
+        stored: dict[str, str] = orjson.loads(admin_file.read_bytes())
+        return stored
+    return {"email": DEV_ADMIN_EMAIL, "password": "(changed since; not shown)"}
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the production server. Needs OSTIARY_SECRET_KEY (or a key file) and OSTIARY_ISSUER."""
+    settings = _settings()
+    try:
+        settings.require_issuer()
+        settings.secret_key_bytes()
+    except ConfigError as exc:
+        _fail(str(exc))
+    _serve(settings, host, port)
+
+
+def _migrate(settings: Settings) -> None:
+    from ostiary.storage.sqla.migrate import upgrade
+
+    try:
+        upgrade(settings.effective_database_url())
+    except OSError as exc:
+        _fail(f"cannot reach the database: {exc}")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest revision."""
+    settings = _settings()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _migrate(settings)
+    typer.echo("database is at the latest revision")
+
+
+@config_app.command("show")
+def config_show(json: JsonOpt = False) -> None:
+    """Print the effective settings, secrets masked."""
+    shown = _settings().masked()
+    if json:
+        _print_json(shown)
+        return
+    for name, value in sorted(shown.items()):
+        typer.echo(f"{name} = {value}")
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+def _user_dict(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def _read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        _fail("no password on standard input")
+    return password
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option("--email", help="The user's e-mail address.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Create a user; a strong password is generated and printed when none is given."""
+    generated = None if password_stdin else secrets.token_urlsafe(18)
+    password = _read_password_stdin() if password_stdin else str(generated)
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.create_user(email, password, name=name, actor="cli")
+
+    user = _run(_settings(), work)
+    data = _user_dict(user)
+    if generated:
+        data["password"] = generated
+    if json:
+        _print_json(data)
+        return
+    typer.echo(f"created {user.email} ({user.id})")
+    if generated:
+        typer.echo(f"password: {generated}")
+
+
+@users_app.command("list")
+def users_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    json: JsonOpt = False,
+) -> None:
+    """List users."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.list_users(limit=limit, offset=offset)
+
+    rows = [_user_dict(u) for u in _run(_settings(), work)]
+    if json:
+        _print_json(rows)
+        return
+    for row in rows:
+        state = "disabled" if row["disabled"] else "active"
+        typer.echo(f"{row['id']}  {row['email']:<40} {state:<9} {row['name']}")
+
+
+@users_app.command("disable")
+def users_disable(email: str, json: JsonOpt = False) -> None:
+    """Disable a user and end all their sessions at once."""
+
+    async def work(rt: Any) -> tuple[Any, list[str]]:
+        async with rt.unit() as unit:
+            user = await unit.accounts.disable(email, actor="cli")
+            removed = await unit.sessions.revoke_all(user.id, actor="cli", reason="user_disabled")
+            return user, removed
+
+    user, removed = _run(_settings(), work)
+    if json:
+        _print_json({**_user_dict(user), "sessions_revoked": len(removed)})
+        return
+    typer.echo(f"disabled {user.email}; {len(removed)} session(s) ended")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Set a user's password (read from standard input)."""
+    if not password_stdin:
+        _fail("pass the new password on standard input with --password-stdin")
+    password = _read_password_stdin()
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.set_password(email, password, actor="cli")
+
+    user = _run(_settings(), work)
+    if json:
+        _print_json(_user_dict(user))
+        return
+    typer.echo(f"password changed for {user.email}")
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+@keys_app.command("list")
+def keys_list(json: JsonOpt = False) -> None:
+    """List signing keys with their state (next, active, retired, expired)."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.keys.describe()
+
+    rows = _run(_settings(), work)
+    if json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo("no signing keys; run `ostiary keys rotate`")
+    for row in rows:
+        typer.echo(
+            f"{row['kid']}  {row['alg']:<6} {row['state']:<8} activates {row['activates_at']}"
+        )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    alg: Annotated[str, typer.Option("--alg", help="ES256, RS256 or EdDSA.")] = "ES256",
+    lead: Annotated[
+        int | None,
+        typer.Option(
+            "--lead-seconds",
+            min=0,
+            help="Seconds between publishing the key and signing with it "
+            "(default OSTIARY_KEY_PUBLISH_LEAD_SECONDS).",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Add a new signing key: published in JWKS now, signing after the lead time."""
+    from datetime import timedelta
+
+    from ostiary.protocol.jose import SUPPORTED_ALGS
+
+    if alg not in SUPPORTED_ALGS:
+        _fail(f"--alg must be one of {', '.join(SUPPORTED_ALGS)}")
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.keys.rotate(
+                alg, lead=None if lead is None else timedelta(seconds=lead), actor="cli"
+            )
+
+    key = _run(_settings(), work)
+    data = {"kid": key.kid, "alg": key.alg, "activates_at": key.activates_at.isoformat()}
+    if json:
+        _print_json(data)
+        return
+    typer.echo(f"new {key.alg} key {key.kid}: published now, signs from {data['activates_at']}")
+
+
+# -- audit -------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(json: JsonOpt = False) -> None:
+    """Check the audit trail's hash chain; exit 1 and name the first broken event if tampered."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.audit.verify()
+
+    report = _run(_settings(), work)
+    if json:
+        _print_json(
+            {"checked": report.checked, "intact": report.intact, "broken_at": report.broken_at}
+        )
+    elif report.intact:
+        typer.echo(f"audit trail intact: {report.checked} event(s) verified")
+    else:
+        typer.echo(
+            f"audit trail BROKEN at event {report.broken_at} "
+            f"({report.checked} event(s) before it verified)"
+        )
+    if not report.intact:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""User accounts: creation, password authentication, disabling, password changes."""

@@ -1,0 +1,45 @@
+"""Password hashing with argon2id at OWASP parameters.
+
+- RFC 9106 (Argon2), variant argon2id.
+- OWASP Password Storage Cheat Sheet: m = 19 MiB, t = 2, p = 1 as the minimum configuration.
+- Hashes made under older parameters are re-hashed at the next successful login.
+- A dummy hash is verified when the account does not exist, so both paths take the same time
+  (OWASP ASVS 4.0 V2.2.x / Authentication Cheat Sheet, "Authentication responses").
+
+Hashing is CPU-bound (~20 ms); it runs in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher as _Argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+__all__ = ["PasswordHasher"]
+
+
+class PasswordHasher:
+    def __init__(self, memory_kib: int = 19 * 1024, time_cost: int = 2, parallelism: int = 1):
+        self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+        self._dummy = self._argon.hash("ostiary dummy password for unknown accounts")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._argon.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Constant-work check: an unknown account verifies against the dummy hash."""
+        return await asyncio.to_thread(self._verify_sync, stored_hash, password)
+
+    def _verify_sync(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            self._argon.verify(stored_hash or self._dummy, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return stored_hash is not None
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        try:
+            return self._argon.check_needs_rehash(stored_hash)
+        except InvalidHashError:
+            return True

@@ -1,0 +1,209 @@
+"""Account use cases: create, authenticate, disable, change password.
+
+Authentication follows OWASP ASVS 4.0 V2.2.1 (throttling per account and per address) and
+the Authentication Cheat Sheet (one generic message, same work for unknown accounts).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from ostiary.features.accounts.models import User, normalize_email
+from ostiary.features.accounts.passwords import PasswordHasher
+from ostiary.features.accounts.ports import LoginThrottle, UserStore
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock
+from ostiary.protocol.masking import mask_email
+from ostiary.protocol.password_policy import password_weakness
+
+__all__ = [
+    "AccountError",
+    "AccountService",
+    "EmailTaken",
+    "LoginThrottled",
+    "SignInFailed",
+    "UnknownUser",
+    "WeakPassword",
+]
+
+_EMAIL_MAX = 254  # RFC 5321 section 4.5.3.1.3 path limit, less the angle brackets
+
+
+class AccountError(Exception):
+    """Base of account errors; ``str(err)`` is safe to show to the person concerned."""
+
+
+class EmailTaken(AccountError):
+    def __init__(self) -> None:
+        super().__init__("An account with this e-mail address already exists.")
+
+
+class InvalidEmail(AccountError):
+    def __init__(self) -> None:
+        super().__init__("Enter a valid e-mail address.")
+
+
+class WeakPassword(AccountError):
+    pass
+
+
+class UnknownUser(AccountError):
+    def __init__(self) -> None:
+        super().__init__("No such user.")
+
+
+class SignInFailed(AccountError):
+    def __init__(self) -> None:
+        super().__init__("Incorrect e-mail address or password.")
+
+
+class LoginThrottled(AccountError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed sign-in attempts. Try again later.")
+        self.retry_after = retry_after
+
+
+def _valid_email(email: str) -> bool:
+    local, at, domain = email.rpartition("@")
+    return (
+        bool(at and local and domain)
+        and len(email) <= _EMAIL_MAX
+        and "." in domain
+        and not any(ch.isspace() or ord(ch) < 0x20 for ch in email)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    user: User
+    amr: tuple[str, ...]
+
+
+class AccountService:
+    def __init__(
+        self,
+        users: UserStore,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        audit: AuditTrail,
+        clock: Clock,
+    ) -> None:
+        self._users = users
+        self._hasher = hasher
+        self._throttle = throttle
+        self._audit = audit
+        self._clock = clock
+
+    async def create_user(
+        self,
+        email: str,
+        password: str,
+        *,
+        name: str = "",
+        email_verified: bool = False,
+        actor: str | None = None,
+        ip: str | None = None,
+    ) -> User:
+        email = normalize_email(email)
+        if not _valid_email(email):
+            raise InvalidEmail()
+        name = name.strip()[:200]
+        weakness = password_weakness(password, [email, email.partition("@")[0], name])
+        if weakness:
+            raise WeakPassword(weakness)
+        if await self._users.get_by_email(email) is not None:
+            raise EmailTaken()
+        now = self._clock.now()
+        user = User(
+            id=str(uuid.uuid4()),
+            email=email,
+            name=name,
+            created_at=now,
+            updated_at=now,
+            password_hash=await self._hasher.hash(password),
+            email_verified=email_verified,
+        )
+        await self._users.add(user)
+        await self._audit.record(
+            "user.create",
+            "success",
+            actor=actor,
+            target=user.id,
+            ip=ip,
+            details={"email": mask_email(email)},
+        )
+        return user
+
+    async def authenticate(self, email: str, password: str, *, ip: str | None) -> SignIn:
+        """Check a password sign-in; throttled per account and per IP address."""
+        email = normalize_email(email)[:_EMAIL_MAX]
+        keys = [f"ip:{ip or 'unknown'}", f"account:{email}"]
+        wait = await self._throttle.retry_after(keys)
+        if wait > 0:
+            await self._audit.record(
+                "login",
+                "failure",
+                target=None,
+                ip=ip,
+                details={"reason": "throttled", "email": mask_email(email)},
+            )
+            raise LoginThrottled(wait)
+        user = await self._users.get_by_email(email) if email else None
+        ok = await self._hasher.verify(user.password_hash if user else None, password)
+        if not ok or user is None or user.disabled:
+            await self._throttle.record_failure(keys)
+            reason = "disabled" if (ok and user and user.disabled) else "bad_credentials"
+            await self._audit.record(
+                "login",
+                "failure",
+                actor=None,
+                target=user.id if user else None,
+                ip=ip,
+                details={"reason": reason, "email": mask_email(email)},
+            )
+            raise SignInFailed()
+        await self._throttle.clear(f"account:{email}")
+        if user.password_hash and self._hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self._hasher.hash(password)
+            user.updated_at = self._clock.now()
+            await self._users.update(user)
+        await self._audit.record(
+            "login", "success", actor=user.id, target=user.id, ip=ip, details={"amr": ["pwd"]}
+        )
+        return SignIn(user=user, amr=("pwd",))
+
+    async def get_by_email(self, email: str) -> User:
+        user = await self._users.get_by_email(normalize_email(email))
+        if user is None:
+            raise UnknownUser()
+        return user
+
+    async def get(self, user_id: str) -> User | None:
+        return await self._users.get(user_id)
+
+    async def list_users(self, limit: int = 100, offset: int = 0) -> list[User]:
+        return await self._users.list(limit=limit, offset=offset)
+
+    async def disable(self, email: str, *, actor: str | None = None) -> User:
+        """Disable an account. The caller also ends the user's sessions (sessions feature)."""
+        user = await self.get_by_email(email)
+        if not user.disabled:
+            user.disabled = True
+            user.updated_at = self._clock.now()
+            await self._users.update(user)
+        await self._audit.record("user.disable", "success", actor=actor, target=user.id)
+        return user
+
+    async def set_password(self, email: str, password: str, *, actor: str | None = None) -> User:
+        user = await self.get_by_email(email)
+        weakness = password_weakness(
+            password, [user.email, user.email.partition("@")[0], user.name]
+        )
+        if weakness:
+            raise WeakPassword(weakness)
+        user.password_hash = await self._hasher.hash(password)
+        user.updated_at = self._clock.now()
+        await self._users.update(user)
+        await self._audit.record("user.password_change", "success", actor=actor, target=user.id)
+        return user

@@ -1,0 +1,15 @@
+"""The signing key store."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ostiary.features.keys.models import SigningKey
+
+__all__ = ["SigningKeyStore"]
+
+
+class SigningKeyStore(Protocol):
+    async def all(self) -> list[SigningKey]: ...
+
+    async def add(self, key: SigningKey) -> None: ...

@@ -1,0 +1,34 @@
+"""The session store port; memory, SQL and Redis adapters pass one contract test suite."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from ostiary.features.sessions.models import Session
+
+__all__ = ["SessionStore"]
+
+
+class SessionStore(Protocol):
+    async def add(self, session: Session) -> None: ...
+
+    async def by_token_hash(self, token_hash: str) -> Session | None: ...
+
+    async def get(self, sid: str) -> Session | None: ...
+
+    async def touch(self, sid: str, last_seen: datetime) -> None:
+        """Record activity (idle timeout is measured from ``last_seen``)."""
+        ...
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        """The user's stored sessions, newest first."""
+        ...
+
+    async def delete(self, sid: str) -> bool:
+        """Remove one session; True if it existed."""
+        ...
+
+    async def delete_for_user(self, user_id: str, keep_sid: str | None = None) -> list[str]:
+        """Remove every session of ``user_id`` except ``keep_sid``; return the removed sids."""
+        ...

@@ -1,0 +1,134 @@
+"""Session use cases: start, resolve (idle and absolute timeouts), list, revoke.
+
+OWASP ASVS 4.0 V3.3 (session termination: idle and absolute timeouts, logout, "log out of
+all other sessions"), V3.2 (new session id on authentication, >= 64 bits entropy).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock
+from ostiary.features.sessions.models import Session
+from ostiary.features.sessions.ports import SessionStore
+from ostiary.protocol.opaque_secrets import new_secret, secret_digest
+
+__all__ = ["SessionPolicy", "SessionService"]
+
+_MAX_COOKIE_LEN = 128
+_MAX_UA_LEN = 512
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle_timeout: timedelta
+    absolute_timeout: timedelta
+    touch_interval: timedelta
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: SessionStore,
+        pepper: bytes,
+        policy: SessionPolicy,
+        audit: AuditTrail,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._pepper = pepper
+        self._policy = policy
+        self._audit = audit
+        self._clock = clock
+
+    async def start(
+        self,
+        user_id: str,
+        amr: list[str],
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        auth_time: datetime | None = None,
+    ) -> tuple[str, Session]:
+        """Create a session; returns the cookie value (shown to the browser only) and the record."""
+        now = self._clock.now()
+        cookie = new_secret("", 32)
+        session = Session(
+            sid=secrets.token_urlsafe(16),
+            token_hash=secret_digest(self._pepper, cookie),
+            user_id=user_id,
+            created_at=now,
+            auth_time=auth_time or now,
+            last_seen=now,
+            expires_at=now + self._policy.absolute_timeout,
+            amr=list(amr),
+            ip=ip,
+            user_agent=(user_agent or "")[:_MAX_UA_LEN] or None,
+        )
+        await self._store.add(session)
+        return cookie, session
+
+    async def resolve(self, cookie: str | None) -> Session | None:
+        """The live session for a cookie value, or None; expired sessions are deleted."""
+        if not cookie or len(cookie) > _MAX_COOKIE_LEN:
+            return None
+        session = await self._store.by_token_hash(secret_digest(self._pepper, cookie))
+        if session is None:
+            return None
+        now = self._clock.now()
+        if now >= session.expires_at or now >= session.last_seen + self._policy.idle_timeout:
+            await self._store.delete(session.sid)
+            return None
+        if now - session.last_seen >= self._policy.touch_interval:
+            # Touch sparingly: one write per interval, not per request.
+            session.last_seen = now
+            await self._store.touch(session.sid, now)
+        return session
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        now = self._clock.now()
+        return [
+            s
+            for s in await self._store.list_for_user(user_id)
+            if now < s.expires_at and now < s.last_seen + self._policy.idle_timeout
+        ]
+
+    async def end(self, session: Session, *, ip: str | None) -> None:
+        """Sign-out of the current session."""
+        await self._store.delete(session.sid)
+        await self._audit.record(
+            "logout", "success", actor=session.user_id, target=session.sid, ip=ip
+        )
+
+    async def revoke(self, user_id: str, sid: str, *, ip: str | None) -> bool:
+        """Revoke one of ``user_id``'s sessions; another user's sid is treated as unknown."""
+        session = await self._store.get(sid)
+        if session is None or session.user_id != user_id:
+            return False
+        await self._store.delete(sid)
+        await self._audit.record("session.revoke", "success", actor=user_id, target=sid, ip=ip)
+        return True
+
+    async def revoke_all(
+        self,
+        user_id: str,
+        *,
+        keep_sid: str | None = None,
+        actor: str | None = None,
+        ip: str | None = None,
+        reason: str = "user_request",
+    ) -> list[str]:
+        """End every session of a user (except ``keep_sid``): "sign out everywhere else"."""
+        removed = await self._store.delete_for_user(user_id, keep_sid=keep_sid)
+        await self._audit.record(
+            "session.revoke_all",
+            "success",
+            actor=actor or user_id,
+            target=user_id,
+            ip=ip,
+            details={"count": len(removed), "reason": reason},
+        )
+        return removed

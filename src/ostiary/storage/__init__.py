@@ -1,0 +1,1 @@
+"""Adapters implementing the features' ports: ``sqla`` ``redis``, ``memory``."""

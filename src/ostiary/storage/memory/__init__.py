@@ -1,0 +1,1 @@
+"""In-process adapters: for tests and single-process embedded runs."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 async adapters. Repositories flush; the caller commits."""

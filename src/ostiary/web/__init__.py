@@ -1,0 +1,1 @@
+"""HTTP surface: FastAPI app, routes, templates. No business rules live here."""

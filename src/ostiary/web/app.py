@@ -1,0 +1,74 @@
+"""``create_app``: the composition root of the HTTP server (ARCHITECTURE.md, layers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from ostiary import __version__
+from ostiary.config import Settings
+from ostiary.features.clock import Clock
+from ostiary.web.csrf import CsrfGuard
+from ostiary.web.errors import install_error_handlers
+from ostiary.web.middleware import Metrics, RequestContextMiddleware
+from ostiary.web.routes import browser, ops, wellknown
+from ostiary.web.runtime import Runtime
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("ostiary.web")
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """Build the ASGI app; adapters are created here, connections open lazily on first use."""
+    runtime = Runtime(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("started", issuer=settings.issuer, version=__version__)
+        try:
+            yield
+        finally:
+            await runtime.close()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="Ostiary",
+        version=__version__,
+        summary="Identity and access platform for AI products",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    metrics = Metrics()
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    app.state.csrf = CsrfGuard(
+        runtime.csrf_key,
+        secure=settings.sessions.cookie_secure,
+        issuer_origin=_origin(settings.issuer),
+    )
+    install_error_handlers(app)
+    app.include_router(browser.router)
+    app.include_router(wellknown.router)
+    app.include_router(ops.router)
+    app.mount(
+        "/static",
+        StaticFiles(directory=Path(__file__).with_name("static")),
+        name="static",
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

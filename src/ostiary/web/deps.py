@@ -1,0 +1,32 @@
+"""Small accessors shared by routes (kept as plain functions: no dependency-injection chains)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from ostiary.protocol.forms import FormError, parse_form
+from ostiary.web.errors import PageError
+from ostiary.web.runtime import Runtime
+
+__all__ = ["client_ip", "read_form", "runtime_of"]
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address. Behind a proxy, uvicorn's ``--forwarded-allow-ips`` sets it."""
+    return request.client.host if request.client else None
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The urlencoded body; repeated or malformed parameters are a 400, not a guess."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise PageError(415, "Send the form as application/x-www-form-urlencoded.")
+    try:
+        return parse_form(await request.body())
+    except FormError as exc:
+        raise PageError(400, f"Malformed form: {exc}.") from exc

@@ -1,0 +1,110 @@
+"""The one place where errors become responses (STYLE.md habit 6).
+
+Browser routes answer with an HTML page, API routes with JSON; nothing answers 500 for bad
+input. An unexpected exception is logged with the request id and gets a plain 500 page that
+reveals nothing.
+"""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from ostiary.web.pages import render
+
+__all__ = ["PageError", "install_error_handlers"]
+
+log = structlog.get_logger("ostiary.web")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+
+
+class PageError(Exception):
+    """An error shown to a person in a browser flow."""
+
+    def __init__(
+        self, status_code: int, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_response(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    title = _TITLES.get(status_code, "Error")
+    if _wants_html(request):
+        response: Response = render(
+            "error.html",
+            status_code=status_code,
+            title=title,
+            message=message,
+            request_id=request.scope.get("state", {}).get("request_id"),
+        )
+    else:
+        response = JSONResponse(
+            {"error": title.lower().replace(" ", "_"), "error_description": message},
+            status_code=status_code,
+        )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    if _wants_html(request) or request.method == "POST":
+        response: Response = render(
+            "error.html",
+            status_code=exc.status_code,
+            title=_TITLES.get(exc.status_code, "Error"),
+            message=exc.message,
+        )
+        response.headers.update(exc.headers)
+        return response
+    return error_response(request, exc.status_code, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
+    return error_response(request, exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(request, 400, f"{where}: {first.get('msg', 'invalid')}".strip(": "))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_exception", exc_type=type(exc).__name__, path=request.url.path)
+    return error_response(request, 500, "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

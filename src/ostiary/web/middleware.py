@@ -1,0 +1,147 @@
+"""Pure-ASGI middleware: request id, access log, Prometheus metrics, body size limit.
+
+Written against the ASGI interface rather than ``BaseHTTPMiddleware`` to stay cheap on the hot
+path (no extra task or stream copy per request).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "RequestContextMiddleware"]
+
+log = structlog.get_logger("ostiary.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_MAX_BODY = 1024 * 1024
+
+
+class Metrics:
+    """Per-app registry, so several apps in one process (tests) do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ostiary_http_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ostiary_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        started = time.perf_counter()
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
+            await _reject_too_large(send, request_id)
+            status = 413
+            self._observe(scope, status, started, request_id)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > _MAX_BODY:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, receive_limited, send_wrapper)
+        except _BodyTooLarge:
+            await _reject_too_large(send, request_id)
+            status = 413
+        finally:
+            self._observe(scope, status, started, request_id)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        route = _route_template(scope)
+        method = scope["method"]
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route, method).observe(elapsed)
+        log.info(
+            "request",
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _reject_too_large(send: Send, request_id: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b'{"error":"request_too_large","error_description":"body over 1 MiB"}',
+        }
+    )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            try:
+                return str(value.decode("latin-1"))
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

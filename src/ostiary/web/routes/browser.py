@@ -1,0 +1,299 @@
+"""Browser sign-in, sign-out and the account page (sessions list, revoke, sign out elsewhere).
+
+OWASP ASVS 4.0: V2.2 (generic failure message, throttling), V3.2-V3.4 (session ids, cookie
+attributes, termination), V4.2.2 (CSRF on every state-changing form), V5.1.5 (no open
+redirects: ``next`` must be a local path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from ostiary.features.accounts.models import User
+from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.sessions.models import Session
+from ostiary.protocol.redirects import safe_local_path
+from ostiary.web.csrf import CsrfGuard
+from ostiary.web.deps import client_ip, read_form, runtime_of
+from ostiary.web.errors import PageError
+from ostiary.web.pages import PAGE_HEADERS, render
+from ostiary.web.runtime import Runtime
+
+router = APIRouter(tags=["browser"])
+
+_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"csrf_token": {"type": "string"}},
+                    "required": ["csrf_token"],
+                }
+            }
+        },
+    }
+}
+_LOGIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "email": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                        "csrf_token": {"type": "string"},
+                        "next": {"type": "string"},
+                    },
+                    "required": ["email", "password", "csrf_token"],
+                }
+            }
+        },
+    }
+}
+_HTML: dict[str, Any] = {"content": {"text/html": {}}}
+
+
+def _csrf(request: Request) -> CsrfGuard:
+    guard: CsrfGuard = request.app.state.csrf
+    return guard
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _set_session_cookie(rt: Runtime, response: Response, value: str) -> None:
+    s = rt.settings.sessions
+    response.set_cookie(
+        s.cookie_name,
+        value,
+        max_age=int(s.absolute_timeout.total_seconds()),
+        httponly=True,
+        secure=s.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
+def _clear_session_cookie(rt: Runtime, response: Response) -> None:
+    s = rt.settings.sessions
+    response.delete_cookie(
+        s.cookie_name, path="/", secure=s.cookie_secure, httponly=True, samesite="lax"
+    )
+
+
+async def current_session(request: Request) -> tuple[Session, User] | None:
+    """The signed-in session and user for this request, or None (disabled users included)."""
+    rt = runtime_of(request)
+    cookie = request.cookies.get(rt.settings.sessions.cookie_name)
+    if not cookie:
+        return None
+    async with rt.unit() as unit:
+        session = await unit.sessions.resolve(cookie)
+        if session is None:
+            return None
+        user = await unit.accounts.get(session.user_id)
+        if user is None or user.disabled:
+            await unit.sessions.revoke_all(session.user_id, reason="user_disabled")
+            return None
+        return session, user
+
+
+def _login_page(
+    request: Request,
+    *,
+    next_path: str,
+    error: str | None = None,
+    email: str = "",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    guard = _csrf(request)
+    token, new_cookie = guard.token_for(request)
+    response = render(
+        "login.html",
+        status_code=status_code,
+        csrf_token=token,
+        next=next_path,
+        error=error,
+        email=email,
+    )
+    guard.set_cookie(response, new_cookie)
+    response.headers.update(headers or {})
+    return response
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> Response:
+    return _redirect("/account")
+
+
+@router.get("/login", summary="Sign-in page", response_class=Response, responses={200: _HTML})
+async def login_page(request: Request, next: str | None = None) -> Response:
+    next_path = safe_local_path(next)
+    if await current_session(request) is not None:
+        return _redirect(next_path)
+    return _login_page(request, next_path=next_path)
+
+
+@router.post(
+    "/login",
+    summary="Sign in with e-mail and password",
+    response_class=Response,
+    openapi_extra=_LOGIN_BODY,
+    responses={303: {"description": "Signed in"}, 401: _HTML, 403: _HTML, 429: _HTML},
+)
+async def login(request: Request) -> Response:
+    rt = runtime_of(request)
+    form = await read_form(request)
+    next_path = safe_local_path(form.get("next"))
+    email = form.get("email", "")[:254]
+    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+        return _login_page(
+            request,
+            next_path=next_path,
+            email=email,
+            status_code=403,
+            error="Your sign-in form expired. Please try again.",
+        )
+    ip = client_ip(request)
+    failure: AccountError | None = None
+    async with rt.unit() as unit:
+        try:
+            signed_in = await unit.accounts.authenticate(email, form.get("password", ""), ip=ip)
+        except AccountError as exc:
+            failure = exc
+        else:
+            previous = request.cookies.get(rt.settings.sessions.cookie_name)
+            old = await unit.sessions.resolve(previous) if previous else None
+            if old is not None:
+                # A fresh session id on every authentication (ASVS V3.2.1, session fixation).
+                await unit.session_store.delete(old.sid)
+            cookie, _session = await unit.sessions.start(
+                signed_in.user.id,
+                list(signed_in.amr),
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+            )
+    if failure is not None:
+        if isinstance(failure, LoginThrottled):
+            return _login_page(
+                request,
+                next_path=next_path,
+                email=email,
+                status_code=429,
+                error=str(failure),
+                headers={"Retry-After": str(failure.retry_after)},
+            )
+        return _login_page(
+            request, next_path=next_path, email=email, status_code=401, error=str(failure)
+        )
+    response = _redirect(next_path)
+    _set_session_cookie(rt, response, cookie)
+    return response
+
+
+@router.post(
+    "/logout",
+    summary="Sign out of this browser session",
+    response_class=Response,
+    openapi_extra=_FORM_BODY,
+    responses={303: {"description": "Signed out"}, 403: _HTML},
+)
+async def logout(request: Request) -> Response:
+    rt = runtime_of(request)
+    form = await read_form(request)
+    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    cookie = request.cookies.get(rt.settings.sessions.cookie_name)
+    if cookie:
+        async with rt.unit() as unit:
+            session = await unit.sessions.resolve(cookie)
+            if session is not None:
+                await unit.sessions.end(session, ip=client_ip(request))
+    response = _redirect("/login")
+    _clear_session_cookie(rt, response)
+    return response
+
+
+@router.get(
+    "/account",
+    summary="Account page: profile and active sessions",
+    response_class=Response,
+    responses={200: _HTML, 303: {"description": "Not signed in: to /login"}},
+)
+async def account(request: Request) -> Response:
+    found = await current_session(request)
+    if found is None:
+        return _redirect("/login?next=/account")
+    session, user = found
+    rt = runtime_of(request)
+    async with rt.unit() as unit:
+        sessions = await unit.sessions.list_for_user(user.id)
+    guard = _csrf(request)
+    token, new_cookie = guard.token_for(request)
+    response = render(
+        "account.html",
+        user=user,
+        sessions=sessions,
+        current_sid=session.sid,
+        csrf_token=token,
+        notice=request.query_params.get("notice", "")[:40],
+    )
+    guard.set_cookie(response, new_cookie)
+    return response
+
+
+@router.post(
+    "/account/sessions/{sid}/revoke",
+    summary="Revoke one of your sessions",
+    response_class=Response,
+    openapi_extra=_FORM_BODY,
+    responses={303: {"description": "Revoked"}, 403: _HTML, 404: _HTML},
+)
+async def revoke_session(request: Request, sid: str) -> Response:
+    session, _user = await _require_session_for_form(request)
+    rt = runtime_of(request)
+    async with rt.unit() as unit:
+        revoked = await unit.sessions.revoke(session.user_id, sid[:64], ip=client_ip(request))
+    if not revoked:
+        raise PageError(404, "That session no longer exists.")
+    if sid == session.sid:
+        response = _redirect("/login")
+        _clear_session_cookie(rt, response)
+        return response
+    return _redirect("/account?notice=revoked")
+
+
+@router.post(
+    "/account/sessions/revoke-others",
+    summary="Sign out everywhere else",
+    response_class=Response,
+    openapi_extra=_FORM_BODY,
+    responses={303: {"description": "Other sessions revoked"}, 403: _HTML},
+)
+async def revoke_other_sessions(request: Request) -> Response:
+    session, user = await _require_session_for_form(request)
+    async with runtime_of(request).unit() as unit:
+        await unit.sessions.revoke_all(user.id, keep_sid=session.sid, ip=client_ip(request))
+    return _redirect("/account?notice=signed_out_elsewhere")
+
+
+async def _require_session_for_form(request: Request) -> tuple[Session, User]:
+    form = await read_form(request)
+    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    found = await current_session(request)
+    if found is None:
+        raise PageError(401, "Your session has ended. Sign in again.")
+    return found
+
+
+__all__ = ["PAGE_HEADERS", "current_session", "router"]

@@ -1,0 +1,53 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from ostiary.storage.sqla.migrate import current_revision, head_revision
+from ostiary.web.deps import runtime_of
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and migrated to head",
+    responses={503: {"description": "Not ready"}},
+)
+async def readyz(request: Request) -> Response:
+    rt = runtime_of(request)
+    checks: dict[str, str] = {}
+    try:
+        async with rt.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        current = await current_revision(rt.engine)
+        checks["migrations"] = "ok" if current == head_revision() else f"at {current}"
+    except Exception as exc:  # readiness must answer, whatever broke
+        checks.setdefault("database", f"unreachable: {type(exc).__name__}")
+    if rt.redis is not None:
+        try:
+            await rt.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,120 @@
+"""Composition root: settings -> adapters -> services. Used by the app and by the CLI.
+
+Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose):
+``session-token`` (HMAC pepper of session cookies), ``csrf`` (CSRF token MAC),
+``signing-key-encryption`` (AES-256-GCM key that seals private signing keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ostiary.config import Settings
+from ostiary.features.accounts.passwords import PasswordHasher
+from ostiary.features.accounts.service import AccountService
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock, SystemClock
+from ostiary.features.keys.service import KeyService, SignerCache
+from ostiary.features.sessions.ports import SessionStore
+from ostiary.features.sessions.service import SessionPolicy, SessionService
+from ostiary.protocol.sealing import derive_key
+from ostiary.storage.redis.sessions import RedisSessionStore
+from ostiary.storage.sqla.engine import create_engine
+from ostiary.storage.sqla.repositories import (
+    SqlAuditStore,
+    SqlSessionStore,
+    SqlSigningKeyStore,
+    SqlUserStore,
+)
+from ostiary.storage.sqla.uow import transaction
+from ostiary.storage.throttle import LimitsLoginThrottle
+
+__all__ = ["Runtime", "Unit"]
+
+
+class Runtime:
+    """Long-lived objects of one process: engine, Redis client, keys, caches."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        db = settings.db
+        self.database_url = db.url
+        self.engine = create_engine(db.url, echo=db.echo)
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.redis: Redis | None = Redis.from_url(redis_url) if redis_url else None
+        secret = settings.secret_key_bytes()
+        self.session_pepper = derive_key(secret, "ostiary/session-token")
+        self.csrf_key = derive_key(secret, "ostiary/csrf")
+        self.kek = derive_key(secret, "ostiary/signing-key-encryption")
+        self.hasher = PasswordHasher()
+        throttle = settings.throttle
+        self.throttle = LimitsLoginThrottle(
+            account_failures=throttle.account_failures,
+            ip_failures=throttle.ip_failures,
+            window_seconds=throttle.window_seconds,
+            redis_url=redis_url,
+        )
+        self.signers = SignerCache()
+        s = settings.sessions
+        self.session_policy = SessionPolicy(s.idle_timeout, s.absolute_timeout, s.touch_interval)
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[Unit]:
+        """One transaction and the services bound to it; commits if the block succeeds."""
+        async with transaction(self.engine) as conn:
+            yield Unit(self, conn)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+class Unit:
+    """Services over one transaction; built lazily so a request pays only for what it uses."""
+
+    def __init__(self, runtime: Runtime, conn: AsyncConnection) -> None:
+        self._rt = runtime
+        self.conn = conn
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(SqlAuditStore(self.conn), self._rt.clock)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        rt = self._rt
+        return AccountService(SqlUserStore(self.conn), rt.hasher, rt.throttle, self.audit, rt.clock)
+
+    @cached_property
+    def session_store(self) -> SessionStore:
+        if self._rt.redis is not None:
+            return RedisSessionStore(self._rt.redis)
+        return SqlSessionStore(self.conn)
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        rt = self._rt
+        return SessionService(
+            self.session_store, rt.session_pepper, rt.session_policy, self.audit, rt.clock
+        )
+
+    @cached_property
+    def keys(self) -> KeyService:
+        rt = self._rt
+        tokens = rt.settings.tokens
+        return KeyService(
+            SqlSigningKeyStore(self.conn),
+            rt.kek,
+            rt.clock,
+            max_token_ttl=tokens.max_token_ttl,
+            publish_lead=tokens.key_publish_lead,
+            signers=rt.signers,
+            audit=self.audit,
+        )

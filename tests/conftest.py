@@ -1,0 +1,176 @@
+"""Shared fixtures: backends (SQLite always; PostgreSQL + Redis when configured), settings,
+runtime, and an in-process HTTP client.
+
+``OSTIARY_TEST_DATABASE_URL`` / ``OSTIARY_TEST_REDIS_URL`` add the ``postgres`` backend. When they
+are set but the services are unreachable, the tests fail: they never skip silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from ostiary.config import Settings
+from ostiary.features.clock import FrozenClock
+from ostiary.storage.sqla.migrate import upgrade
+
+TEST_DATABASE_URL = os.environ.get("OSTIARY_TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("OSTIARY_TEST_REDIS_URL")
+BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    database_url: str
+    redis_url: str | None
+
+
+def _worker_index(config: Any) -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw-1")
+    return int(worker[2:]) + 2 if worker[2:].isdigit() else 1
+
+
+def _pg_admin_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_exec(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_admin_dsn(url), timeout=10)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh, migrated PostgreSQL database for this test process; dropped at the end."""
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    name = f"ostiary_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_pg_exec(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"OSTIARY_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {exc}")
+    url = make_url(TEST_DATABASE_URL).set(database=name)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+    rendered = url.render_as_string(hide_password=False)
+    upgrade(rendered)
+    yield rendered
+    asyncio.run(_pg_exec(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str | None:
+    """A Redis database index of this test process's own (so parallel workers never collide)."""
+    if not TEST_REDIS_URL:
+        return None
+    url = make_url(TEST_REDIS_URL.replace("redis://", "redis+x://", 1))
+    index = _worker_index(request.config)
+    rendered = f"redis://{url.host or '127.0.0.1'}:{url.port or 6379}/{index}"
+    import redis
+
+    try:
+        redis.Redis.from_url(rendered, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        pytest.fail(f"OSTIARY_TEST_REDIS_URL is set but Redis is unreachable: {exc}")
+    return rendered
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating per test would be slower)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+_TABLES = ("sessions", "audit_events", "signing_keys", "users")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_url: str | None,
+    redis_url: str | None,
+) -> Iterator[Backend]:
+    """A clean database (and Redis, on the postgres backend) for one test."""
+    if request.param == "sqlite":
+        db = tmp_path / "ostiary.db"
+        shutil.copy(sqlite_template, db)
+        yield Backend("sqlite", f"sqlite+aiosqlite:///{db}", None)
+        return
+    assert postgres_url is not None
+    asyncio.run(_pg_exec(postgres_url, f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+    yield Backend("postgres", postgres_url, redis_url)
+
+
+def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": backend.database_url,
+        "redis_url": backend.redis_url,
+        "secret_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "issuer": "http://testserver",
+        "log_json": True,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    return make_settings(backend, tmp_path)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clock: FrozenClock) -> AsyncIterator[Any]:
+    from ostiary.web.runtime import Runtime
+
+    rt = Runtime(settings, clock=clock)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[Any]:
+    from ostiary.web.app import create_app
+
+    application = create_app(settings, clock=clock)
+    yield application
+    await application.state.runtime.close()
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
