@@ -12,10 +12,11 @@ import base64
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from ostiary.config import Settings
 from ostiary.features.clock import FrozenClock
 from ostiary.storage.sqla.migrate import upgrade
 
+T = TypeVar("T")
 TEST_DATABASE_URL = os.environ.get("OSTIARY_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("OSTIARY_TEST_REDIS_URL")
 BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
@@ -46,6 +48,16 @@ def _pg_admin_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking setup (which may call ``asyncio.run``) outside any running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def pg_exec(url: str, *statements: str) -> None:
+    in_thread(asyncio.run, _pg_exec(url, *statements))
+
+
 async def _pg_exec(url: str, *statements: str) -> None:
     import asyncpg
 
@@ -65,16 +77,16 @@ def postgres_url() -> Iterator[str | None]:
         return
     name = f"ostiary_test_{os.getpid()}_{secrets.token_hex(4)}"
     try:
-        asyncio.run(_pg_exec(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"'))
+        pg_exec(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"')
     except Exception as exc:
         pytest.fail(f"OSTIARY_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {exc}")
     url = make_url(TEST_DATABASE_URL).set(database=name)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+asyncpg")
     rendered = url.render_as_string(hide_password=False)
-    upgrade(rendered)
+    in_thread(upgrade, rendered)
     yield rendered
-    asyncio.run(_pg_exec(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    pg_exec(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +110,7 @@ def redis_url(request: pytest.FixtureRequest) -> str | None:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (migrating per test would be slower)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
+    in_thread(upgrade, f"sqlite+aiosqlite:///{path}")
     return path
 
 
@@ -120,7 +132,7 @@ def backend(
         yield Backend("sqlite", f"sqlite+aiosqlite:///{db}", None)
         return
     assert postgres_url is not None
-    asyncio.run(_pg_exec(postgres_url, f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+    pg_exec(postgres_url, f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
     if redis_url:
         import redis
 

@@ -1,0 +1,154 @@
+"""Account use cases over the real stores (SQLite, and PostgreSQL + Redis when configured)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher as Argon2
+
+from ostiary.features.accounts.passwords import PasswordHasher
+from ostiary.features.accounts.service import (
+    EmailTaken,
+    InvalidEmail,
+    LoginThrottled,
+    SignInFailed,
+    WeakPassword,
+)
+from ostiary.storage.sqla.repositories import SqlAuditStore
+
+GOOD = "correct horse battery staple 92"
+
+
+async def _create(rt: Any, email: str = "Alice@Example.com", password: str = GOOD) -> Any:
+    async with rt.unit() as unit:
+        return await unit.accounts.create_user(email, password, name="Alice")
+
+
+async def test_create_normalizes_email_and_hashes_with_argon2id(runtime: Any) -> None:
+    user = await _create(runtime)
+    assert user.email == "alice@example.com"
+    assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert GOOD not in user.password_hash
+
+
+async def test_email_is_unique_case_insensitively(runtime: Any) -> None:
+    await _create(runtime)
+    with pytest.raises(EmailTaken):
+        await _create(runtime, "ALICE@example.COM")
+
+
+@pytest.mark.parametrize("email", ["no-at-sign", "a@b", "a b@example.com", "@example.com"])
+async def test_invalid_emails_refused(runtime: Any, email: str) -> None:
+    with pytest.raises(InvalidEmail):
+        await _create(runtime, email)
+
+
+async def test_weak_password_refused_with_reason_and_nothing_stored(runtime: Any) -> None:
+    with pytest.raises(WeakPassword, match="at least 12"):
+        await _create(runtime, password="short")
+    async with runtime.unit() as unit:
+        assert await unit.accounts.list_users() == []
+
+
+async def test_authenticate_success_is_audited(runtime: Any) -> None:
+    user = await _create(runtime)
+    async with runtime.unit() as unit:
+        result = await unit.accounts.authenticate("ALICE@example.com", GOOD, ip="192.0.2.1")
+        events = await SqlAuditStore(unit.conn).recent(1)
+    assert result.user.id == user.id and result.amr == ("pwd",)
+    assert (events[0].action, events[0].outcome, events[0].actor) == ("login", "success", user.id)
+
+
+async def test_unknown_email_and_wrong_password_fail_alike(runtime: Any) -> None:
+    await _create(runtime)
+    messages = []
+    for email, password in (("alice@example.com", "wrong password!!"), ("bob@x.org", GOOD)):
+        async with runtime.unit() as unit:
+            with pytest.raises(SignInFailed) as info:
+                await unit.accounts.authenticate(email, password, ip="192.0.2.1")
+            messages.append(str(info.value))
+    assert messages[0] == messages[1] == "Incorrect e-mail address or password."
+
+
+async def test_unknown_email_still_verifies_a_hash(runtime: Any) -> None:
+    calls: list[str | None] = []
+    original = runtime.hasher.verify
+
+    async def counting(stored: str | None, password: str) -> bool:
+        calls.append(stored)
+        return bool(await original(stored, password))
+
+    runtime.hasher.verify = counting
+    async with runtime.unit() as unit:
+        with pytest.raises(SignInFailed):
+            await unit.accounts.authenticate("nobody@example.com", GOOD, ip=None)
+    assert calls == [None]  # the hasher ran (against its dummy hash)
+
+
+async def test_disabled_user_cannot_sign_in_even_with_right_password(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        await unit.accounts.disable("alice@example.com")
+    async with runtime.unit() as unit:
+        with pytest.raises(SignInFailed):
+            await unit.accounts.authenticate("alice@example.com", GOOD, ip=None)
+
+
+async def test_failures_are_throttled_per_account(runtime: Any) -> None:
+    await _create(runtime)
+    limit = runtime.settings.login_account_failures
+    for _ in range(limit):
+        async with runtime.unit() as unit:
+            with pytest.raises(SignInFailed):
+                await unit.accounts.authenticate("alice@example.com", "not it at all!", ip="x")
+    async with runtime.unit() as unit:
+        with pytest.raises(LoginThrottled) as info:
+            await unit.accounts.authenticate("alice@example.com", GOOD, ip="x")
+    assert 0 < info.value.retry_after <= runtime.settings.login_window_seconds
+
+
+async def test_success_clears_the_account_counter(runtime: Any) -> None:
+    await _create(runtime)
+    limit = runtime.settings.login_account_failures
+    for _ in range(limit - 1):
+        async with runtime.unit() as unit:
+            with pytest.raises(SignInFailed):
+                await unit.accounts.authenticate("alice@example.com", "not it at all!", ip="y")
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", GOOD, ip="y")
+    async with runtime.unit() as unit:
+        with pytest.raises(SignInFailed):
+            await unit.accounts.authenticate("alice@example.com", "not it at all!", ip="y")
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", GOOD, ip="y")
+
+
+async def test_password_rehashed_when_parameters_change(runtime: Any) -> None:
+    weak_params = Argon2(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    runtime.hasher._argon, strong = weak_params, runtime.hasher._argon
+    user = await _create(runtime)
+    assert ",t=1," in user.password_hash
+    runtime.hasher._argon = strong
+    async with runtime.unit() as unit:
+        result = await unit.accounts.authenticate("alice@example.com", GOOD, ip=None)
+    assert result.user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    async with runtime.unit() as unit:
+        stored = await unit.accounts.get(user.id)
+    assert stored is not None and stored.password_hash == result.user.password_hash
+
+
+async def test_set_password_checks_strength(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        with pytest.raises(WeakPassword):
+            await unit.accounts.set_password("alice@example.com", "password1234")
+        await unit.accounts.set_password("alice@example.com", "a whole new passphrase 77")
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", "a whole new passphrase 77", ip=None)
+
+
+async def test_hasher_verify_rejects_garbage_hashes() -> None:
+    hasher = PasswordHasher(memory_kib=1024, time_cost=1)
+    assert await hasher.verify("not-a-hash", "x") is False
+    assert hasher.needs_rehash("not-a-hash") is True
