@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ostiary import __version__
 from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings, load_settings
@@ -80,6 +81,9 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot reach a backing service: {exc}")
+    except SQLAlchemyError as exc:
+        first_line = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        _fail(f"database error ({first_line}); is the schema current? run `ostiary migrate`")
 
 
 def _write_private(path: Path, content: str) -> None:

@@ -41,20 +41,24 @@ def test_edited_event_is_found() -> None:
     links = _chain([{"n": i} for i in range(5)])
     links[2] = ChainLink(3, links[2].previous_hash, links[2].hash, {"n": 99})
     broken = first_broken_link(links)
-    assert broken is not None and broken.seq == 3
+    assert broken is not None
+    assert broken.seq == 3
 
 
 def test_deleted_event_is_found() -> None:
     links = _chain([{"n": i} for i in range(5)])
     del links[1]
     broken = first_broken_link(links)
-    assert broken is not None and broken.seq == 3
+    assert broken is not None
+    assert broken.seq == 3
 
 
 def test_rehashed_event_breaks_the_next_link() -> None:
     links = _chain([{"n": i} for i in range(3)])
     forged_body = {"n": 42}
-    links[1] = ChainLink(2, links[1].previous_hash, chain_hash(links[1].previous_hash, forged_body),
-                         forged_body)
+    links[1] = ChainLink(
+        2, links[1].previous_hash, chain_hash(links[1].previous_hash, forged_body), forged_body
+    )
     broken = first_broken_link(links)
-    assert broken is not None and broken.seq == 3
+    assert broken is not None
+    assert broken.seq == 3

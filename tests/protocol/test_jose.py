@@ -18,7 +18,6 @@ from ostiary.protocol.jose import (
 )
 
 
-
 def _segments(token: str) -> list[bytes]:
     return [base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)) for s in token.split(".")]
 
@@ -56,7 +55,8 @@ def test_public_jwk_has_no_private_members_and_a_thumbprint_kid(alg: str) -> Non
     key = generate_private_key(alg)  # type: ignore[arg-type]
     jwk = public_jwk(key, alg)  # type: ignore[arg-type]
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwk)
-    assert jwk["use"] == "sig" and jwk["alg"] == alg
+    assert jwk["use"] == "sig"
+    assert jwk["alg"] == alg
     assert jwk["kid"] == import_key(jwk).thumbprint()  # RFC 7638
 
 

@@ -16,7 +16,8 @@ def test_minimum_length_twelve(password: str) -> None:
 @pytest.mark.parametrize("password", ["password1234", "qwertyuiop123", "aaaaaaaaaaaaaaaa"])
 def test_common_and_repetitive_passwords_are_refused_with_a_reason(password: str) -> None:
     reason = password_weakness(password)
-    assert reason is not None and reason.startswith("This password is too easy to guess")
+    assert reason is not None
+    assert reason.startswith("This password is too easy to guess")
 
 
 def test_the_users_own_email_is_refused_though_strong_on_its_own() -> None:

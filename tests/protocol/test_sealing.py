@@ -23,7 +23,8 @@ def test_rfc5869_test_case_1_through_the_same_primitive() -> None:
 def test_derived_keys_differ_by_purpose_and_are_256_bit() -> None:
     a = derive_key(SECRET, "purpose-a")
     b = derive_key(SECRET, "purpose-b")
-    assert len(a) == 32 and a != b
+    assert len(a) == 32
+    assert a != b
     assert derive_key(SECRET, "purpose-a") == a
 
 

@@ -98,7 +98,9 @@ async def test_touch_updates_last_seen_only(store: SessionStore) -> None:
     later = T0 + timedelta(minutes=5)
     await store.touch(s.sid, later)
     found = await store.get(s.sid)
-    assert found is not None and found.last_seen == later and found.created_at == s.created_at
+    assert found is not None
+    assert found.last_seen == later
+    assert found.created_at == s.created_at
 
 
 async def test_list_for_user_is_newest_first_and_scoped(store: SessionStore) -> None:
@@ -119,8 +121,11 @@ async def test_delete_removes_every_way_to_find_it(store: SessionStore) -> None:
 
 
 async def test_delete_for_user_keeps_the_named_session(store: SessionStore) -> None:
-    keep, drop1, drop2, other = _session(), _session(offset_s=1), _session(offset_s=2), _session(
-        "u2"
+    keep, drop1, drop2, other = (
+        _session(),
+        _session(offset_s=1),
+        _session(offset_s=2),
+        _session("u2"),
     )
     for s in (keep, drop1, drop2, other):
         await store.add(s)
@@ -133,7 +138,6 @@ async def test_delete_for_user_keeps_the_named_session(store: SessionStore) -> N
 
 
 async def test_fields_round_trip_exactly(store: SessionStore) -> None:
-    s = _session(amr=["pwd", "otp"], ip=None, user_agent=None,
-                 auth_time=T0 - timedelta(minutes=3))
+    s = _session(amr=["pwd", "otp"], ip=None, user_agent=None, auth_time=T0 - timedelta(minutes=3))
     await store.add(s)
     assert await store.get(s.sid) == s

@@ -31,15 +31,16 @@ async def test_account_requires_sign_in(client: httpx.AsyncClient) -> None:
     assert response.headers["location"] == "/login?next=/account"
 
 
-async def test_sign_in_then_account_lists_the_session(
-    client: httpx.AsyncClient, user: Any
-) -> None:
+async def test_sign_in_then_account_lists_the_session(client: httpx.AsyncClient, user: Any) -> None:
     response = await sign_in(client, EMAIL)
-    assert response.status_code == 303 and response.headers["location"] == "/account"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account"
     page = await client.get("/account")
     assert page.status_code == 200
-    assert "Ada Lovelace" in page.text and EMAIL in page.text
-    assert page.text.count("data-sid=") == 1 and 'class="current"' in page.text
+    assert "Ada Lovelace" in page.text
+    assert EMAIL in page.text
+    assert page.text.count("data-sid=") == 1
+    assert 'class="current"' in page.text
     assert "203.0.113.7" in page.text  # the session records where it came from
 
 
@@ -47,7 +48,9 @@ async def test_session_cookie_attributes(client: httpx.AsyncClient, user: Any) -
     response = await sign_in(client, EMAIL)
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("ostiary_session=")
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Path=/" in cookie
 
 
 async def test_https_issuer_uses_host_prefixed_secure_cookies(
@@ -88,7 +91,8 @@ async def test_wrong_password_and_unknown_email_look_the_same(
 )
 async def test_no_open_redirect(client: httpx.AsyncClient, user: Any, next_path: str) -> None:
     response = await sign_in(client, EMAIL, next_path=next_path)
-    assert response.status_code == 303 and response.headers["location"] == "/account"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account"
 
 
 async def test_local_next_path_is_honoured(client: httpx.AsyncClient, user: Any) -> None:
@@ -141,7 +145,8 @@ async def test_logout_ends_the_session(client: httpx.AsyncClient, user: Any) -> 
     cookie = client.cookies["ostiary_session"]
     token = csrf_from((await client.get("/account")).text)
     response = await client.post("/logout", data={"csrf_token": token})
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
     client.cookies.set("ostiary_session", cookie)
     assert (await client.get("/account")).status_code == 303
 
@@ -167,28 +172,28 @@ async def test_revoke_another_session_and_sign_out_everywhere_else(
         own = next(s.split('"')[0] for s in current if 'class="current"' in s.split(">")[0])
         victim = next(s for s in sids if s != own)
         token = csrf_from(page.text)
-        response = await client.post(f"/account/sessions/{victim}/revoke",
-                                     data={"csrf_token": token})
+        response = await client.post(
+            f"/account/sessions/{victim}/revoke", data={"csrf_token": token}
+        )
         assert response.status_code == 303
         statuses = {(await c.get("/account")).status_code for c in (second, third)}
         assert statuses == {200, 303}  # exactly one of them was revoked
-        response = await client.post("/account/sessions/revoke-others",
-                                     data={"csrf_token": token})
+        response = await client.post("/account/sessions/revoke-others", data={"csrf_token": token})
         assert response.status_code == 303
         assert (await second.get("/account")).status_code == 303
         assert (await third.get("/account")).status_code == 303
         assert (await client.get("/account")).status_code == 200
 
 
-async def test_revoking_the_current_session_signs_out(
-    client: httpx.AsyncClient, user: Any
-) -> None:
+async def test_revoking_the_current_session_signs_out(client: httpx.AsyncClient, user: Any) -> None:
     await sign_in(client, EMAIL)
     page = await client.get("/account")
     sid = page.text.split('data-sid="')[1].split('"')[0]
-    response = await client.post(f"/account/sessions/{sid}/revoke",
-                                 data={"csrf_token": csrf_from(page.text)})
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    response = await client.post(
+        f"/account/sessions/{sid}/revoke", data={"csrf_token": csrf_from(page.text)}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
     assert (await client.get("/account")).status_code == 303
 
 
@@ -203,8 +208,9 @@ async def test_cannot_revoke_someone_elses_session(
         eve_sid = eve_page.text.split('data-sid="')[1].split('"')[0]
         await sign_in(client, EMAIL)
         token = csrf_from((await client.get("/account")).text)
-        response = await client.post(f"/account/sessions/{eve_sid}/revoke",
-                                     data={"csrf_token": token})
+        response = await client.post(
+            f"/account/sessions/{eve_sid}/revoke", data={"csrf_token": token}
+        )
         assert response.status_code == 404
         assert (await eve.get("/account")).status_code == 200
 
@@ -247,6 +253,7 @@ async def test_logs_of_a_sign_in_hold_no_secret(
     text = capsys.readouterr().err
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert any(line.get("route") == "/login" and line.get("request_id") for line in lines)
-    assert PASSWORD not in text and "wrong password here" not in text
+    assert PASSWORD not in text
+    assert "wrong password here" not in text
     assert session_id not in text
     assert EMAIL not in text

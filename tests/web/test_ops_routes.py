@@ -26,12 +26,11 @@ async def test_readyz_not_ready_on_an_unmigrated_database(
 
     empty = Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", None)
     app = create_app(make_settings(empty, tmp_path), clock=clock)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/readyz")
     await app.state.runtime.close()
-    assert response.status_code == 503 and response.json()["status"] == "not_ready"
+    assert response.status_code == 503
+    assert response.json()["status"] == "not_ready"
 
 
 async def test_metrics_count_requests_by_route(client: httpx.AsyncClient) -> None:
@@ -58,8 +57,9 @@ async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     for path in ("/login", "/logout", "/account", "/.well-known/jwks.json", "/readyz"):
         assert path in spec["paths"]
-    assert "application/x-www-form-urlencoded" in (
-        spec["paths"]["/login"]["post"]["requestBody"]["content"]
+    assert (
+        "application/x-www-form-urlencoded"
+        in (spec["paths"]["/login"]["post"]["requestBody"]["content"])
     )
     assert (await client.get("/docs")).status_code == 200
 

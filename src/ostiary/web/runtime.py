@@ -82,6 +82,7 @@ class Unit:
     def __init__(self, runtime: Runtime, conn: AsyncConnection) -> None:
         self._rt = runtime
         self.conn = conn
+        self.settings = runtime.settings
 
     @cached_property
     def audit(self) -> AuditTrail:

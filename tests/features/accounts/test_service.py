@@ -56,7 +56,8 @@ async def test_authenticate_success_is_audited(runtime: Any) -> None:
     async with runtime.unit() as unit:
         result = await unit.accounts.authenticate("ALICE@example.com", GOOD, ip="192.0.2.1")
         events = await SqlAuditStore(unit.conn).recent(1)
-    assert result.user.id == user.id and result.amr == ("pwd",)
+    assert result.user.id == user.id
+    assert result.amr == ("pwd",)
     assert (events[0].action, events[0].outcome, events[0].actor) == ("login", "success", user.id)
 
 
@@ -135,7 +136,8 @@ async def test_password_rehashed_when_parameters_change(runtime: Any) -> None:
     assert result.user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     async with runtime.unit() as unit:
         stored = await unit.accounts.get(user.id)
-    assert stored is not None and stored.password_hash == result.user.password_hash
+    assert stored is not None
+    assert stored.password_hash == result.user.password_hash
 
 
 async def test_set_password_checks_strength(runtime: Any) -> None:

@@ -36,7 +36,9 @@ async def test_cookie_resolves_and_only_its_hmac_is_stored(runtime: Any) -> None
     assert session.token_hash == secret_digest(runtime.session_pepper, cookie)
     assert cookie not in session.token_hash
     found = await _resolve(runtime, cookie)
-    assert found.sid == session.sid and found.amr == ["pwd"] and found.ip == "192.0.2.9"
+    assert found.sid == session.sid
+    assert found.amr == ["pwd"]
+    assert found.ip == "192.0.2.9"
 
 
 async def test_wrong_or_oversized_cookie_resolves_to_nothing(runtime: Any) -> None:

@@ -75,4 +75,3 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
 def test_models_match_migrations(empty_database: str) -> None:
     upgrade(empty_database)
     assert _inspect(empty_database, _diff) == []
-

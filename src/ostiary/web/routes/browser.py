@@ -20,7 +20,7 @@ from ostiary.web.csrf import CsrfGuard
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.pages import PAGE_HEADERS, render
-from ostiary.web.runtime import Runtime
+from ostiary.web.runtime import Runtime, Unit
 
 router = APIRouter(tags=["browser"])
 
@@ -89,21 +89,28 @@ def _clear_session_cookie(rt: Runtime, response: Response) -> None:
     )
 
 
-async def current_session(request: Request) -> tuple[Session, User] | None:
+async def signed_in(unit: Unit, request: Request) -> tuple[Session, User] | None:
     """The signed-in session and user for this request, or None (disabled users included)."""
-    rt = runtime_of(request)
-    cookie = request.cookies.get(rt.settings.sessions.cookie_name)
+    cookie = request.cookies.get(unit.settings.sessions.cookie_name)
     if not cookie:
         return None
+    session = await unit.sessions.resolve(cookie)
+    if session is None:
+        return None
+    user = await unit.accounts.get(session.user_id)
+    if user is None or user.disabled:
+        await unit.sessions.revoke_all(session.user_id, reason="user_disabled")
+        return None
+    return session, user
+
+
+async def current_session(request: Request) -> tuple[Session, User] | None:
+    """:func:`signed_in` in a transaction of its own."""
+    rt = runtime_of(request)
+    if not request.cookies.get(rt.settings.sessions.cookie_name):
+        return None
     async with rt.unit() as unit:
-        session = await unit.sessions.resolve(cookie)
-        if session is None:
-            return None
-        user = await unit.accounts.get(session.user_id)
-        if user is None or user.disabled:
-            await unit.sessions.revoke_all(session.user_id, reason="user_disabled")
-            return None
-        return session, user
+        return await signed_in(unit, request)
 
 
 def _login_page(
@@ -230,12 +237,14 @@ async def logout(request: Request) -> Response:
     responses={200: _HTML, 303: {"description": "Not signed in: to /login"}},
 )
 async def account(request: Request) -> Response:
-    found = await current_session(request)
-    if found is None:
-        return _redirect("/login?next=/account")
-    session, user = found
     rt = runtime_of(request)
+    if not request.cookies.get(rt.settings.sessions.cookie_name):
+        return _redirect("/login?next=/account")
     async with rt.unit() as unit:
+        found = await signed_in(unit, request)
+        if found is None:
+            return _redirect("/login?next=/account")
+        session, user = found
         sessions = await unit.sessions.list_for_user(user.id)
     guard = _csrf(request)
     token, new_cookie = guard.token_for(request)

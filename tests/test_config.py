@@ -1,0 +1,90 @@
+"""ostiary.config: environment contract, secret handling, validation errors as one line."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from ostiary.config import ConfigError, Settings, load_settings
+
+KEY = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("OSTIARY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_reads_flat_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OSTIARY_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("OSTIARY_ISSUER", "https://id.example.com/")
+    monkeypatch.setenv("OSTIARY_SECRET_KEY", KEY)
+    monkeypatch.setenv("OSTIARY_REDIS_URL", "redis://:pw@localhost:6379/0")
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "d"
+    assert settings.issuer == "https://id.example.com"  # trailing slash dropped
+    assert len(settings.secret_key_bytes()) == 32
+    assert settings.sessions.cookie_name == "__Host-ostiary_session"
+    assert settings.sessions.cookie_secure is True
+
+
+def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.effective_database_url() == f"sqlite+aiosqlite:///{tmp_path / 'ostiary.db'}"
+
+
+def test_secret_key_from_the_data_dir_file(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text(KEY + "\n")
+    assert len(Settings(data_dir=tmp_path).secret_key_bytes()) == 32
+
+
+@pytest.mark.parametrize("value", [None, "short", "not base64 !!"])
+def test_missing_or_bad_secret_key_is_a_config_error(tmp_path: Path, value: str | None) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key=value)
+    with pytest.raises(ConfigError):
+        settings.secret_key_bytes()
+
+
+def test_missing_issuer_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="OSTIARY_ISSUER"):
+        Settings(data_dir=tmp_path).require_issuer()
+
+
+@pytest.mark.parametrize("issuer", ["ftp://x", "not a url", "https://x/?q=1", "https://x/#f"])
+def test_invalid_issuer_is_one_line(monkeypatch: pytest.MonkeyPatch, issuer: str) -> None:
+    monkeypatch.setenv("OSTIARY_ISSUER", issuer)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith("invalid setting OSTIARY_ISSUER")
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_number_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSTIARY_ACCESS_TOKEN_TTL_SECONDS", "forever")
+    with pytest.raises(ConfigError, match="OSTIARY_ACCESS_TOKEN_TTL_SECONDS"):
+        load_settings()
+
+
+def test_masked_hides_secrets_and_url_passwords(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        secret_key=KEY,
+        database_url="postgresql+asyncpg://app:s3cr3t@db/ostiary",
+        redis_url="redis://:r3d1s@cache:6379/0",
+    )
+    shown = str(settings.masked())
+    assert KEY not in shown
+    assert "s3cr3t" not in shown
+    assert "r3d1s" not in shown
+    assert "app:****@db" in shown
+
+
+def test_token_slice_bounds_key_retention_by_the_longest_token(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, access_token_ttl_seconds=300, id_token_ttl_seconds=900)
+    assert settings.tokens.max_token_ttl.total_seconds() == 900
