@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from ostiary.config import Settings
 from ostiary.features.clock import FrozenClock
 from ostiary.storage.sqla.migrate import upgrade
+from ostiary.storage.sqla.tables import metadata
 
 T = TypeVar("T")
 TEST_DATABASE_URL = os.environ.get("OSTIARY_TEST_DATABASE_URL")
@@ -114,7 +115,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-_TABLES = ("sessions", "audit_events", "signing_keys", "users")
+_TABLES = tuple(metadata.tables)
 
 
 @pytest.fixture(params=BACKENDS)

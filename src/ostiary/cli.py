@@ -37,10 +37,12 @@ users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage token signing keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+clients_app = typer.Typer(help="Manage OAuth clients (applications).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
+app.add_typer(clients_app, name="clients")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DEV_ADMIN_EMAIL = "admin@ostiary.dev"
@@ -312,6 +314,7 @@ def users_disable(email: str, json: JsonOpt = False) -> None:
         async with rt.unit() as unit:
             user = await unit.accounts.disable(email, actor="cli")
             removed = await unit.sessions.revoke_all(user.id, actor="cli", reason="user_disabled")
+            await unit.oauth.user_disabled(user.id)
             return user, removed
 
     user, removed = _run(_settings(), work)
@@ -402,6 +405,172 @@ def keys_rotate(
         _print_json(data)
         return
     typer.echo(f"new {key.alg} key {key.kid}: published now, signs from {data['activates_at']}")
+
+
+# -- clients -----------------------------------------------------------------------------
+
+
+def _client_dict(client: Any) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "type": client.client_type,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "grant_types": client.grant_types,
+        "scopes": client.scopes,
+        "resources": client.resources,
+        "first_party": client.first_party,
+        "disabled": client.disabled,
+        "created_at": client.created_at.isoformat(),
+    }
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option("--name", help="Shown to users on the consent page.")],
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Exact redirect URI (repeatable).")
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="A public client (SPA, native app): no secret.")
+    ] = False,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option("--post-logout-redirect-uri", help="Repeatable.")
+    ] = None,
+    grant_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-type",
+            help="authorization_code, refresh_token, client_credentials (repeatable); "
+            "default authorization_code + refresh_token",
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="Allowed scope (repeatable); default openid profile email offline_access",
+        ),
+    ] = None,
+    resource: Annotated[
+        list[str] | None, typer.Option("--resource", help="Allowed audience URI (repeatable).")
+    ] = None,
+    auth_method: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-method",
+            help="client_secret_basic (default), client_secret_post, private_key_jwt or none",
+        ),
+    ] = None,
+    first_party: Annotated[
+        bool, typer.Option("--first-party", help="Trusted: users are not asked to consent.")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Register an OAuth client; its secret is printed once and never again."""
+    from ostiary.features.clients.service import ClientRegistration, InvalidClientMetadata
+
+    registration = ClientRegistration(
+        name=name,
+        redirect_uris=tuple(redirect_uri or ()),
+        public=public,
+        post_logout_redirect_uris=tuple(post_logout_redirect_uri or ()),
+        grant_types=tuple(grant_type) if grant_type else ("authorization_code", "refresh_token"),
+        scopes=tuple(scope) if scope else ("openid", "profile", "email", "offline_access"),
+        resources=tuple(resource or ()),
+        auth_method=auth_method,
+        first_party=first_party,
+    )
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.register(registration, actor="cli")
+
+    try:
+        client, secret = _run(_settings(), work)
+    except InvalidClientMetadata as exc:
+        _fail(str(exc))
+    data = {**_client_dict(client), "client_secret": secret}
+    if json:
+        _print_json(data)
+        return
+    typer.echo(f"created client {client.client_id} ({client.name})")
+    if secret:
+        typer.echo(f"client secret (shown once): {secret}")
+
+
+@clients_app.command("list")
+def clients_list(json: JsonOpt = False) -> None:
+    """List OAuth clients."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.list()
+
+    rows = [_client_dict(c) for c in _run(_settings(), work)]
+    if json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['client_id']}  {row['type']:<12} {row['name']}")
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(
+    client_id: str,
+    overlap_seconds: Annotated[
+        int, typer.Option("--overlap-seconds", min=0, help="How long the old secret still works.")
+    ] = 86400,
+    json: JsonOpt = False,
+) -> None:
+    """Issue a new client secret; the old one keeps working for the overlap window."""
+    from datetime import timedelta
+
+    from ostiary.features.clients.service import InvalidClientMetadata
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.rotate_secret(
+                client_id, overlap=timedelta(seconds=overlap_seconds), actor="cli"
+            )
+
+    try:
+        client, secret = _run(_settings(), work)
+    except InvalidClientMetadata as exc:
+        _fail(str(exc))
+    expires = client.previous_secret_expires_at
+    data = {
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "previous_secret_expires_at": expires.isoformat() if expires else None,
+    }
+    if json:
+        _print_json(data)
+        return
+    typer.echo(f"new client secret (shown once): {secret}")
+    typer.echo(f"the previous secret works until {data['previous_secret_expires_at']}")
+
+
+@clients_app.command("delete")
+def clients_delete(client_id: str, json: JsonOpt = False) -> None:
+    """Delete a client; its tokens stop working."""
+
+    async def work(rt: Any) -> bool:
+        async with rt.unit() as unit:
+            deleted: bool = await unit.clients.delete(client_id, actor="cli")
+            if deleted:
+                await unit.revocation.revoke("client", client_id)
+            return deleted
+
+    deleted = _run(_settings(), work)
+    if json:
+        _print_json({"client_id": client_id, "deleted": deleted})
+    elif deleted:
+        typer.echo(f"deleted client {client_id}")
+    if not deleted:
+        _fail(f"no client {client_id!r}")
 
 
 # -- audit -------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class SessionSlice:
 class TokenSlice:
     access_token_ttl: timedelta
     id_token_ttl: timedelta
+    refresh_token_ttl: timedelta
     max_token_ttl: timedelta
     key_publish_lead: timedelta
     signing_alg: Literal["ES256", "RS256", "EdDSA"]
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=3650)
     key_publish_lead_seconds: int = Field(default=600, ge=0)
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
@@ -164,6 +166,7 @@ class Settings(BaseSettings):
         return TokenSlice(
             access_token_ttl=timedelta(seconds=self.access_token_ttl_seconds),
             id_token_ttl=timedelta(seconds=self.id_token_ttl_seconds),
+            refresh_token_ttl=timedelta(days=self.refresh_token_ttl_days),
             max_token_ttl=timedelta(seconds=longest),
             key_publish_lead=timedelta(seconds=self.key_publish_lead_seconds),
             signing_alg=self.signing_alg,

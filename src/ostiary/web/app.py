@@ -17,7 +17,7 @@ from ostiary.features.clock import Clock
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.middleware import Metrics, RequestContextMiddleware
-from ostiary.web.routes import browser, ops, wellknown
+from ostiary.web.routes import authorize, browser, oauth, ops, wellknown
 from ostiary.web.runtime import Runtime
 
 __all__ = ["create_app"]
@@ -64,6 +64,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(browser.router)
     app.include_router(wellknown.router)
+    app.include_router(authorize.router)
+    app.include_router(oauth.router)
     app.include_router(ops.router)
     app.mount(
         "/static",

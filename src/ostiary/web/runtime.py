@@ -18,13 +18,27 @@ from ostiary.config import Settings
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.service import AccountService
 from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
 from ostiary.features.keys.service import KeyService, SignerCache
+from ostiary.features.oauth.directory import AccountDirectory
+from ostiary.features.oauth.grants import GrantContext
+from ostiary.features.oauth.grants.base import OAuthPolicy
+from ostiary.features.oauth.revocation import RevocationService, RevocationSet
+from ostiary.features.oauth.service import OAuthService
+from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.redis.sessions import RedisSessionStore
 from ostiary.storage.sqla.engine import create_engine
+from ostiary.storage.sqla.oauth_repositories import (
+    SqlAuthorizationCodeStore,
+    SqlClientStore,
+    SqlConsentStore,
+    SqlRefreshTokenStore,
+    SqlRevocationStore,
+)
 from ostiary.storage.sqla.repositories import (
     SqlAuditStore,
     SqlSessionStore,
@@ -61,6 +75,16 @@ class Runtime:
             redis_url=redis_url,
         )
         self.signers = SignerCache()
+        self.clients_cache = ClientCache()
+        self.revoked = RevocationSet()
+        self.token_pepper = derive_key(secret, "ostiary/token-hmac")
+        tokens = settings.tokens
+        self.oauth_policy = OAuthPolicy(
+            issuer=settings.issuer or "http://127.0.0.1:8000",
+            access_token_ttl=tokens.access_token_ttl,
+            id_token_ttl=tokens.id_token_ttl,
+            refresh_token_ttl=tokens.refresh_token_ttl,
+        )
         s = settings.sessions
         self.session_policy = SessionPolicy(s.idle_timeout, s.absolute_timeout, s.touch_interval)
 
@@ -103,8 +127,49 @@ class Unit:
     def sessions(self) -> SessionService:
         rt = self._rt
         return SessionService(
-            self.session_store, rt.session_pepper, rt.session_policy, self.audit, rt.clock
+            self.session_store,
+            rt.session_pepper,
+            rt.session_policy,
+            self.audit,
+            rt.clock,
+            listener=self,
         )
+
+    async def sessions_ended(self, sids: list[str]) -> None:
+        """Sessions ended on purpose: their refresh families and access tokens die with them."""
+        await self.oauth.sessions_ended(sids)
+
+    @cached_property
+    def clients(self) -> ClientService:
+        rt = self._rt
+        return ClientService(
+            SqlClientStore(self.conn), rt.token_pepper, self.audit, rt.clock, rt.clients_cache
+        )
+
+    @cached_property
+    def revocation(self) -> RevocationService:
+        rt = self._rt
+        return RevocationService(
+            SqlRevocationStore(self.conn),
+            rt.revoked,
+            rt.clock,
+            horizon=rt.settings.tokens.max_token_ttl,
+        )
+
+    @cached_property
+    def oauth(self) -> OAuthService:
+        rt = self._rt
+        context = GrantContext(
+            codes=SqlAuthorizationCodeStore(self.conn),
+            refresh=SqlRefreshTokenStore(self.conn),
+            revocation=self.revocation,
+            minter=TokenMinter(self.keys, rt.oauth_policy.issuer),
+            users=AccountDirectory(self.accounts, self.sessions),
+            policy=rt.oauth_policy,
+            pepper=rt.token_pepper,
+            clock=rt.clock,
+        )
+        return OAuthService(context, SqlConsentStore(self.conn), self.keys)
 
     @cached_property
     def keys(self) -> KeyService:

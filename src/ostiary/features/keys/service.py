@@ -7,7 +7,9 @@ The ring's windows are computed in ``ostiary.protocol.keyring``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
+
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
@@ -28,11 +30,17 @@ __all__ = ["KeyService", "SignerCache"]
 
 
 class SignerCache:
-    """Process-wide, bounded cache of unsealed signers by kid (avoids AES + DER parse per token)."""
+    """Process-wide, bounded cache of unsealed signers by kid (avoids AES + DER parse per token)
+    and of the key list (avoids a query per token). Keys added by another process are seen
+    within ``ring_ttl``, far less than the publish lead time, so no token is signed with a key
+    a verifier cannot have seen."""
 
-    def __init__(self, limit: int = 16) -> None:
+    def __init__(self, limit: int = 16, ring_ttl: timedelta = timedelta(seconds=5)) -> None:
         self._limit = limit
         self._signers: dict[str, JwsSigner] = {}
+        self.ring_ttl = ring_ttl
+        self.keys: tuple[datetime, list[SigningKey]] | None = None
+        self.keyset: tuple[tuple[str, ...], KeySet] | None = None
 
     def get(self, cache_key: str) -> JwsSigner | None:
         return self._signers.get(cache_key)
@@ -85,6 +93,7 @@ class KeyService:
             activates_at=now + wait,
         )
         await self._store.add(key)
+        self._signers.keys = None
         if self._audit is not None:
             await self._audit.record(
                 "key.rotate",
@@ -101,11 +110,32 @@ class KeyService:
             return None
         return await self.rotate(alg)
 
-    async def ring(self) -> tuple[SigningKeyRing, dict[str, SigningKey]]:
+    async def _keys(self) -> list[SigningKey]:
+        now = self._clock.now()
+        cached = self._signers.keys
+        if cached is not None and abs(now - cached[0]) < self._signers.ring_ttl:
+            return cached[1]
         keys = await self._store.all()
+        self._signers.keys = (now, keys)
+        return keys
+
+    async def ring(self) -> tuple[SigningKeyRing, dict[str, SigningKey]]:
+        keys = await self._keys()
         by_kid = {k.kid: k for k in keys}
         windows = (KeyWindow(k.kid, k.created_at, k.activates_at) for k in keys)
         return SigningKeyRing(windows, self._max_token_ttl), by_kid
+
+    async def verification_keys(self) -> KeySet:
+        """Public keys of every stored key, parsed once per key set (for our own tokens)."""
+        keys = await self._keys()
+        kids = tuple(k.kid for k in keys)
+        cached = self._signers.keyset
+        if cached is not None and cached[0] == kids:
+            return cached[1]
+        data = cast(KeySetSerialization, {"keys": [k.public_jwk for k in keys]})
+        keyset = KeySet.import_key_set(data)
+        self._signers.keyset = (kids, keyset)
+        return keyset
 
     async def jwks(self) -> dict[str, Any]:
         """The JWK Set to publish now: public members only (RFC 7517 section 5)."""

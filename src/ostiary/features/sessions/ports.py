@@ -7,7 +7,7 @@ from typing import Protocol
 
 from ostiary.features.sessions.models import Session
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionEndListener", "SessionStore"]
 
 
 class SessionStore(Protocol):
@@ -32,3 +32,9 @@ class SessionStore(Protocol):
     async def delete_for_user(self, user_id: str, keep_sid: str | None = None) -> list[str]:
         """Remove every session of ``user_id`` except ``keep_sid``; return the removed sids."""
         ...
+
+
+class SessionEndListener(Protocol):
+    """Told when sessions end on purpose (sign-out, revocation), e.g. to revoke their tokens."""
+
+    async def sessions_ended(self, sids: list[str]) -> None: ...

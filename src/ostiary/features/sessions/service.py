@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
 from ostiary.features.sessions.models import Session
-from ostiary.features.sessions.ports import SessionStore
+from ostiary.features.sessions.ports import SessionEndListener, SessionStore
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 
 __all__ = ["SessionPolicy", "SessionService"]
@@ -37,7 +37,9 @@ class SessionService:
         policy: SessionPolicy,
         audit: AuditTrail,
         clock: Clock,
+        listener: SessionEndListener | None = None,
     ) -> None:
+        self._listener = listener
         self._store = store
         self._pepper = pepper
         self._policy = policy
@@ -99,6 +101,7 @@ class SessionService:
     async def end(self, session: Session, *, ip: str | None) -> None:
         """Sign-out of the current session."""
         await self._store.delete(session.sid)
+        await self._ended([session.sid])
         await self._audit.record(
             "logout", "success", actor=session.user_id, target=session.sid, ip=ip
         )
@@ -109,6 +112,7 @@ class SessionService:
         if session is None or session.user_id != user_id:
             return False
         await self._store.delete(sid)
+        await self._ended([sid])
         await self._audit.record("session.revoke", "success", actor=user_id, target=sid, ip=ip)
         return True
 
@@ -123,6 +127,7 @@ class SessionService:
     ) -> list[str]:
         """End every session of a user (except ``keep_sid``): "sign out everywhere else"."""
         removed = await self._store.delete_for_user(user_id, keep_sid=keep_sid)
+        await self._ended(removed)
         await self._audit.record(
             "session.revoke_all",
             "success",
@@ -132,3 +137,14 @@ class SessionService:
             details={"count": len(removed), "reason": reason},
         )
         return removed
+
+    async def is_active(self, sid: str) -> bool:
+        session = await self._store.get(sid)
+        if session is None:
+            return False
+        now = self._clock.now()
+        return now < session.expires_at and now < session.last_seen + self._policy.idle_timeout
+
+    async def _ended(self, sids: list[str]) -> None:
+        if sids and self._listener is not None:
+            await self._listener.sessions_ended(sids)

@@ -21,7 +21,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-__all__ = ["audit_events", "metadata", "sessions", "signing_keys", "users"]
+__all__ = [
+    "audit_events",
+    "authorization_codes",
+    "clients",
+    "consents",
+    "metadata",
+    "refresh_families",
+    "refresh_tokens",
+    "revocations",
+    "sessions",
+    "signing_keys",
+    "users",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -111,4 +123,129 @@ audit_events = Table(
     Column("previous_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_actor", "actor"),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("client_type", String(16), nullable=False),
+    Column("token_endpoint_auth_method", String(32), nullable=False),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("post_logout_redirect_uris", JSON, nullable=False),
+    Column("grant_types", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("jwks", JSON, nullable=True),
+    Column("jwks_uri", String(2000), nullable=True),
+    Column("access_token_ttl", Integer, nullable=True),
+    Column("id_token_ttl", Integer, nullable=True),
+    Column("refresh_token_ttl", Integer, nullable=True),
+    Column("first_party", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("secret_hash", String(64), nullable=True),
+    Column("previous_secret_hash", String(64), nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "client_id",
+        String(128),
+        ForeignKey("clients.client_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column(
+        "client_id",
+        String(128),
+        ForeignKey("clients.client_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sid", String(64), nullable=False),
+    Column("redirect_uri", String(2000), nullable=False),
+    Column("scope", String(2000), nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("nonce", String(512), nullable=True),
+    Column("code_challenge", String(128), nullable=False),
+    Column("auth_time", UtcDateTime, nullable=False),
+    Column("amr", JSON, nullable=False),
+    Column("acr", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    Column("family_id", String(64), nullable=True),
+    Column("access_jti", String(64), nullable=True),
+)
+
+refresh_families = Table(
+    "refresh_families",
+    metadata,
+    Column("family_id", String(64), primary_key=True),
+    Column(
+        "client_id",
+        String(128),
+        ForeignKey("clients.client_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sid", String(64), nullable=True),
+    Column("scope", String(2000), nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("auth_time", UtcDateTime, nullable=False),
+    Column("amr", JSON, nullable=False),
+    Column("acr", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+    Index("ix_refresh_families_user_client", "user_id", "client_id"),
+    Index("ix_refresh_families_sid", "sid"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "family_id",
+        String(64),
+        ForeignKey("refresh_families.family_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index("ix_refresh_tokens_family_id", "family_id"),
+)
+
+revocations = Table(
+    "revocations",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(300), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_revocations_expires_at", "expires_at"),
 )

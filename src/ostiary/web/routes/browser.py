@@ -143,11 +143,17 @@ async def home() -> Response:
 
 
 @router.get("/login", summary="Sign-in page", response_class=Response, responses={200: _HTML})
-async def login_page(request: Request, next: str | None = None) -> Response:
+async def login_page(
+    request: Request,
+    next: str | None = None,
+    login_hint: str | None = None,
+    reauth: str | None = None,
+) -> Response:
+    """``reauth=1`` (OIDC ``prompt=login`` / ``max_age``) shows the form to a signed-in user."""
     next_path = safe_local_path(next)
-    if await current_session(request) is not None:
+    if reauth != "1" and await current_session(request) is not None:
         return _redirect(next_path)
-    return _login_page(request, next_path=next_path)
+    return _login_page(request, next_path=next_path, email=(login_hint or "")[:254])
 
 
 @router.post(
@@ -246,6 +252,17 @@ async def account(request: Request) -> Response:
             return _redirect("/login?next=/account")
         session, user = found
         sessions = await unit.sessions.list_for_user(user.id)
+        apps = []
+        for consent in await unit.oauth.consents_for(user.id):
+            client = await unit.clients.get(consent.client_id)
+            if client is not None:
+                apps.append(
+                    {
+                        "client": client,
+                        "scopes": " ".join(consent.scopes),
+                        "since": consent.created_at,
+                    }
+                )
     guard = _csrf(request)
     token, new_cookie = guard.token_for(request)
     response = render(
@@ -255,6 +272,7 @@ async def account(request: Request) -> Response:
         current_sid=session.sid,
         csrf_token=token,
         notice=request.query_params.get("notice", "")[:40],
+        apps=apps,
     )
     guard.set_cookie(response, new_cookie)
     return response

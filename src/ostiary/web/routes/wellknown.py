@@ -8,6 +8,7 @@ verifier that honours it always sees a new key before it signs (OIDC Core sectio
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -41,4 +42,94 @@ async def jwks(request: Request) -> Response:
         cached[1],
         media_type="application/json",
         headers={"Cache-Control": f"public, max-age={max_age}"},
+    )
+
+
+def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
+    """What is implemented, exactly (OIDC Discovery 1.0 section 3, RFC 8414 section 2)."""
+    doc: dict[str, Any] = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "authorization_response_iss_parameter_supported": True,
+    }
+    if openid:
+        doc.update(
+            {
+                "userinfo_endpoint": f"{issuer}/userinfo",
+                "end_session_endpoint": f"{issuer}/end_session",
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "acr",
+                    "amr",
+                    "azp",
+                    "at_hash",
+                    "sid",
+                    "name",
+                    "email",
+                    "email_verified",
+                    "updated_at",
+                ],
+                "prompt_values_supported": ["none", "login", "consent"],
+                "claims_parameter_supported": False,
+                "request_parameter_supported": False,
+                "request_uri_parameter_supported": False,
+            }
+        )
+    return doc
+
+
+@router.get(
+    "/.well-known/openid-configuration",
+    summary="OpenID Provider metadata (OpenID Connect Discovery 1.0)",
+)
+async def openid_configuration(request: Request) -> Response:
+    issuer = runtime_of(request).oauth_policy.issuer
+    return Response(
+        orjson.dumps(discovery_document(issuer, openid=True)),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    summary="Authorization server metadata (RFC 8414)",
+)
+async def oauth_metadata(request: Request) -> Response:
+    issuer = runtime_of(request).oauth_policy.issuer
+    return Response(
+        orjson.dumps(discovery_document(issuer, openid=True)),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
     )

@@ -1,0 +1,1 @@
+"""OAuth clients: registration, secrets (HMAC-stored, rotated with overlap), authentication."""

@@ -1,0 +1,49 @@
+"""OAuth client registrations (RFC 6749 section 2, RFC 7591 section 2 metadata names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = ["AUTH_METHODS", "GRANT_TYPES", "AuthMethod", "Client", "ClientType", "GrantType"]
+
+ClientType = Literal["confidential", "public"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+AUTH_METHODS: tuple[AuthMethod, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+)
+GRANT_TYPES: tuple[GrantType, ...] = ("authorization_code", "refresh_token", "client_credentials")
+
+
+@dataclass(slots=True)
+class Client:
+    client_id: str
+    name: str
+    client_type: ClientType
+    token_endpoint_auth_method: AuthMethod
+    created_at: datetime
+    updated_at: datetime
+    redirect_uris: list[str] = field(default_factory=list)
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    grant_types: list[GrantType] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    access_token_ttl: int | None = None
+    id_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    first_party: bool = False
+    disabled: bool = False
+    secret_hash: str | None = None
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_type == "public"

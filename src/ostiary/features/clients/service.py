@@ -1,0 +1,288 @@
+"""Client registration and authentication.
+
+- RFC 6749 section 2.1 (client types), 2.3.1 (client password authentication), 3.1.2
+  (redirection endpoint registration); RFC 9700 section 2.1 (exact redirect URI matching);
+  RFC 8252 section 7.3 (loopback redirects for native apps).
+- Secrets are 256-bit random values with the ``ost_cs_`` prefix, shown once and stored as
+  HMAC-SHA256 under a server pepper (ARCHITECTURE.md, "machine secrets are high-entropy": a
+  slow password hash would add nothing but latency). Rotation keeps the previous secret valid
+  for an overlap window so deployed clients can be updated without downtime.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clients.models import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    AuthMethod,
+    Client,
+    ClientType,
+    GrantType,
+)
+from ostiary.features.clients.ports import ClientStore
+from ostiary.features.clock import Clock
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.opaque_secrets import digest_matches, new_secret, secret_digest
+from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_uri
+
+__all__ = ["ClientCache", "ClientRegistration", "ClientService", "InvalidClientMetadata"]
+
+SECRET_PREFIX = "ost_cs_"  # noqa: S105 (a prefix, not a secret)
+_SCOPE_CHARS = set(
+    "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+)
+
+
+class InvalidClientMetadata(ValueError):
+    """Registration data that cannot be accepted (RFC 7591 3.2.2 ``invalid_client_metadata``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRegistration:
+    name: str
+    redirect_uris: tuple[str, ...] = ()
+    public: bool = False
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+    resources: tuple[str, ...] = ()
+    auth_method: str | None = None
+    first_party: bool = False
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    access_token_ttl: int | None = None
+    id_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    client_id: str | None = None
+
+
+class ClientCache:
+    """Bounded, short-TTL cache of client records for the token endpoint's hot path.
+
+    Changes made in this process invalidate at once; a change made by another process (the
+    CLI, another replica) is seen within ``ttl``.
+    """
+
+    def __init__(self, ttl: timedelta = timedelta(seconds=5), limit: int = 1024) -> None:
+        self._ttl = ttl
+        self._limit = limit
+        self._entries: dict[str, tuple[datetime, Client | None]] = {}
+
+    def get(self, client_id: str, now: datetime) -> tuple[bool, Client | None]:
+        entry = self._entries.get(client_id)
+        if entry is None or now - entry[0] > self._ttl:
+            return False, None
+        return True, entry[1]
+
+    def put(self, client_id: str, client: Client | None, now: datetime) -> None:
+        if len(self._entries) >= self._limit:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[client_id] = (now, client)
+
+    def invalidate(self, client_id: str) -> None:
+        self._entries.pop(client_id, None)
+
+
+def _check_scope_token(scope: str) -> str:
+    # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+    if not scope or any(ch not in _SCOPE_CHARS or ch in '"\\' for ch in scope):
+        raise InvalidClientMetadata(f"invalid scope {scope!r}")
+    return scope
+
+
+class ClientService:
+    def __init__(
+        self,
+        store: ClientStore,
+        pepper: bytes,
+        audit: AuditTrail,
+        clock: Clock,
+        cache: ClientCache | None = None,
+    ) -> None:
+        self._store = store
+        self._pepper = pepper
+        self._audit = audit
+        self._clock = clock
+        self._cache = cache or ClientCache()
+
+    async def register(
+        self, registration: ClientRegistration, *, actor: str | None = None
+    ) -> tuple[Client, str | None]:
+        """Create a client; returns it and its secret (None for public clients), shown once."""
+        reg = registration
+        name = reg.name.strip()
+        if not name or len(name) > 200:
+            raise InvalidClientMetadata("a client needs a name of at most 200 characters")
+        client_type: ClientType = "public" if reg.public else "confidential"
+        method_name = reg.auth_method or ("none" if reg.public else "client_secret_basic")
+        method = next((m for m in AUTH_METHODS if m == method_name), None)
+        if method is None:
+            raise InvalidClientMetadata(f"unknown token_endpoint_auth_method {method_name!r}")
+        if reg.public and method != "none":
+            raise InvalidClientMetadata("public clients authenticate with method 'none'")
+        if not reg.public and method == "none":
+            raise InvalidClientMetadata("confidential clients cannot use method 'none'")
+        if method == "private_key_jwt" and not (reg.jwks or reg.jwks_uri):
+            raise InvalidClientMetadata("private_key_jwt needs jwks or jwks_uri")
+        grant_types: list[GrantType] = []
+        for grant_name in dict.fromkeys(reg.grant_types):
+            grant = next((g for g in GRANT_TYPES if g == grant_name), None)
+            if grant is None:
+                raise InvalidClientMetadata(f"unsupported grant type {grant_name!r}")
+            grant_types.append(grant)
+        if reg.public and "client_credentials" in grant_types:
+            raise InvalidClientMetadata("public clients cannot use client_credentials")
+        if "authorization_code" in grant_types and not reg.redirect_uris:
+            raise InvalidClientMetadata("authorization_code clients need a redirect URI")
+        try:
+            redirect_uris = [
+                validate_redirect_uri(u, public_native=reg.public) for u in reg.redirect_uris
+            ]
+            logout_uris = [
+                validate_redirect_uri(u, public_native=reg.public)
+                for u in reg.post_logout_redirect_uris
+            ]
+        except RedirectUriError as exc:
+            raise InvalidClientMetadata(str(exc)) from exc
+        scopes = [_check_scope_token(s) for s in dict.fromkeys(reg.scopes)]
+        now = self._clock.now()
+        secret = None if reg.public or method == "private_key_jwt" else new_secret(SECRET_PREFIX)
+        client = Client(
+            client_id=reg.client_id or "ost_" + secrets.token_urlsafe(12),
+            name=name,
+            client_type=client_type,
+            token_endpoint_auth_method=method,
+            created_at=now,
+            updated_at=now,
+            redirect_uris=redirect_uris,
+            post_logout_redirect_uris=logout_uris,
+            grant_types=grant_types,
+            scopes=scopes,
+            resources=list(dict.fromkeys(reg.resources)),
+            jwks=reg.jwks,
+            jwks_uri=reg.jwks_uri,
+            access_token_ttl=reg.access_token_ttl,
+            id_token_ttl=reg.id_token_ttl,
+            refresh_token_ttl=reg.refresh_token_ttl,
+            first_party=reg.first_party,
+            secret_hash=secret_digest(self._pepper, secret) if secret else None,
+        )
+        await self._store.add(client)
+        await self._audit.record(
+            "client.create",
+            "success",
+            actor=actor,
+            target=client.client_id,
+            details={"type": client_type, "auth_method": method},
+        )
+        return client, secret
+
+    async def get(self, client_id: str) -> Client | None:
+        """Cached lookup (hot path)."""
+        if not client_id or len(client_id) > 128:
+            return None
+        now = self._clock.now()
+        hit, cached = self._cache.get(client_id, now)
+        if hit:
+            return cached
+        client = await self._store.get(client_id)
+        self._cache.put(client_id, client, now)
+        return client
+
+    async def list(self) -> list[Client]:
+        return await self._store.list()
+
+    async def rotate_secret(
+        self, client_id: str, *, overlap: timedelta, actor: str | None = None
+    ) -> tuple[Client, str]:
+        client = await self._store.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id!r}")
+        if client.is_public or client.token_endpoint_auth_method == "private_key_jwt":  # noqa: S105
+            raise InvalidClientMetadata("this client does not use a secret")
+        now = self._clock.now()
+        secret = new_secret(SECRET_PREFIX)
+        client.previous_secret_hash = client.secret_hash
+        client.previous_secret_expires_at = now + overlap
+        client.secret_hash = secret_digest(self._pepper, secret)
+        client.updated_at = now
+        await self._store.update(client)
+        self._cache.invalidate(client_id)
+        await self._audit.record(
+            "client.rotate_secret",
+            "success",
+            actor=actor,
+            target=client_id,
+            details={"overlap_seconds": int(overlap.total_seconds())},
+        )
+        return client, secret
+
+    async def delete(self, client_id: str, *, actor: str | None = None) -> bool:
+        deleted = await self._store.delete(client_id)
+        self._cache.invalidate(client_id)
+        if deleted:
+            await self._audit.record("client.delete", "success", actor=actor, target=client_id)
+        return deleted
+
+    async def set_disabled(
+        self, client_id: str, disabled: bool, *, actor: str | None = None
+    ) -> Client:
+        client = await self._store.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id!r}")
+        client.disabled = disabled
+        client.updated_at = self._clock.now()
+        await self._store.update(client)
+        self._cache.invalidate(client_id)
+        await self._audit.record(
+            "client.disable" if disabled else "client.enable",
+            "success",
+            actor=actor,
+            target=client_id,
+        )
+        return client
+
+    def check_secret(self, client: Client, secret: str) -> bool:
+        """Constant-time check against the current secret and, within overlap, the previous."""
+        if client.secret_hash is None or not secret or len(secret) > 256:
+            return False
+        current = digest_matches(self._pepper, secret, client.secret_hash)
+        previous = False
+        overlap_ends = client.previous_secret_expires_at
+        if client.previous_secret_hash and overlap_ends and self._clock.now() < overlap_ends:
+            previous = digest_matches(self._pepper, secret, client.previous_secret_hash)
+        return current or previous
+
+    async def authenticate(
+        self, client_id: str, *, method: AuthMethod, secret: str | None = None
+    ) -> Client:
+        """Authenticate a client at the token, introspection or revocation endpoint.
+
+        RFC 6749 section 2.3 / 5.2: an unknown client, a wrong secret, or a method other than
+        the registered one is ``invalid_client``. ``private_key_jwt`` assertions are checked by
+        the caller with :mod:`ostiary.features.clients.assertions` before this is reached.
+        """
+        client = await self.get(client_id)
+        if client is None or client.disabled:
+            raise ProtocolError(
+                "invalid_client", "Client authentication failed.", hint="unknown or disabled client"
+            )
+        if method != client.token_endpoint_auth_method:
+            raise ProtocolError(
+                "invalid_client",
+                "Client authentication failed.",
+                hint=f"method {method} used, {client.token_endpoint_auth_method} registered",
+            )
+        if method in ("client_secret_basic", "client_secret_post") and not self.check_secret(
+            client, secret or ""
+        ):
+            raise ProtocolError(
+                "invalid_client", "Client authentication failed.", hint="wrong secret"
+            )
+        return client

@@ -1,0 +1,148 @@
+"""Validation of authorization requests (RFC 6749 section 4.1.1, OAuth 2.1 section 4.1.1,
+OpenID Connect Core 1.0 section 3.1.2.1, RFC 7636 section 4.3, RFC 8707 section 2).
+
+Two kinds of failure, as RFC 6749 section 4.1.2.1 requires:
+
+- the client or the redirect URI cannot be trusted (unknown client, unregistered redirect URI):
+  :class:`UntrustedAuthorizationRequest`, shown to the user, NEVER redirected;
+- anything else: :class:`AuthorizationError`, sent back to the (verified) redirect URI with
+  ``error``, ``state`` and ``iss`` (RFC 9207).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from ostiary.features.clients.models import Client
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.pkce import is_valid_challenge
+from ostiary.protocol.redirect_uris import matches_registered
+from ostiary.protocol.scopes import ScopeError, parse_scope
+
+__all__ = [
+    "AuthorizationError",
+    "AuthorizationRequest",
+    "UntrustedAuthorizationRequest",
+    "redirect_with",
+    "validate_authorization_request",
+]
+
+_PROMPTS = {"none", "login", "consent", "select_account"}
+_MAX_PARAM = 2048
+
+
+class UntrustedAuthorizationRequest(Exception):
+    """Shown on an error page; the browser is not redirected anywhere."""
+
+
+class AuthorizationError(ProtocolError):
+    def __init__(
+        self, error: str, description: str, *, redirect_uri: str, state: str | None
+    ) -> None:
+        super().__init__(error, description)
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    client: Client
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    code_challenge: str
+    state: str | None = None
+    nonce: str | None = None
+    prompt: frozenset[str] = frozenset()
+    max_age: int | None = None
+    login_hint: str | None = None
+    acr_values: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+
+def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
+    """Add query parameters to a redirect URI, keeping the registered ones (RFC 6749 3.1.2)."""
+    parts = urlsplit(redirect_uri)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def validate_authorization_request(
+    params: dict[str, str], client: Client | None, *, resources_multi: tuple[str, ...] = ()
+) -> AuthorizationRequest:
+    if any(len(v) > _MAX_PARAM for v in params.values()):
+        raise UntrustedAuthorizationRequest("A request parameter is too long.")
+    if client is None:
+        raise UntrustedAuthorizationRequest("Unknown client.")
+    if client.disabled:
+        raise UntrustedAuthorizationRequest("This application has been disabled.")
+    redirect_uri = params.get("redirect_uri", "")
+    if not redirect_uri and len(client.redirect_uris) == 1:
+        redirect_uri = client.redirect_uris[0]  # OAuth 2.1 section 4.1.1 allows omission
+    if not redirect_uri or not matches_registered(
+        redirect_uri, client.redirect_uris, loopback_any_port=client.is_public
+    ):
+        raise UntrustedAuthorizationRequest(
+            "The redirect URI is not registered for this application."
+        )
+    state = params.get("state") or None
+
+    def fail(error: str, description: str) -> AuthorizationError:
+        return AuthorizationError(error, description, redirect_uri=redirect_uri, state=state)
+
+    if "request" in params:
+        raise fail("request_not_supported", "Request objects are not supported.")
+    if "request_uri" in params:
+        raise fail("request_uri_not_supported", "request_uri is not supported.")
+    if params.get("response_type") != "code":
+        raise fail("unsupported_response_type", "Only response_type=code is supported.")
+    if params.get("response_mode", "query") != "query":
+        raise fail("invalid_request", "Only response_mode=query is supported.")
+    if "authorization_code" not in client.grant_types:
+        raise fail("unauthorized_client", "This client may not use the authorization code grant.")
+    method = params.get("code_challenge_method")
+    challenge = params.get("code_challenge", "")
+    if not challenge:
+        raise fail("invalid_request", "PKCE is required: send code_challenge (S256).")
+    if method != "S256":
+        raise fail("invalid_request", "code_challenge_method must be S256.")
+    if not is_valid_challenge(challenge):
+        raise fail("invalid_request", "code_challenge is not a valid S256 challenge.")
+    try:
+        scopes = parse_scope(params.get("scope"))
+    except ScopeError as exc:
+        raise fail("invalid_scope", str(exc)) from exc
+    not_allowed = [s for s in scopes if s not in client.scopes]
+    if not_allowed:
+        raise fail("invalid_scope", f"Scope not allowed for this client: {' '.join(not_allowed)}.")
+    resources = resources_multi or ((params["resource"],) if params.get("resource") else ())
+    for resource in resources:
+        parts = urlsplit(resource)
+        if not parts.scheme or parts.fragment or resource not in client.resources:
+            raise fail("invalid_target", "The requested resource is not allowed for this client.")
+    prompt = frozenset(parse_scope(params.get("prompt")) if params.get("prompt") else ())
+    if not prompt <= _PROMPTS or ("none" in prompt and len(prompt) > 1):
+        raise fail("invalid_request", "Invalid prompt value.")
+    max_age: int | None = None
+    if params.get("max_age"):
+        if not params["max_age"].isdigit() or len(params["max_age"]) > 9:
+            raise fail("invalid_request", "max_age must be a non-negative integer.")
+        max_age = int(params["max_age"])
+    return AuthorizationRequest(
+        client=client,
+        redirect_uri=redirect_uri,
+        scopes=scopes,
+        code_challenge=challenge,
+        state=state,
+        nonce=params.get("nonce") or None,
+        prompt=prompt,
+        max_age=max_age,
+        login_hint=params.get("login_hint") or None,
+        acr_values=parse_scope(params.get("acr_values")) if params.get("acr_values") else (),
+        resources=resources,
+    )

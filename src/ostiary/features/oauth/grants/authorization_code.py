@@ -1,0 +1,126 @@
+"""The authorization code grant (RFC 6749 section 4.1.3, OAuth 2.1 section 4.1.3).
+
+Checks, in the order of RFC 6749 section 4.1.3 and RFC 7636 section 4.6:
+the code exists, is unexpired (60 s at most) and unused; it was issued to this client; the
+``redirect_uri`` is identical to the one in the authorization request; the PKCE verifier
+hashes to the stored challenge; the session it was issued in is still alive.
+
+Replay (RFC 6749 section 4.1.2: "If an authorization code is used more than once, the
+authorization server MUST deny the request and SHOULD revoke (when possible) all tokens
+previously issued based on that authorization code"): the refresh family and the access
+token issued for the code are revoked.
+"""
+
+from __future__ import annotations
+
+from ostiary.features.clients.models import Client
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.grants.refresh_token import issue_refresh_token, new_family
+from ostiary.features.oauth.tokens import AccessTokenRequest
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.opaque_secrets import secret_digest
+from ostiary.protocol.pkce import verify_s256
+from ostiary.protocol.scopes import parse_scope
+
+__all__ = ["AuthorizationCodeGrant"]
+
+_INVALID = "The authorization code is invalid, expired or already used."
+
+
+class AuthorizationCodeGrant:
+    async def handle(
+        self, ctx: GrantContext, client: Client, form: dict[str, str]
+    ) -> TokenResponse:
+        code_value = form.get("code", "")
+        if not code_value:
+            raise ProtocolError("invalid_request", "code is required.")
+        if "authorization_code" not in client.grant_types:
+            raise ProtocolError("unauthorized_client", "This client may not use this grant.")
+        code_hash = secret_digest(ctx.pepper, code_value) if len(code_value) <= 256 else ""
+        code = await ctx.codes.get(code_hash) if code_hash else None
+        now = ctx.now()
+        if code is None:
+            raise ProtocolError("invalid_grant", _INVALID, hint="unknown code")
+        if code.consumed_at is not None:
+            await self._revoke_what_it_produced(ctx, code.family_id, code.access_jti)
+            raise ProtocolError("invalid_grant", _INVALID, hint="code replay: tokens revoked")
+        if code.client_id != client.client_id:
+            raise ProtocolError("invalid_grant", _INVALID, hint="code of another client")
+        if now >= code.expires_at:
+            raise ProtocolError("invalid_grant", _INVALID, hint="expired code")
+        if form.get("redirect_uri", code.redirect_uri) != code.redirect_uri:
+            raise ProtocolError("invalid_grant", "redirect_uri does not match the request.")
+        verifier = form.get("code_verifier", "")
+        if not verifier:
+            raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
+        if not verify_s256(verifier, code.code_challenge):
+            raise ProtocolError("invalid_grant", "PKCE verification failed.")
+        if not await ctx.users.session_active(code.sid):
+            raise ProtocolError("invalid_grant", _INVALID, hint="session ended")
+        scopes = parse_scope(code.scope)
+        claims = await ctx.users.user_claims(code.user_id, scopes)
+        if claims is None:
+            raise ProtocolError("invalid_grant", _INVALID, hint="user disabled or deleted")
+        family = None
+        if "refresh_token" in client.grant_types:
+            family = new_family(
+                ctx,
+                client,
+                user_id=code.user_id,
+                sid=code.sid,
+                scope=code.scope,
+                resources=code.resources,
+                auth_time=code.auth_time,
+                amr=code.amr,
+                acr=code.acr,
+            )
+        access = await ctx.minter.access_token(
+            AccessTokenRequest(
+                client_id=client.client_id,
+                subject=code.user_id,
+                scope=code.scope,
+                audience=code.resources or [ctx.policy.issuer],
+                ttl=ctx.policy.access_ttl(client),
+                sid=code.sid,
+                auth_time=code.auth_time,
+                acr=code.acr,
+                amr=code.amr,
+            ),
+            now,
+        )
+        if not await ctx.codes.consume(
+            code.code_hash, now, family.family_id if family else None, access.jti
+        ):
+            raise ProtocolError("invalid_grant", _INVALID, hint="lost the race for the code")
+        response: TokenResponse = {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": access.expires_in,
+            "scope": code.scope,
+        }
+        if family is not None:
+            await ctx.refresh.add_family(family)
+            response["refresh_token"] = await issue_refresh_token(ctx, family)
+        if "openid" in scopes:
+            response["id_token"] = await ctx.minter.id_token(
+                client_id=client.client_id,
+                subject=code.user_id,
+                now=now,
+                ttl=ctx.policy.id_ttl(client),
+                auth_time=code.auth_time,
+                nonce=code.nonce,
+                sid=code.sid,
+                acr=code.acr,
+                amr=code.amr,
+                access_token=access.token,
+                extra_claims=claims,
+            )
+        return response
+
+    async def _revoke_what_it_produced(
+        self, ctx: GrantContext, family_id: str | None, access_jti: str | None
+    ) -> None:
+        if family_id:
+            await ctx.refresh.revoke_families(ctx.now(), "code_replay", family_id=family_id)
+        if access_jti:
+            await ctx.revocation.revoke("jti", access_jti)

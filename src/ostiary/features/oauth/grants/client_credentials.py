@@ -1,0 +1,57 @@
+"""The client credentials grant (RFC 6749 section 4.4; RFC 9068 section 2.2: ``sub`` is the
+client id). Confidential clients only; scopes limited to the client's allowed set; no refresh
+token (section 4.4.3) and no ID token."""
+
+from __future__ import annotations
+
+from ostiary.features.clients.models import Client
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.tokens import AccessTokenRequest
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
+
+__all__ = ["ClientCredentialsGrant"]
+
+
+class ClientCredentialsGrant:
+    async def handle(
+        self, ctx: GrantContext, client: Client, form: dict[str, str]
+    ) -> TokenResponse:
+        if client.is_public or "client_credentials" not in client.grant_types:
+            raise ProtocolError(
+                "unauthorized_client", "This client may not use the client_credentials grant."
+            )
+        try:
+            requested = parse_scope(form.get("scope"))
+        except ScopeError as exc:
+            raise ProtocolError("invalid_scope", str(exc)) from exc
+        if "openid" in requested or "offline_access" in requested:
+            raise ProtocolError("invalid_scope", "openid and offline_access need a user.")
+        not_allowed = [s for s in requested if s not in client.scopes]
+        if not_allowed:
+            raise ProtocolError(
+                "invalid_scope", f"Scope not allowed for this client: {' '.join(not_allowed)}."
+            )
+        resource = form.get("resource")
+        if resource is not None and resource not in client.resources:
+            raise ProtocolError("invalid_target", "The requested resource is not allowed.")
+        audience = [resource] if resource else (client.resources or [ctx.policy.issuer])
+        scope = format_scope(requested)
+        access = await ctx.minter.access_token(
+            AccessTokenRequest(
+                client_id=client.client_id,
+                subject=client.client_id,
+                scope=scope,
+                audience=audience,
+                ttl=ctx.policy.access_ttl(client),
+            ),
+            ctx.now(),
+        )
+        response: TokenResponse = {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": access.expires_in,
+        }
+        if scope:
+            response["scope"] = scope
+        return response

@@ -1,0 +1,156 @@
+"""The refresh token grant, with rotation and reuse detection.
+
+- RFC 6749 section 6: refreshing; the new scope must be a subset of the original one.
+- RFC 9700 section 4.14.2 / OAuth 2.1 section 4.3.1: refresh tokens of public clients are
+  sender-constrained or rotated; we rotate for every client. Presenting a spent token means
+  it was stolen or replayed: the whole family is revoked and so are the access tokens of the
+  family's session and client.
+- The spend is an atomic compare-and-set in the store, so of N concurrent requests with the
+  same token exactly one succeeds (the others are reuse).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import NoReturn
+
+from ostiary.features.clients.models import Client
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.models import RefreshFamily, RefreshToken
+from ostiary.features.oauth.tokens import AccessTokenRequest
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.opaque_secrets import new_secret, secret_digest
+from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
+
+__all__ = ["REFRESH_PREFIX", "RefreshTokenGrant", "issue_refresh_token", "new_family"]
+
+REFRESH_PREFIX = "ost_rt_"
+
+
+def new_family(
+    ctx: GrantContext,
+    client: Client,
+    *,
+    user_id: str,
+    sid: str | None,
+    scope: str,
+    resources: list[str],
+    auth_time: datetime,
+    amr: list[str],
+    acr: str | None,
+) -> RefreshFamily:
+    now = ctx.now()
+    return RefreshFamily(
+        family_id=secrets.token_urlsafe(16),
+        client_id=client.client_id,
+        user_id=user_id,
+        sid=sid,
+        scope=scope,
+        resources=resources,
+        auth_time=auth_time,
+        amr=amr,
+        acr=acr,
+        created_at=now,
+        expires_at=now + ctx.policy.refresh_ttl(client),
+    )
+
+
+async def issue_refresh_token(ctx: GrantContext, family: RefreshFamily) -> str:
+    value = new_secret(REFRESH_PREFIX)
+    now = ctx.now()
+    await ctx.refresh.add_token(
+        RefreshToken(
+            token_hash=secret_digest(ctx.pepper, value),
+            family_id=family.family_id,
+            created_at=now,
+            expires_at=family.expires_at,
+        )
+    )
+    return value
+
+
+class RefreshTokenGrant:
+    async def handle(
+        self, ctx: GrantContext, client: Client, form: dict[str, str]
+    ) -> TokenResponse:
+        value = form.get("refresh_token", "")
+        if not value:
+            raise ProtocolError("invalid_request", "refresh_token is required.")
+        if "refresh_token" not in client.grant_types:
+            raise ProtocolError("unauthorized_client", "This client may not refresh tokens.")
+        found = (
+            await ctx.refresh.get_token(secret_digest(ctx.pepper, value))
+            if len(value) <= 256
+            else None
+        )
+        if found is None:
+            raise ProtocolError("invalid_grant", "The refresh token is invalid.")
+        token, family = found
+        now = ctx.now()
+        if family.client_id != client.client_id:
+            raise ProtocolError("invalid_grant", "The refresh token was issued to another client.")
+        if family.revoked_at is not None or now >= token.expires_at:
+            raise ProtocolError("invalid_grant", "The refresh token is no longer valid.")
+        if token.used_at is not None:
+            await self._reuse_detected(ctx, family, now)
+        if await ctx.users.user_claims(family.user_id, ()) is None:
+            raise ProtocolError("invalid_grant", "The user is no longer active.")
+        original = parse_scope(family.scope)
+        try:
+            requested = parse_scope(form.get("scope")) or original
+        except ScopeError as exc:
+            raise ProtocolError("invalid_scope", str(exc)) from exc
+        if not set(requested) <= set(original):
+            raise ProtocolError("invalid_scope", "A refresh cannot widen the original scope.")
+        if not await ctx.refresh.mark_used(token.token_hash, now):
+            await self._reuse_detected(ctx, family, now)  # lost a race with a concurrent use
+        scope = format_scope(requested)
+        access = await ctx.minter.access_token(
+            AccessTokenRequest(
+                client_id=client.client_id,
+                subject=family.user_id,
+                scope=scope,
+                audience=family.resources or [ctx.policy.issuer],
+                ttl=ctx.policy.access_ttl(client),
+                sid=family.sid,
+                auth_time=family.auth_time,
+                acr=family.acr,
+                amr=family.amr,
+            ),
+            now,
+        )
+        response: TokenResponse = {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": access.expires_in,
+            "scope": scope,
+            "refresh_token": await issue_refresh_token(ctx, family),
+        }
+        if "openid" in requested:
+            claims = await ctx.users.user_claims(family.user_id, requested) or {}
+            response["id_token"] = await ctx.minter.id_token(
+                client_id=client.client_id,
+                subject=family.user_id,
+                now=now,
+                ttl=ctx.policy.id_ttl(client),
+                auth_time=family.auth_time,
+                nonce=None,
+                sid=family.sid,
+                acr=family.acr,
+                amr=family.amr,
+                access_token=access.token,
+                extra_claims=claims,
+            )
+        return response
+
+    async def _reuse_detected(
+        self, ctx: GrantContext, family: RefreshFamily, now: datetime
+    ) -> NoReturn:
+        await ctx.refresh.revoke_families(now, "reuse_detected", family_id=family.family_id)
+        await ctx.revocation.revoke("user_client", f"{family.user_id}|{family.client_id}")
+        raise ProtocolError(
+            "invalid_grant",
+            "The refresh token was already used; the grant is revoked.",
+            hint="refresh token reuse: family revoked",
+        )

@@ -1,0 +1,67 @@
+"""Records of the authorization server (what is stored, never the secrets themselves)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+__all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "RevocationKind"]
+
+RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family"]
+
+
+@dataclass(slots=True)
+class AuthorizationCode:
+    code_hash: str
+    client_id: str
+    user_id: str
+    sid: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str
+    auth_time: datetime
+    created_at: datetime
+    expires_at: datetime
+    resources: list[str] = field(default_factory=list)
+    nonce: str | None = None
+    amr: list[str] = field(default_factory=list)
+    acr: str | None = None
+    consumed_at: datetime | None = None
+    family_id: str | None = None
+    access_jti: str | None = None
+
+
+@dataclass(slots=True)
+class RefreshFamily:
+    family_id: str
+    client_id: str
+    user_id: str
+    sid: str | None
+    scope: str
+    auth_time: datetime
+    created_at: datetime
+    expires_at: datetime
+    resources: list[str] = field(default_factory=list)
+    amr: list[str] = field(default_factory=list)
+    acr: str | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(slots=True)
+class RefreshToken:
+    token_hash: str
+    family_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Consent:
+    user_id: str
+    client_id: str
+    scopes: list[str]
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,116 @@
+"""The revocation set: what every node must refuse until the tokens it concerns expire.
+
+ARCHITECTURE.md, "Tokens and revocation": revoking a session, user, client, consent or token
+writes the database and publishes an event; each node keeps the set in memory for the lifetime
+of the access tokens it concerns, so introspection (RFC 7662 section 2.2: "active" false for
+revoked tokens) answers exactly and fast. Entries other than ``jti`` apply to tokens issued at
+or before the revocation (a re-enabled user's new tokens are valid again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from ostiary.features.clock import Clock
+from ostiary.features.oauth.models import RevocationKind
+from ostiary.features.oauth.ports import RevocationStore
+
+__all__ = ["RevocationBus", "RevocationService", "RevocationSet"]
+
+
+class RevocationBus(Protocol):
+    """Fan-out of revocations to the other nodes (Redis pub/sub when configured)."""
+
+    async def publish(
+        self, kind: RevocationKind, value: str, revoked_at: datetime, expires_at: datetime
+    ) -> None: ...
+
+
+class RevocationSet:
+    """In-memory, bounded (entries expire with the tokens they concern)."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self._entries: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        self._limit = limit
+        self.last_id = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, kind: str, value: str, revoked_at: datetime, expires_at: datetime) -> None:
+        key = (kind, value)
+        existing = self._entries.get(key)
+        if existing is not None:
+            revoked_at = max(revoked_at, existing[0])
+            expires_at = max(expires_at, existing[1])
+        elif len(self._entries) >= self._limit:
+            self.prune(revoked_at)
+        self._entries[key] = (revoked_at, expires_at)
+
+    def prune(self, now: datetime) -> None:
+        for key in [k for k, (_, exp) in self._entries.items() if exp <= now]:
+            del self._entries[key]
+
+    def _revoked_after(self, kind: str, value: Any, issued_at: datetime) -> bool:
+        if not value:
+            return False
+        entry = self._entries.get((kind, str(value)))
+        return entry is not None and issued_at <= entry[0]
+
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """True if any revocation covers a token with these (RFC 9068) claims."""
+        if not self._entries:
+            return False
+        jti = claims.get("jti")
+        if jti and ("jti", str(jti)) in self._entries:
+            return True
+        iat = claims.get("iat")
+        issued = datetime.fromtimestamp(int(iat), UTC) if isinstance(iat, int | float) else None
+        if issued is None:
+            return True  # cannot place it in time: refuse
+        sub, client_id = claims.get("sub"), claims.get("client_id")
+        return (
+            self._revoked_after("sid", claims.get("sid"), issued)
+            or self._revoked_after("user", sub, issued)
+            or self._revoked_after("client", client_id, issued)
+            or self._revoked_after("user_client", f"{sub}|{client_id}", issued)
+        )
+
+
+class RevocationService:
+    def __init__(
+        self,
+        store: RevocationStore,
+        revoked: RevocationSet,
+        clock: Clock,
+        *,
+        horizon: timedelta,
+        bus: RevocationBus | None = None,
+    ) -> None:
+        self._store = store
+        self._set = revoked
+        self._clock = clock
+        self._horizon = horizon
+        self._bus = bus
+
+    async def revoke(self, kind: RevocationKind, value: str) -> None:
+        """Record, apply locally at once (fail closed), and fan out to other nodes."""
+        now = self._clock.now()
+        expires = now + self._horizon
+        await self._store.add(kind, value, now, expires)
+        self._set.add(kind, value, now, expires)
+        if self._bus is not None:
+            await self._bus.publish(kind, value, now, expires)
+
+    async def sync(self) -> int:
+        """Load revocations written by other processes (the CLI, other replicas)."""
+        rows = await self._store.since(self._set.last_id, self._clock.now())
+        for row_id, kind, value, revoked_at, expires_at in rows:
+            self._set.add(kind, value, revoked_at, expires_at)
+            self._set.last_id = max(self._set.last_id, row_id)
+        return len(rows)
+
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        return self._set.is_revoked(claims)

@@ -1,0 +1,254 @@
+"""The authorization server's use cases beyond grants: authorization codes and consent,
+introspection (RFC 7662), revocation (RFC 7009), userinfo (OIDC Core section 5.3), and the
+token side of ending sessions (OpenID RP-Initiated Logout 1.0 section 2)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from ostiary.features.clients.models import Client
+from ostiary.features.keys.service import KeyService
+from ostiary.features.oauth.authorize import AuthorizationRequest
+from ostiary.features.oauth.grants import GRANT_HANDLERS, GrantContext, TokenResponse
+from ostiary.features.oauth.grants.refresh_token import REFRESH_PREFIX
+from ostiary.features.oauth.models import AuthorizationCode, Consent
+from ostiary.features.oauth.ports import ConsentStore
+from ostiary.features.sessions.models import Session
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.opaque_secrets import new_secret, secret_digest
+from ostiary.protocol.scopes import CLAIMS_BY_SCOPE, parse_scope
+
+__all__ = ["OAuthService"]
+
+CODE_PREFIX = "ost_ac_"
+_ALGS = ["ES256", "RS256", "EdDSA"]
+
+
+class OAuthService:
+    def __init__(self, ctx: GrantContext, consents: ConsentStore, keys: KeyService) -> None:
+        self._ctx = ctx
+        self._consents = consents
+        self._keys = keys
+
+    # -- authorization endpoint --------------------------------------------------------
+
+    async def needs_consent(self, user_id: str, request: AuthorizationRequest) -> bool:
+        if request.client.first_party:
+            return False
+        consent = await self._consents.get(user_id, request.client.client_id)
+        return consent is None or not set(request.scopes) <= set(consent.scopes)
+
+    async def grant_consent(self, user_id: str, client: Client, scopes: tuple[str, ...]) -> None:
+        now = self._ctx.now()
+        existing = await self._consents.get(user_id, client.client_id)
+        merged = list(dict.fromkeys([*(existing.scopes if existing else []), *scopes]))
+        await self._consents.put(
+            Consent(
+                user_id, client.client_id, merged, existing.created_at if existing else now, now
+            )
+        )
+
+    async def consents_for(self, user_id: str) -> list[Consent]:
+        return await self._consents.list_for_user(user_id)
+
+    async def withdraw_consent(self, user_id: str, client_id: str) -> bool:
+        """Forget the grant and revoke every token it produced (refresh and access)."""
+        removed = await self._consents.delete(user_id, client_id)
+        now = self._ctx.now()
+        await self._ctx.refresh.revoke_families(
+            now, "consent_withdrawn", user_id=user_id, client_id=client_id
+        )
+        await self._ctx.revocation.revoke("user_client", f"{user_id}|{client_id}")
+        return removed
+
+    async def issue_code(self, request: AuthorizationRequest, session: Session) -> str:
+        now = self._ctx.now()
+        value = new_secret(CODE_PREFIX)
+        await self._ctx.codes.add(
+            AuthorizationCode(
+                code_hash=secret_digest(self._ctx.pepper, value),
+                client_id=request.client.client_id,
+                user_id=session.user_id,
+                sid=session.sid,
+                redirect_uri=request.redirect_uri,
+                scope=request.scope,
+                code_challenge=request.code_challenge,
+                auth_time=session.auth_time,
+                created_at=now,
+                expires_at=now + self._ctx.policy.code_ttl,
+                resources=list(request.resources),
+                nonce=request.nonce,
+                amr=list(session.amr),
+                acr=None,
+            )
+        )
+        return value
+
+    # -- token endpoint ----------------------------------------------------------------
+
+    async def token(self, client: Client, form: dict[str, str]) -> TokenResponse:
+        grant_type = form.get("grant_type", "")
+        if not grant_type:
+            raise ProtocolError("invalid_request", "grant_type is required.")
+        handler = GRANT_HANDLERS.get(grant_type)
+        if handler is None:
+            raise ProtocolError("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
+        return await handler.handle(self._ctx, client, form)
+
+    # -- access token validation (our own tokens) ----------------------------------------
+
+    async def validate_access_token(self, token: str) -> dict[str, Any] | None:
+        """Claims of an active access token issued here, or None (RFC 7662 "active")."""
+        if not token or len(token) > 8192 or token.count(".") != 2:
+            return None
+        keys = await self._keys.verification_keys()
+        try:
+            decoded = jwt.decode(token, keys, algorithms=_ALGS)
+        except (JoseError, ValueError, TypeError):
+            return None
+        if decoded.header.get("typ") != "at+jwt":
+            return None
+        claims = dict(decoded.claims)
+        now = self._ctx.now().timestamp()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int) or not isinstance(iat, int) or exp <= now or iat > now + 60:
+            return None
+        if claims.get("iss") != self._ctx.policy.issuer:
+            return None
+        if self._ctx.revocation.is_revoked(claims):
+            return None
+        sub = str(claims.get("sub", ""))
+        if sub != claims.get("client_id") and await self._ctx.users.user_claims(sub, ()) is None:
+            return None
+        return claims
+
+    # -- introspection (RFC 7662) -----------------------------------------------------
+
+    async def introspect(self, token: str, hint: str | None) -> dict[str, Any]:
+        refresh_first = hint == "refresh_token" or token.startswith(REFRESH_PREFIX)
+        if refresh_first:
+            result = await self._introspect_refresh(token)
+            if result is not None:
+                return result
+        claims = await self.validate_access_token(token)
+        if claims is not None:
+            body = {"active": True, "token_type": "Bearer"}
+            for name in (
+                "scope",
+                "client_id",
+                "sub",
+                "aud",
+                "iss",
+                "exp",
+                "iat",
+                "jti",
+                "sid",
+                "auth_time",
+                "acr",
+                "amr",
+            ):
+                if name in claims:
+                    body[name] = claims[name]
+            return body
+        if not refresh_first:
+            result = await self._introspect_refresh(token)
+            if result is not None:
+                return result
+        return {"active": False}
+
+    async def _introspect_refresh(self, token: str) -> dict[str, Any] | None:
+        if not token.startswith(REFRESH_PREFIX) or len(token) > 256:
+            return None
+        found = await self._ctx.refresh.get_token(secret_digest(self._ctx.pepper, token))
+        if found is None:
+            return None
+        record, family = found
+        now = self._ctx.now()
+        if record.used_at is not None or family.revoked_at is not None or now >= record.expires_at:
+            return {"active": False}
+        if await self._ctx.users.user_claims(family.user_id, ()) is None:
+            return {"active": False}
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "client_id": family.client_id,
+            "sub": family.user_id,
+            "scope": family.scope,
+            "exp": int(record.expires_at.timestamp()),
+            "iat": int(record.created_at.timestamp()),
+            "iss": self._ctx.policy.issuer,
+        }
+
+    # -- revocation (RFC 7009) --------------------------------------------------------
+
+    async def revoke(self, client: Client, token: str, hint: str | None) -> None:
+        """Revoke if the token belongs to ``client``; unknown tokens are not an error (2.2)."""
+        if token.startswith(REFRESH_PREFIX) and len(token) <= 256:
+            found = await self._ctx.refresh.get_token(secret_digest(self._ctx.pepper, token))
+            if found is not None and found[1].client_id == client.client_id:
+                await self._ctx.refresh.revoke_families(
+                    self._ctx.now(), "revoked_by_client", family_id=found[1].family_id
+                )
+            return
+        claims = await self.validate_access_token(token)
+        if claims is not None and claims.get("client_id") == client.client_id:
+            await self._ctx.revocation.revoke("jti", str(claims["jti"]))
+
+    # -- userinfo (OIDC Core section 5.3) -----------------------------------------------
+
+    async def userinfo(self, token: str) -> dict[str, Any]:
+        claims = await self.validate_access_token(token)
+        if claims is None:
+            raise ProtocolError("invalid_token", "The access token is invalid or expired.")
+        scopes = parse_scope(str(claims.get("scope", "")))
+        if "openid" not in scopes:
+            raise ProtocolError("insufficient_scope", "The openid scope is required.")
+        info = await self._ctx.users.user_claims(str(claims["sub"]), scopes)
+        if info is None:
+            raise ProtocolError("invalid_token", "The user is no longer active.")
+        return {"sub": claims["sub"], **info}
+
+    # -- ending sessions -----------------------------------------------------------------
+
+    async def sessions_ended(self, sids: list[str]) -> None:
+        """Revoke the refresh families and access tokens of ended browser sessions."""
+        now = self._ctx.now()
+        for sid in sids:
+            await self._ctx.refresh.revoke_families(now, "session_ended", sid=sid)
+            await self._ctx.revocation.revoke("sid", sid)
+
+    async def user_disabled(self, user_id: str) -> None:
+        await self._ctx.refresh.revoke_families(self._ctx.now(), "user_disabled", user_id=user_id)
+        await self._ctx.revocation.revoke("user", user_id)
+
+    async def verify_id_token_hint(self, token: str) -> dict[str, Any] | None:
+        """Claims of an ID token we issued (expired ones accepted, per RP-Initiated Logout 2)."""
+        if not token or len(token) > 8192:
+            return None
+        keys = await self._keys.verification_keys()
+        try:
+            decoded = jwt.decode(token, keys, algorithms=_ALGS)
+        except (JoseError, ValueError, TypeError):
+            return None
+        claims = dict(decoded.claims)
+        if claims.get("iss") != self._ctx.policy.issuer or decoded.header.get("typ") == "at+jwt":
+            return None
+        return claims
+
+
+def user_claims_for(user: Any, scopes: tuple[str, ...]) -> dict[str, Any]:
+    """OIDC Core section 5.4 claims of a user for the granted scopes."""
+    claims: dict[str, Any] = {}
+    wanted = {c for s in scopes for c in CLAIMS_BY_SCOPE.get(s, ())}
+    if "name" in wanted and user.name:
+        claims["name"] = user.name
+    if "updated_at" in wanted:
+        claims["updated_at"] = int(user.updated_at.astimezone(UTC).timestamp())
+    if "email" in wanted:
+        claims["email"] = user.email
+        claims["email_verified"] = bool(user.email_verified)
+    return claims

@@ -1,0 +1,116 @@
+"""Minting access tokens (RFC 9068) and ID tokens (OpenID Connect Core 1.0 section 2).
+
+- RFC 9068 section 2.1: header ``typ: at+jwt``; section 2.2: ``iss, exp, aud, sub, client_id,
+  iat, jti`` required, ``scope`` (section 2.2.3), ``auth_time, acr, amr`` (section 2.2.1) when
+  known; for client credentials ``sub`` is the client id (section 2.2).
+- OIDC Core section 2: ID token ``iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp``;
+  section 3.1.3.6 ``at_hash``; OIDC Front-Channel / Back-Channel Logout: ``sid``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ostiary.features.keys.service import KeyService
+from ostiary.protocol.oidc import left_half_hash
+
+__all__ = ["AccessTokenRequest", "MintedToken", "TokenMinter"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenRequest:
+    client_id: str
+    subject: str
+    scope: str
+    audience: list[str]
+    ttl: timedelta
+    sid: str | None = None
+    auth_time: datetime | None = None
+    acr: str | None = None
+    amr: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MintedToken:
+    token: str
+    jti: str
+    expires_in: int
+    claims: dict[str, Any]
+
+
+class TokenMinter:
+    def __init__(self, keys: KeyService, issuer: str) -> None:
+        self._keys = keys
+        self._issuer = issuer
+
+    async def access_token(self, request: AccessTokenRequest, now: datetime) -> MintedToken:
+        iat = int(now.timestamp())
+        ttl = int(request.ttl.total_seconds())
+        jti = secrets.token_urlsafe(16)
+        aud: str | list[str] = (
+            request.audience[0] if len(request.audience) == 1 else list(request.audience)
+        )
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": request.subject,
+            "aud": aud,
+            "exp": iat + ttl,
+            "iat": iat,
+            "jti": jti,
+            "client_id": request.client_id,
+        }
+        if request.scope:
+            claims["scope"] = request.scope
+        if request.sid:
+            claims["sid"] = request.sid
+        if request.auth_time is not None:
+            claims["auth_time"] = int(request.auth_time.timestamp())
+        if request.acr:
+            claims["acr"] = request.acr
+        if request.amr:
+            claims["amr"] = list(request.amr)
+        signer = await self._keys.signer(typ="at+jwt", now=now)
+        return MintedToken(signer.sign(claims), jti, ttl, claims)
+
+    async def id_token(
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        now: datetime,
+        ttl: timedelta,
+        auth_time: datetime,
+        nonce: str | None,
+        sid: str | None,
+        acr: str | None,
+        amr: list[str] | None,
+        access_token: str | None,
+        extra_claims: dict[str, Any] | None = None,
+    ) -> str:
+        iat = int(now.timestamp())
+        signer = await self._keys.signer(typ="JWT", now=now)
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": client_id,
+            "azp": client_id,
+            "exp": iat + int(ttl.total_seconds()),
+            "iat": iat,
+            "auth_time": int(auth_time.timestamp()),
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        if sid:
+            claims["sid"] = sid
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = list(amr)
+        if access_token:
+            claims["at_hash"] = left_half_hash(access_token, signer.alg)
+        if extra_claims:
+            claims.update({k: v for k, v in extra_claims.items() if k not in claims})
+        return signer.sign(claims)

@@ -1,0 +1,266 @@
+"""SQL adapters of the clients and oauth features' ports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ostiary.features.clients.models import Client
+from ostiary.features.oauth.models import (
+    AuthorizationCode,
+    Consent,
+    RefreshFamily,
+    RefreshToken,
+    RevocationKind,
+)
+from ostiary.storage.sqla.tables import (
+    authorization_codes,
+    clients,
+    consents,
+    refresh_families,
+    refresh_tokens,
+    revocations,
+)
+
+__all__ = [
+    "SqlAuthorizationCodeStore",
+    "SqlClientStore",
+    "SqlConsentStore",
+    "SqlRefreshTokenStore",
+    "SqlRevocationStore",
+]
+
+_CLIENT_FIELDS = [c.name for c in clients.columns]
+
+
+def _client(row: Any) -> Client:
+    values = {name: row._mapping[name] for name in _CLIENT_FIELDS}
+    for name in (
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "grant_types",
+        "scopes",
+        "resources",
+    ):
+        values[name] = list(values[name] or [])
+    return Client(**values)
+
+
+def _client_values(client: Client) -> dict[str, Any]:
+    return {name: getattr(client, name) for name in _CLIENT_FIELDS}
+
+
+class SqlClientStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, client_id: str) -> Client | None:
+        query = select(clients).where(clients.c.client_id == client_id)
+        row = (await self._conn.execute(query)).first()
+        return _client(row) if row else None
+
+    async def add(self, client: Client) -> None:
+        await self._conn.execute(insert(clients).values(**_client_values(client)))
+
+    async def update(self, client: Client) -> None:
+        values = _client_values(client)
+        del values["client_id"]
+        await self._conn.execute(
+            update(clients).where(clients.c.client_id == client.client_id).values(**values)
+        )
+
+    async def delete(self, client_id: str) -> bool:
+        result = await self._conn.execute(delete(clients).where(clients.c.client_id == client_id))
+        return bool(result.rowcount)
+
+    async def list(self) -> list[Client]:
+        query = select(clients).order_by(clients.c.created_at, clients.c.client_id)
+        return [_client(r) for r in await self._conn.execute(query)]
+
+
+_CODE_FIELDS = [c.name for c in authorization_codes.columns]
+
+
+class SqlAuthorizationCodeStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, code: AuthorizationCode) -> None:
+        values = {name: getattr(code, name) for name in _CODE_FIELDS}
+        await self._conn.execute(insert(authorization_codes).values(**values))
+
+    async def get(self, code_hash: str) -> AuthorizationCode | None:
+        query = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+        row = (await self._conn.execute(query)).first()
+        if row is None:
+            return None
+        values = {name: row._mapping[name] for name in _CODE_FIELDS}
+        values["resources"] = list(values["resources"] or [])
+        values["amr"] = list(values["amr"] or [])
+        return AuthorizationCode(**values)
+
+    async def consume(
+        self, code_hash: str, now: datetime, family_id: str | None, access_jti: str
+    ) -> bool:
+        result = await self._conn.execute(
+            update(authorization_codes)
+            .where(
+                and_(
+                    authorization_codes.c.code_hash == code_hash,
+                    authorization_codes.c.consumed_at.is_(None),
+                )
+            )
+            .values(consumed_at=now, family_id=family_id, access_jti=access_jti)
+        )
+        return result.rowcount == 1
+
+
+_FAMILY_FIELDS = [c.name for c in refresh_families.columns]
+_TOKEN_FIELDS = [c.name for c in refresh_tokens.columns]
+
+
+class SqlRefreshTokenStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add_family(self, family: RefreshFamily) -> None:
+        values = {name: getattr(family, name) for name in _FAMILY_FIELDS}
+        await self._conn.execute(insert(refresh_families).values(**values))
+
+    async def add_token(self, token: RefreshToken) -> None:
+        values = {name: getattr(token, name) for name in _TOKEN_FIELDS}
+        await self._conn.execute(insert(refresh_tokens).values(**values))
+
+    async def get_token(self, token_hash: str) -> tuple[RefreshToken, RefreshFamily] | None:
+        query = (
+            select(refresh_tokens, refresh_families)
+            .join(refresh_families, refresh_families.c.family_id == refresh_tokens.c.family_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        row = (await self._conn.execute(query)).first()
+        if row is None:
+            return None
+        mapping = row._mapping
+        token = RefreshToken(**{name: mapping[refresh_tokens.c[name]] for name in _TOKEN_FIELDS})
+        fam = {name: mapping[refresh_families.c[name]] for name in _FAMILY_FIELDS}
+        fam["resources"] = list(fam["resources"] or [])
+        fam["amr"] = list(fam["amr"] or [])
+        return token, RefreshFamily(**fam)
+
+    async def mark_used(self, token_hash: str, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(refresh_tokens)
+            .where(
+                and_(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+            )
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+    async def revoke_families(
+        self,
+        now: datetime,
+        reason: str,
+        *,
+        family_id: str | None = None,
+        sid: str | None = None,
+        user_id: str | None = None,
+        client_id: str | None = None,
+    ) -> list[str]:
+        conditions: list[ColumnElement[bool]] = [refresh_families.c.revoked_at.is_(None)]
+        if family_id is not None:
+            conditions.append(refresh_families.c.family_id == family_id)
+        if sid is not None:
+            conditions.append(refresh_families.c.sid == sid)
+        if user_id is not None:
+            conditions.append(refresh_families.c.user_id == user_id)
+        if client_id is not None:
+            conditions.append(refresh_families.c.client_id == client_id)
+        if len(conditions) == 1:
+            raise ValueError("refusing to revoke every family: give a filter")
+        ids = list(
+            (
+                await self._conn.execute(select(refresh_families.c.family_id).where(*conditions))
+            ).scalars()
+        )
+        if ids:
+            await self._conn.execute(
+                update(refresh_families)
+                .where(refresh_families.c.family_id.in_(ids))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return ids
+
+
+class SqlConsentStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, user_id: str, client_id: str) -> Consent | None:
+        query = select(consents).where(
+            consents.c.user_id == user_id, consents.c.client_id == client_id
+        )
+        row = (await self._conn.execute(query)).first()
+        return _consent(row) if row else None
+
+    async def put(self, consent: Consent) -> None:
+        await self.delete(consent.user_id, consent.client_id)
+        await self._conn.execute(
+            insert(consents).values(
+                user_id=consent.user_id,
+                client_id=consent.client_id,
+                scopes=list(consent.scopes),
+                created_at=consent.created_at,
+                updated_at=consent.updated_at,
+            )
+        )
+
+    async def delete(self, user_id: str, client_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(consents).where(consents.c.user_id == user_id, consents.c.client_id == client_id)
+        )
+        return bool(result.rowcount)
+
+    async def list_for_user(self, user_id: str) -> list[Consent]:
+        query = (
+            select(consents).where(consents.c.user_id == user_id).order_by(consents.c.created_at)
+        )
+        return [_consent(r) for r in await self._conn.execute(query)]
+
+
+def _consent(row: Any) -> Consent:
+    return Consent(
+        row.user_id, row.client_id, list(row.scopes or []), row.created_at, row.updated_at
+    )
+
+
+class SqlRevocationStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(
+        self, kind: RevocationKind, value: str, revoked_at: datetime, expires_at: datetime
+    ) -> None:
+        await self._conn.execute(
+            insert(revocations).values(
+                kind=kind, value=value[:300], revoked_at=revoked_at, expires_at=expires_at
+            )
+        )
+
+    async def since(
+        self, after_id: int, now: datetime
+    ) -> list[tuple[int, RevocationKind, str, datetime, datetime]]:
+        query = (
+            select(revocations)
+            .where(revocations.c.id > after_id, revocations.c.expires_at > now)
+            .order_by(revocations.c.id)
+            .limit(10_000)
+        )
+        return [
+            (r.id, r.kind, r.value, r.revoked_at, r.expires_at)
+            for r in await self._conn.execute(query)
+        ]

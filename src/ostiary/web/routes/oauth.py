@@ -1,0 +1,281 @@
+"""Token, introspection, revocation and userinfo endpoints (the hot path).
+
+ARCHITECTURE.md: these take the raw ``Request``, parse the form themselves (repeated
+parameters refused, RFC 6749 section 3.2) and answer with ``orjson``; no dependency chains,
+no pydantic. They stay in the OpenAPI schema through ``openapi_extra``.
+
+- RFC 6749 section 2.3.1: client_secret_basic (``Authorization: Basic``, form-urlencoded id
+  and secret) and client_secret_post; a failed Basic authentication is 401 with
+  ``WWW-Authenticate`` (section 5.2). Every token response has ``Cache-Control: no-store``
+  (section 5.1).
+- RFC 7662 (introspection, client-authenticated), RFC 7009 (revocation: 200 for unknown
+  tokens too), OpenID Connect Core 1.0 section 5.3 (userinfo, GET and POST, RFC 6750 bearer).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ostiary.features.clients.models import AuthMethod, Client
+from ostiary.protocol.forms import FormError, parse_form
+from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.web.deps import runtime_of
+from ostiary.web.runtime import Unit
+
+router = APIRouter(tags=["oauth"])
+log = structlog.get_logger("ostiary.oauth")
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_JSON = "application/json"
+
+
+def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status_code,
+        media_type=_JSON,
+        headers={**_NO_STORE, **(headers or {})},
+    )
+
+
+def error_response(error: ProtocolError, *, basic_attempted: bool = False) -> Response:
+    headers: dict[str, str] = {}
+    status = error.status_code
+    if error.error == "invalid_client":
+        status = 401
+        if basic_attempted:
+            headers["WWW-Authenticate"] = 'Basic realm="ostiary", charset="UTF-8"'
+    if error.hint:
+        log.info("oauth_error", error=error.error, hint=error.hint)
+    return _json(error.as_dict(), status, headers)
+
+
+async def read_oauth_form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise ProtocolError("invalid_request", "Use application/x-www-form-urlencoded.")
+    try:
+        return parse_form(await request.body())
+    except FormError as exc:
+        raise ProtocolError("invalid_request", str(exc)) from exc
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("invalid_client", "Malformed Basic credentials.") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise ProtocolError("invalid_client", "Malformed Basic credentials.")
+    # RFC 6749 section 2.3.1: both parts are form-urlencoded before Base64.
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+async def authenticate_client(unit: Unit, request: Request, form: dict[str, str]) -> Client:
+    """One authentication method per request (RFC 6749 section 2.3)."""
+    basic = _basic_credentials(request)
+    if basic is not None:
+        if "client_secret" in form:
+            raise ProtocolError("invalid_request", "Use one client authentication method.")
+        client_id = basic[0]
+        if form.get("client_id", client_id) != client_id:
+            raise ProtocolError("invalid_client", "client_id does not match the credentials.")
+        return await unit.clients.authenticate(
+            client_id, method="client_secret_basic", secret=basic[1]
+        )
+    client_id = form.get("client_id", "")
+    if not client_id:
+        raise ProtocolError("invalid_client", "Client authentication is required.")
+    method: AuthMethod
+    if "client_assertion" in form:
+        raise ProtocolError("invalid_client", "private_key_jwt is not enabled yet.")
+    method = "client_secret_post" if "client_secret" in form else "none"
+    return await unit.clients.authenticate(
+        client_id, method=method, secret=form.get("client_secret")
+    )
+
+
+def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        },
+        "security": [{"clientBasic": []}, {}],
+    }
+
+
+_STR = {"type": "string"}
+_TOKEN_FORM = _form_body(
+    {
+        "grant_type": {
+            "type": "string",
+            "enum": ["authorization_code", "refresh_token", "client_credentials"],
+        },
+        "code": _STR,
+        "redirect_uri": _STR,
+        "code_verifier": _STR,
+        "refresh_token": _STR,
+        "scope": _STR,
+        "resource": _STR,
+        "client_id": _STR,
+        "client_secret": _STR,
+    },
+    ["grant_type"],
+)
+_TOKEN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Token response (RFC 6749 section 5.1)", "content": {_JSON: {}}},
+    400: {"description": "Error response (RFC 6749 section 5.2)", "content": {_JSON: {}}},
+    401: {"description": "Client authentication failed", "content": {_JSON: {}}},
+    415: {"description": "Not a form", "content": {_JSON: {}}},
+}
+
+
+@router.post(
+    "/token",
+    summary="Token endpoint (RFC 6749 section 3.2)",
+    response_class=Response,
+    openapi_extra=_TOKEN_FORM,
+    responses=_TOKEN_FORM_RESPONSES,
+)
+async def token(request: Request) -> Response:
+    rt = runtime_of(request)
+    basic = "authorization" in request.headers
+    try:
+        form = await read_oauth_form(request)
+    except ProtocolError as exc:
+        return error_response(exc)
+    error: ProtocolError | None = None
+    # Commit even when the grant fails: replay and reuse detection revoke tokens on purpose.
+    async with rt.unit() as unit:
+        try:
+            client = await authenticate_client(unit, request, form)
+            body = await unit.oauth.token(client, form)
+        except ProtocolError as exc:
+            error = exc
+    if error is not None:
+        return error_response(error, basic_attempted=basic)
+    return _json(body)
+
+
+@router.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662)",
+    response_class=Response,
+    openapi_extra=_form_body(
+        {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
+        ["token"],
+    ),
+    responses=_TOKEN_FORM_RESPONSES,
+)
+async def introspect(request: Request) -> Response:
+    rt = runtime_of(request)
+    basic = "authorization" in request.headers
+    try:
+        form = await read_oauth_form(request)
+        async with rt.unit() as unit:
+            client = await authenticate_client(unit, request, form)
+            if client.is_public:
+                raise ProtocolError("invalid_client", "Public clients may not introspect.")
+            token_value = form.get("token", "")
+            if not token_value:
+                raise ProtocolError("invalid_request", "token is required.")
+            body = await unit.oauth.introspect(token_value, form.get("token_type_hint"))
+    except ProtocolError as exc:
+        return error_response(exc, basic_attempted=basic)
+    return _json(body)
+
+
+@router.post(
+    "/revoke",
+    summary="Token revocation (RFC 7009)",
+    response_class=Response,
+    openapi_extra=_form_body(
+        {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
+        ["token"],
+    ),
+    responses=_TOKEN_FORM_RESPONSES,
+)
+async def revoke(request: Request) -> Response:
+    rt = runtime_of(request)
+    basic = "authorization" in request.headers
+    try:
+        form = await read_oauth_form(request)
+        async with rt.unit() as unit:
+            client = await authenticate_client(unit, request, form)
+            token_value = form.get("token", "")
+            if not token_value:
+                raise ProtocolError("invalid_request", "token is required.")
+            await unit.oauth.revoke(client, token_value, form.get("token_type_hint"))
+    except ProtocolError as exc:
+        return error_response(exc, basic_attempted=basic)
+    # RFC 7009 section 2.2: 200; an empty JSON object (oidc-client-ts rejects text/plain).
+    return _json({})
+
+
+def _bearer(request: Request, form: dict[str, str] | None) -> str:
+    header = request.headers.get("authorization", "")
+    from_form = (form or {}).get("access_token")
+    if header[:7].lower() == "bearer ":
+        if from_form:
+            raise ProtocolError("invalid_request", "Send the token one way only.")
+        return header[7:].strip()
+    if from_form:
+        return from_form
+    raise ProtocolError("invalid_token", "")
+
+
+def _bearer_error(error: ProtocolError) -> Response:
+    # RFC 6750 section 3: WWW-Authenticate with the error code (none when no token was sent).
+    challenge = 'Bearer realm="ostiary"'
+    if error.description:
+        challenge += f', error="{error.error}", error_description="{error.description}"'
+    status = 401 if error.error in ("invalid_token",) else error.status_code
+    body = error.as_dict() if error.description else {"error": "invalid_token"}
+    return _json(body, status, {"WWW-Authenticate": challenge})
+
+
+@router.api_route(
+    "/userinfo",
+    methods=["GET", "POST"],
+    summary="UserInfo endpoint (OpenID Connect Core 1.0 section 5.3)",
+    response_class=Response,
+    responses={
+        200: {"description": "Claims of the user", "content": {_JSON: {}}},
+        401: {"description": "Missing or invalid bearer token", "content": {_JSON: {}}},
+        403: {"description": "Token lacks the openid scope", "content": {_JSON: {}}},
+    },
+    openapi_extra={"security": [{"bearer": []}]},
+)
+async def userinfo(request: Request) -> Response:
+    rt = runtime_of(request)
+    try:
+        form = None
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            form = await read_oauth_form(request)
+        token_value = _bearer(request, form)
+        async with rt.unit() as unit:
+            claims = await unit.oauth.userinfo(token_value)
+    except ProtocolError as exc:
+        if exc.error == "invalid_request":
+            return _json(exc.as_dict(), 400)
+        return _bearer_error(exc)
+    return _json(claims)

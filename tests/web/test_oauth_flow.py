@@ -1,0 +1,510 @@
+"""OAuth 2.1 / OIDC flows in-process, driven by Authlib (an independent client) over ASGI,
+with tokens verified by joserfc against the published JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from ostiary.features.clients.service import ClientRegistration
+from tests.web.helpers import PASSWORD, csrf_from, sign_in
+
+EMAIL = "grace@example.com"
+REDIRECT = "https://app.example/callback"
+ISSUER = "http://testserver"
+
+
+@pytest.fixture
+async def setup(app: Any) -> dict[str, Any]:
+    rt = app.state.runtime
+    async with rt.unit() as unit:
+        await unit.keys.ensure_key("ES256")
+        user = await unit.accounts.create_user(
+            EMAIL, PASSWORD, name="Grace Hopper", email_verified=True
+        )
+        client, secret = await unit.clients.register(
+            ClientRegistration(
+                name="Notebook",
+                redirect_uris=(REDIRECT,),
+                post_logout_redirect_uris=("https://app.example/bye",),
+            )
+        )
+        machine, machine_secret = await unit.clients.register(
+            ClientRegistration(
+                name="Batch",
+                grant_types=("client_credentials",),
+                scopes=("models:read", "models:write"),
+                resources=("https://api.example",),
+            )
+        )
+    return {
+        "user": user,
+        "client": client,
+        "secret": secret,
+        "machine": machine,
+        "machine_secret": machine_secret,
+    }
+
+
+def _oauth(app: Any, client_id: str, secret: str | None, **kw: Any) -> AsyncOAuth2Client:
+    return AsyncOAuth2Client(
+        client_id=client_id,
+        client_secret=secret,
+        redirect_uri=REDIRECT,
+        scope="openid profile email offline_access",
+        code_challenge_method="S256",
+        transport=httpx.ASGITransport(app=app),
+        base_url=ISSUER,
+        **kw,
+    )
+
+
+async def _authorize(browser: httpx.AsyncClient, url: str) -> httpx.Response:
+    """Follow the authorization request through sign-in and consent like a person would."""
+    response = await browser.get(url)
+    if response.status_code == 303 and response.headers["location"].startswith("/login"):
+        await sign_in(
+            browser,
+            EMAIL,
+            next_path=parse_qs(urlsplit(response.headers["location"]).query)["next"][0],
+        )
+        response = await browser.get(url)
+    if response.status_code == 200 and "consent-form" in response.text:
+        query = response.text.split('name="request" value="')[1].split('"')[0]
+        import html
+
+        response = await browser.post(
+            "/authorize/consent",
+            data={
+                "csrf_token": csrf_from(response.text),
+                "request": html.unescape(query),
+                "decision": "allow",
+            },
+        )
+    return response
+
+
+async def _code_flow(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], **extra: str
+) -> tuple[AsyncOAuth2Client, dict[str, Any], str]:
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    verifier = secrets.token_urlsafe(48)
+    nonce = secrets.token_urlsafe(8)
+    url, state = oauth.create_authorization_url(
+        f"{ISSUER}/authorize", code_verifier=verifier, nonce=nonce, **extra
+    )
+    response = await _authorize(client, url)
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT + "?")
+    params = parse_qs(urlsplit(location).query)
+    assert params["state"] == [state]
+    assert params["iss"] == [ISSUER]  # RFC 9207
+    token = await oauth.fetch_token(
+        f"{ISSUER}/token", authorization_response=location, code_verifier=verifier
+    )
+    return oauth, token, nonce
+
+
+async def _jwks(client: httpx.AsyncClient) -> KeySet:
+    return KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
+
+
+async def test_discovery_documents(client: httpx.AsyncClient) -> None:
+    oidc = (await client.get("/.well-known/openid-configuration")).json()
+    rfc8414 = (await client.get("/.well-known/oauth-authorization-server")).json()
+    assert oidc["issuer"] == rfc8414["issuer"] == ISSUER
+    assert oidc["code_challenge_methods_supported"] == ["S256"]
+    assert oidc["response_types_supported"] == ["code"]
+    assert oidc["authorization_response_iss_parameter_supported"] is True
+
+
+async def test_code_flow_with_pkce_tokens_and_userinfo(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    oauth, token, nonce = await _code_flow(app, client, setup)
+    keys = await _jwks(client)
+    access = jwt.decode(token["access_token"], keys, algorithms=["ES256"])
+    assert access.header["typ"] == "at+jwt"  # RFC 9068 section 2.1
+    claims = access.claims
+    assert claims["iss"] == ISSUER and claims["sub"] == setup["user"].id
+    assert claims["client_id"] == setup["client"].client_id
+    assert set(claims["scope"].split()) == {"openid", "profile", "email", "offline_access"}
+    assert {"exp", "iat", "jti", "sid", "auth_time", "amr"} <= set(claims)
+    id_token = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
+    assert id_token["aud"] == setup["client"].client_id and id_token["nonce"] == nonce
+    assert id_token["sid"] == claims["sid"] and id_token["azp"] == setup["client"].client_id
+    digest = hashlib.sha256(token["access_token"].encode()).digest()[:16]
+    assert id_token["at_hash"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert token["refresh_token"].startswith("ost_rt_")
+    info = (await oauth.get(f"{ISSUER}/userinfo")).json()
+    assert info == {
+        "sub": setup["user"].id,
+        "name": "Grace Hopper",
+        "email": EMAIL,
+        "email_verified": True,
+        "updated_at": info["updated_at"],
+    }
+
+
+async def test_token_response_is_not_cacheable(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    machine = setup["machine"]
+    response = await client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(machine.client_id, setup["machine_secret"]),
+    )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_code_replay_is_refused_and_revokes_its_tokens(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
+    location = (await _authorize(client, url)).headers["location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    auth = (setup["client"].client_id, setup["secret"])
+    first = await client.post("/token", data=form, auth=auth)
+    assert first.status_code == 200
+    replay = await client.post("/token", data=form, auth=auth)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    tokens = first.json()
+    for value in (tokens["access_token"], tokens["refresh_token"]):
+        result = await client.post("/introspect", data={"token": value}, auth=auth)
+        assert result.json() == {"active": False}
+
+
+async def test_wrong_pkce_verifier_and_wrong_redirect_uri(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
+    code = parse_qs(urlsplit((await _authorize(client, url)).headers["location"]).query)["code"][0]
+    auth = (setup["client"].client_id, setup["secret"])
+    base = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    bad = await client.post("/token", data={**base, "code_verifier": "x" * 50}, auth=auth)
+    assert bad.json()["error"] == "invalid_grant"
+    missing = await client.post("/token", data=base, auth=auth)
+    assert missing.json()["error"] == "invalid_request"
+    other = await client.post(
+        "/token",
+        data={**base, "code_verifier": verifier, "redirect_uri": REDIRECT + "x"},
+        auth=auth,
+    )
+    assert other.json()["error"] == "invalid_grant"
+    good = await client.post("/token", data={**base, "code_verifier": verifier}, auth=auth)
+    assert good.status_code == 200  # failures above did not consume the code
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"resource": "https://other.example"}, "invalid_target"),
+    ],
+)
+async def test_authorization_errors_redirect_with_state_and_iss(
+    client: httpx.AsyncClient, setup: dict[str, Any], params: dict[str, str | None], error: str
+) -> None:
+    query = {
+        "response_type": "code",
+        "client_id": setup["client"].client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid",
+        "state": "s1",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    query.update(params)  # type: ignore[arg-type]
+    response = await client.get(
+        "/authorize?" + urlencode({k: v for k, v in query.items() if v is not None})
+    )
+    assert response.status_code == 303
+    target = urlsplit(response.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == REDIRECT
+    got = parse_qs(target.query)
+    assert got["error"] == [error] and got["state"] == ["s1"] and got["iss"] == [ISSUER]
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    ["https://evil.example/cb", REDIRECT + "/x", REDIRECT.upper(), REDIRECT + "?a=1"],
+)
+async def test_unregistered_redirect_uri_is_never_followed(
+    client: httpx.AsyncClient, setup: dict[str, Any], redirect_uri: str
+) -> None:
+    query = {
+        "response_type": "code",
+        "client_id": setup["client"].client_id,
+        "redirect_uri": redirect_uri,
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+    }
+    response = await client.get("/authorize?" + urlencode(query), headers={"Accept": "text/html"})
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "not registered" in response.text
+
+
+async def test_unknown_client_gets_an_error_page(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/authorize?client_id=nope&response_type=code", headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_prompt_none_without_session(
+    client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    query = {
+        "response_type": "code",
+        "client_id": setup["client"].client_id,
+        "redirect_uri": REDIRECT,
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        "prompt": "none",
+        "scope": "openid",
+    }
+    response = await client.get("/authorize?" + urlencode(query))
+    assert parse_qs(urlsplit(response.headers["location"]).query)["error"] == ["login_required"]
+
+
+async def test_refresh_rotation_and_reuse_revokes_the_family(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    oauth, token, _ = await _code_flow(app, client, setup)
+    first_refresh = token["refresh_token"]
+    rotated = await oauth.refresh_token(f"{ISSUER}/token", refresh_token=first_refresh)
+    assert rotated["refresh_token"] != first_refresh
+    auth = (setup["client"].client_id, setup["secret"])
+    reuse = await client.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": first_refresh}, auth=auth
+    )
+    assert reuse.json()["error"] == "invalid_grant"
+    # The whole family is gone, including the token issued after the stolen one.
+    after = await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]},
+        auth=auth,
+    )
+    assert after.json()["error"] == "invalid_grant"
+    result = await client.post("/introspect", data={"token": rotated["access_token"]}, auth=auth)
+    assert result.json() == {"active": False}
+
+
+async def test_refresh_cannot_widen_scope(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup, scope="openid email")
+    auth = (setup["client"].client_id, setup["secret"])
+    wider = await client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "scope": "openid email profile",
+        },
+        auth=auth,
+    )
+    assert wider.json()["error"] == "invalid_scope"
+    narrower = await client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "scope": "openid",
+        },
+        auth=auth,
+    )
+    assert narrower.status_code == 200 and narrower.json()["scope"] == "openid"
+
+
+async def test_concurrent_refresh_exactly_one_wins(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    auth = (setup["client"].client_id, setup["secret"])
+    form = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+    results = await asyncio.gather(
+        *(client.post("/token", data=form, auth=auth) for _ in range(20))
+    )
+    assert sorted(r.status_code for r in results) == [200] + [400] * 19
+
+
+async def test_client_credentials(client: httpx.AsyncClient, setup: dict[str, Any]) -> None:
+    machine = setup["machine"]
+    oauth = AsyncOAuth2Client(
+        client_id=machine.client_id,
+        client_secret=setup["machine_secret"],
+        transport=client._transport,
+        base_url=ISSUER,
+    )
+    token = await oauth.fetch_token(
+        f"{ISSUER}/token", grant_type="client_credentials", scope="models:read"
+    )
+    claims = jwt.decode(token["access_token"], await _jwks(client), algorithms=["ES256"]).claims
+    assert claims["sub"] == machine.client_id and claims["scope"] == "models:read"
+    assert claims["aud"] == "https://api.example"
+    assert "refresh_token" not in token and "id_token" not in token
+    denied = await client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "admin"},
+        auth=(machine.client_id, setup["machine_secret"]),
+    )
+    assert denied.json()["error"] == "invalid_scope"
+
+
+async def test_client_authentication_failures(
+    client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    machine = setup["machine"]
+    wrong = await client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(machine.client_id, "ost_cs_wrong"),
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert wrong.headers["www-authenticate"].startswith("Basic")
+    post = await client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": machine.client_id,
+            "client_secret": setup["machine_secret"],
+        },
+    )
+    assert post.status_code == 401  # registered for client_secret_basic only
+    unknown = await client.post(
+        "/token", data={"grant_type": "client_credentials", "client_id": "nobody"}
+    )
+    assert unknown.status_code == 401
+
+
+async def test_revocation_of_access_and_refresh_tokens(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    auth = (setup["client"].client_id, setup["secret"])
+    active = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+    assert active.json()["active"] is True
+    response = await client.post("/revoke", data={"token": token["access_token"]}, auth=auth)
+    assert response.status_code == 200 and response.json() == {}
+    assert response.headers["content-type"] == "application/json"
+    gone = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+    assert gone.json() == {"active": False}
+    await client.post("/revoke", data={"token": token["refresh_token"]}, auth=auth)
+    refresh = await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=auth,
+    )
+    assert refresh.json()["error"] == "invalid_grant"
+    unknown = await client.post("/revoke", data={"token": "nonsense"}, auth=auth)
+    assert unknown.status_code == 200
+
+
+async def test_revoking_the_browser_session_revokes_its_tokens(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    auth = (setup["client"].client_id, setup["secret"])
+    page = await client.get("/account")
+    sid = page.text.split('data-sid="')[1].split('"')[0]
+    await client.post(f"/account/sessions/{sid}/revoke", data={"csrf_token": csrf_from(page.text)})
+    for value in (token["access_token"], token["refresh_token"]):
+        result = await client.post("/introspect", data={"token": value}, auth=auth)
+        assert result.json() == {"active": False}
+
+
+async def test_consent_is_remembered_and_can_be_withdrawn(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    url, _ = oauth.create_authorization_url(
+        f"{ISSUER}/authorize", code_verifier=secrets.token_urlsafe(48)
+    )
+    again = await client.get(url)
+    assert again.status_code == 303 and again.headers["location"].startswith(REDIRECT)
+    page = await client.get("/account")
+    assert "Notebook" in page.text, page.text[page.text.find("Applications") :]
+    client_id = setup["client"].client_id
+    response = await client.post(
+        f"/account/apps/{client_id}/revoke", data={"csrf_token": csrf_from(page.text)}
+    )
+    assert response.status_code == 303
+    auth = (client_id, setup["secret"])
+    for value in (token["access_token"], token["refresh_token"]):
+        result = await client.post("/introspect", data={"token": value}, auth=auth)
+        assert result.json() == {"active": False}
+    asked = await client.get(url)
+    assert asked.status_code == 200 and "consent-form" in asked.text
+
+
+async def test_disabled_user_tokens_go_inactive(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    async with app.state.runtime.unit() as unit:
+        await unit.accounts.disable(EMAIL)
+    auth = (setup["client"].client_id, setup["secret"])
+    for value in (token["access_token"], token["refresh_token"]):
+        result = await client.post("/introspect", data={"token": value}, auth=auth)
+        assert result.json() == {"active": False}
+
+
+async def test_end_session_with_id_token_hint(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    query = urlencode(
+        {
+            "id_token_hint": token["id_token"],
+            "post_logout_redirect_uri": "https://app.example/bye",
+            "state": "z",
+        }
+    )
+    response = await client.get(f"/end_session?{query}")
+    assert response.status_code == 303
+    assert response.headers["location"] == "https://app.example/bye?state=z"
+    assert (await client.get("/account")).status_code == 303
+    auth = (setup["client"].client_id, setup["secret"])
+    result = await client.post("/introspect", data={"token": token["refresh_token"]}, auth=auth)
+    assert result.json() == {"active": False}
+
+
+async def test_end_session_refuses_unregistered_post_logout_uri(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    _, token, _ = await _code_flow(app, client, setup)
+    query = urlencode(
+        {"id_token_hint": token["id_token"], "post_logout_redirect_uri": "https://evil.example/"}
+    )
+    response = await client.get(f"/end_session?{query}", headers={"Accept": "text/html"})
+    assert response.status_code == 400 and "location" not in response.headers
+    assert (await client.get("/account")).status_code == 200
