@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from ostiary import __version__
 from ostiary.config import Settings
 from ostiary.features.clock import Clock
+from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.middleware import Metrics, RequestContextMiddleware
@@ -39,9 +41,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("started", issuer=settings.issuer, version=__version__)
+        tasks = [asyncio.create_task(runtime.sync_revocations_forever())]
+        if runtime.revocation_bus is not None:
+            tasks.append(asyncio.create_task(runtime.revocation_bus.listen(runtime.revoked.add)))
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.close()
             log.info("stopped")
 
@@ -72,5 +80,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         StaticFiles(directory=Path(__file__).with_name("static")),
         name="static",
     )
+    async def public_client_origins() -> frozenset[str]:
+        async with runtime.unit() as unit:
+            clients = await unit.clients.list()
+        return frozenset(
+            origin
+            for client in clients
+            if client.is_public and not client.disabled
+            for uri in client.redirect_uris
+            if (origin := origin_of(uri)) is not None
+        )
+
+    app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -7,10 +7,12 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
 
+import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,6 +32,7 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
+from ostiary.storage.redis.revocations import RedisRevocationBus
 from ostiary.storage.redis.sessions import RedisSessionStore
 from ostiary.storage.sqla.engine import create_engine
 from ostiary.storage.sqla.oauth_repositories import (
@@ -49,6 +52,8 @@ from ostiary.storage.sqla.uow import transaction
 from ostiary.storage.throttle import LimitsLoginThrottle
 
 __all__ = ["Runtime", "Unit"]
+
+log = structlog.get_logger("ostiary.runtime")
 
 
 class Runtime:
@@ -77,6 +82,7 @@ class Runtime:
         self.signers = SignerCache()
         self.clients_cache = ClientCache()
         self.revoked = RevocationSet()
+        self.revocation_bus = RedisRevocationBus(self.redis) if self.redis is not None else None
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
@@ -93,6 +99,19 @@ class Runtime:
         """One transaction and the services bound to it; commits if the block succeeds."""
         async with transaction(self.engine) as conn:
             yield Unit(self, conn)
+
+    async def sync_revocations_forever(self, interval: float = 1.0) -> None:
+        """Catch up with revocations written by other processes (CLI, replicas)."""
+        while True:
+            try:
+                async with self.unit() as unit:
+                    await unit.revocation.sync()
+                self.revoked.prune(self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may blip; keep trying
+                log.warning("revocation_sync_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -154,6 +173,7 @@ class Unit:
             rt.revoked,
             rt.clock,
             horizon=rt.settings.tokens.max_token_ttl,
+            bus=rt.revocation_bus,
         )
 
     @cached_property
