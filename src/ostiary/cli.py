@@ -153,12 +153,17 @@ def dev(
     typer.echo("Preparing the database ...", err=True)
     _migrate(settings)
     admin = _run(settings, lambda rt: _bootstrap_dev(rt, data_dir))
+    demo = _run(settings, lambda rt: _bootstrap_demo_client(rt, data_dir, issuer))
     typer.echo("")
     typer.echo(f"  Ostiary {__version__} (development mode)")
     typer.echo(f"  Issuer:          {issuer}")
     typer.echo(f"  Sign in:         {issuer}/login")
     typer.echo(f"  Admin e-mail:    {admin['email']}")
     typer.echo(f"  Admin password:  {admin['password']}")
+    typer.echo(f"  Demo app:        {issuer}/demo")
+    typer.echo(f"  Demo client id:  {demo['client_id']}")
+    typer.echo(f"  Demo secret:     {demo['client_secret']}")
+    typer.echo(f"  Discovery:       {issuer}/.well-known/openid-configuration")
     typer.echo(f"  API docs:        {issuer}/docs")
     typer.echo(f"  Data directory:  {data_dir.resolve()}")
     typer.echo("")
@@ -187,6 +192,40 @@ async def _bootstrap_dev(rt: Any, data_dir: Path) -> dict[str, str]:
         stored: dict[str, str] = orjson.loads(admin_file.read_bytes())
         return stored
     return {"email": DEV_ADMIN_EMAIL, "password": "(changed since; not shown)"}
+
+
+async def _bootstrap_demo_client(rt: Any, data_dir: Path, issuer: str) -> dict[str, str]:
+    """The demo client for ``/demo``, registered for this issuer; kept in the data dir (0600)."""
+    from ostiary.features.clients.service import ClientRegistration
+    from ostiary.web.app import DEV_CLIENT_FILE
+
+    demo_file = data_dir / DEV_CLIENT_FILE
+    stored: dict[str, str] = orjson.loads(demo_file.read_bytes()) if demo_file.is_file() else {}
+    async with rt.unit() as unit:
+        existing = await unit.clients.get(stored.get("client_id", "ostiary-demo"))
+        if existing is not None and stored.get("issuer") == issuer:
+            return stored
+        if existing is not None:
+            await unit.clients.delete(existing.client_id, actor="cli")
+        client, secret = await unit.clients.register(
+            ClientRegistration(
+                client_id="ostiary-demo",
+                name="Ostiary demo app",
+                redirect_uris=(f"{issuer}/demo/callback",),
+                post_logout_redirect_uris=(f"{issuer}/demo",),
+            ),
+            actor="cli",
+        )
+    data = {
+        "client_id": client.client_id,
+        "client_secret": str(secret),
+        "issuer": issuer,
+        "redirect_uri": f"{issuer}/demo/callback",
+        "post_logout_redirect_uri": f"{issuer}/demo",
+    }
+    demo_file.unlink(missing_ok=True)
+    _write_private(demo_file, orjson.dumps(data).decode())
+    return data
 
 
 @app.command()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -19,10 +20,12 @@ from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.middleware import Metrics, RequestContextMiddleware
-from ostiary.web.routes import authorize, browser, oauth, ops, wellknown
+from ostiary.web.routes import authorize, browser, demo, oauth, ops, wellknown
 from ostiary.web.runtime import Runtime
 
-__all__ = ["create_app"]
+__all__ = ["DEV_CLIENT_FILE", "create_app"]
+
+DEV_CLIENT_FILE = "dev-client.json"
 
 log = structlog.get_logger("ostiary.web")
 
@@ -74,12 +77,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)
+    if settings.dev_mode:
+        demo_file = settings.data_dir / DEV_CLIENT_FILE
+        if demo_file.is_file():
+            app.state.demo_client = orjson.loads(demo_file.read_bytes())
+        app.include_router(demo.router)
     app.include_router(ops.router)
     app.mount(
         "/static",
         StaticFiles(directory=Path(__file__).with_name("static")),
         name="static",
     )
+
     async def public_client_origins() -> frozenset[str]:
         async with runtime.unit() as unit:
             clients = await unit.clients.list()

@@ -38,9 +38,7 @@ def origin_of(uri: str) -> str | None:
 
 
 class PublicClientCors:
-    def __init__(
-        self, app: ASGIApp, load_origins: Callable[[], Awaitable[frozenset[str]]]
-    ) -> None:
+    def __init__(self, app: ASGIApp, load_origins: Callable[[], Awaitable[frozenset[str]]]) -> None:
         self.app = app
         self._load = load_origins
         self._origins: frozenset[str] = frozenset()
@@ -69,8 +67,13 @@ class PublicClientCors:
                     (b"access-control-allow-headers", _ALLOW_HEADERS),
                     (b"access-control-max-age", b"600"),
                 ]
-            await send({"type": "http.response.start", "status": 204 if allowed else 403,
-                        "headers": headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204 if allowed else 403,
+                    "headers": headers,
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
 
