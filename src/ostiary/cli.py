@@ -466,6 +466,18 @@ def _client_dict(client: Any) -> dict[str, Any]:
     }
 
 
+def _read_jwks(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        _fail(f"cannot read a JWK Set from {path}: {exc}")
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        _fail(f"{path} is not a JWK Set (an object with a 'keys' array)")
+    if any(isinstance(k, dict) and "d" in k for k in data["keys"]):
+        _fail(f"{path} contains a private key; register public keys only")
+    return data
+
+
 @clients_app.command("create")
 def clients_create(
     name: Annotated[str, typer.Option("--name", help="Shown to users on the consent page.")],
@@ -506,6 +518,15 @@ def clients_create(
     first_party: Annotated[
         bool, typer.Option("--first-party", help="Trusted: users are not asked to consent.")
     ] = False,
+    jwks_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks-file", help="JWK Set (JSON) of the client's public keys (private_key_jwt)."
+        ),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None, typer.Option("--jwks-uri", help="URL of the client's JWK Set.")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Register an OAuth client; its secret is printed once and never again."""
@@ -521,6 +542,8 @@ def clients_create(
         resources=tuple(resource or ()),
         auth_method=auth_method,
         first_party=first_party,
+        jwks=_read_jwks(jwks_file) if jwks_file else None,
+        jwks_uri=jwks_uri,
     )
 
     async def work(rt: Any) -> Any:

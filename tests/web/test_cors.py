@@ -14,8 +14,9 @@ from ostiary.features.clients.service import ClientRegistration
 async def spa(app: Any) -> Any:
     async with app.state.runtime.unit() as unit:
         client, _ = await unit.clients.register(
-            ClientRegistration(name="SPA", public=True,
-                               redirect_uris=("https://spa.example:8443/callback",))
+            ClientRegistration(
+                name="SPA", public=True, redirect_uris=("https://spa.example:8443/callback",)
+            )
         )
         await unit.clients.register(
             ClientRegistration(name="Server", redirect_uris=("https://server.example/cb",))
@@ -24,16 +25,19 @@ async def spa(app: Any) -> Any:
 
 
 async def test_preflight_for_a_public_clients_origin(client: httpx.AsyncClient, spa: Any) -> None:
-    response = await client.options("/token", headers={
-        "Origin": "https://spa.example:8443", "Access-Control-Request-Method": "POST"})
+    response = await client.options(
+        "/token",
+        headers={"Origin": "https://spa.example:8443", "Access-Control-Request-Method": "POST"},
+    )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "https://spa.example:8443"
     assert "POST" in response.headers["access-control-allow-methods"]
     assert "access-control-allow-credentials" not in response.headers
 
 
-@pytest.mark.parametrize("origin", ["https://server.example", "https://evil.example",
-                                    "https://spa.example"])
+@pytest.mark.parametrize(
+    "origin", ["https://server.example", "https://evil.example", "https://spa.example"]
+)
 async def test_no_cors_for_other_origins(client: httpx.AsyncClient, spa: Any, origin: str) -> None:
     preflight = await client.options("/token", headers={"Origin": origin})
     assert preflight.status_code == 403
@@ -48,8 +52,9 @@ async def test_actual_responses_carry_the_origin(client: httpx.AsyncClient, spa:
         response = await client.get(path, headers={"Origin": origin})
         assert response.headers["access-control-allow-origin"] == origin
         assert "Origin" in response.headers["vary"]
-    revoke = await client.post("/revoke", data={"token": "x", "client_id": spa.client_id},
-                               headers={"Origin": origin})
+    revoke = await client.post(
+        "/revoke", data={"token": "x", "client_id": spa.client_id}, headers={"Origin": origin}
+    )
     assert revoke.status_code == 200
     assert revoke.headers["access-control-allow-origin"] == origin
 

@@ -32,8 +32,9 @@ async def test_access_token_revoked_on_one_node_is_inactive_on_another(
     a = httpx.AsyncClient(transport=httpx.ASGITransport(app=node_a), base_url="http://testserver")
     b = httpx.AsyncClient(transport=httpx.ASGITransport(app=node_b), base_url="http://testserver")
     try:
-        token = (await a.post("/token", data={"grant_type": "client_credentials"},
-                              auth=auth)).json()["access_token"]
+        token = (
+            await a.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
+        ).json()["access_token"]
         assert (await b.post("/introspect", data={"token": token}, auth=auth)).json()["active"]
         assert (await a.post("/revoke", data={"token": token}, auth=auth)).status_code == 200
         if listener is not None:

@@ -20,6 +20,7 @@ from ostiary.config import Settings
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.service import AccountService
 from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clients.assertions import ClientAssertionVerifier
 from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
 from ostiary.features.keys.service import KeyService, SignerCache
@@ -32,10 +33,12 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
+from ostiary.storage.http_jwks import HttpJwksFetcher
 from ostiary.storage.redis.revocations import RedisRevocationBus
 from ostiary.storage.redis.sessions import RedisSessionStore
 from ostiary.storage.sqla.engine import create_engine
 from ostiary.storage.sqla.oauth_repositories import (
+    SqlAssertionReplayStore,
     SqlAuthorizationCodeStore,
     SqlClientStore,
     SqlConsentStore,
@@ -81,6 +84,7 @@ class Runtime:
         )
         self.signers = SignerCache()
         self.clients_cache = ClientCache()
+        self.jwks_fetcher = HttpJwksFetcher()
         self.revoked = RevocationSet()
         self.revocation_bus = RedisRevocationBus(self.redis) if self.redis is not None else None
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
@@ -163,6 +167,17 @@ class Unit:
         rt = self._rt
         return ClientService(
             SqlClientStore(self.conn), rt.token_pepper, self.audit, rt.clock, rt.clients_cache
+        )
+
+    @cached_property
+    def client_assertions(self) -> ClientAssertionVerifier:
+        rt = self._rt
+        issuer = rt.oauth_policy.issuer
+        return ClientAssertionVerifier(
+            audiences=(f"{issuer}/token", issuer),
+            replay=SqlAssertionReplayStore(self.conn),
+            clock=rt.clock,
+            fetcher=rt.jwks_fetcher,
         )
 
     @cached_property

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -19,6 +20,7 @@ from ostiary.features.oauth.models import (
 )
 from ostiary.storage.sqla.tables import (
     authorization_codes,
+    client_assertions,
     clients,
     consents,
     refresh_families,
@@ -27,6 +29,7 @@ from ostiary.storage.sqla.tables import (
 )
 
 __all__ = [
+    "SqlAssertionReplayStore",
     "SqlAuthorizationCodeStore",
     "SqlClientStore",
     "SqlConsentStore",
@@ -264,3 +267,25 @@ class SqlRevocationStore:
             (r.id, r.kind, r.value, r.revoked_at, r.expires_at)
             for r in await self._conn.execute(query)
         ]
+
+
+class SqlAssertionReplayStore:
+    """Seen client-assertion ids until they expire (RFC 7523 section 3, item 7)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def remember(self, key: str, expires_at: datetime) -> bool:
+        await self._conn.execute(
+            delete(client_assertions).where(
+                client_assertions.c.expires_at < expires_at - timedelta(hours=1)
+            )
+        )
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    insert(client_assertions).values(key=key, expires_at=expires_at)
+                )
+        except IntegrityError:
+            return False
+        return True

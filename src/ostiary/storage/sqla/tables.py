@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "audit_events",
     "authorization_codes",
+    "client_assertions",
     "clients",
     "consents",
     "metadata",
@@ -248,4 +249,12 @@ revocations = Table(
     Column("revoked_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_revocations_expires_at", "expires_at"),
+)
+
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_client_assertions_expires_at", "expires_at"),
 )

@@ -24,6 +24,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ostiary.features.clients.assertions import ASSERTION_TYPE, ClientAssertionVerifier
 from ostiary.features.clients.models import AuthMethod, Client
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.protocol.oauth_errors import ProtocolError
@@ -96,15 +97,29 @@ async def authenticate_client(unit: Unit, request: Request, form: dict[str, str]
             client_id, method="client_secret_basic", secret=basic[1]
         )
     client_id = form.get("client_id", "")
-    if not client_id:
+    if not client_id and "client_assertion" not in form:
         raise ProtocolError("invalid_client", "Client authentication is required.")
     method: AuthMethod
     if "client_assertion" in form:
-        raise ProtocolError("invalid_client", "private_key_jwt is not enabled yet.")
+        return await _authenticate_with_assertion(unit, form)
     method = "client_secret_post" if "client_secret" in form else "none"
     return await unit.clients.authenticate(
         client_id, method=method, secret=form.get("client_secret")
     )
+
+
+async def _authenticate_with_assertion(unit: Unit, form: dict[str, str]) -> Client:
+    """RFC 7523 section 2.2 (``private_key_jwt``)."""
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise ProtocolError("invalid_client", "Unsupported client_assertion_type.")
+    assertion = form["client_assertion"]
+    claimed = ClientAssertionVerifier.claimed_client_id(assertion)
+    client_id = form.get("client_id") or claimed
+    if client_id != claimed:
+        raise ProtocolError("invalid_client", "client_id does not match the assertion.")
+    client = await unit.clients.authenticate(client_id, method="private_key_jwt")
+    await unit.client_assertions.verify(client, assertion)
+    return client
 
 
 def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -136,6 +151,8 @@ _TOKEN_FORM = _form_body(
         "resource": _STR,
         "client_id": _STR,
         "client_secret": _STR,
+        "client_assertion_type": _STR,
+        "client_assertion": _STR,
     },
     ["grant_type"],
 )
