@@ -5,8 +5,8 @@ The client signs a JWT with its own private key; we verify it with the client's 
 public keys (``jwks`` inline or fetched from ``jwks_uri``) and check, per RFC 7523 section 3:
 ``iss`` and ``sub`` are the client id, ``aud`` names our token endpoint or issuer, ``exp`` is
 present and not past (and at most about an hour ahead, what common client libraries send),
-``nbf``/``iat`` are not in the future, and ``jti`` has not been seen before (replay refused until the assertion
-expires). Only asymmetric algorithms are accepted (RFC 8725 section 3.1).
+``nbf``/``iat`` are not in the future, and ``jti`` has not been seen before (replay refused
+until the assertion expires). Only asymmetric algorithms are accepted (RFC 8725 section 3.1).
 """
 
 from __future__ import annotations
