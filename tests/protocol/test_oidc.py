@@ -1,0 +1,25 @@
+"""OIDC Core 3.1.3.6 at_hash."""
+
+import base64
+import hashlib
+
+from ostiary.protocol.oidc import left_half_hash
+
+
+def test_at_hash_es256_is_left_half_of_sha256() -> None:
+    token = "eyJhbGciOiJFUzI1NiJ9.payload.sig"
+    expected = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()[:16])
+    assert left_half_hash(token, "ES256") == expected.rstrip(b"=").decode()
+
+
+def test_at_hash_eddsa_uses_sha512() -> None:
+    token = "abc"
+    expected = base64.urlsafe_b64encode(hashlib.sha512(token.encode()).digest()[:32])
+    assert left_half_hash(token, "EdDSA") == expected.rstrip(b"=").decode()
+
+
+def test_oidc_core_example_value() -> None:
+    # OpenID Connect Core 1.0 appendix A.3: at_hash of the example access token.
+    assert left_half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "RS256") == (
+        "77QmUPtjPfzWtF2AnpK9RQ"
+    )
