@@ -20,6 +20,9 @@ The checks, in order (cheap, local checks first, so junk never causes a key fetc
 6. RFC 9068 section 2.2.3: the space-separated ``scope`` claim holds every required scope,
    otherwise ``insufficient_scope`` (RFC 6750 section 3.1, HTTP 403).
 7. Optionally RFC 7662 introspection (see ``_introspection``): an active answer is required.
+   A token that is not a JWS is checked by introspection alone: the answer must be active, name
+   a ``Bearer`` ``token_type`` if any (an active *refresh* token is not an access token) and an
+   ``aud`` of ours; ``iss``, ``exp``, ``nbf``, ``iat`` are checked when present.
 """
 
 from __future__ import annotations
@@ -272,6 +275,15 @@ class TokenVerifier:
         self, token: str, required_scopes: tuple[str, ...]
     ) -> VerifiedToken:
         answer = await self._introspect(token)
+        # An active refresh token (or any non-bearer token) is not an access token; an answer
+        # without aud cannot show that the token is meant for this resource (RFC 7662 section 4).
+        token_type = answer.get("token_type")
+        if token_type is not None and (
+            not isinstance(token_type, str) or token_type.lower() != "bearer"
+        ):
+            raise TokenError("wrong_typ", "the token is not a bearer access token")
+        if "aud" not in answer:
+            raise TokenError("wrong_audience", "the token is not intended for this resource")
         verified = self._check_claims(answer, {}, required_scopes, jwt=False)
         return replace(verified, introspected=True)
 

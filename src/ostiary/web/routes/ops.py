@@ -7,7 +7,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
-from ostiary.storage.sqla.migrate import current_revision, head_revision
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["operations"])
@@ -24,6 +23,9 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:
+    # Imported here: Alembic is only needed for this check, not on every worker start-up path.
+    from ostiary.storage.sqla.migrate import current_revision, head_revision
+
     rt = runtime_of(request)
     checks: dict[str, str] = {}
     try:
