@@ -351,10 +351,10 @@ def users_disable(email: str, json: JsonOpt = False) -> None:
 
     async def work(rt: Any) -> tuple[Any, list[str]]:
         async with rt.unit() as unit:
-            user = await unit.accounts.disable(email, actor="cli")
-            removed = await unit.sessions.revoke_all(user.id, actor="cli", reason="user_disabled")
-            await unit.oauth.user_disabled(user.id)
-            return user, removed
+            before = await unit.accounts.get_by_email(email)
+            sessions = await unit.sessions.list_for_user(before.id)
+            user = await unit.accounts.disable(email, actor="cli")  # ends sessions and tokens
+            return user, [s.sid for s in sessions]
 
     user, removed = _run(_settings(), work)
     if json:

@@ -138,7 +138,9 @@ class Unit:
     @cached_property
     def accounts(self) -> AccountService:
         rt = self._rt
-        return AccountService(SqlUserStore(self.conn), rt.hasher, rt.throttle, self.audit, rt.clock)
+        return AccountService(
+            SqlUserStore(self.conn), rt.hasher, rt.throttle, self.audit, rt.clock, listener=self
+        )
 
     @cached_property
     def session_store(self) -> SessionStore:
@@ -157,6 +159,11 @@ class Unit:
             rt.clock,
             listener=self,
         )
+
+    async def user_disabled(self, user_id: str) -> None:
+        """A disabled user's sessions, refresh families and access tokens end at once."""
+        await self.sessions.revoke_all(user_id, actor="system", reason="user_disabled")
+        await self.oauth.user_disabled(user_id)
 
     async def sessions_ended(self, sids: list[str]) -> None:
         """Sessions ended on purpose: their refresh families and access tokens die with them."""

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from ostiary.features.accounts.models import User
 
-__all__ = ["LoginThrottle", "UserStore"]
+__all__ = ["AccountListener", "LoginThrottle", "UserStore"]
 
 
 class UserStore(Protocol):
@@ -35,3 +35,9 @@ class LoginThrottle(Protocol):
     async def record_failure(self, keys: list[str]) -> None: ...
 
     async def clear(self, key: str) -> None: ...
+
+
+class AccountListener(Protocol):
+    """Told when an account is disabled, e.g. to revoke its tokens on every node."""
+
+    async def user_disabled(self, user_id: str) -> None: ...

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ostiary.features.accounts.models import User, normalize_email
 from ostiary.features.accounts.passwords import PasswordHasher
-from ostiary.features.accounts.ports import LoginThrottle, UserStore
+from ostiary.features.accounts.ports import AccountListener, LoginThrottle, UserStore
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
 from ostiary.protocol.masking import mask_email
@@ -88,7 +88,9 @@ class AccountService:
         throttle: LoginThrottle,
         audit: AuditTrail,
         clock: Clock,
+        listener: AccountListener | None = None,
     ) -> None:
+        self._listener = listener
         self._users = users
         self._hasher = hasher
         self._throttle = throttle
@@ -192,6 +194,8 @@ class AccountService:
             user.disabled = True
             user.updated_at = self._clock.now()
             await self._users.update(user)
+        if self._listener is not None:
+            await self._listener.user_disabled(user.id)
         await self._audit.record("user.disable", "success", actor=actor, target=user.id)
         return user
 
