@@ -508,3 +508,72 @@ async def test_end_session_refuses_unregistered_post_logout_uri(
     response = await client.get(f"/end_session?{query}", headers={"Accept": "text/html"})
     assert response.status_code == 400 and "location" not in response.headers
     assert (await client.get("/account")).status_code == 200
+
+
+async def test_prompt_login_asks_a_signed_in_user_again(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: Any
+) -> None:
+    await _code_flow(app, client, setup)  # signed in, consent given
+    from datetime import timedelta
+
+    clock.advance(timedelta(minutes=5))
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    url, _ = oauth.create_authorization_url(
+        f"{ISSUER}/authorize", code_verifier=secrets.token_urlsafe(48), prompt="login"
+    )
+    first = await client.get(url)
+    assert first.status_code == 303 and first.headers["location"].startswith("/login?")
+    login_page = await client.get(first.headers["location"])
+    assert login_page.status_code == 200 and "login-form" in login_page.text  # not skipped
+    next_path = parse_qs(urlsplit(first.headers["location"]).query)["next"][0]
+    signed = await client.post(
+        "/login",
+        data={
+            "email": EMAIL,
+            "password": PASSWORD,
+            "csrf_token": csrf_from(login_page.text),
+            "next": next_path,
+        },
+    )
+    back = await client.get(signed.headers["location"])
+    assert back.status_code == 303 and back.headers["location"].startswith(REDIRECT)
+
+
+async def test_max_age_exceeded_requires_sign_in(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: Any
+) -> None:
+    from datetime import timedelta
+
+    await _code_flow(app, client, setup)
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    url, _ = oauth.create_authorization_url(
+        f"{ISSUER}/authorize", code_verifier=secrets.token_urlsafe(48), max_age="60"
+    )
+    fresh = await client.get(url)
+    assert fresh.headers["location"].startswith(REDIRECT)  # signed in less than 60 s ago
+    clock.advance(timedelta(seconds=61))
+    stale = await client.get(url)
+    assert stale.headers["location"].startswith("/login?")
+
+
+async def test_consent_denied_redirects_access_denied(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+    url, state = oauth.create_authorization_url(
+        f"{ISSUER}/authorize", code_verifier=secrets.token_urlsafe(48)
+    )
+    response = await client.get(url)
+    await sign_in(
+        client, EMAIL, next_path=parse_qs(urlsplit(response.headers["location"]).query)["next"][0]
+    )
+    page = await client.get(url)
+    import html
+
+    query = html.unescape(page.text.split('name="request" value="')[1].split('"')[0])
+    denied = await client.post(
+        "/authorize/consent",
+        data={"csrf_token": csrf_from(page.text), "request": query, "decision": "deny"},
+    )
+    params = parse_qs(urlsplit(denied.headers["location"]).query)
+    assert params["error"] == ["access_denied"] and params["state"] == [state]

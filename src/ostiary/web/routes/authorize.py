@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -114,7 +113,7 @@ async def _authorize(request: Request) -> Response:
         params, resources = await _params(request)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PageError(400, "Malformed authorization request.") from exc
-    now = time.time()
+    now = rt.clock.now().timestamp()
     async with rt.unit() as unit:
         client = await unit.clients.get(params.get("client_id", ""))
         try:
