@@ -527,6 +527,18 @@ def clients_create(
     jwks_uri: Annotated[
         str | None, typer.Option("--jwks-uri", help="URL of the client's JWK Set.")
     ] = None,
+    access_token_ttl: Annotated[
+        int | None,
+        typer.Option("--access-token-ttl", min=30, max=86400, help="Seconds (default global)."),
+    ] = None,
+    refresh_token_ttl: Annotated[
+        int | None,
+        typer.Option("--refresh-token-ttl", min=60, help="Seconds (default global)."),
+    ] = None,
+    id_token_ttl: Annotated[
+        int | None,
+        typer.Option("--id-token-ttl", min=30, max=86400, help="Seconds (default global)."),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Register an OAuth client; its secret is printed once and never again."""
@@ -544,6 +556,9 @@ def clients_create(
         first_party=first_party,
         jwks=_read_jwks(jwks_file) if jwks_file else None,
         jwks_uri=jwks_uri,
+        access_token_ttl=access_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
+        id_token_ttl=id_token_ttl,
     )
 
     async def work(rt: Any) -> Any:
