@@ -10,7 +10,8 @@ from __future__ import annotations
 
 __all__ = ["safe_local_path"]
 
-_MAX_LEN = 2048
+# Long enough for an authorization request carried back through sign-in (/authorize?...).
+_MAX_LEN = 8192
 
 
 def safe_local_path(candidate: str | None, default: str = "/account") -> str:

@@ -26,11 +26,10 @@ from ostiary.features.oauth.authorize import (
 )
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
-from ostiary.protocol.scopes import parse_scope
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.pages import render
-from ostiary.web.routes.browser import _clear_session_cookie, _csrf, signed_in
+from ostiary.web.routes.browser import clear_session_cookie, csrf_guard, signed_in
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -161,7 +160,7 @@ async def _issue(unit: Unit, auth: AuthorizationRequest, session: Session) -> Re
 
 
 def _consent_page(request: Request, auth: AuthorizationRequest, params: dict[str, str]) -> Response:
-    guard = _csrf(request)
+    guard = csrf_guard(request)
     token, new_cookie = guard.token_for(request)
     scopes = [(s, _SCOPE_TEXT.get(s, f"Use the “{s}” permission")) for s in auth.scopes]
     response = render(
@@ -238,7 +237,7 @@ async def authorize_post(request: Request) -> Response:
 async def consent(request: Request) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         raise PageError(403, "This form expired. Go back, reload the page and try again.")
     try:
         params = parse_form(form.get("request", "").encode())
@@ -308,7 +307,7 @@ async def consent(request: Request) -> Response:
 async def withdraw(request: Request, client_id: str) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         raise PageError(403, "This form expired. Go back, reload the page and try again.")
     async with rt.unit() as unit:
         found = await signed_in(unit, request)
@@ -352,7 +351,7 @@ async def _end_session(request: Request) -> Response:
         if found is not None and not same_user and not confirmed:
             # Without proof that the RP speaks for this user, ask (RP-Initiated Logout 2).
             return _logout_confirm_page(request, params, client)
-        if confirmed and not _csrf(request).is_valid(request, params.get("csrf_token")):
+        if confirmed and not csrf_guard(request).is_valid(request, params.get("csrf_token")):
             raise PageError(403, "This form expired. Go back, reload the page and try again.")
         if found is not None:
             await unit.sessions.end(found[0], ip=client_ip(request))
@@ -363,12 +362,12 @@ async def _end_session(request: Request) -> Response:
         response = render(
             "message.html", title="Signed out", message="You are signed out of Ostiary."
         )
-    _clear_session_cookie(rt, response)
+    clear_session_cookie(rt, response)
     return response
 
 
 def _logout_confirm_page(request: Request, params: dict[str, str], client: Any) -> Response:
-    guard = _csrf(request)
+    guard = csrf_guard(request)
     token, new_cookie = guard.token_for(request)
     fields = {k: v for k, v in params.items() if k != "csrf_token"}
     response = render("logout_confirm.html", fields=fields, csrf_token=token, client=client)
@@ -403,7 +402,3 @@ async def end_session_get(request: Request) -> Response:
 )
 async def end_session_post(request: Request) -> Response:
     return await _end_session(request)
-
-
-def scope_labels(scopes: str) -> list[str]:
-    return [_SCOPE_TEXT.get(s, s) for s in parse_scope(scopes)]

@@ -19,7 +19,7 @@ from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
-from ostiary.web.pages import PAGE_HEADERS, render
+from ostiary.web.pages import render
 from ostiary.web.runtime import Runtime, Unit
 
 router = APIRouter(tags=["browser"])
@@ -60,7 +60,7 @@ _LOGIN_BODY: dict[str, Any] = {
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
 
 
-def _csrf(request: Request) -> CsrfGuard:
+def csrf_guard(request: Request) -> CsrfGuard:
     guard: CsrfGuard = request.app.state.csrf
     return guard
 
@@ -82,7 +82,7 @@ def _set_session_cookie(rt: Runtime, response: Response, value: str) -> None:
     )
 
 
-def _clear_session_cookie(rt: Runtime, response: Response) -> None:
+def clear_session_cookie(rt: Runtime, response: Response) -> None:
     s = rt.settings.sessions
     response.delete_cookie(
         s.cookie_name, path="/", secure=s.cookie_secure, httponly=True, samesite="lax"
@@ -122,7 +122,7 @@ def _login_page(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    guard = _csrf(request)
+    guard = csrf_guard(request)
     token, new_cookie = guard.token_for(request)
     response = render(
         "login.html",
@@ -168,7 +168,7 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     next_path = safe_local_path(form.get("next"))
     email = form.get("email", "")[:254]
-    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         return _login_page(
             request,
             next_path=next_path,
@@ -223,7 +223,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         raise PageError(403, "This form expired. Go back, reload the page and try again.")
     cookie = request.cookies.get(rt.settings.sessions.cookie_name)
     if cookie:
@@ -232,7 +232,7 @@ async def logout(request: Request) -> Response:
             if session is not None:
                 await unit.sessions.end(session, ip=client_ip(request))
     response = _redirect("/login")
-    _clear_session_cookie(rt, response)
+    clear_session_cookie(rt, response)
     return response
 
 
@@ -263,7 +263,7 @@ async def account(request: Request) -> Response:
                         "since": consent.created_at,
                     }
                 )
-    guard = _csrf(request)
+    guard = csrf_guard(request)
     token, new_cookie = guard.token_for(request)
     response = render(
         "account.html",
@@ -294,7 +294,7 @@ async def revoke_session(request: Request, sid: str) -> Response:
         raise PageError(404, "That session no longer exists.")
     if sid == session.sid:
         response = _redirect("/login")
-        _clear_session_cookie(rt, response)
+        clear_session_cookie(rt, response)
         return response
     return _redirect("/account?notice=revoked")
 
@@ -315,7 +315,7 @@ async def revoke_other_sessions(request: Request) -> Response:
 
 async def _require_session_for_form(request: Request) -> tuple[Session, User]:
     form = await read_form(request)
-    if not _csrf(request).is_valid(request, form.get("csrf_token")):
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         raise PageError(403, "This form expired. Go back, reload the page and try again.")
     found = await current_session(request)
     if found is None:
@@ -323,4 +323,4 @@ async def _require_session_for_form(request: Request) -> tuple[Session, User]:
     return found
 
 
-__all__ = ["PAGE_HEADERS", "current_session", "router"]
+__all__ = ["clear_session_cookie", "csrf_guard", "current_session", "router", "signed_in"]
