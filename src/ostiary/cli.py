@@ -10,6 +10,7 @@ import asyncio
 import base64
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -132,6 +133,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         # SIGTERM: stop accepting, let in-flight requests finish (bounded), then exit.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal (exit 143);
+    # an orderly shutdown should exit 0 so process supervisors do not report a crash.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     uvicorn.Server(config).run()
 
 
@@ -150,7 +154,7 @@ def dev(
         _write_private(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
     issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
     settings = _settings(data_dir=data_dir, issuer=issuer, dev_mode=True)
-    typer.echo("Preparing the database ...", err=True)
+    typer.echo("Preparing the database ...")
     _migrate(settings)
     admin = _run(settings, lambda rt: _bootstrap_dev(rt, data_dir))
     demo = _run(settings, lambda rt: _bootstrap_demo_client(rt, data_dir, issuer))

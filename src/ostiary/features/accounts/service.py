@@ -6,6 +6,7 @@ the Authentication Cheat Sheet (one generic message, same work for unknown accou
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 
@@ -75,6 +76,17 @@ def _valid_email(email: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordAttempt:
+    """A sign-in in progress (see :meth:`AccountService.authenticate`)."""
+
+    email: str
+    ip: str | None
+    keys: tuple[str, str]
+    user: User | None
+    password_ok: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SignIn:
     user: User
     amr: tuple[str, ...]
@@ -138,10 +150,21 @@ class AccountService:
         return user
 
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> SignIn:
-        """Check a password sign-in; throttled per account and per IP address."""
+        """Check a password sign-in; throttled per account and per IP address.
+
+        The three steps are public so that a caller can run the slow, CPU-bound middle one
+        (argon2) outside any database transaction: on SQLite a transaction holds the write
+        lock, and sign-ins would otherwise queue behind each other's hashing.
+        """
+        attempt = await self.begin_sign_in(email, ip=ip)
+        attempt = await self.check_password(attempt, password)
+        return await self.finish_sign_in(attempt, password)
+
+    async def begin_sign_in(self, email: str, *, ip: str | None) -> PasswordAttempt:
+        """Throttle check and account lookup (reads only, plus the audit of a throttled try)."""
         email = normalize_email(email)[:_EMAIL_MAX]
-        keys = [f"ip:{ip or 'unknown'}", f"account:{email}"]
-        wait = await self._throttle.retry_after(keys)
+        keys = (f"ip:{ip or 'unknown'}", f"account:{email}")
+        wait = await self._throttle.retry_after(list(keys))
         if wait > 0:
             await self._audit.record(
                 "login",
@@ -152,9 +175,19 @@ class AccountService:
             )
             raise LoginThrottled(wait)
         user = await self._users.get_by_email(email) if email else None
+        return PasswordAttempt(email=email, ip=ip, keys=keys, user=user)
+
+    async def check_password(self, attempt: PasswordAttempt, password: str) -> PasswordAttempt:
+        """argon2id verification only; touches no store. Unknown accounts verify a dummy hash."""
+        user = attempt.user
         ok = await self._hasher.verify(user.password_hash if user else None, password)
+        return dataclasses.replace(attempt, password_ok=ok)
+
+    async def finish_sign_in(self, attempt: PasswordAttempt, password: str) -> SignIn:
+        """Record the outcome: throttle counters, rehash if parameters changed, audit."""
+        user, ok, ip = attempt.user, attempt.password_ok, attempt.ip
         if not ok or user is None or user.disabled:
-            await self._throttle.record_failure(keys)
+            await self._throttle.record_failure(list(attempt.keys))
             reason = "disabled" if (ok and user and user.disabled) else "bad_credentials"
             await self._audit.record(
                 "login",
@@ -162,10 +195,10 @@ class AccountService:
                 actor=None,
                 target=user.id if user else None,
                 ip=ip,
-                details={"reason": reason, "email": mask_email(email)},
+                details={"reason": reason, "email": mask_email(attempt.email)},
             )
             raise SignInFailed()
-        await self._throttle.clear(f"account:{email}")
+        await self._throttle.clear(f"account:{attempt.email}")
         if user.password_hash and self._hasher.needs_rehash(user.password_hash):
             user.password_hash = await self._hasher.hash(password)
             user.updated_at = self._clock.now()

@@ -178,23 +178,32 @@ async def login(request: Request) -> Response:
         )
     ip = client_ip(request)
     failure: AccountError | None = None
+    password = form.get("password", "")
     async with rt.unit() as unit:
         try:
-            signed_in = await unit.accounts.authenticate(email, form.get("password", ""), ip=ip)
+            attempt = await unit.accounts.begin_sign_in(email, ip=ip)
         except AccountError as exc:
             failure = exc
-        else:
-            previous = request.cookies.get(rt.settings.sessions.cookie_name)
-            old = await unit.sessions.resolve(previous) if previous else None
-            if old is not None:
-                # A fresh session id on every authentication (ASVS V3.2.1, session fixation).
-                await unit.session_store.delete(old.sid)
-            cookie, _session = await unit.sessions.start(
-                signed_in.user.id,
-                list(signed_in.amr),
-                ip=ip,
-                user_agent=request.headers.get("user-agent"),
-            )
+    if failure is None:
+        # argon2 runs between two short transactions, never while holding the database.
+        attempt = await unit.accounts.check_password(attempt, password)
+        async with rt.unit() as unit:
+            try:
+                signed_in = await unit.accounts.finish_sign_in(attempt, password)
+            except AccountError as exc:
+                failure = exc
+            else:
+                previous = request.cookies.get(rt.settings.sessions.cookie_name)
+                old = await unit.sessions.resolve(previous) if previous else None
+                if old is not None:
+                    # A fresh session id on every authentication (ASVS V3.2.1, fixation).
+                    await unit.session_store.delete(old.sid)
+                cookie, _session = await unit.sessions.start(
+                    signed_in.user.id,
+                    list(signed_in.amr),
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                )
     if failure is not None:
         if isinstance(failure, LoginThrottled):
             return _login_page(

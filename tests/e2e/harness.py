@@ -1,0 +1,429 @@
+"""Process harness for the end-to-end tests: a real ``ostiary dev`` subprocess and CLI runs.
+
+Everything here talks to Ostiary from the outside only: a subprocess started with
+``sys.executable -m ostiary``, HTTP over a real socket, and the same ``OSTIARY_*`` environment
+for the CLI, so that CLI calls and the server share the database, the secret key and Redis.
+
+``OSTIARY_TEST_DATABASE_URL`` / ``OSTIARY_TEST_REDIS_URL`` add a ``postgres`` backend: a fresh
+PostgreSQL database per server (dropped afterwards) and a Redis database index of its own
+(flushed first). Set but unreachable is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+__all__ = [
+    "BACKENDS",
+    "CLI_TIMEOUT_S",
+    "Server",
+    "ServerFactory",
+    "base_env",
+    "free_port",
+    "run_cli",
+    "running_server",
+]
+
+TEST_DATABASE_URL = os.environ.get("OSTIARY_TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("OSTIARY_TEST_REDIS_URL")
+BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
+
+READY_TIMEOUT_S = 60.0  # generous: CI machines are often busy; a healthy start takes ~3 s
+STOP_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 90.0
+# Redis database indexes the e2e servers may use (the in-process suites use the low ones).
+REDIS_DB_INDEXES = range(8, 16)
+
+_ADMIN_EMAIL = re.compile(r"Admin e-mail:\s+(\S+)")
+_ADMIN_PASSWORD = re.compile(r"Admin password:\s+(\S+)")
+
+
+def base_env() -> dict[str, str]:
+    """The inherited environment without any ``OSTIARY_*`` variable, plus unbuffered output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSTIARY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        # Every subprocess would compile the whole import graph again (~1 s each); cache the
+        # bytecode outside the repository and the virtualenv instead.
+        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "ostiary-e2e-pyc"))
+    return env
+
+
+def run_cli(
+    env: Mapping[str, str],
+    *args: str,
+    cwd: Path,
+    stdin: str | None = None,
+    timeout: float = CLI_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ostiary ARGS`` with exactly ``env``; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ostiary", *args],
+        env=dict(env),
+        cwd=cwd,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+# -- PostgreSQL and Redis ----------------------------------------------------------------
+
+
+def _pg_admin_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_exec(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_admin_dsn(url), timeout=10)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (the server migrates it); dropped with FORCE after."""
+    assert TEST_DATABASE_URL is not None
+    name = f"ostiary_e2e_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        _run_async(_pg_exec(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(
+            f"OSTIARY_TEST_DATABASE_URL is set but PostgreSQL is unreachable: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    url = make_url(TEST_DATABASE_URL).set(database=name)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _run_async(_pg_exec(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def _redis_database() -> Iterator[str]:
+    """A Redis database index held exclusively (file lock) for one server, flushed first.
+
+    The lock makes the index private across xdist workers and concurrent pytest runs, and
+    lets a module-wide server and a per-test server of the same worker live side by side.
+    """
+    assert TEST_REDIS_URL is not None
+    import redis
+
+    parts = urlsplit(TEST_REDIS_URL)
+    lock_dir = Path(tempfile.gettempdir())
+    for index in REDIS_DB_INDEXES:
+        lock_path = lock_dir / f"ostiary-e2e-redis-{parts.hostname}-{parts.port}-{index}.lock"
+        handle = lock_path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            url = urlunsplit(parts._replace(path=f"/{index}"))
+            client = redis.Redis.from_url(url, socket_connect_timeout=5)
+            try:
+                client.flushdb()
+            except Exception as exc:
+                client.close()
+                pytest.fail(
+                    f"OSTIARY_TEST_REDIS_URL is set but Redis is unreachable: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+            try:
+                yield url
+            finally:
+                with contextlib.suppress(Exception):
+                    client.flushdb()
+                client.close()
+            return
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+    pytest.fail(f"no free Redis database index among {list(REDIS_DB_INDEXES)} for e2e servers")
+
+
+@contextlib.contextmanager
+def backend_vars(backend: str) -> Iterator[dict[str, str]]:
+    """``OSTIARY_*`` variables selecting the storage of one server (empty for SQLite)."""
+    if backend == "sqlite":
+        yield {}
+        return
+    with contextlib.ExitStack() as stack:
+        found = {"OSTIARY_DATABASE_URL": stack.enter_context(_postgres_database())}
+        if TEST_REDIS_URL:
+            found["OSTIARY_REDIS_URL"] = stack.enter_context(_redis_database())
+        yield found
+
+
+# -- the server process ------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A running ``ostiary dev`` subprocess and what a test needs to talk to it."""
+
+    backend: str
+    base_url: str
+    host: str
+    port: int
+    admin_email: str
+    admin_password: str
+    data_dir: Path
+    workdir: Path
+    env: dict[str, str]
+    stdout_path: Path
+    stderr_path: Path
+    process: subprocess.Popen[bytes]
+    stopped_by_test: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ostiary.db"
+
+    def cli(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = CLI_TIMEOUT_S,
+    ) -> subprocess.CompletedProcess[str]:
+        """``ostiary ARGS`` against this server's state (same data dir, database, Redis)."""
+        env = {**self.env, **(extra_env or {})}
+        return run_cli(env, *args, cwd=self.workdir, stdin=stdin, timeout=timeout)
+
+    def cli_popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``ostiary ARGS`` without waiting; finish it with ``communicate(input=...)``."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "ostiary", *args],
+            env=dict(self.env),
+            cwd=self.workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def create_users(self, *names: str, password: str) -> dict[str, str]:
+        """Create one user per name with the CLI, side by side; returns name -> e-mail."""
+        emails = {name: f"{name}-{secrets.token_hex(3)}@example.com" for name in names}
+        running = {
+            name: self.cli_popen("users", "create", "--email", email, "--password-stdin", "--json")
+            for name, email in emails.items()
+        }
+        outcomes = {
+            name: proc.communicate(input=password + "\n", timeout=CLI_TIMEOUT_S)
+            for name, proc in running.items()
+        }
+        failed = {
+            emails[name]: (err or out).strip()
+            for name, (out, err) in outcomes.items()
+            if running[name].returncode != 0
+        }
+        assert not failed, f"users create failed: {failed}"
+        return emails
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An independent HTTP client (own cookie jar) that does not follow redirects."""
+        kwargs.setdefault("timeout", 15.0)
+        return httpx.Client(base_url=self.base_url, follow_redirects=False, **kwargs)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.stopped_by_test = True
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM, then wait (SIGKILL after ``timeout``); returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return int(self.process.returncode)
+
+    def logs_tail(self, lines: int = 40) -> str:
+        out = self.stdout_text().splitlines()[-lines:]
+        err = self.stderr_text().splitlines()[-lines:]
+        return "--- stdout ---\n" + "\n".join(out) + "\n--- stderr ---\n" + "\n".join(err)
+
+
+ServerFactory = Callable[..., Server]
+"""``server_factory(OSTIARY_X="1", ...)`` starts one more server for the current test."""
+
+
+def _start_once(
+    *,
+    backend: str,
+    workdir: Path,
+    data_dir: Path,
+    env: dict[str, str],
+) -> tuple[Server | None, str]:
+    """Start one server; (server, "") when ready, (None, logs) when the process died early."""
+    port = free_port()
+    stdout_path = workdir / "server.stdout.log"
+    stderr_path = workdir / "server.stderr.log"
+    out: IO[bytes]
+    err: IO[bytes]
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ostiary",
+                "dev",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            logs = (
+                f"exit {process.returncode}\n--- stdout ---\n{stdout_path.read_text()}"
+                f"\n--- stderr ---\n{stderr_path.read_text()}"
+            )
+            return None, logs
+        try:
+            response = httpx.get(f"{base_url}/readyz", timeout=2.0)
+            if response.status_code == 200:
+                break
+            last = f"{response.status_code} {response.text[:300]}"
+        except httpx.TransportError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.1)
+    else:
+        process.kill()
+        process.wait(timeout=10)
+        pytest.fail(
+            f"ostiary dev did not become ready within {READY_TIMEOUT_S:.0f} s "
+            f"(last /readyz: {last})\n--- stderr ---\n{stderr_path.read_text()[-4000:]}"
+        )
+    stdout = stdout_path.read_text(encoding="utf-8", errors="replace")
+    email = _ADMIN_EMAIL.search(stdout)
+    password = _ADMIN_PASSWORD.search(stdout)
+    if email is None or password is None:
+        process.kill()
+        process.wait(timeout=10)
+        pytest.fail(f"ostiary dev printed no admin e-mail/password on stdout:\n{stdout}")
+    server = Server(
+        backend=backend,
+        base_url=base_url,
+        host="127.0.0.1",
+        port=port,
+        admin_email=email.group(1),
+        admin_password=password.group(1),
+        data_dir=data_dir,
+        workdir=workdir,
+        env=env,
+        stdout_path=stdout_path,
+        stderr_path=stderr_path,
+        process=process,
+    )
+    return server, ""
+
+
+@contextlib.contextmanager
+def running_server(
+    backend: str, workdir: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """Start ``ostiary dev`` on a free port of 127.0.0.1; SIGTERM and wait on exit."""
+    data_dir = workdir / "data"
+    with backend_vars(backend) as storage_env:
+        env = {
+            **base_env(),
+            "OSTIARY_DATA_DIR": str(data_dir),
+            **storage_env,
+            **(extra_env or {}),
+        }
+        server: Server | None = None
+        failures: list[str] = []
+        for _attempt in range(3):
+            server, logs = _start_once(backend=backend, workdir=workdir, data_dir=data_dir, env=env)
+            if server is not None:
+                break
+            failures.append(logs)
+            if "address already in use" not in logs.lower():
+                break  # not a port race: do not retry
+        if server is None:
+            pytest.fail("ostiary dev exited before it was ready:\n" + "\n\n".join(failures))
+        if backend != "sqlite" and server.sqlite_path.exists():
+            server.stop()
+            pytest.fail(f"the {backend} server fell back to SQLite ({server.sqlite_path})")
+        crashed: int | None = None
+        try:
+            yield server
+        finally:
+            if not server.stopped_by_test and server.process.poll() is not None:
+                crashed = server.process.returncode
+            server.stop()
+        if crashed is not None:
+            pytest.fail(
+                f"the server exited on its own during the tests (status {crashed})\n"
+                + server.logs_tail()
+            )
