@@ -28,4 +28,4 @@ def secret_digest(pepper: bytes, secret: str) -> str:
 
 def digest_matches(pepper: bytes, secret: str, stored_digest: str) -> bool:
     """Constant-time check of ``secret`` against a stored digest."""
-    return hmac.compare_digest(secret_digest(pepper, secret), stored_digest)
+    return hmac.compare_digest(secret_digest(pepper, secret).encode(), stored_digest.encode())

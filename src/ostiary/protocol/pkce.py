@@ -39,4 +39,4 @@ def verify_s256(verifier: str, challenge: str) -> bool:
     """True if ``verifier`` is well-formed and hashes to ``challenge``."""
     if not is_valid_verifier(verifier):
         return False
-    return hmac.compare_digest(s256_challenge(verifier), challenge)
+    return hmac.compare_digest(s256_challenge(verifier).encode(), challenge.encode())

@@ -32,7 +32,7 @@ class CsrfGuard:
     def token_for(self, request: Request) -> tuple[str, str | None]:
         """The form token for this browser, and a new cookie value to set if it had none."""
         existing = request.cookies.get(self.cookie_name)
-        if existing and 16 <= len(existing) <= 128:
+        if existing and 16 <= len(existing) <= 128 and existing.isascii():
             return self._mac(existing), None
         fresh = secrets.token_urlsafe(32)
         return self._mac(fresh), fresh
@@ -53,6 +53,6 @@ class CsrfGuard:
         if origin and self._origin and origin != self._origin:
             return False
         cookie = request.cookies.get(self.cookie_name)
-        if not cookie or not submitted or len(submitted) != 64:
+        if not cookie or not submitted or len(submitted) != 64 or not submitted.isascii():
             return False
-        return hmac.compare_digest(self._mac(cookie), submitted)
+        return hmac.compare_digest(self._mac(cookie).encode(), submitted.encode())

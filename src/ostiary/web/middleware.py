@@ -58,7 +58,9 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > _MAX_BODY
+        ):
             await _reject_too_large(send, request_id)
             status = 413
             self._observe(scope, status, started, request_id)

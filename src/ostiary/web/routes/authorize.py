@@ -29,7 +29,7 @@ from ostiary.protocol.forms import FormError, parse_form
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.pages import render
-from ostiary.web.routes.browser import clear_session_cookie, csrf_guard, signed_in
+from ostiary.web.routes.browser import FORM_ERRORS, clear_session_cookie, csrf_guard, signed_in
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -180,9 +180,11 @@ _AUTHORIZE_DOC: dict[str, Any] = {
     "responses": {
         200: {"description": "Consent page", "content": {"text/html": {}}},
         303: {"description": "Redirect to the client, or to sign-in"},
+        413: {"description": "Body too large"},
         400: {
-            "description": "Untrusted request (unknown client or redirect URI)",
-            "content": {"text/html": {}},
+            "description": "Untrusted request (unknown client or redirect URI): an HTML page "
+            "for browsers, JSON otherwise",
+            "content": {"text/html": {}, "application/json": {}},
         },
     },
 }
@@ -228,11 +230,7 @@ async def authorize_post(request: Request) -> Response:
             },
         }
     },
-    responses={
-        303: {"description": "Back to the client"},
-        400: {"content": {"text/html": {}}},
-        403: {"content": {"text/html": {}}},
-    },
+    responses={**FORM_ERRORS, 303: {"description": "Back to the client"}},
 )
 async def consent(request: Request) -> Response:
     rt = runtime_of(request)
@@ -302,7 +300,11 @@ async def consent(request: Request) -> Response:
             },
         }
     },
-    responses={303: {"description": "Withdrawn"}, 403: {"content": {"text/html": {}}}},
+    responses={
+        **FORM_ERRORS,
+        303: {"description": "Withdrawn"},
+        404: {"content": {"text/html": {}}},
+    },
 )
 async def withdraw(request: Request, client_id: str) -> Response:
     rt = runtime_of(request)
@@ -379,9 +381,13 @@ _END_DOC: dict[str, Any] = {
     "summary": "RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0)",
     "response_class": Response,
     "responses": {
+        **FORM_ERRORS,
         200: {"content": {"text/html": {}}},
         303: {"description": "To the client"},
-        400: {"content": {"text/html": {}}},
+        400: {
+            "description": "Invalid logout request",
+            "content": {"text/html": {}, "application/json": {}},
+        },
     },
 }
 

@@ -58,6 +58,15 @@ _LOGIN_BODY: dict[str, Any] = {
     }
 }
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
+# Every form route can refuse a malformed body (400), a body that is not a form (415) and one
+# over 1 MiB (413), and answers 401 when the session ended before the form was sent.
+FORM_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed form", **_HTML},
+    401: {"description": "Signed out", **_HTML},
+    403: {"description": "CSRF check failed", **_HTML},
+    413: {"description": "Body too large"},
+    415: {"description": "Not application/x-www-form-urlencoded", **_HTML},
+}
 
 
 def csrf_guard(request: Request) -> CsrfGuard:
@@ -142,7 +151,12 @@ async def home() -> Response:
     return _redirect("/account")
 
 
-@router.get("/login", summary="Sign-in page", response_class=Response, responses={200: _HTML})
+@router.get(
+    "/login",
+    summary="Sign-in page",
+    response_class=Response,
+    responses={200: _HTML, 303: {"description": "Already signed in"}},
+)
 async def login_page(
     request: Request,
     next: str | None = None,
@@ -161,7 +175,7 @@ async def login_page(
     summary="Sign in with e-mail and password",
     response_class=Response,
     openapi_extra=_LOGIN_BODY,
-    responses={303: {"description": "Signed in"}, 401: _HTML, 403: _HTML, 429: _HTML},
+    responses={**FORM_ERRORS, 303: {"description": "Signed in"}, 429: _HTML},
 )
 async def login(request: Request) -> Response:
     rt = runtime_of(request)
@@ -227,7 +241,7 @@ async def login(request: Request) -> Response:
     summary="Sign out of this browser session",
     response_class=Response,
     openapi_extra=_FORM_BODY,
-    responses={303: {"description": "Signed out"}, 403: _HTML},
+    responses={**FORM_ERRORS, 303: {"description": "Signed out"}},
 )
 async def logout(request: Request) -> Response:
     rt = runtime_of(request)
@@ -292,7 +306,7 @@ async def account(request: Request) -> Response:
     summary="Revoke one of your sessions",
     response_class=Response,
     openapi_extra=_FORM_BODY,
-    responses={303: {"description": "Revoked"}, 403: _HTML, 404: _HTML},
+    responses={**FORM_ERRORS, 303: {"description": "Revoked"}, 404: _HTML},
 )
 async def revoke_session(request: Request, sid: str) -> Response:
     session, _user = await _require_session_for_form(request)
@@ -313,7 +327,7 @@ async def revoke_session(request: Request, sid: str) -> Response:
     summary="Sign out everywhere else",
     response_class=Response,
     openapi_extra=_FORM_BODY,
-    responses={303: {"description": "Other sessions revoked"}, 403: _HTML},
+    responses={**FORM_ERRORS, 303: {"description": "Other sessions revoked"}},
 )
 async def revoke_other_sessions(request: Request) -> Response:
     session, user = await _require_session_for_form(request)
@@ -332,4 +346,11 @@ async def _require_session_for_form(request: Request) -> tuple[Session, User]:
     return found
 
 
-__all__ = ["clear_session_cookie", "csrf_guard", "current_session", "router", "signed_in"]
+__all__ = [
+    "FORM_ERRORS",
+    "clear_session_cookie",
+    "csrf_guard",
+    "current_session",
+    "router",
+    "signed_in",
+]

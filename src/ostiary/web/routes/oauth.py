@@ -268,18 +268,41 @@ def _bearer_error(error: ProtocolError) -> Response:
     return _json(body, status, {"WWW-Authenticate": challenge})
 
 
-@router.api_route(
-    "/userinfo",
-    methods=["GET", "POST"],
-    summary="UserInfo endpoint (OpenID Connect Core 1.0 section 5.3)",
-    response_class=Response,
-    responses={
+_USERINFO_DOC: dict[str, Any] = {
+    "summary": "UserInfo endpoint (OpenID Connect Core 1.0 section 5.3)",
+    "response_class": Response,
+    "responses": {
         200: {"description": "Claims of the user", "content": {_JSON: {}}},
+        400: {"description": "Malformed request", "content": {_JSON: {}}},
         401: {"description": "Missing or invalid bearer token", "content": {_JSON: {}}},
         403: {"description": "Token lacks the openid scope", "content": {_JSON: {}}},
     },
-    openapi_extra={"security": [{"bearer": []}]},
+}
+
+
+@router.get("/userinfo", **_USERINFO_DOC, openapi_extra={"security": [{"bearer": []}]})
+async def userinfo_get(request: Request) -> Response:
+    return await userinfo(request)
+
+
+@router.post(
+    "/userinfo",
+    **_USERINFO_DOC,
+    openapi_extra={
+        "security": [{"bearer": []}, {}],
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": {"access_token": _STR}}
+                }
+            }
+        },
+    },
 )
+async def userinfo_post(request: Request) -> Response:
+    return await userinfo(request)
+
+
 async def userinfo(request: Request) -> Response:
     rt = runtime_of(request)
     try:

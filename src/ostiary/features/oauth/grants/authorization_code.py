@@ -91,6 +91,10 @@ class AuthorizationCodeGrant:
         if not await ctx.codes.consume(
             code.code_hash, now, family.family_id if family else None, access.jti
         ):
+            # Another request redeemed it concurrently: that is a replay too (RFC 6749 4.1.2).
+            winner = await ctx.codes.get(code.code_hash)
+            if winner is not None:
+                await self._revoke_what_it_produced(ctx, winner.family_id, winner.access_jti)
             raise ProtocolError("invalid_grant", _INVALID, hint="lost the race for the code")
         response: TokenResponse = {
             "access_token": access.token,
