@@ -7,11 +7,15 @@ reveals nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from ostiary.web.pages import render
 
@@ -85,10 +89,30 @@ async def _page_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, exc.message, exc.headers)
 
 
+def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    # FastAPI keeps included routers as nodes; their own routes are the leaves.
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        yield from _leaf_routes(nested.routes) if nested is not None else (route,)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method any route of this path accepts (RFC 9110 section 15.5.6: ``Allow``)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
-    return error_response(request, exc.status_code, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(request, exc.status_code, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -52,7 +52,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        request_id = (
+            incoming if incoming and _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500

@@ -125,9 +125,12 @@ class KeyService:
         windows = (KeyWindow(k.kid, k.created_at, k.activates_at) for k in keys)
         return SigningKeyRing(windows, self._max_token_ttl), by_kid
 
-    async def verification_keys(self) -> KeySet:
-        """Public keys of every stored key, parsed once per key set (for our own tokens)."""
+    async def verification_keys(self) -> KeySet | None:
+        """Public keys of every stored key, parsed once per key set (for our own tokens);
+        None before the first key exists."""
         keys = await self._keys()
+        if not keys:
+            return None
         kids = tuple(k.kid for k in keys)
         cached = self._signers.keyset
         if cached is not None and cached[0] == kids:

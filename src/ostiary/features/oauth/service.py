@@ -106,6 +106,8 @@ class OAuthService:
         if not token or len(token) > 8192 or token.count(".") != 2:
             return None
         keys = await self._keys.verification_keys()
+        if keys is None:
+            return None
         try:
             decoded = jwt.decode(token, keys, algorithms=_ALGS)
         except (JoseError, ValueError, TypeError):
@@ -229,6 +231,8 @@ class OAuthService:
         if not token or len(token) > 8192:
             return None
         keys = await self._keys.verification_keys()
+        if keys is None:
+            return None
         try:
             decoded = jwt.decode(token, keys, algorithms=_ALGS)
         except (JoseError, ValueError, TypeError):
