@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +27,11 @@ _SECRET_WORDS = (
     "otp",
     "recovery",
 )
-_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
+# Characters that end an address in free text (RFC 5322 section 3.4.1 atext is broad, and
+# RFC 6531 allows any UTF-8 letter, so we stop at what cannot be in an unquoted address).
+_STOP = frozenset(' \t\r\n\x0b\x0c<>()[],;:"\\@\x00')
+_LOCAL_MAX = 64  # RFC 5321 section 4.5.3.1.1
+_DOMAIN_MAX = 255  # RFC 5321 section 4.5.3.1.2
 
 
 def mask_email(email: str) -> str:
@@ -45,13 +49,36 @@ def is_secret_field(name: str) -> bool:
 
 
 def _mask_text(text: str) -> str:
-    return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    """Mask every ``local@domain`` in ``text``; linear time (each ``@`` scans a bounded span)."""
+    if "@" not in text:
+        return text
+    out: list[str] = []
+    cursor = 0
+    at = text.find("@")
+    while at != -1:
+        start = at
+        while start > cursor and at - start < _LOCAL_MAX and text[start - 1] not in _STOP:
+            start -= 1
+        end = at + 1
+        while end < len(text) and end - at <= _DOMAIN_MAX and text[end] not in _STOP:
+            end += 1
+        if start < at and "." in text[at + 1 : end].strip("."):
+            out.append(text[cursor:start])
+            out.append(f"{text[start]}***@{text[at + 1 : end]}")
+            cursor = end
+        at = text.find("@", max(at + 1, cursor))
+    out.append(text[cursor:])
+    return "".join(out)
 
 
 def redact(value: Any, *, _depth: int = 0) -> Any:
     """Return ``value`` with secret-named fields replaced and e-mail addresses masked."""
     if _depth > 8:
         return REDACTED
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    elif hasattr(value, "model_dump") and callable(value.model_dump):
+        value = value.model_dump()
     if isinstance(value, Mapping):
         return {
             str(k): (REDACTED if is_secret_field(str(k)) else redact(v, _depth=_depth + 1))

@@ -20,6 +20,7 @@ def safe_local_path(candidate: str | None, default: str = "/account") -> str:
         return default
     if not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
         return default
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch == "\\" for ch in candidate):
+    # Control (C0, C1), format and line/paragraph separator characters are not printable.
+    if not candidate.isprintable() or "\\" in candidate:
         return default
     return candidate
