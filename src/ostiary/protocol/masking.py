@@ -26,6 +26,12 @@ _SECRET_WORDS = (
     "private",
     "otp",
     "recovery",
+    "assertion",
+    "api_key",
+    "apikey",
+    "pwd",
+    "passphrase",
+    "credential",
 )
 # Characters that end an address in free text (RFC 5322 section 3.4.1 atext is broad, and
 # RFC 6531 allows any UTF-8 letter, so we stop at what cannot be in an unquoted address).

@@ -68,8 +68,15 @@ class RequestContextMiddleware:
             self._observe(scope, status, started, request_id)
             return
 
+        # RFC 9110 section 9.3.2: HEAD is GET without the content.
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            if head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))

@@ -24,7 +24,7 @@ async def _register(rt: Any, **kw: Any) -> tuple[Any, str | None]:
 
 
 async def test_secret_is_prefixed_shown_once_and_stored_as_hmac(runtime: Any) -> None:
-    client, secret = await _register(runtime, redirect_uris=CB)
+    _client, secret = await _register(runtime, redirect_uris=CB)
     assert secret is not None and secret.startswith("ost_cs_") and len(secret) > 40
     async with runtime.unit() as unit:
         row = (await unit.conn.execute(clients.select())).one()

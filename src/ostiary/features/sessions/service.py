@@ -68,7 +68,8 @@ class SessionService:
             expires_at=now + self._policy.absolute_timeout,
             amr=list(amr),
             ip=ip,
-            user_agent=(user_agent or "")[:_MAX_UA_LEN] or None,
+            user_agent="".join(ch for ch in (user_agent or "")[:_MAX_UA_LEN] if ch.isprintable())
+            or None,
         )
         await self._store.add(session)
         return cookie, session

@@ -311,11 +311,13 @@ async def withdraw(request: Request, client_id: str) -> Response:
     form = await read_form(request)
     if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
         raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    if not client_id.isprintable() or len(client_id) > 128:
+        raise PageError(404, "That application has no access to withdraw.")
     async with rt.unit() as unit:
         found = await signed_in(unit, request)
         if found is None:
             raise PageError(401, "Your session has ended. Sign in again.")
-        if not await unit.oauth.withdraw_consent(found[1].id, client_id[:128]):
+        if not await unit.oauth.withdraw_consent(found[1].id, client_id):
             raise PageError(404, "That application has no access to withdraw.")
         await unit.audit.record(
             "consent.withdraw",

@@ -7,6 +7,7 @@ redirects: ``next`` must be a local path).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +24,7 @@ from ostiary.web.pages import render
 from ostiary.web.runtime import Runtime, Unit
 
 router = APIRouter(tags=["browser"])
+_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _FORM_BODY: dict[str, Any] = {
     "requestBody": {
@@ -310,9 +312,11 @@ async def account(request: Request) -> Response:
 )
 async def revoke_session(request: Request, sid: str) -> Response:
     session, _user = await _require_session_for_form(request)
+    if not _SID.fullmatch(sid):  # secrets.token_urlsafe(16): never anything else
+        raise PageError(404, "That session no longer exists.")
     rt = runtime_of(request)
     async with rt.unit() as unit:
-        revoked = await unit.sessions.revoke(session.user_id, sid[:64], ip=client_ip(request))
+        revoked = await unit.sessions.revoke(session.user_id, sid, ip=client_ip(request))
     if not revoked:
         raise PageError(404, "That session no longer exists.")
     if sid == session.sid:

@@ -81,7 +81,10 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     if not sep:
         raise ProtocolError("invalid_client", "Malformed Basic credentials.")
     # RFC 6749 section 2.3.1: both parts are form-urlencoded before Base64.
-    return unquote_plus(client_id), unquote_plus(secret)
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not client_id.isprintable() or not secret.isprintable():
+        raise ProtocolError("invalid_client", "Malformed Basic credentials.")
+    return client_id, secret
 
 
 async def authenticate_client(unit: Unit, request: Request, form: dict[str, str]) -> Client:
