@@ -190,7 +190,30 @@ _AUTHORIZE_DOC: dict[str, Any] = {
 }
 
 
-@router.get("/authorize", **_AUTHORIZE_DOC)
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names
+    ]
+
+
+_AUTHORIZE_PARAMS = _query(
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "acr_values",
+    "resource",
+)
+
+
+@router.get("/authorize", **_AUTHORIZE_DOC, openapi_extra={"parameters": _AUTHORIZE_PARAMS})
 async def authorize_get(request: Request) -> Response:
     return await _authorize(request)
 
@@ -394,7 +417,13 @@ _END_DOC: dict[str, Any] = {
 }
 
 
-@router.get("/end_session", **_END_DOC)
+@router.get(
+    "/end_session",
+    **_END_DOC,
+    openapi_extra={
+        "parameters": _query("id_token_hint", "post_logout_redirect_uri", "state", "client_id")
+    },
+)
 async def end_session_get(request: Request) -> Response:
     return await _end_session(request)
 
