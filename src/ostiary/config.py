@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -144,11 +145,11 @@ class Settings(BaseSettings):
             raise ConfigError("no issuer: set OSTIARY_ISSUER to the public https URL")
         return self.issuer
 
-    @property
+    @cached_property
     def db(self) -> DatabaseSlice:
         return DatabaseSlice(url=self.effective_database_url(), echo=self.database_echo)
 
-    @property
+    @cached_property
     def sessions(self) -> SessionSlice:
         secure = bool(self.issuer and self.issuer.startswith("https://"))
         return SessionSlice(
@@ -160,7 +161,7 @@ class Settings(BaseSettings):
             cookie_secure=secure,
         )
 
-    @property
+    @cached_property
     def tokens(self) -> TokenSlice:
         longest = max(self.access_token_ttl_seconds, self.id_token_ttl_seconds)
         return TokenSlice(
@@ -173,7 +174,7 @@ class Settings(BaseSettings):
             jwks_max_age=self.jwks_max_age_seconds,
         )
 
-    @property
+    @cached_property
     def throttle(self) -> ThrottleSlice:
         return ThrottleSlice(
             account_failures=self.login_account_failures,

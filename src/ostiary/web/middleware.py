@@ -40,6 +40,22 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        # labels() takes a lock and builds a key on every call; the children are reused.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 4096:  # bounded: routes are templates, methods few
+                self._children.clear()
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
 
 class RequestContextMiddleware:
@@ -108,8 +124,7 @@ class RequestContextMiddleware:
         elapsed = time.perf_counter() - started
         route = _route_template(scope)
         method = scope["method"]
-        self.metrics.requests.labels(route, method, str(status)).inc()
-        self.metrics.latency.labels(route, method).observe(elapsed)
+        self.metrics.observe(route, method, status, elapsed)
         log.info(
             "request",
             method=method,
