@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
