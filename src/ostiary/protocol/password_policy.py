@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from zxcvbn import zxcvbn
-
 __all__ = ["MAX_PASSWORD_LENGTH", "MIN_PASSWORD_LENGTH", "password_weakness"]
 
 MIN_PASSWORD_LENGTH = 12
@@ -29,6 +27,9 @@ def password_weakness(password: str, user_inputs: Sequence[str] = ()) -> str | N
         return f"Use at most {MAX_PASSWORD_LENGTH} characters."
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in password):
         return "Control characters are not allowed."
+    # Imported on first use: its dictionaries take tens of MB, and most workers only verify.
+    from zxcvbn import zxcvbn
+
     result = zxcvbn(password[:_ESTIMATOR_PREFIX], user_inputs=[s for s in user_inputs if s])
     if int(result["score"]) >= _MIN_SCORE:
         return None
