@@ -37,8 +37,11 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
+        # No ping and no ROLLBACK per checkout: each would be a round trip on every request,
+        # and the unit of work always ends its transaction. Stale connections are recycled.
+        pool_pre_ping=False,
+        pool_reset_on_return=None,
+        pool_recycle=300,
     )
 
 
