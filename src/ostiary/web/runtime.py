@@ -118,6 +118,7 @@ class Runtime:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        self.hasher.close()
         await self.engine.dispose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -6,30 +6,42 @@
 - A dummy hash is verified when the account does not exist, so both paths take the same time
   (OWASP ASVS 4.0 V2.2.x / Authentication Cheat Sheet, "Authentication responses").
 
-Hashing is CPU-bound (~20 ms); it runs in a worker thread so the event loop stays free.
+Hashing is CPU-bound (~20 ms); it runs on one dedicated thread so the event loop stays free.
+One thread, not the default executor's many: on a worker with one core, parallel hashes only
+compete for it, and each thread would keep its own 19 MiB argon2 buffer (bench/RESULTS.md:
+228 MB RSS after a sign-in load with the default executor, 133 MB with one thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = ["PasswordHasher"]
 
+T = TypeVar("T")
+
 
 class PasswordHasher:
     def __init__(self, memory_kib: int = 19 * 1024, time_cost: int = 2, parallelism: int = 1):
         self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
         self._dummy = self._argon.hash("ostiary dummy password for unknown accounts")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._argon.hash, password)
+        return await self._run(self._argon.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """Constant-work check: an unknown account verifies against the dummy hash."""
-        return await asyncio.to_thread(self._verify_sync, stored_hash, password)
+        return await self._run(self._verify_sync, stored_hash, password)
 
     def _verify_sync(self, stored_hash: str | None, password: str) -> bool:
         try:
@@ -37,6 +49,10 @@ class PasswordHasher:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return stored_hash is not None
+
+    def close(self) -> None:
+        """Let the hashing thread end (a process builds a hasher per runtime)."""
+        self._executor.shutdown(wait=False)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         try:
