@@ -194,14 +194,28 @@ async def token(request: Request) -> Response:
     return _json(body)
 
 
+_TOKEN_ABOUT_FORM = _form_body(
+    {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
+    ["token"],
+)
+
+
+async def _client_and_token(
+    unit: Unit, request: Request, form: dict[str, str]
+) -> tuple[Client, str]:
+    """The authenticated client and the ``token`` parameter (RFC 7662 2.1, RFC 7009 2.1)."""
+    client = await authenticate_client(unit, request, form)
+    token_value = form.get("token", "")
+    if not token_value:
+        raise ProtocolError("invalid_request", "token is required.")
+    return client, token_value
+
+
 @router.post(
     "/introspect",
     summary="Token introspection (RFC 7662)",
     response_class=Response,
-    openapi_extra=_form_body(
-        {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
-        ["token"],
-    ),
+    openapi_extra=_TOKEN_ABOUT_FORM,
     responses=_TOKEN_FORM_RESPONSES,
 )
 async def introspect(request: Request) -> Response:
@@ -210,12 +224,9 @@ async def introspect(request: Request) -> Response:
     try:
         form = await read_oauth_form(request)
         async with rt.unit() as unit:
-            client = await authenticate_client(unit, request, form)
+            client, token_value = await _client_and_token(unit, request, form)
             if client.is_public:
                 raise ProtocolError("invalid_client", "Public clients may not introspect.")
-            token_value = form.get("token", "")
-            if not token_value:
-                raise ProtocolError("invalid_request", "token is required.")
             body = await unit.oauth.introspect(token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
         return error_response(exc, basic_attempted=basic)
@@ -226,10 +237,7 @@ async def introspect(request: Request) -> Response:
     "/revoke",
     summary="Token revocation (RFC 7009)",
     response_class=Response,
-    openapi_extra=_form_body(
-        {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
-        ["token"],
-    ),
+    openapi_extra=_TOKEN_ABOUT_FORM,
     responses=_TOKEN_FORM_RESPONSES,
 )
 async def revoke(request: Request) -> Response:
@@ -238,10 +246,7 @@ async def revoke(request: Request) -> Response:
     try:
         form = await read_oauth_form(request)
         async with rt.unit() as unit:
-            client = await authenticate_client(unit, request, form)
-            token_value = form.get("token", "")
-            if not token_value:
-                raise ProtocolError("invalid_request", "token is required.")
+            client, token_value = await _client_and_token(unit, request, form)
             await unit.oauth.revoke(client, token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
         return error_response(exc, basic_attempted=basic)
