@@ -42,6 +42,7 @@ class SessionSlice:
     idle_timeout: timedelta
     absolute_timeout: timedelta
     touch_interval: timedelta
+    max_per_user: int
     cookie_name: str
     cookie_secure: bool
 
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     session_idle_minutes: int = Field(default=60 * 24, ge=1)
     session_absolute_hours: int = Field(default=24 * 14, ge=1)
     session_touch_seconds: int = Field(default=60, ge=1)
+    session_max_per_user: int = Field(default=50, ge=1, le=10_000)
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
@@ -156,6 +158,7 @@ class Settings(BaseSettings):
             idle_timeout=timedelta(minutes=self.session_idle_minutes),
             absolute_timeout=timedelta(hours=self.session_absolute_hours),
             touch_interval=timedelta(seconds=self.session_touch_seconds),
+            max_per_user=self.session_max_per_user,
             # RFC 6265bis section 4.1.3.2: __Host- needs Secure, Path=/ and no Domain.
             cookie_name="__Host-ostiary_session" if secure else "ostiary_session",
             cookie_secure=secure,

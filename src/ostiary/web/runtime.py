@@ -96,7 +96,9 @@ class Runtime:
             refresh_token_ttl=tokens.refresh_token_ttl,
         )
         s = settings.sessions
-        self.session_policy = SessionPolicy(s.idle_timeout, s.absolute_timeout, s.touch_interval)
+        self.session_policy = SessionPolicy(
+            s.idle_timeout, s.absolute_timeout, s.touch_interval, s.max_per_user
+        )
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:

@@ -109,3 +109,25 @@ async def test_revoke_all_keeps_current(runtime: Any) -> None:
     assert len(removed) == 1
     assert await _resolve(runtime, other_cookie) is None
     assert await _resolve(runtime, keep_cookie) is not None
+
+
+async def test_oldest_sessions_end_beyond_the_per_user_cap(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    import dataclasses
+
+    runtime.session_policy = dataclasses.replace(runtime.session_policy, max_per_user=3)
+    user = await _user(runtime)
+    cookies = []
+    for _ in range(5):
+        clock.advance(timedelta(seconds=1))
+        cookies.append((await _start(runtime, user.id))[0])
+    assert [await _resolve(runtime, c) is not None for c in cookies] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    async with runtime.unit() as unit:
+        assert len(await unit.sessions.list_for_user(user.id)) == 3
