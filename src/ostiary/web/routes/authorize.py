@@ -29,7 +29,13 @@ from ostiary.protocol.forms import FormError, parse_form
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.pages import render
-from ostiary.web.routes.browser import FORM_ERRORS, clear_session_cookie, csrf_guard, signed_in
+from ostiary.web.routes.browser import (
+    FORM_ERRORS,
+    clear_session_cookie,
+    render_form,
+    require_csrf,
+    signed_in,
+)
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -160,18 +166,14 @@ async def _issue(unit: Unit, auth: AuthorizationRequest, session: Session) -> Re
 
 
 def _consent_page(request: Request, auth: AuthorizationRequest, params: dict[str, str]) -> Response:
-    guard = csrf_guard(request)
-    token, new_cookie = guard.token_for(request)
     scopes = [(s, _SCOPE_TEXT.get(s, f"Use the “{s}” permission")) for s in auth.scopes]
-    response = render(
+    return render_form(
+        request,
         "consent.html",
         client=auth.client,
         scopes=scopes,
-        csrf_token=token,
         request_query=urlencode({k: v for k, v in params.items() if k != _AUTH_AFTER}),
     )
-    guard.set_cookie(response, new_cookie)
-    return response
 
 
 _AUTHORIZE_DOC: dict[str, Any] = {
@@ -258,8 +260,7 @@ async def authorize_post(request: Request) -> Response:
 async def consent(request: Request) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
-        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    require_csrf(request, form.get("csrf_token"))
     try:
         params = parse_form(form.get("request", "").encode())
     except FormError as exc:
@@ -332,8 +333,7 @@ async def consent(request: Request) -> Response:
 async def withdraw(request: Request, client_id: str) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
-        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    require_csrf(request, form.get("csrf_token"))
     if not client_id.isprintable() or len(client_id) > 128:
         raise PageError(404, "That application has no access to withdraw.")
     async with rt.unit() as unit:
@@ -378,8 +378,8 @@ async def _end_session(request: Request) -> Response:
         if found is not None and not same_user and not confirmed:
             # Without proof that the RP speaks for this user, ask (RP-Initiated Logout 2).
             return _logout_confirm_page(request, params, client)
-        if confirmed and not csrf_guard(request).is_valid(request, params.get("csrf_token")):
-            raise PageError(403, "This form expired. Go back, reload the page and try again.")
+        if confirmed:
+            require_csrf(request, params.get("csrf_token"))
         if found is not None:
             await unit.sessions.end(found[0], ip=client_ip(request))
     if target:
@@ -394,12 +394,8 @@ async def _end_session(request: Request) -> Response:
 
 
 def _logout_confirm_page(request: Request, params: dict[str, str], client: Any) -> Response:
-    guard = csrf_guard(request)
-    token, new_cookie = guard.token_for(request)
     fields = {k: v for k, v in params.items() if k != "csrf_token"}
-    response = render("logout_confirm.html", fields=fields, csrf_token=token, client=client)
-    guard.set_cookie(response, new_cookie)
-    return response
+    return render_form(request, "logout_confirm.html", fields=fields, client=client)
 
 
 _END_DOC: dict[str, Any] = {

@@ -76,6 +76,26 @@ def csrf_guard(request: Request) -> CsrfGuard:
     return guard
 
 
+_FORM_EXPIRED = "This form expired. Go back, reload the page and try again."
+
+
+def require_csrf(request: Request, submitted: str | None) -> None:
+    """Refuse a state-changing form whose CSRF token does not match this browser (403)."""
+    if not csrf_guard(request).is_valid(request, submitted):
+        raise PageError(403, _FORM_EXPIRED)
+
+
+def render_form(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> Response:
+    """Render a page that holds forms: adds ``csrf_token`` and sets the CSRF cookie if new."""
+    guard = csrf_guard(request)
+    token, new_cookie = guard.token_for(request)
+    response = render(template, status_code=status_code, csrf_token=token, **context)
+    guard.set_cookie(response, new_cookie)
+    return response
+
+
 def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
@@ -133,17 +153,9 @@ def _login_page(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    guard = csrf_guard(request)
-    token, new_cookie = guard.token_for(request)
-    response = render(
-        "login.html",
-        status_code=status_code,
-        csrf_token=token,
-        next=next_path,
-        error=error,
-        email=email,
+    response = render_form(
+        request, "login.html", status_code=status_code, next=next_path, error=error, email=email
     )
-    guard.set_cookie(response, new_cookie)
     response.headers.update(headers or {})
     return response
 
@@ -248,8 +260,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     rt = runtime_of(request)
     form = await read_form(request)
-    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
-        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    require_csrf(request, form.get("csrf_token"))
     cookie = request.cookies.get(rt.settings.sessions.cookie_name)
     if cookie:
         async with rt.unit() as unit:
@@ -288,19 +299,15 @@ async def account(request: Request) -> Response:
                         "since": consent.created_at,
                     }
                 )
-    guard = csrf_guard(request)
-    token, new_cookie = guard.token_for(request)
-    response = render(
+    return render_form(
+        request,
         "account.html",
         user=user,
         sessions=sessions,
         current_sid=session.sid,
-        csrf_token=token,
         notice=request.query_params.get("notice", "")[:40],
         apps=apps,
     )
-    guard.set_cookie(response, new_cookie)
-    return response
 
 
 @router.post(
@@ -342,8 +349,7 @@ async def revoke_other_sessions(request: Request) -> Response:
 
 async def _require_session_for_form(request: Request) -> tuple[Session, User]:
     form = await read_form(request)
-    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
-        raise PageError(403, "This form expired. Go back, reload the page and try again.")
+    require_csrf(request, form.get("csrf_token"))
     found = await current_session(request)
     if found is None:
         raise PageError(401, "Your session has ended. Sign in again.")
@@ -355,6 +361,8 @@ __all__ = [
     "clear_session_cookie",
     "csrf_guard",
     "current_session",
+    "render_form",
+    "require_csrf",
     "router",
     "signed_in",
 ]
