@@ -36,7 +36,7 @@ def test_reads_flat_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    assert settings.effective_database_url() == f"sqlite+aiosqlite:///{tmp_path / 'ostiary.db'}"
+    assert settings.effective_database_url() == f"sqlite:///{tmp_path / 'ostiary.db'}"
 
 
 def test_secret_key_from_the_data_dir_file(tmp_path: Path) -> None:

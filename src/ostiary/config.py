@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'ostiary.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'ostiary.db').resolve()}"
 
     def secret_key_bytes(self) -> bytes:
         """The deployment secret: from ``OSTIARY_SECRET_KEY`` or ``DATA_DIR/secret.key``."""

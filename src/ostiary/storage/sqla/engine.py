@@ -1,35 +1,56 @@
-"""Engine construction for SQLite (aiosqlite, WAL, foreign keys) and PostgreSQL (asyncpg).
+"""Engine construction for SQLite (stdlib ``sqlite3`` on the event loop, WAL, foreign keys) and
+PostgreSQL (asyncpg).
+
+SQLite runs on the event loop thread. A statement of ours against a local WAL database takes
+microseconds, while a thread hop per call (aiosqlite: four per statement through SQLAlchemy's
+adapter) costs a cross-thread wake-up each and was half the CPU of a page view. So the engine
+uses the standard ``sqlite3`` driver through a dialect that declares itself async: SQLAlchemy's
+async layer then runs it inside its greenlet without ever suspending. The only call that could
+wait long is taking the write lock while *another process* (the CLI, a second worker) holds it;
+that wait is an ``asyncio.sleep`` loop, never a blocking busy handler (``busy_timeout`` is 0).
 
 SQLite allows one writer. A transaction that reads and then writes can fail with
-SQLITE_BUSY_SNAPSHOT when another connection committed in between, whatever the busy timeout,
-so every SQLite transaction starts with ``BEGIN IMMEDIATE`` (takes the write lock up front; a
-competing process waits up to the busy timeout instead of failing) and the process uses one
-connection: SQLite serializes writers anyway, and in-process queueing is cheaper than lock
-retries. Readers in other processes (the CLI) still see a consistent WAL snapshot.
+SQLITE_BUSY_SNAPSHOT when another connection committed in between, so every SQLite transaction
+starts with ``BEGIN IMMEDIATE`` (takes the write lock up front) and the process uses one
+connection: SQLite serializes writers anyway, and in-process queueing (the pool of one) is
+cheaper than lock retries. Readers in other processes (the CLI) still see a consistent WAL
+snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import await_
 
-__all__ = ["create_engine", "is_sqlite"]
+from ostiary.storage.sqla.inline_sqlite import DRIVER
 
-_BUSY_TIMEOUT_S = 15
+__all__ = ["LOCK_WAIT_SECONDS", "create_engine", "is_sqlite", "sqlite_url"]
+
+LOCK_WAIT_SECONDS = 15.0
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_url(url: str | URL) -> URL:
+    """Any ``sqlite://`` / ``sqlite+aiosqlite://`` URL, on the in-loop driver."""
+    return make_url(url).set(drivername=f"sqlite+{DRIVER}")
+
+
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo=echo)
+        return _sqlite_engine(parsed, echo=echo)
     if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return create_async_engine(
@@ -45,33 +66,65 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
-def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's write lock without blocking the loop.
+
+    Called from SQLAlchemy's greenlet: ``await_`` suspends this unit of work only. Gives up
+    with SQLite's "database is locked" after ``LOCK_WAIT_SECONDS``.
+    """
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() >= deadline:
+                # Raised from an event hook: wrap as SQLAlchemy would a statement's error.
+                raise OperationalError("BEGIN IMMEDIATE", (), exc) from exc
+        await_(asyncio.sleep(delay))
+        delay = min(delay * 2, 0.05)
+
+
+def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     engine = create_async_engine(
-        url,
+        sqlite_url(url),
         echo=echo,
         poolclass=AsyncAdaptedQueuePool,
         pool_size=1,
         max_overflow=0,
-        # The unit of work always commits or rolls back, and a unit that ran no statement has
-        # nothing to reset: skip the ROLLBACK (a thread hop in aiosqlite) on every check-in.
+        # The unit of work always commits or rolls back: no ROLLBACK on every check-in.
         pool_reset_on_return=None,
         pool_timeout=60,
-        connect_args={"timeout": _BUSY_TIMEOUT_S},
+        # Never block the loop in SQLite's busy handler (see module doc); the connection is
+        # used from the loop thread only, but disposal may run elsewhere at exit.
+        connect_args={"timeout": 0, "check_same_thread": False},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (see module doc).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
-        cursor.close()
+        raw = dbapi_connection.driver_connection._conn
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+            _retry_locked(raw, f"PRAGMA {pragma}")
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_immediate(connection.connection.driver_connection._conn)
 
     return engine
+
+
+def _retry_locked(dbapi_connection: sqlite3.Connection, sql: str) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            dbapi_connection.execute(sql).close()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() >= deadline:
+                raise OperationalError(sql, (), exc) from exc
+        await_(asyncio.sleep(0.005))
