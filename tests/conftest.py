@@ -130,7 +130,7 @@ def backend(
     if request.param == "sqlite":
         db = tmp_path / "ostiary.db"
         shutil.copy(sqlite_template, db)
-        yield Backend("sqlite", f"sqlite+aiosqlite:///{db}", None)
+        yield Backend("sqlite", f"sqlite:///{db}", None)
         return
     assert postgres_url is not None
     pg_exec(postgres_url, f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")

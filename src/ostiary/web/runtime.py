@@ -14,12 +14,13 @@ from functools import cached_property
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ostiary.config import Settings
+from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.service import AccountService
 from ostiary.features.audit.service import AuditTrail
+from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
 from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
@@ -27,16 +28,18 @@ from ostiary.features.keys.service import KeyService, SignerCache
 from ostiary.features.oauth.directory import AccountDirectory
 from ostiary.features.oauth.grants import GrantContext
 from ostiary.features.oauth.grants.base import OAuthPolicy
+from ostiary.features.oauth.models import Consent
 from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
+from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
 from ostiary.storage.redis.revocations import RedisRevocationBus
 from ostiary.storage.redis.sessions import RedisSessionStore
-from ostiary.storage.sqla.engine import create_engine
+from ostiary.storage.sqla.engine import ExternalWrites, create_engine, is_sqlite
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAssertionReplayStore,
     SqlAuthorizationCodeStore,
@@ -51,10 +54,13 @@ from ostiary.storage.sqla.repositories import (
     SqlSigningKeyStore,
     SqlUserStore,
 )
-from ostiary.storage.sqla.uow import transaction
+from ostiary.storage.sqla.uow import LazyConnection, transaction
 from ostiary.storage.throttle import LimitsLoginThrottle
 
-__all__ = ["Runtime", "Unit"]
+__all__ = ["AccountView", "Runtime", "Unit"]
+
+# What the account page lists for a user: sessions (newest first) and consents.
+AccountView = tuple[list[Session], list[Consent]]
 
 log = structlog.get_logger("ostiary.runtime")
 
@@ -99,19 +105,57 @@ class Runtime:
         self.session_policy = SessionPolicy(
             s.idle_timeout, s.absolute_timeout, s.touch_interval, s.max_per_user
         )
+        # Browser hot path (features/cache.py): sessions by cookie, users, account page lists.
+        self.user_generations = Generations()
+        self.session_cache = UserScopedCache[Session](
+            self.user_generations, max_age=max(1.0, s.touch_interval.total_seconds())
+        )
+        self.user_cache = UserScopedCache[User](self.user_generations)
+        self.account_views = UserScopedCache[AccountView](self.user_generations)
+        self.external_writes = ExternalWrites(self.engine) if is_sqlite(db.url) else None
+        self._caught_up_version: int | None = None
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:
         """One transaction and the services bound to it; commits if the block succeeds."""
         async with transaction(self.engine) as conn:
-            yield Unit(self, conn)
+            try:
+                yield Unit(self, conn)
+            except BaseException:
+                if conn.opened:
+                    # Entries cached from this transaction's reads may describe writes that are
+                    # about to be rolled back: drop them all (rare, and only costs misses).
+                    self.user_generations.clear()
+                raise
+
+    async def catch_up(self, unit: Unit) -> None:
+        """Before answering from in-process state, take in what other processes committed.
+
+        SQLite: when ``PRAGMA data_version`` moved (the CLI or another process wrote), drop
+        the per-user caches and load new revocations, in the caller's transaction (a second
+        unit could wait forever on the pool of one). PostgreSQL + Redis: nothing to do here;
+        pub/sub and the poll keep the revocation set current.
+        """
+        probe = self.external_writes
+        if probe is None:
+            return
+        version = probe.version()
+        if version is not None and version == self._caught_up_version:
+            return
+        self.user_generations.clear()
+        self.clients_cache.clear()
+        await unit.revocation.sync()
+        self._caught_up_version = version
 
     async def sync_revocations_forever(self, interval: float = 1.0) -> None:
         """Catch up with revocations written by other processes (CLI, replicas)."""
         while True:
             try:
                 async with self.unit() as unit:
-                    await unit.revocation.sync()
+                    if self.external_writes is not None:
+                        await self.catch_up(unit)  # a pragma; a query only after changes
+                    else:
+                        await unit.revocation.sync()
                 self.revoked.prune(self.clock.now())
             except asyncio.CancelledError:
                 raise
@@ -129,7 +173,7 @@ class Runtime:
 class Unit:
     """Services over one transaction; built lazily so a request pays only for what it uses."""
 
-    def __init__(self, runtime: Runtime, conn: AsyncConnection) -> None:
+    def __init__(self, runtime: Runtime, conn: LazyConnection) -> None:
         self._rt = runtime
         self.conn = conn
         self.settings = runtime.settings
@@ -142,7 +186,14 @@ class Unit:
     def accounts(self) -> AccountService:
         rt = self._rt
         return AccountService(
-            SqlUserStore(self.conn), rt.hasher, rt.throttle, self.audit, rt.clock, listener=self
+            SqlUserStore(self.conn),
+            rt.hasher,
+            rt.throttle,
+            self.audit,
+            rt.clock,
+            listener=self,
+            cache=rt.user_cache,
+            generations=rt.user_generations,
         )
 
     @cached_property
@@ -161,7 +212,13 @@ class Unit:
             self.audit,
             rt.clock,
             listener=self,
+            cache=rt.session_cache,
+            generations=rt.user_generations,
+            ended=self._session_ended,
         )
+
+    def _session_ended(self, session: Session) -> bool:
+        return self._rt.revoked.session_ended(session.sid, session.user_id, session.created_at)
 
     async def user_disabled(self, user_id: str) -> None:
         """A disabled user's sessions, refresh families and access tokens end at once."""
@@ -214,7 +271,9 @@ class Unit:
             pepper=rt.token_pepper,
             clock=rt.clock,
         )
-        return OAuthService(context, SqlConsentStore(self.conn), self.keys)
+        return OAuthService(
+            context, SqlConsentStore(self.conn), self.keys, generations=rt.user_generations
+        )
 
     @cached_property
     def keys(self) -> KeyService:

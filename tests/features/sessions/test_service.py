@@ -131,3 +131,81 @@ async def test_oldest_sessions_end_beyond_the_per_user_cap(
     ]
     async with runtime.unit() as unit:
         assert len(await unit.sessions.list_for_user(user.id)) == 3
+
+
+# -- the in-process cache (features/cache.py) ---------------------------------------------
+
+
+def _count_store_reads(runtime: Any, monkeypatch: Any) -> list[str]:
+    from ostiary.web.runtime import Unit
+
+    reads: list[str] = []
+    store_type = type(Unit(runtime, None).session_store)  # type: ignore[arg-type]
+    original = store_type.by_token_hash
+
+    async def counting(self: Any, token_hash: str) -> Any:
+        reads.append(token_hash)
+        return await original(self, token_hash)
+
+    monkeypatch.setattr(store_type, "by_token_hash", counting)
+    return reads
+
+
+async def test_a_resolved_session_is_served_from_memory(runtime: Any, monkeypatch: Any) -> None:
+    user = await _user(runtime)
+    cookie, session = await _start(runtime, user.id)
+    reads = _count_store_reads(runtime, monkeypatch)
+    assert (await _resolve(runtime, cookie)).sid == session.sid
+    assert (await _resolve(runtime, cookie)).sid == session.sid
+    assert (await _resolve(runtime, cookie)).sid == session.sid
+    assert len(reads) == 1
+
+
+async def test_a_session_revoked_on_another_node_is_refused_from_memory(
+    runtime: Any, monkeypatch: Any
+) -> None:
+    user = await _user(runtime)
+    cookie, session = await _start(runtime, user.id)
+    assert await _resolve(runtime, cookie) is not None  # now cached
+    # Another node deletes it and its revocation arrives over pub/sub: no local bump.
+    async with runtime.unit() as unit:
+        await unit.session_store.delete(session.sid)
+    now = runtime.clock.now()
+    runtime.revoked.add("sid", session.sid, now, now + timedelta(hours=1))
+    assert await _resolve(runtime, cookie) is None
+
+
+async def test_a_user_disabled_on_another_node_loses_cached_sessions(runtime: Any) -> None:
+    user = await _user(runtime)
+    cookie, _ = await _start(runtime, user.id)
+    assert await _resolve(runtime, cookie) is not None
+    now = runtime.clock.now()
+    runtime.revoked.add("user", user.id, now, now + timedelta(hours=1))
+    async with runtime.unit() as unit:
+        await unit.session_store.delete_for_user(user.id)
+    assert await _resolve(runtime, cookie) is None
+
+
+async def test_touch_due_goes_to_the_store(
+    runtime: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    user = await _user(runtime)
+    cookie, _ = await _start(runtime, user.id)
+    reads = _count_store_reads(runtime, monkeypatch)
+    assert await _resolve(runtime, cookie) is not None
+    clock.advance(runtime.session_policy.touch_interval)
+    touched = await _resolve(runtime, cookie)
+    assert touched.last_seen == clock.now()
+    assert len(reads) == 2
+    async with runtime.unit() as unit:
+        stored = await unit.session_store.get(touched.sid)
+    assert stored.last_seen == clock.now()
+
+
+async def test_signing_out_locally_invalidates_at_once(runtime: Any) -> None:
+    user = await _user(runtime)
+    cookie, _ = await _start(runtime, user.id)
+    found = await _resolve(runtime, cookie)
+    async with runtime.unit() as unit:
+        await unit.sessions.end(found, ip=None)
+    assert await _resolve(runtime, cookie) is None

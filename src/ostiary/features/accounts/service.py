@@ -14,6 +14,7 @@ from ostiary.features.accounts.models import User, normalize_email
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import AccountListener, LoginThrottle, UserStore
 from ostiary.features.audit.service import AuditTrail
+from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clock import Clock
 from ostiary.protocol.masking import mask_email
 from ostiary.protocol.password_policy import password_weakness
@@ -101,8 +102,13 @@ class AccountService:
         audit: AuditTrail,
         clock: Clock,
         listener: AccountListener | None = None,
+        *,
+        cache: UserScopedCache[User] | None = None,
+        generations: Generations | None = None,
     ) -> None:
         self._listener = listener
+        self._cache = cache
+        self._generations = generations
         self._users = users
         self._hasher = hasher
         self._throttle = throttle
@@ -203,6 +209,7 @@ class AccountService:
             user.password_hash = await self._hasher.hash(password)
             user.updated_at = self._clock.now()
             await self._users.update(user)
+            self._changed(user.id)
         await self._audit.record(
             "login", "success", actor=user.id, target=user.id, ip=ip, details={"amr": ["pwd"]}
         )
@@ -217,6 +224,23 @@ class AccountService:
     async def get(self, user_id: str) -> User | None:
         return await self._users.get(user_id)
 
+    async def get_cached(self, user_id: str) -> User | None:
+        """:meth:`get` through the process-local cache (``features/cache.py``): for pages that
+        show the signed-in user. Every change below bumps the user's generation."""
+        cache = self._cache
+        if cache is None:
+            return await self._users.get(user_id)
+        user = cache.get(user_id)
+        if user is None:
+            user = await self._users.get(user_id)
+            if user is not None:
+                cache.put(user_id, user_id, user)
+        return user
+
+    def _changed(self, user_id: str) -> None:
+        if self._generations is not None:
+            self._generations.bump(user_id)
+
     async def list_users(self, limit: int = 100, offset: int = 0) -> list[User]:
         return await self._users.list(limit=limit, offset=offset)
 
@@ -227,6 +251,7 @@ class AccountService:
             user.disabled = True
             user.updated_at = self._clock.now()
             await self._users.update(user)
+        self._changed(user.id)
         if self._listener is not None:
             await self._listener.user_disabled(user.id)
         await self._audit.record("user.disable", "success", actor=actor, target=user.id)
@@ -242,5 +267,6 @@ class AccountService:
         user.password_hash = await self._hasher.hash(password)
         user.updated_at = self._clock.now()
         await self._users.update(user)
+        self._changed(user.id)
         await self._audit.record("user.password_change", "success", actor=actor, target=user.id)
         return user

@@ -85,6 +85,9 @@ class ClientCache:
             self._entries.pop(next(iter(self._entries)))
         self._entries[client_id] = (now, client)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def invalidate(self, client_id: str) -> None:
         self._entries.pop(client_id, None)
 

@@ -59,6 +59,12 @@ class RevocationSet:
         entry = self._entries.get((kind, str(value)))
         return entry is not None and issued_at <= entry[0]
 
+    def session_ended(self, sid: str, user_id: str, started: datetime) -> bool:
+        """A browser session revoked by id, or whose user was disabled after it started."""
+        if not self._entries:
+            return False
+        return ("sid", sid) in self._entries or self._revoked_after("user", user_id, started)
+
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
         """True if any revocation covers a token with these (RFC 9068) claims."""
         if not self._entries:

@@ -11,6 +11,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import Token
 
+from ostiary.features.cache import Generations
 from ostiary.features.clients.models import Client
 from ostiary.features.keys.service import KeyService
 from ostiary.features.oauth.authorize import AuthorizationRequest
@@ -30,10 +31,17 @@ _ALGS = ["ES256", "RS256", "EdDSA"]
 
 
 class OAuthService:
-    def __init__(self, ctx: GrantContext, consents: ConsentStore, keys: KeyService) -> None:
+    def __init__(
+        self,
+        ctx: GrantContext,
+        consents: ConsentStore,
+        keys: KeyService,
+        generations: Generations | None = None,
+    ) -> None:
         self._ctx = ctx
         self._consents = consents
         self._keys = keys
+        self._generations = generations  # the account page lists consents (features/cache.py)
 
     # -- authorization endpoint --------------------------------------------------------
 
@@ -52,6 +60,8 @@ class OAuthService:
                 user_id, client.client_id, merged, existing.created_at if existing else now, now
             )
         )
+        if self._generations is not None:
+            self._generations.bump(user_id)
 
     async def consents_for(self, user_id: str) -> list[Consent]:
         return await self._consents.list_for_user(user_id)
@@ -59,6 +69,8 @@ class OAuthService:
     async def withdraw_consent(self, user_id: str, client_id: str) -> bool:
         """Forget the grant and revoke every token it produced (refresh and access)."""
         removed = await self._consents.delete(user_id, client_id)
+        if self._generations is not None:
+            self._generations.bump(user_id)
         now = self._ctx.now()
         await self._ctx.refresh.revoke_families(
             now, "consent_withdrawn", user_id=user_id, client_id=client_id

@@ -2,15 +2,22 @@
 
 OWASP ASVS 4.0 V3.3 (session termination: idle and absolute timeouts, logout, "log out of
 all other sessions"), V3.2 (new session id on authentication, >= 64 bits entropy).
+
+``resolve`` answers from a process-local cache when it can (``features/cache.py``): a cached
+session is used only while it is within its timeouts, needs no touch yet, its user's
+generation has not moved (every change below bumps it) and ``ended`` (the revocation set, kept
+current on every node) does not cover it. Anything else reads the store.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ostiary.features.audit.service import AuditTrail
+from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clock import Clock
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionEndListener, SessionStore
@@ -40,8 +47,15 @@ class SessionService:
         audit: AuditTrail,
         clock: Clock,
         listener: SessionEndListener | None = None,
+        *,
+        cache: UserScopedCache[Session] | None = None,
+        generations: Generations | None = None,
+        ended: Callable[[Session], bool] | None = None,
     ) -> None:
         self._listener = listener
+        self._cache = cache
+        self._generations = generations
+        self._ended_elsewhere = ended
         self._store = store
         self._pepper = pepper
         self._policy = policy
@@ -75,6 +89,7 @@ class SessionService:
         )
         await self._store.add(session)
         await self._evict_oldest(user_id)
+        self._changed(user_id)
         return cookie, session
 
     async def _evict_oldest(self, user_id: str) -> None:
@@ -97,30 +112,57 @@ class SessionService:
         """The live session for a cookie value, or None; expired sessions are deleted."""
         if not cookie or len(cookie) > _MAX_COOKIE_LEN:
             return None
-        session = await self._store.by_token_hash(secret_digest(self._pepper, cookie))
+        token_hash = secret_digest(self._pepper, cookie)
+        now = self._clock.now()
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(token_hash)
+            if (
+                cached is not None
+                and now - cached.last_seen < self._policy.touch_interval
+                and self._live(cached, now)
+                and not self._is_ended_elsewhere(cached)
+            ):
+                return cached
+        session = await self._store.by_token_hash(token_hash)
         if session is None:
             return None
-        now = self._clock.now()
-        if now >= session.expires_at or now >= session.last_seen + self._policy.idle_timeout:
+        if not self._live(session, now):
             await self._store.delete(session.sid)
+            self._changed(session.user_id)
             return None
         if now - session.last_seen >= self._policy.touch_interval:
             # Touch sparingly: one write per interval, not per request.
             session.last_seen = now
             await self._store.touch(session.sid, now)
+            self._changed(session.user_id)
+        if cache is not None and not self._is_ended_elsewhere(session):
+            cache.put(token_hash, session.user_id, session)
         return session
+
+    def _live(self, session: Session, now: datetime) -> bool:
+        return now < session.expires_at and now < session.last_seen + self._policy.idle_timeout
+
+    def _is_ended_elsewhere(self, session: Session) -> bool:
+        return self._ended_elsewhere is not None and self._ended_elsewhere(session)
+
+    def _changed(self, user_id: str) -> None:
+        if self._generations is not None:
+            self._generations.bump(user_id)
 
     async def list_for_user(self, user_id: str) -> list[Session]:
         now = self._clock.now()
-        return [
-            s
-            for s in await self._store.list_for_user(user_id)
-            if now < s.expires_at and now < s.last_seen + self._policy.idle_timeout
-        ]
+        return [s for s in await self._store.list_for_user(user_id) if self._live(s, now)]
+
+    def live(self, sessions: list[Session]) -> list[Session]:
+        """The sessions of a (possibly cached) list still within their timeouts, not revoked."""
+        now = self._clock.now()
+        return [s for s in sessions if self._live(s, now) and not self._is_ended_elsewhere(s)]
 
     async def end(self, session: Session, *, ip: str | None) -> None:
         """Sign-out of the current session."""
         await self._store.delete(session.sid)
+        self._changed(session.user_id)
         await self._ended([session.sid])
         await self._audit.record(
             "logout", "success", actor=session.user_id, target=session.sid, ip=ip
@@ -132,6 +174,7 @@ class SessionService:
         if session is None or session.user_id != user_id:
             return False
         await self._store.delete(sid)
+        self._changed(user_id)
         await self._ended([sid])
         await self._audit.record("session.revoke", "success", actor=user_id, target=sid, ip=ip)
         return True
@@ -147,6 +190,7 @@ class SessionService:
     ) -> list[str]:
         """End every session of a user (except ``keep_sid``): "sign out everywhere else"."""
         removed = await self._store.delete_for_user(user_id, keep_sid=keep_sid)
+        self._changed(user_id)
         await self._ended(removed)
         await self._audit.record(
             "session.revoke_all",
@@ -160,10 +204,7 @@ class SessionService:
 
     async def is_active(self, sid: str) -> bool:
         session = await self._store.get(sid)
-        if session is None:
-            return False
-        now = self._clock.now()
-        return now < session.expires_at and now < session.last_seen + self._policy.idle_timeout
+        return session is not None and self._live(session, self._clock.now())
 
     async def _ended(self, sids: list[str]) -> None:
         if sids and self._listener is not None:

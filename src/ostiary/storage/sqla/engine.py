@@ -33,7 +33,7 @@ from sqlalchemy.util import await_
 
 from ostiary.storage.sqla.inline_sqlite import DRIVER
 
-__all__ = ["LOCK_WAIT_SECONDS", "create_engine", "is_sqlite", "sqlite_url"]
+__all__ = ["LOCK_WAIT_SECONDS", "ExternalWrites", "create_engine", "is_sqlite", "sqlite_url"]
 
 LOCK_WAIT_SECONDS = 15.0
 
@@ -128,3 +128,34 @@ def _retry_locked(dbapi_connection: sqlite3.Connection, sql: str) -> None:
             if not _is_locked(exc) or time.monotonic() >= deadline:
                 raise OperationalError(sql, (), exc) from exc
         await_(asyncio.sleep(0.005))
+
+
+class ExternalWrites:
+    """The ``PRAGMA data_version`` of this process's SQLite connection.
+
+    The value changes only when *another* connection (the CLI, another process) commits
+    (https://sqlite.org/pragma.html#pragma_data_version), so comparing it with the value seen
+    at the last catch-up tells whether in-process state (caches, the revocation set) may be
+    behind the database. Reading it is a pragma on the loop thread, microseconds; it is read
+    from the raw connection without a pool checkout, which is harmless for a read-only pragma
+    (all statements run on the loop thread, so none runs concurrently with it).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._raw: sqlite3.Connection | None = None
+        event.listen(engine.sync_engine, "connect", self._attach)
+
+    def _attach(self, dbapi_connection: Any, _record: Any) -> None:
+        self._raw = dbapi_connection.driver_connection._conn
+
+    def version(self) -> int | None:
+        """None before the first connection (or after it closed): assume changes."""
+        raw = self._raw
+        if raw is None:
+            return None
+        try:
+            row = raw.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            self._raw = None
+            return None
+        return int(row[0])

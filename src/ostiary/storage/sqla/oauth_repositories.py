@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ostiary.features.clients.models import Client
@@ -27,6 +26,7 @@ from ostiary.storage.sqla.tables import (
     refresh_tokens,
     revocations,
 )
+from ostiary.storage.sqla.uow import Connection
 
 __all__ = [
     "SqlAssertionReplayStore",
@@ -58,7 +58,7 @@ def _client_values(client: Client) -> dict[str, Any]:
 
 
 class SqlClientStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def get(self, client_id: str) -> Client | None:
@@ -89,7 +89,7 @@ _CODE_FIELDS = [c.name for c in authorization_codes.columns]
 
 
 class SqlAuthorizationCodeStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def add(self, code: AuthorizationCode) -> None:
@@ -127,7 +127,7 @@ _TOKEN_FIELDS = [c.name for c in refresh_tokens.columns]
 
 
 class SqlRefreshTokenStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def add_family(self, family: RefreshFamily) -> None:
@@ -200,7 +200,7 @@ class SqlRefreshTokenStore:
 
 
 class SqlConsentStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def get(self, user_id: str, client_id: str) -> Consent | None:
@@ -242,7 +242,7 @@ def _consent(row: Any) -> Consent:
 
 
 class SqlRevocationStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def add(
@@ -272,7 +272,7 @@ class SqlRevocationStore:
 class SqlAssertionReplayStore:
     """Seen client-assertion ids until they expire (RFC 7523 section 3, item 7)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def remember(self, key: str, expires_at: datetime) -> bool:

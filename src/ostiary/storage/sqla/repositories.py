@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.service import EmailTaken
@@ -22,6 +21,7 @@ from ostiary.features.keys.models import SigningKey
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.audit_chain import GENESIS_HASH
 from ostiary.storage.sqla.tables import audit_events, sessions, signing_keys, users
+from ostiary.storage.sqla.uow import Connection
 
 __all__ = ["SqlAuditStore", "SqlSessionStore", "SqlSigningKeyStore", "SqlUserStore"]
 
@@ -40,7 +40,7 @@ def _user(row: Any) -> User:
 
 
 class SqlUserStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def get(self, user_id: str) -> User | None:
@@ -98,7 +98,7 @@ def _session(row: Any) -> Session:
 
 
 class SqlSessionStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def add(self, session: Session) -> None:
@@ -154,7 +154,7 @@ class SqlSessionStore:
 
 
 class SqlSigningKeyStore:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def all(self) -> list[SigningKey]:
@@ -207,7 +207,7 @@ class SqlAuditStore:
 
     _LOCK_ID = 0x05_71A7_A0D1  # arbitrary, constant: "audit chain"
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def append(self, event: AuditEvent, link: ChainLinker) -> AuditEvent:

@@ -125,10 +125,11 @@ async def signed_in(unit: Unit, request: Request) -> tuple[Session, User] | None
     cookie = request.cookies.get(unit.settings.sessions.cookie_name)
     if not cookie:
         return None
+    await runtime_of(request).catch_up(unit)
     session = await unit.sessions.resolve(cookie)
     if session is None:
         return None
-    user = await unit.accounts.get(session.user_id)
+    user = await unit.accounts.get_cached(session.user_id)
     if user is None or user.disabled:
         await unit.sessions.revoke_all(session.user_id, reason="user_disabled")
         return None
@@ -287,9 +288,16 @@ async def account(request: Request) -> Response:
         if found is None:
             return _redirect("/login?next=/account")
         session, user = found
-        sessions = await unit.sessions.list_for_user(user.id)
+        view = rt.account_views.get(user.id)
+        if view is None:
+            view = (
+                await unit.sessions.list_for_user(user.id),
+                await unit.oauth.consents_for(user.id),
+            )
+            rt.account_views.put(user.id, user.id, view)
+        sessions = unit.sessions.live(view[0])
         apps = []
-        for consent in await unit.oauth.consents_for(user.id):
+        for consent in view[1]:
             client = await unit.clients.get(consent.client_id)
             if client is not None:
                 apps.append(
