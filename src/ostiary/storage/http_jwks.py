@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 __all__ = ["HttpJwksFetcher"]
 
 _MAX_BYTES = 64 * 1024
@@ -23,6 +21,8 @@ class HttpJwksFetcher:
         cached = self._cache.get(uri)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
+        import httpx  # here: 3 MB a worker would carry for the few private_key_jwt clients
+
         try:
             async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
                 response = await http.get(uri, headers={"Accept": "application/json"})

@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import structlog
-from redis.asyncio import Redis
 
 from ostiary.config import Settings
 from ostiary.features.accounts.models import User
@@ -37,8 +37,6 @@ from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
-from ostiary.storage.redis.revocations import RedisRevocationBus
-from ostiary.storage.redis.sessions import RedisSessionStore
 from ostiary.storage.sqla.engine import ExternalWrites, create_engine, is_sqlite
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAssertionReplayStore,
@@ -56,6 +54,11 @@ from ostiary.storage.sqla.repositories import (
 )
 from ostiary.storage.sqla.uow import LazyConnection, transaction
 from ostiary.storage.throttle import LimitsLoginThrottle
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from ostiary.storage.redis.revocations import RedisRevocationBus
 
 __all__ = ["AccountView", "Runtime", "Unit"]
 
@@ -75,7 +78,19 @@ class Runtime:
         self.database_url = db.url
         self.engine = create_engine(db.url, echo=db.echo)
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        self.redis: Redis | None = Redis.from_url(redis_url) if redis_url else None
+        # Redis modules are imported only when Redis is configured (6 MB a SQLite worker saves).
+        self.redis: Redis | None = None
+        self.redis_sessions: SessionStore | None = None
+        self.revocation_bus: RedisRevocationBus | None = None
+        if redis_url:
+            from redis.asyncio import Redis
+
+            from ostiary.storage.redis.revocations import RedisRevocationBus
+            from ostiary.storage.redis.sessions import RedisSessionStore
+
+            self.redis = Redis.from_url(redis_url)
+            self.redis_sessions = RedisSessionStore(self.redis)
+            self.revocation_bus = RedisRevocationBus(self.redis)
         secret = settings.secret_key_bytes()
         self.session_pepper = derive_key(secret, "ostiary/session-token")
         self.csrf_key = derive_key(secret, "ostiary/csrf")
@@ -92,7 +107,6 @@ class Runtime:
         self.clients_cache = ClientCache()
         self.jwks_fetcher = HttpJwksFetcher()
         self.revoked = RevocationSet()
-        self.revocation_bus = RedisRevocationBus(self.redis) if self.redis is not None else None
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
@@ -198,8 +212,8 @@ class Unit:
 
     @cached_property
     def session_store(self) -> SessionStore:
-        if self._rt.redis is not None:
-            return RedisSessionStore(self._rt.redis)
+        if self._rt.redis_sessions is not None:
+            return self._rt.redis_sessions
         return SqlSessionStore(self.conn)
 
     @cached_property

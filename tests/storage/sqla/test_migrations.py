@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,22 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
 def test_models_match_migrations(empty_database: str) -> None:
     upgrade(empty_database)
     assert _inspect(empty_database, _diff) == []
+
+
+def test_head_revision_constant_matches_the_migration_files() -> None:
+    from ostiary.storage.sqla.revision import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
+async def test_current_revision_without_alembic(empty_database: str) -> None:
+    from ostiary.storage.sqla.engine import create_engine
+    from ostiary.storage.sqla.revision import HEAD_REVISION, current_revision
+
+    engine = create_engine(empty_database)
+    try:
+        assert await current_revision(engine) is None
+        await asyncio.to_thread(upgrade, empty_database)
+        assert await current_revision(engine) == HEAD_REVISION
+    finally:
+        await engine.dispose()

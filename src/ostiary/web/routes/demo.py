@@ -12,13 +12,15 @@ import base64
 import hashlib
 import secrets
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
+
+if TYPE_CHECKING:
+    import httpx
 
 from ostiary.web.errors import PageError
 from ostiary.web.pages import render
@@ -105,6 +107,8 @@ async def demo_login(request: Request) -> Response:
 
 
 async def _call(demo: dict[str, str], path: str, data: dict[str, str]) -> httpx.Response:
+    import httpx  # dev mode only: production workers never load it
+
     async with httpx.AsyncClient(base_url=demo["issuer"], timeout=10) as http:
         return await http.post(path, data=data, auth=(demo["client_id"], demo["client_secret"]))
 
@@ -139,6 +143,8 @@ async def demo_callback(request: Request) -> Response:
         state["result"] = tokens
     else:
         state["tokens"] = tokens
+        import httpx
+
         async with httpx.AsyncClient(base_url=demo["issuer"], timeout=10) as http:
             info = await http.get(
                 "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
