@@ -141,3 +141,16 @@ async def test_fields_round_trip_exactly(store: SessionStore) -> None:
     s = _session(amr=["pwd", "otp"], ip=None, user_agent=None, auth_time=T0 - timedelta(minutes=3))
     await store.add(s)
     assert await store.get(s.sid) == s
+
+
+async def test_trim_for_user_keeps_the_newest(store: SessionStore) -> None:
+    made = [_session(offset_s=i) for i in range(5)]
+    other = _session("u2", offset_s=-10)
+    for s in (*made, other):
+        await store.add(s)
+    assert await store.trim_for_user("u1", 5) == []
+    removed = await store.trim_for_user("u1", 2)
+    assert sorted(removed) == sorted(s.sid for s in made[:3])
+    assert [s.sid for s in await store.list_for_user("u1")] == [made[4].sid, made[3].sid]
+    assert await store.by_token_hash(made[0].token_hash) is None
+    assert [s.sid for s in await store.list_for_user("u2")] == [other.sid]

@@ -33,6 +33,13 @@ class SessionStore(Protocol):
         """Remove every session of ``user_id`` except ``keep_sid``; return the removed sids."""
         ...
 
+    async def trim_for_user(self, user_id: str, keep: int) -> list[str]:
+        """Remove all but the ``keep`` newest sessions of ``user_id``; return the removed sids.
+
+        In the order of :meth:`list_for_user`. Called on every sign-in, so it reads sids only.
+        """
+        ...
+
 
 class SessionEndListener(Protocol):
     """Told when sessions end on purpose (sign-out, revocation), e.g. to revoke their tokens."""

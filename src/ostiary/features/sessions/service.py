@@ -94,10 +94,7 @@ class SessionService:
 
     async def _evict_oldest(self, user_id: str) -> None:
         """Keep at most ``max_per_user`` sessions: the oldest ones end (and their tokens)."""
-        sessions = await self._store.list_for_user(user_id)  # newest first
-        surplus = [s.sid for s in sessions[self._policy.max_per_user :]]
-        for sid in surplus:
-            await self._store.delete(sid)
+        surplus = await self._store.trim_for_user(user_id, self._policy.max_per_user)
         if surplus:
             await self._ended(surplus)
             await self._audit.record(

@@ -53,3 +53,9 @@ class MemorySessionStore:
         for sid in sids:
             await self.delete(sid)
         return sids
+
+    async def trim_for_user(self, user_id: str, keep: int) -> list[str]:
+        surplus = [s.sid for s in (await self.list_for_user(user_id))[keep:]]
+        for sid in surplus:
+            await self.delete(sid)
+        return surplus

@@ -49,6 +49,28 @@ def _dt(value: bytes | str) -> datetime:
     return datetime.fromtimestamp(float(value), UTC)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(raw: dict[Any, Any]) -> Session | None:
+    if not raw:
+        return None
+    data = {_text(k): _text(v) for k, v in raw.items()}
+    return Session(
+        sid=data["sid"],
+        token_hash=data["token_hash"],
+        user_id=data["user_id"],
+        created_at=_dt(data["created_at"]),
+        auth_time=_dt(data["auth_time"]),
+        last_seen=_dt(data["last_seen"]),
+        expires_at=_dt(data["expires_at"]),
+        amr=list(orjson.loads(data["amr"])),
+        ip=data["ip"] or None,
+        user_agent=data["user_agent"] or None,
+    )
+
+
 class RedisSessionStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -93,25 +115,16 @@ class RedisSessionStore:
         return await self._load(user_id.decode() if isinstance(user_id, bytes) else user_id, sid)
 
     async def _load(self, user_id: str, sid: str) -> Session | None:
-        raw = await self._redis.hgetall(_session_key(user_id, sid))
-        if not raw:
-            return None
-        data = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }
-        return Session(
-            sid=data["sid"],
-            token_hash=data["token_hash"],
-            user_id=data["user_id"],
-            created_at=_dt(data["created_at"]),
-            auth_time=_dt(data["auth_time"]),
-            last_seen=_dt(data["last_seen"]),
-            expires_at=_dt(data["expires_at"]),
-            amr=list(orjson.loads(data["amr"])),
-            ip=data["ip"] or None,
-            user_agent=data["user_agent"] or None,
-        )
+        return _decode(await self._redis.hgetall(_session_key(user_id, sid)))
+
+    async def _load_many(self, user_id: str, sids: list[Any]) -> list[Session | None]:
+        """One round trip for any number of sessions (a pipeline of HGETALLs)."""
+        if not sids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for raw_sid in sids:
+                pipe.hgetall(_session_key(user_id, _text(raw_sid)))
+            return [_decode(raw) for raw in await pipe.execute()]
 
     async def touch(self, sid: str, last_seen: datetime) -> None:
         session = await self.get(sid)
@@ -129,9 +142,7 @@ class RedisSessionStore:
         sids = await self._redis.zrevrange(_user_key(user_id), 0, -1)
         found: list[Session] = []
         stale: list[Any] = []
-        for raw_sid in sids:
-            sid = raw_sid.decode() if isinstance(raw_sid, bytes) else str(raw_sid)
-            session = await self._load(user_id, sid)
+        for raw_sid, session in zip(sids, await self._load_many(user_id, sids), strict=True):
             if session is None:
                 stale.append(raw_sid)
             else:
@@ -160,6 +171,18 @@ class RedisSessionStore:
         removed: list[str] = []
         for session in await self.list_for_user(user_id):
             if session.sid != keep_sid:
+                await self._remove(session)
+                removed.append(session.sid)
+        return removed
+
+    async def trim_for_user(self, user_id: str, keep: int) -> list[str]:
+        # Scores are creation times: ranks from ``keep`` on are the older sessions.
+        beyond: list[Any] = await self._redis.zrevrange(_user_key(user_id), keep, -1)
+        removed: list[str] = []
+        for raw_sid, session in zip(beyond, await self._load_many(user_id, beyond), strict=True):
+            if session is None:
+                await self._redis.zrem(_user_key(user_id), raw_sid)
+            else:
                 await self._remove(session)
                 removed.append(session.sid)
         return removed

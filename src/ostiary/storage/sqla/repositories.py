@@ -152,6 +152,18 @@ class SqlSessionStore:
             await self._conn.execute(delete(sessions).where(sessions.c.sid.in_(sids)))
         return sids
 
+    async def trim_for_user(self, user_id: str, keep: int) -> list[str]:
+        newest_first = (
+            select(sessions.c.sid)
+            .where(sessions.c.user_id == user_id)
+            .order_by(sessions.c.created_at.desc(), sessions.c.sid)
+            .offset(keep)
+        )
+        sids = list((await self._conn.execute(newest_first)).scalars())
+        if sids:
+            await self._conn.execute(delete(sessions).where(sessions.c.sid.in_(sids)))
+        return sids
+
 
 class SqlSigningKeyStore:
     def __init__(self, conn: Connection) -> None:
