@@ -1,4 +1,10 @@
-"""The accounts and sessions features, seen from the authorization server (``UserDirectory``)."""
+"""The accounts and sessions features, seen from the authorization server (``UserDirectory``).
+
+Claims come from the process-local user cache (``features/cache.py``): a change made on this
+node is seen at once, another node's within the cache's age bound (5 s). Whether tokens may
+still be issued never rests on it: refresh families, sessions and the revocation set are
+checked against their stores first.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ class AccountDirectory:
         self._sessions = sessions
 
     async def user_claims(self, user_id: str, scopes: tuple[str, ...]) -> dict[str, Any] | None:
-        user = await self._accounts.get(user_id)
+        user = await self._accounts.get_cached(user_id)
         if user is None or user.disabled:
             return None
         return user_claims_for(user, scopes)
