@@ -21,6 +21,7 @@ from ostiary.features.clock import Clock
 from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
+from ostiary.web.fastlane import FastLane, lanes_of
 from ostiary.web.middleware import Metrics, RequestContextMiddleware
 from ostiary.web.routes import authorize, browser, demo, oauth, ops, wellknown
 from ostiary.web.runtime import Runtime
@@ -106,6 +107,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             if (origin := origin_of(uri)) is not None
         )
 
+    # Innermost of our middlewares, outside FastAPI's: the token, introspection, revocation
+    # and userinfo endpoints are served without FastAPI's routing and request handling.
+    app.add_middleware(
+        FastLane,
+        lanes=lanes_of(oauth.router.routes),
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     _declare_security_schemes(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -2,7 +2,9 @@
 
 ARCHITECTURE.md: these take the raw ``Request``, parse the form themselves (repeated
 parameters refused, RFC 6749 section 3.2) and answer with ``orjson``; no dependency chains,
-no pydantic. They stay in the OpenAPI schema through ``openapi_extra``.
+no pydantic. They stay in the OpenAPI schema through ``openapi_extra``, but requests for them
+are served by web/fastlane.py, outside FastAPI's routing. Per request they read the raw
+headers once and build the response headers as one prebuilt list.
 
 - RFC 6749 section 2.3.1: client_secret_basic (``Authorization: Basic``, form-urlencoded id
   and secret) and client_secret_post; a failed Basic authentication is 401 with
@@ -22,7 +24,9 @@ from urllib.parse import unquote_plus
 import orjson
 import structlog
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive
 
 from ostiary.features.clients.assertions import ASSERTION_TYPE, ClientAssertionVerifier
 from ostiary.features.clients.models import AuthMethod, Client
@@ -34,43 +38,87 @@ from ostiary.web.runtime import Unit
 router = APIRouter(tags=["oauth"])
 log = structlog.get_logger("ostiary.oauth")
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+# RFC 6749 section 5.1: no-store (and Pragma for HTTP/1.0 caches) on every response here.
+_CACHE_CONTROL = (b"cache-control", b"no-store")
+_PRAGMA = (b"pragma", b"no-cache")
+_CONTENT_TYPE = (b"content-type", _JSON.encode("ascii"))
+_BASIC_CHALLENGE = 'Basic realm="ostiary", charset="UTF-8"'
 
 
-def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body),
-        status_code=status_code,
-        media_type=_JSON,
-        headers={**_NO_STORE, **(headers or {})},
-    )
+class _JsonResponse(Response):
+    """An ``orjson`` body with the headers of this module, in Starlette's order (no-store,
+    Pragma, the challenge if any, Content-Length, Content-Type), built as one list instead of
+    through Starlette's header merging."""
+
+    media_type = _JSON
+
+    def __init__(self, content: Any, status_code: int = 200, challenge: str | None = None) -> None:
+        body = orjson.dumps(content)
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        length = (b"content-length", b"%d" % len(body))
+        if challenge is None:
+            self.raw_headers = [_CACHE_CONTROL, _PRAGMA, length, _CONTENT_TYPE]
+        else:
+            authenticate = (b"www-authenticate", challenge.encode("latin-1"))
+            self.raw_headers = [_CACHE_CONTROL, _PRAGMA, authenticate, length, _CONTENT_TYPE]
 
 
 def error_response(error: ProtocolError, *, basic_attempted: bool = False) -> Response:
-    headers: dict[str, str] = {}
     status = error.status_code
+    challenge = None
     if error.error == "invalid_client":
         status = 401
         if basic_attempted:
-            headers["WWW-Authenticate"] = 'Basic realm="ostiary", charset="UTF-8"'
+            challenge = _BASIC_CHALLENGE
     if error.hint:
         log.info("oauth_error", error=error.error, hint=error.hint)
-    return _json(error.as_dict(), status, headers)
+    return _JsonResponse(error.as_dict(), status, challenge)
 
 
-async def read_oauth_form(request: Request) -> dict[str, str]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
+def _authorization_and_type(request: Request) -> tuple[str | None, str]:
+    """The first ``Authorization`` and ``Content-Type`` values (latin-1, as Starlette decodes
+    them), found in one pass over the raw headers."""
+    authorization: bytes | None = None
+    content_type: bytes | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
+    return (
+        None if authorization is None else authorization.decode("latin-1"),
+        "" if content_type is None else content_type.decode("latin-1"),
+    )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body, straight from ASGI ``receive`` (what ``Request.body`` does, without its
+    async generator). RequestContextMiddleware's ``receive`` enforces the size limit."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_oauth_form(request: Request, content_type: str) -> dict[str, str]:
+    if content_type.partition(";")[0].strip().lower() != _FORM:
         raise ProtocolError("invalid_request", "Use application/x-www-form-urlencoded.")
     try:
-        return parse_form(await request.body())
+        return parse_form(await _read_body(request.receive))
     except FormError as exc:
         raise ProtocolError("invalid_request", str(exc)) from exc
 
 
-def _basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization")
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     if not header or header[:6].lower() != "basic ":
         return None
     try:
@@ -87,9 +135,11 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
-async def authenticate_client(unit: Unit, request: Request, form: dict[str, str]) -> Client:
+async def authenticate_client(
+    unit: Unit, authorization: str | None, form: dict[str, str]
+) -> Client:
     """One authentication method per request (RFC 6749 section 2.3)."""
-    basic = _basic_credentials(request)
+    basic = _basic_credentials(authorization)
     if basic is not None:
         if "client_secret" in form:
             raise ProtocolError("invalid_request", "Use one client authentication method.")
@@ -175,23 +225,22 @@ _TOKEN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_TOKEN_FORM_RESPONSES,
 )
 async def token(request: Request) -> Response:
-    rt = runtime_of(request)
-    basic = "authorization" in request.headers
+    authorization, content_type = _authorization_and_type(request)
     try:
-        form = await read_oauth_form(request)
+        form = await read_oauth_form(request, content_type)
     except ProtocolError as exc:
         return error_response(exc)
     error: ProtocolError | None = None
     # Commit even when the grant fails: replay and reuse detection revoke tokens on purpose.
-    async with rt.unit() as unit:
+    async with runtime_of(request).unit() as unit:
         try:
-            client = await authenticate_client(unit, request, form)
+            client = await authenticate_client(unit, authorization, form)
             body = await unit.oauth.token(client, form)
         except ProtocolError as exc:
             error = exc
     if error is not None:
-        return error_response(error, basic_attempted=basic)
-    return _json(body)
+        return error_response(error, basic_attempted=authorization is not None)
+    return _JsonResponse(body)
 
 
 _TOKEN_ABOUT_FORM = _form_body(
@@ -201,10 +250,10 @@ _TOKEN_ABOUT_FORM = _form_body(
 
 
 async def _client_and_token(
-    unit: Unit, request: Request, form: dict[str, str]
+    unit: Unit, authorization: str | None, form: dict[str, str]
 ) -> tuple[Client, str]:
     """The authenticated client and the ``token`` parameter (RFC 7662 2.1, RFC 7009 2.1)."""
-    client = await authenticate_client(unit, request, form)
+    client = await authenticate_client(unit, authorization, form)
     token_value = form.get("token", "")
     if not token_value:
         raise ProtocolError("invalid_request", "token is required.")
@@ -219,18 +268,17 @@ async def _client_and_token(
     responses=_TOKEN_FORM_RESPONSES,
 )
 async def introspect(request: Request) -> Response:
-    rt = runtime_of(request)
-    basic = "authorization" in request.headers
+    authorization, content_type = _authorization_and_type(request)
     try:
-        form = await read_oauth_form(request)
-        async with rt.unit() as unit:
-            client, token_value = await _client_and_token(unit, request, form)
+        form = await read_oauth_form(request, content_type)
+        async with runtime_of(request).unit() as unit:
+            client, token_value = await _client_and_token(unit, authorization, form)
             if client.is_public:
                 raise ProtocolError("invalid_client", "Public clients may not introspect.")
             body = await unit.oauth.introspect(token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
-        return error_response(exc, basic_attempted=basic)
-    return _json(body)
+        return error_response(exc, basic_attempted=authorization is not None)
+    return _JsonResponse(body)
 
 
 @router.post(
@@ -241,21 +289,20 @@ async def introspect(request: Request) -> Response:
     responses=_TOKEN_FORM_RESPONSES,
 )
 async def revoke(request: Request) -> Response:
-    rt = runtime_of(request)
-    basic = "authorization" in request.headers
+    authorization, content_type = _authorization_and_type(request)
     try:
-        form = await read_oauth_form(request)
-        async with rt.unit() as unit:
-            client, token_value = await _client_and_token(unit, request, form)
+        form = await read_oauth_form(request, content_type)
+        async with runtime_of(request).unit() as unit:
+            client, token_value = await _client_and_token(unit, authorization, form)
             await unit.oauth.revoke(client, token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
-        return error_response(exc, basic_attempted=basic)
+        return error_response(exc, basic_attempted=authorization is not None)
     # RFC 7009 section 2.2: 200; an empty JSON object (oidc-client-ts rejects text/plain).
-    return _json({})
+    return _JsonResponse({})
 
 
-def _bearer(request: Request, form: dict[str, str] | None) -> str:
-    header = request.headers.get("authorization", "")
+def _bearer(authorization: str | None, form: dict[str, str] | None) -> str:
+    header = authorization or ""
     from_form = (form or {}).get("access_token")
     if header[:7].lower() == "bearer ":
         if from_form:
@@ -273,7 +320,7 @@ def _bearer_error(error: ProtocolError) -> Response:
         challenge += f', error="{error.error}", error_description="{error.description}"'
     status = 401 if error.error in ("invalid_token",) else error.status_code
     body = error.as_dict() if error.description else {"error": "invalid_token"}
-    return _json(body, status, {"WWW-Authenticate": challenge})
+    return _JsonResponse(body, status, challenge)
 
 
 _USERINFO_DOC: dict[str, Any] = {
@@ -312,18 +359,16 @@ async def userinfo_post(request: Request) -> Response:
 
 
 async def userinfo(request: Request) -> Response:
-    rt = runtime_of(request)
+    authorization, content_type = _authorization_and_type(request)
     try:
         form = None
-        if request.method == "POST" and request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            form = await read_oauth_form(request)
-        token_value = _bearer(request, form)
-        async with rt.unit() as unit:
+        if request.scope["method"] == "POST" and content_type.startswith(_FORM):
+            form = await read_oauth_form(request, content_type)
+        token_value = _bearer(authorization, form)
+        async with runtime_of(request).unit() as unit:
             claims = await unit.oauth.userinfo(token_value)
     except ProtocolError as exc:
         if exc.error == "invalid_request":
-            return _json(exc.as_dict(), 400)
+            return _JsonResponse(exc.as_dict(), 400)
         return _bearer_error(exc)
-    return _json(claims)
+    return _JsonResponse(claims)
