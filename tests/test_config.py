@@ -88,3 +88,27 @@ def test_masked_hides_secrets_and_url_passwords(tmp_path: Path) -> None:
 def test_token_slice_bounds_key_retention_by_the_longest_token(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, access_token_ttl_seconds=300, id_token_ttl_seconds=900)
     assert settings.tokens.max_token_ttl.total_seconds() == 900
+
+
+@pytest.mark.parametrize(
+    ("env", "private", "http_loopback"),
+    [
+        ({}, False, False),
+        ({"OSTIARY_DEV_MODE": "true"}, True, True),
+        ({"OSTIARY_JWKS_URI_ALLOW_PRIVATE": "true"}, True, False),
+        ({"OSTIARY_JWKS_URI_ALLOW_HTTP_LOOPBACK": "1"}, False, True),
+        (
+            {"OSTIARY_DEV_MODE": "true", "OSTIARY_JWKS_URI_ALLOW_PRIVATE": "false"},
+            False,
+            True,
+        ),
+    ],
+)
+def test_jwks_uri_destinations_are_public_only_unless_dev_mode_or_set(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], private: bool, http_loopback: bool
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    policy = load_settings().jwks_uri
+    assert policy.allow_private is private
+    assert policy.allow_http_loopback is http_loopback

@@ -529,7 +529,14 @@ def clients_create(
         ),
     ] = None,
     jwks_uri: Annotated[
-        str | None, typer.Option("--jwks-uri", help="URL of the client's JWK Set.")
+        str | None,
+        typer.Option(
+            "--jwks-uri",
+            help="https URL of the client's JWK Set, fetched by the server (instead of "
+            "--jwks-file). It must reach a public address unless OSTIARY_JWKS_URI_ALLOW_PRIVATE; "
+            "http only for a loopback host with OSTIARY_JWKS_URI_ALLOW_HTTP_LOOPBACK (both "
+            "default to dev mode).",
+        ),
     ] = None,
     access_token_ttl: Annotated[
         int | None,

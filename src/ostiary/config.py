@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ostiary.protocol.destinations import DestinationPolicy
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
@@ -94,6 +96,11 @@ class Settings(BaseSettings):
     key_publish_lead_seconds: int = Field(default=600, ge=0)
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
+
+    # A client's jwks_uri may reach loopback, private, link-local and other non-public
+    # addresses; may use http for a loopback host. Unset: true in dev mode, false otherwise.
+    jwks_uri_allow_private: bool | None = None
+    jwks_uri_allow_http_loopback: bool | None = None
 
     login_account_failures: int = Field(default=10, ge=1)
     login_ip_failures: int = Field(default=100, ge=1)
@@ -175,6 +182,15 @@ class Settings(BaseSettings):
             key_publish_lead=timedelta(seconds=self.key_publish_lead_seconds),
             signing_alg=self.signing_alg,
             jwks_max_age=self.jwks_max_age_seconds,
+        )
+
+    @cached_property
+    def jwks_uri(self) -> DestinationPolicy:
+        """Where a client's ``jwks_uri`` may point (checked at registration and fetch)."""
+        private, http_loopback = self.jwks_uri_allow_private, self.jwks_uri_allow_http_loopback
+        return DestinationPolicy(
+            allow_private=self.dev_mode if private is None else private,
+            allow_http_loopback=self.dev_mode if http_loopback is None else http_loopback,
         )
 
     @cached_property

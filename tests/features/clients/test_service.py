@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from ostiary.features.clients.service import ClientRegistration, InvalidClientMetadata
+from ostiary.features.clients.service import (
+    ClientRegistration,
+    ClientService,
+    InvalidClientMetadata,
+)
 from ostiary.features.clock import FrozenClock
+from ostiary.protocol.destinations import DestinationPolicy
 from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.storage.sqla.oauth_repositories import SqlClientStore
 from ostiary.storage.sqla.tables import clients
 
 CB = ("https://app.example/cb",)
@@ -109,3 +115,69 @@ async def test_disabled_and_deleted_clients_fail_authentication(runtime: Any) ->
             await unit.clients.authenticate(
                 client.client_id, method="client_secret_basic", secret=secret
             )
+
+
+PKJ = {"grant_types": ("client_credentials",), "auth_method": "private_key_jwt"}
+
+
+@pytest.mark.parametrize(
+    ("jwks_uri", "reason"),
+    [
+        ("http://keys.example/jwks.json", "https"),
+        ("/jwks.json", "absolute"),
+        ("https://user:pw@keys.example/jwks.json", "userinfo"),
+        ("https://keys.example/jwks.json#k1", "fragment"),
+        ("https://127.0.0.1:8443/jwks.json", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[fd00::1]/jwks.json", "private"),
+        ("http://127.0.0.1:8080/jwks.json", "https"),  # http loopback only where allowed
+    ],
+)
+async def test_unsafe_jwks_uris_are_refused_at_registration(
+    runtime: Any, jwks_uri: str, reason: str
+) -> None:
+    # RFC 7591 section 2 and the OWASP SSRF cheat sheet: the server will fetch this URL.
+    with pytest.raises(InvalidClientMetadata, match=f"jwks_uri refused: .*{reason}"):
+        await _register(runtime, jwks_uri=jwks_uri, **PKJ)
+
+
+async def test_jwks_and_jwks_uri_are_exclusive(runtime: Any) -> None:
+    # RFC 7591 section 2: the two MUST NOT both be present.
+    with pytest.raises(InvalidClientMetadata, match="both"):
+        await _register(
+            runtime, jwks={"keys": []}, jwks_uri="https://keys.example/jwks.json", **PKJ
+        )
+
+
+async def test_a_public_https_jwks_uri_is_registered(runtime: Any) -> None:
+    client, secret = await _register(runtime, jwks_uri="https://keys.example/jwks.json", **PKJ)
+    assert secret is None and client.jwks_uri == "https://keys.example/jwks.json"
+
+
+@pytest.mark.parametrize(
+    ("policy", "accepted"),
+    [
+        (DestinationPolicy(), False),
+        (DestinationPolicy(allow_http_loopback=True), False),  # 127.0.0.1 is not public
+        (DestinationPolicy(allow_private=True), False),  # http still needs its own setting
+        (DestinationPolicy(allow_private=True, allow_http_loopback=True), True),
+    ],
+)
+async def test_http_loopback_jwks_uri_follows_the_operator_policy(
+    runtime: Any, policy: DestinationPolicy, accepted: bool
+) -> None:
+    registration = ClientRegistration(name="dev", jwks_uri="http://127.0.0.1:8080/jwks.json", **PKJ)
+    async with runtime.unit() as unit:
+        service = ClientService(
+            SqlClientStore(unit.conn),
+            runtime.token_pepper,
+            unit.audit,
+            runtime.clock,
+            jwks_uri_policy=policy,
+        )
+        if accepted:
+            client, _ = await service.register(registration)
+            assert client.jwks_uri == "http://127.0.0.1:8080/jwks.json"
+        else:
+            with pytest.raises(InvalidClientMetadata, match="jwks_uri refused"):
+                await service.register(registration)

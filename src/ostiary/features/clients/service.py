@@ -3,6 +3,10 @@
 - RFC 6749 section 2.1 (client types), 2.3.1 (client password authentication), 3.1.2
   (redirection endpoint registration); RFC 9700 section 2.1 (exact redirect URI matching);
   RFC 8252 section 7.3 (loopback redirects for native apps).
+- RFC 7591 section 2: ``jwks`` and ``jwks_uri`` are exclusive; a ``jwks_uri`` is a URL the
+  server will fetch, so it must pass :func:`ostiary.protocol.destinations.check_fetch_url`
+  (``https``, no userinfo or fragment, no internal address literal) under the deployment's
+  destination policy (OWASP SSRF Prevention Cheat Sheet).
 - Secrets are 256-bit random values with the ``ost_cs_`` prefix, shown once and stored as
   HMAC-SHA256 under a server pepper (ARCHITECTURE.md, "machine secrets are high-entropy": a
   slow password hash would add nothing but latency). Rotation keeps the previous secret valid
@@ -27,6 +31,7 @@ from ostiary.features.clients.models import (
 )
 from ostiary.features.clients.ports import ClientStore
 from ostiary.features.clock import Clock
+from ostiary.protocol.destinations import DestinationPolicy, DestinationRefused, check_fetch_url
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import digest_matches, new_secret, secret_digest
 from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_uri
@@ -107,12 +112,15 @@ class ClientService:
         audit: AuditTrail,
         clock: Clock,
         cache: ClientCache | None = None,
+        *,
+        jwks_uri_policy: DestinationPolicy | None = None,
     ) -> None:
         self._store = store
         self._pepper = pepper
         self._audit = audit
         self._clock = clock
         self._cache = cache or ClientCache()
+        self._jwks_uri_policy = jwks_uri_policy or DestinationPolicy()
 
     async def register(
         self, registration: ClientRegistration, *, actor: str | None = None
@@ -133,6 +141,13 @@ class ClientService:
             raise InvalidClientMetadata("confidential clients cannot use method 'none'")
         if method == "private_key_jwt" and not (reg.jwks or reg.jwks_uri):
             raise InvalidClientMetadata("private_key_jwt needs jwks or jwks_uri")
+        if reg.jwks is not None and reg.jwks_uri is not None:
+            raise InvalidClientMetadata("jwks and jwks_uri must not both be given")
+        if reg.jwks_uri is not None:
+            try:
+                check_fetch_url(reg.jwks_uri, self._jwks_uri_policy)
+            except DestinationRefused as exc:
+                raise InvalidClientMetadata(f"jwks_uri refused: {exc.reason}") from exc
         grant_types: list[GrantType] = []
         for grant_name in dict.fromkeys(reg.grant_types):
             grant = next((g for g in GRANT_TYPES if g == grant_name), None)

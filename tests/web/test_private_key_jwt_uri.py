@@ -1,0 +1,141 @@
+"""private_key_jwt (RFC 7523 section 2.2) with keys fetched from the client's ``jwks_uri``
+(RFC 7591 section 2), served by a real HTTP server on 127.0.0.1, driven with Authlib."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc.jwk import RSAKey
+
+from ostiary.features.clients.service import (
+    ClientRegistration,
+    ClientService,
+    InvalidClientMetadata,
+)
+from ostiary.features.clock import FrozenClock
+from ostiary.storage.http_jwks import HttpJwksFetcher
+from ostiary.storage.sqla.oauth_repositories import SqlClientStore
+from tests.conftest import Backend, make_settings
+from tests.storage.jwks_server import JwksServer, Reply
+
+ISSUER = "http://testserver"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """Assertions are made with the wall clock, so the server's clock starts there too."""
+    return FrozenClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def key() -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": "k1"})
+
+
+@pytest.fixture
+def jwks_server(key: RSAKey) -> Any:
+    with JwksServer() as server:
+        server.replies["/jwks.json"] = Reply.json({"keys": [key.as_dict(private=False)]})
+        yield server
+
+
+@pytest.fixture
+async def local_app(backend: Backend, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Any]:
+    """An app whose operator lets jwks_uri reach loopback over http (as dev mode does)."""
+    from ostiary.web.app import create_app
+
+    settings = make_settings(
+        backend, tmp_path, jwks_uri_allow_private=True, jwks_uri_allow_http_loopback=True
+    )
+    application = create_app(settings, clock=clock)
+    # web/runtime.py builds HttpJwksFetcher() and ClientService without the policy (see the
+    # jwks_uri commit); do here what it should, so this test proves fetch and token.
+    rt = application.state.runtime
+    rt.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
+    yield application
+    await rt.close()
+
+
+async def _register(app: Any, jwks_uri: str, *, policy_from_settings: bool) -> Any:
+    rt = app.state.runtime
+    async with rt.unit() as unit:
+        await unit.keys.ensure_key("ES256")
+        service = unit.clients
+        if policy_from_settings:
+            service = ClientService(
+                SqlClientStore(unit.conn),
+                rt.token_pepper,
+                unit.audit,
+                rt.clock,
+                rt.clients_cache,
+                jwks_uri_policy=rt.settings.jwks_uri,
+            )
+        client, secret = await service.register(
+            ClientRegistration(
+                name="keys by uri",
+                grant_types=("client_credentials",),
+                scopes=("models:read",),
+                auth_method="private_key_jwt",
+                jwks_uri=jwks_uri,
+            )
+        )
+    assert secret is None
+    return client
+
+
+def _oauth(app: Any, client_id: str, key: RSAKey) -> AsyncOAuth2Client:
+    return AsyncOAuth2Client(
+        client_id=client_id,
+        client_secret=key.as_pem(private=True).decode(),
+        token_endpoint_auth_method=PrivateKeyJWT(f"{ISSUER}/token", alg="RS256"),
+        transport=httpx.ASGITransport(app=app),
+        base_url=ISSUER,
+    )
+
+
+async def test_keys_are_fetched_from_the_jwks_uri_and_a_token_issued(
+    local_app: Any, key: RSAKey, jwks_server: JwksServer
+) -> None:
+    uri = f"http://127.0.0.1:{jwks_server.port}/jwks.json"
+    client = await _register(local_app, uri, policy_from_settings=True)
+    async with _oauth(local_app, client.client_id, key) as oauth:
+        for _ in range(2):
+            token = await oauth.fetch_token(
+                f"{ISSUER}/token", grant_type="client_credentials", scope="models:read"
+            )
+            assert token["token_type"] == "Bearer" and token["scope"] == "models:read"
+            assert token["access_token"].count(".") == 2
+    # Fetched once, then served from the cache.
+    assert [seen.path for seen in jwks_server.requests] == ["/jwks.json"]
+
+
+async def test_by_default_a_loopback_jwks_uri_is_refused_and_never_fetched(
+    app: Any, key: RSAKey, jwks_server: JwksServer
+) -> None:
+    with pytest.raises(InvalidClientMetadata, match="loopback"):
+        await _register(
+            app, f"https://127.0.0.1:{jwks_server.port}/jwks.json", policy_from_settings=False
+        )
+    with pytest.raises(InvalidClientMetadata, match="https"):
+        await _register(
+            app, f"http://localhost:{jwks_server.port}/jwks.json", policy_from_settings=False
+        )
+    # A host name is judged when the server resolves it: localhost is 127.0.0.1, refused.
+    registered = await _register(
+        app, f"https://localhost:{jwks_server.port}/jwks.json", policy_from_settings=False
+    )
+    async with _oauth(app, registered.client_id, key) as oauth:
+        with pytest.raises(OAuthError) as info:
+            await oauth.fetch_token(
+                f"{ISSUER}/token", grant_type="client_credentials", scope="models:read"
+            )
+    assert info.value.error == "invalid_client"
+    assert jwks_server.requests == []
