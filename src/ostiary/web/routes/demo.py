@@ -4,6 +4,11 @@ It is a real OAuth client of this server: it builds an authorization request wit
 receives the code at ``/demo/callback``, and calls the token, userinfo, introspection and
 revocation endpoints over HTTP exactly as an external application would, so a new user sees
 the whole flow in their browser within a minute of starting the server.
+
+Its buttons are forms that change state (start a sign-in, spend or revoke the refresh token,
+log out), so each POST carries the CSRF token of the other pages (OWASP ASVS 4.0 V4.2.2; the
+signed double-submit cookie of :mod:`ostiary.web.csrf`) and is refused with the same 403 page
+without it.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from starlette.responses import RedirectResponse, Response
 if TYPE_CHECKING:
     import httpx
 
+from ostiary.web.deps import read_form
 from ostiary.web.errors import PageError
-from ostiary.web.pages import render
+from ostiary.web.routes.browser import render_form, require_csrf
 
 router = APIRouter(tags=["demo"], include_in_schema=False)
 
@@ -75,16 +81,23 @@ async def demo_home(request: Request) -> Response:
         view["access_header"] = _decode_segment(tokens["access_token"], 0)
         view["access_claims"] = _decode_segment(tokens["access_token"], 1)
         view["userinfo"] = state.get("userinfo")
-    return _respond(request, key, render("demo.html", **view, pretty=_pretty))
+    return _respond(request, key, render_form(request, "demo.html", **view, pretty=_pretty))
 
 
 def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
+async def _checked_form(request: Request) -> None:
+    """Every demo POST: the CSRF token of the page it was sent from, or 403."""
+    form = await read_form(request)
+    require_csrf(request, form.get("csrf_token"))
+
+
 @router.post("/demo/login")
 async def demo_login(request: Request) -> Response:
     demo = _config(request)
+    await _checked_form(request)
     key, state = _store(request)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
@@ -156,6 +169,7 @@ async def demo_callback(request: Request) -> Response:
 @router.post("/demo/{action}")
 async def demo_action(request: Request, action: str) -> Response:
     demo = _config(request)
+    await _checked_form(request)
     key, state = _store(request)
     tokens = state.get("tokens") or {}
     if action == "refresh" and tokens.get("refresh_token"):
