@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -17,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from ostiary.features.clients.service import ClientRegistration
+from ostiary.features.clock import FrozenClock
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
 EMAIL = "grace@example.com"
@@ -342,6 +344,60 @@ async def test_refresh_cannot_widen_scope(
         auth=auth,
     )
     assert narrower.status_code == 200 and narrower.json()["scope"] == "openid"
+
+
+def _at_hash(access_token: str) -> str:
+    digest = hashlib.sha256(access_token.encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: FrozenClock
+) -> None:
+    # OpenID Connect Core 1.0 section 12.2: same iss, sub, aud, azp and original auth_time;
+    # a new iat; no nonce. The access token keeps the sign-in's sid, auth_time and amr too.
+    _, token, nonce = await _code_flow(app, client, setup)
+    keys = await _jwks(client)
+    first = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
+    assert first["nonce"] == nonce
+    clock.advance(timedelta(minutes=5))
+    auth = (setup["client"].client_id, setup["secret"])
+    response = await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=auth,
+    )
+    refreshed = response.json()
+    assert list(refreshed) == [
+        "access_token",
+        "token_type",
+        "expires_in",
+        "scope",
+        "refresh_token",
+        "id_token",
+    ]
+    again = jwt.decode(refreshed["id_token"], keys, algorithms=["ES256"]).claims
+    assert set(again) == set(first) - {"nonce"}
+    for name in set(first) - {"nonce", "iat", "exp", "at_hash"}:
+        assert again[name] == first[name], name
+    assert again["iat"] == first["iat"] + 300
+    assert again["at_hash"] == _at_hash(refreshed["access_token"])
+    access = jwt.decode(refreshed["access_token"], keys, algorithms=["ES256"]).claims
+    assert access["sub"] == first["sub"] and access["sid"] == first["sid"]
+    assert access["auth_time"] == first["auth_time"] and access["amr"] == first["amr"]
+    assert access["aud"] == ISSUER and access["iat"] == again["iat"]
+    # Without openid in the refreshed scope there is no ID token.
+    narrowed = await client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed["refresh_token"],
+            "scope": "email",
+        },
+        auth=auth,
+    )
+    assert narrowed.status_code == 200 and "id_token" not in narrowed.json()
+    assert narrowed.json()["scope"] == "email"
 
 
 async def test_concurrent_refresh_exactly_one_wins(

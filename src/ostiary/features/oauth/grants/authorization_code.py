@@ -14,9 +14,8 @@ token issued for the code are revoked.
 from __future__ import annotations
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, UserTokens
 from ostiary.features.oauth.grants.refresh_token import issue_refresh_token, new_family
-from ostiary.features.oauth.tokens import AccessTokenRequest
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import secret_digest
 from ostiary.protocol.pkce import verify_s256
@@ -74,20 +73,8 @@ class AuthorizationCodeGrant:
                 amr=code.amr,
                 acr=code.acr,
             )
-        access = await ctx.minter.access_token(
-            AccessTokenRequest(
-                client_id=client.client_id,
-                subject=code.user_id,
-                scope=code.scope,
-                audience=code.resources or [ctx.policy.issuer],
-                ttl=ctx.policy.access_ttl(client),
-                sid=code.sid,
-                auth_time=code.auth_time,
-                acr=code.acr,
-                amr=code.amr,
-            ),
-            now,
-        )
+        tokens = UserTokens(ctx, client, code, scope=code.scope, now=now)
+        access = await tokens.access_token()
         if not await ctx.codes.consume(
             code.code_hash, now, family.family_id if family else None, access.jti
         ):
@@ -96,30 +83,16 @@ class AuthorizationCodeGrant:
             if winner is not None:
                 await self._revoke_what_it_produced(ctx, winner.family_id, winner.access_jti)
             raise ProtocolError("invalid_grant", _INVALID, hint="lost the race for the code")
-        response: TokenResponse = {
-            "access_token": access.token,
-            "token_type": "Bearer",
-            "expires_in": access.expires_in,
-            "scope": code.scope,
-        }
+        refresh_token = None
         if family is not None:
             await ctx.refresh.add_family(family)
-            response["refresh_token"] = await issue_refresh_token(ctx, family)
-        if "openid" in scopes:
-            response["id_token"] = await ctx.minter.id_token(
-                client_id=client.client_id,
-                subject=code.user_id,
-                now=now,
-                ttl=ctx.policy.id_ttl(client),
-                auth_time=code.auth_time,
-                nonce=code.nonce,
-                sid=code.sid,
-                acr=code.acr,
-                amr=code.amr,
-                access_token=access.token,
-                extra_claims=claims,
-            )
-        return response
+            refresh_token = await issue_refresh_token(ctx, family)
+        return await tokens.response(
+            access,
+            refresh_token=refresh_token,
+            id_token_claims=claims if "openid" in scopes else None,
+            nonce=code.nonce,
+        )
 
     async def _revoke_what_it_produced(
         self, ctx: GrantContext, family_id: str | None, access_jti: str | None

@@ -1,4 +1,11 @@
-"""What a grant handler gets to work with, and what it returns."""
+"""What a grant handler gets to work with, and what it returns.
+
+:class:`UserTokens` mints what the authorization code grant (RFC 6749 section 4.1.4) and the
+refresh token grant (RFC 6749 section 5.1 via section 6) return for a user: an RFC 9068 access
+token and, when ``openid`` is granted, an OpenID Connect ID token (Core 1.0 sections 2 and
+3.1.3.3, ``at_hash`` per 3.1.3.6), both carrying the sign-in the code or refresh family records
+(``sid``, ``auth_time``, ``acr``, ``amr``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,17 @@ from ostiary.features.clients.models import Client
 from ostiary.features.clock import Clock
 from ostiary.features.oauth.ports import AuthorizationCodeStore, RefreshTokenStore
 from ostiary.features.oauth.revocation import RevocationService
-from ostiary.features.oauth.tokens import TokenMinter
+from ostiary.features.oauth.tokens import AccessTokenRequest, MintedToken, TokenMinter
 
-__all__ = ["GrantContext", "GrantHandler", "OAuthPolicy", "TokenResponse", "UserDirectory"]
+__all__ = [
+    "GrantContext",
+    "GrantHandler",
+    "OAuthPolicy",
+    "SignInRecord",
+    "TokenResponse",
+    "UserDirectory",
+    "UserTokens",
+]
 
 TokenResponse = dict[str, Any]
 
@@ -72,3 +87,91 @@ class GrantHandler(Protocol):
     async def handle(
         self, ctx: GrantContext, client: Client, form: dict[str, str]
     ) -> TokenResponse: ...
+
+
+class SignInRecord(Protocol):
+    """What an authorization code or a refresh family keeps of the user's sign-in."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def sid(self) -> str | None: ...
+    @property
+    def auth_time(self) -> datetime: ...
+    @property
+    def acr(self) -> str | None: ...
+    @property
+    def amr(self) -> list[str]: ...
+    @property
+    def resources(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserTokens:
+    """The tokens one code redemption or one refresh issues to ``client`` for a sign-in.
+
+    Two steps, so that a grant can record the access token's ``jti`` (or spend a code)
+    between minting it and answering.
+    """
+
+    ctx: GrantContext
+    client: Client
+    sign_in: SignInRecord
+    scope: str
+    now: datetime
+
+    async def access_token(self) -> MintedToken:
+        """RFC 9068 access token; audience the recorded resources (RFC 8707) or the issuer."""
+        ctx, sign_in = self.ctx, self.sign_in
+        return await ctx.minter.access_token(
+            AccessTokenRequest(
+                client_id=self.client.client_id,
+                subject=sign_in.user_id,
+                scope=self.scope,
+                audience=sign_in.resources or [ctx.policy.issuer],
+                ttl=ctx.policy.access_ttl(self.client),
+                sid=sign_in.sid,
+                auth_time=sign_in.auth_time,
+                acr=sign_in.acr,
+                amr=sign_in.amr,
+            ),
+            self.now,
+        )
+
+    async def response(
+        self,
+        access: MintedToken,
+        *,
+        refresh_token: str | None,
+        id_token_claims: dict[str, Any] | None,
+        nonce: str | None,
+    ) -> TokenResponse:
+        """The token response (RFC 6749 section 5.1); an ID token when claims are given.
+
+        ``auth_time`` is always the original sign-in's, and on refresh the caller passes no
+        ``nonce`` (OpenID Connect Core 1.0 section 12.2).
+        """
+        response: TokenResponse = {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": access.expires_in,
+            "scope": self.scope,
+        }
+        if refresh_token is not None:
+            response["refresh_token"] = refresh_token
+        if id_token_claims is not None:
+            ctx, client, sign_in = self.ctx, self.client, self.sign_in
+            response["id_token"] = await ctx.minter.id_token(
+                client_id=client.client_id,
+                subject=sign_in.user_id,
+                now=self.now,
+                ttl=ctx.policy.id_ttl(client),
+                auth_time=sign_in.auth_time,
+                nonce=nonce,
+                sid=sign_in.sid,
+                acr=sign_in.acr,
+                amr=sign_in.amr,
+                access_token=access.token,
+                extra_claims=id_token_claims,
+            )
+        return response

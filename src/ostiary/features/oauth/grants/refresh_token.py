@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import NoReturn
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, UserTokens
 from ostiary.features.oauth.models import RefreshFamily, RefreshToken
-from ostiary.features.oauth.tokens import AccessTokenRequest
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
@@ -105,44 +104,17 @@ class RefreshTokenGrant:
             raise ProtocolError("invalid_scope", "A refresh cannot widen the original scope.")
         if not await ctx.refresh.mark_used(token.token_hash, now):
             await self._reuse_detected(ctx, family, now)  # lost a race with a concurrent use
-        scope = format_scope(requested)
-        access = await ctx.minter.access_token(
-            AccessTokenRequest(
-                client_id=client.client_id,
-                subject=family.user_id,
-                scope=scope,
-                audience=family.resources or [ctx.policy.issuer],
-                ttl=ctx.policy.access_ttl(client),
-                sid=family.sid,
-                auth_time=family.auth_time,
-                acr=family.acr,
-                amr=family.amr,
-            ),
-            now,
-        )
-        response: TokenResponse = {
-            "access_token": access.token,
-            "token_type": "Bearer",
-            "expires_in": access.expires_in,
-            "scope": scope,
-            "refresh_token": await issue_refresh_token(ctx, family),
-        }
+        tokens = UserTokens(ctx, client, family, scope=format_scope(requested), now=now)
+        access = await tokens.access_token()
+        refresh_token = await issue_refresh_token(ctx, family)
+        id_token_claims = None
         if "openid" in requested:
-            claims = await ctx.users.user_claims(family.user_id, requested) or {}
-            response["id_token"] = await ctx.minter.id_token(
-                client_id=client.client_id,
-                subject=family.user_id,
-                now=now,
-                ttl=ctx.policy.id_ttl(client),
-                auth_time=family.auth_time,
-                nonce=None,
-                sid=family.sid,
-                acr=family.acr,
-                amr=family.amr,
-                access_token=access.token,
-                extra_claims=claims,
-            )
-        return response
+            id_token_claims = await ctx.users.user_claims(family.user_id, requested) or {}
+        # OpenID Connect Core 1.0 section 12.2: the new ID token keeps the original auth_time
+        # and carries no nonce.
+        return await tokens.response(
+            access, refresh_token=refresh_token, id_token_claims=id_token_claims, nonce=None
+        )
 
     async def _reuse_detected(
         self, ctx: GrantContext, family: RefreshFamily, now: datetime
