@@ -17,12 +17,9 @@ from joserfc.jwk import RSAKey
 
 from ostiary.features.clients.service import (
     ClientRegistration,
-    ClientService,
     InvalidClientMetadata,
 )
 from ostiary.features.clock import FrozenClock
-from ostiary.storage.http_jwks import HttpJwksFetcher
-from ostiary.storage.sqla.oauth_repositories import SqlClientStore
 from tests.conftest import Backend, make_settings
 from tests.storage.jwks_server import JwksServer, Reply
 
@@ -56,29 +53,15 @@ async def local_app(backend: Backend, tmp_path: Path, clock: FrozenClock) -> Asy
         backend, tmp_path, jwks_uri_allow_private=True, jwks_uri_allow_http_loopback=True
     )
     application = create_app(settings, clock=clock)
-    # web/runtime.py builds HttpJwksFetcher() and ClientService without the policy (see the
-    # jwks_uri commit); do here what it should, so this test proves fetch and token.
-    rt = application.state.runtime
-    rt.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
     yield application
-    await rt.close()
+    await application.state.runtime.close()
 
 
-async def _register(app: Any, jwks_uri: str, *, policy_from_settings: bool) -> Any:
-    rt = app.state.runtime
-    async with rt.unit() as unit:
+async def _register(app: Any, jwks_uri: str) -> Any:
+    """Through the runtime's own wiring: the settings' jwks_uri policy applies."""
+    async with app.state.runtime.unit() as unit:
         await unit.keys.ensure_key("ES256")
-        service = unit.clients
-        if policy_from_settings:
-            service = ClientService(
-                SqlClientStore(unit.conn),
-                rt.token_pepper,
-                unit.audit,
-                rt.clock,
-                rt.clients_cache,
-                jwks_uri_policy=rt.settings.jwks_uri,
-            )
-        client, secret = await service.register(
+        client, secret = await unit.clients.register(
             ClientRegistration(
                 name="keys by uri",
                 grant_types=("client_credentials",),
@@ -105,7 +88,7 @@ async def test_keys_are_fetched_from_the_jwks_uri_and_a_token_issued(
     local_app: Any, key: RSAKey, jwks_server: JwksServer
 ) -> None:
     uri = f"http://127.0.0.1:{jwks_server.port}/jwks.json"
-    client = await _register(local_app, uri, policy_from_settings=True)
+    client = await _register(local_app, uri)
     async with _oauth(local_app, client.client_id, key) as oauth:
         for _ in range(2):
             token = await oauth.fetch_token(
@@ -121,17 +104,11 @@ async def test_by_default_a_loopback_jwks_uri_is_refused_and_never_fetched(
     app: Any, key: RSAKey, jwks_server: JwksServer
 ) -> None:
     with pytest.raises(InvalidClientMetadata, match="loopback"):
-        await _register(
-            app, f"https://127.0.0.1:{jwks_server.port}/jwks.json", policy_from_settings=False
-        )
+        await _register(app, f"https://127.0.0.1:{jwks_server.port}/jwks.json")
     with pytest.raises(InvalidClientMetadata, match="https"):
-        await _register(
-            app, f"http://localhost:{jwks_server.port}/jwks.json", policy_from_settings=False
-        )
+        await _register(app, f"http://localhost:{jwks_server.port}/jwks.json")
     # A host name is judged when the server resolves it: localhost is 127.0.0.1, refused.
-    registered = await _register(
-        app, f"https://localhost:{jwks_server.port}/jwks.json", policy_from_settings=False
-    )
+    registered = await _register(app, f"https://localhost:{jwks_server.port}/jwks.json")
     async with _oauth(app, registered.client_id, key) as oauth:
         with pytest.raises(OAuthError) as info:
             await oauth.fetch_token(

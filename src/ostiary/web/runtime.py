@@ -107,7 +107,7 @@ class Runtime:
         )
         self.signers = SignerCache()
         self.clients_cache = ClientCache()
-        self.jwks_fetcher = HttpJwksFetcher()
+        self.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
         self.revoked = RevocationSet()
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         tokens = settings.tokens
@@ -249,7 +249,12 @@ class Unit:
     def clients(self) -> ClientService:
         rt = self._rt
         return ClientService(
-            SqlClientStore(self.conn), rt.token_pepper, self.audit, rt.clock, rt.clients_cache
+            SqlClientStore(self.conn),
+            rt.token_pepper,
+            self.audit,
+            rt.clock,
+            rt.clients_cache,
+            jwks_uri_policy=rt.settings.jwks_uri,
         )
 
     @cached_property
