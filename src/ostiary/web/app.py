@@ -108,7 +108,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         )
 
     # Innermost of our middlewares, outside FastAPI's: the token, introspection, revocation
-    # and userinfo endpoints are served without FastAPI's routing and request handling.
+    # and userinfo endpoints are served without FastAPI's routing and request handling. The
+    # lanes take the paths as declared on oauth.router, which is included without a prefix.
     app.add_middleware(
         FastLane,
         lanes=lanes_of(oauth.router.routes),
