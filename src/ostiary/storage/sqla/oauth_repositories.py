@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -125,6 +125,28 @@ class SqlAuthorizationCodeStore:
 _FAMILY_FIELDS = [c.name for c in refresh_families.columns]
 _TOKEN_FIELDS = [c.name for c in refresh_tokens.columns]
 
+# The refresh grant's statements, built once: a statement object memoizes its cache key, so
+# executing it again skips construction and key generation (half the grant's CPU otherwise).
+_INSERT_FAMILY = insert(refresh_families)
+_INSERT_TOKEN = insert(refresh_tokens)
+_TOKEN_WITH_FAMILY = (
+    select(*refresh_tokens.columns, *refresh_families.columns)
+    .join_from(
+        refresh_tokens,
+        refresh_families,
+        refresh_families.c.family_id == refresh_tokens.c.family_id,
+    )
+    .where(refresh_tokens.c.token_hash == bindparam("b_token_hash"))
+)
+_MARK_USED = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == bindparam("b_token_hash"),
+        refresh_tokens.c.used_at.is_(None),
+    )
+    .values(used_at=bindparam("b_now"))
+)
+
 
 class SqlRefreshTokenStore:
     def __init__(self, conn: Connection) -> None:
@@ -132,36 +154,25 @@ class SqlRefreshTokenStore:
 
     async def add_family(self, family: RefreshFamily) -> None:
         values = {name: getattr(family, name) for name in _FAMILY_FIELDS}
-        await self._conn.execute(insert(refresh_families).values(**values))
+        await self._conn.execute(_INSERT_FAMILY, values)
 
     async def add_token(self, token: RefreshToken) -> None:
         values = {name: getattr(token, name) for name in _TOKEN_FIELDS}
-        await self._conn.execute(insert(refresh_tokens).values(**values))
+        await self._conn.execute(_INSERT_TOKEN, values)
 
     async def get_token(self, token_hash: str) -> tuple[RefreshToken, RefreshFamily] | None:
-        query = (
-            select(refresh_tokens, refresh_families)
-            .join(refresh_families, refresh_families.c.family_id == refresh_tokens.c.family_id)
-            .where(refresh_tokens.c.token_hash == token_hash)
-        )
-        row = (await self._conn.execute(query)).first()
+        row = (await self._conn.execute(_TOKEN_WITH_FAMILY, {"b_token_hash": token_hash})).first()
         if row is None:
             return None
-        mapping = row._mapping
-        token = RefreshToken(**{name: mapping[refresh_tokens.c[name]] for name in _TOKEN_FIELDS})
-        fam = {name: mapping[refresh_families.c[name]] for name in _FAMILY_FIELDS}
+        split = len(_TOKEN_FIELDS)
+        token = RefreshToken(**dict(zip(_TOKEN_FIELDS, row[:split], strict=True)))
+        fam = dict(zip(_FAMILY_FIELDS, row[split:], strict=True))
         fam["resources"] = list(fam["resources"] or [])
         fam["amr"] = list(fam["amr"] or [])
         return token, RefreshFamily(**fam)
 
     async def mark_used(self, token_hash: str, now: datetime) -> bool:
-        result = await self._conn.execute(
-            update(refresh_tokens)
-            .where(
-                and_(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
-            )
-            .values(used_at=now)
-        )
+        result = await self._conn.execute(_MARK_USED, {"b_token_hash": token_hash, "b_now": now})
         return result.rowcount == 1
 
     async def revoke_families(
