@@ -50,6 +50,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # collector's generations, which cut the worst GC pause from 86 to 18 ms under load.
         gc.collect()
         gc.freeze()
+        # A young collection every 10,000 net allocations instead of 700: a refresh grant
+        # allocates a few thousand objects, so the default ran several collections per request
+        # (bench/tokens.sh, c=16: 1,250 -> 1,400-1,460 refreshes/s, p99 28 -> 21-23 ms).
+        gc.set_threshold(10_000, 10, 10)
         log.info("started", issuer=settings.issuer, version=__version__)
         tasks = [asyncio.create_task(runtime.sync_revocations_forever())]
         if runtime.revocation_bus is not None:
