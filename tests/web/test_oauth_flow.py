@@ -633,3 +633,30 @@ async def test_consent_denied_redirects_access_denied(
     )
     params = parse_qs(urlsplit(denied.headers["location"]).query)
     assert params["error"] == ["access_denied"] and params["state"] == [state]
+
+
+async def test_disabled_by_another_process_goes_inactive_at_once(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    """The CLI is another process with its own connection and its own in-memory state."""
+    from ostiary.web.runtime import Runtime
+
+    rt = app.state.runtime
+    if rt.external_writes is None:
+        pytest.skip("SQLite only: PostgreSQL + Redis replicas learn it over pub/sub")
+    _, token, _ = await _code_flow(app, client, setup)
+    auth = (setup["client"].client_id, setup["secret"])
+    active = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+    assert active.json()["active"] is True
+    cli = Runtime(rt.settings)
+    try:
+        async with cli.unit() as unit:
+            await unit.accounts.disable(EMAIL)
+    finally:
+        await cli.close()
+    result = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+    assert result.json() == {"active": False}
+    info = await client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
+    )
+    assert info.status_code == 401

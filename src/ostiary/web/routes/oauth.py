@@ -271,10 +271,12 @@ async def introspect(request: Request) -> Response:
     authorization, content_type = _authorization_and_type(request)
     try:
         form = await read_oauth_form(request, content_type)
-        async with runtime_of(request).unit() as unit:
+        rt = runtime_of(request)
+        async with rt.unit() as unit:
             client, token_value = await _client_and_token(unit, authorization, form)
             if client.is_public:
                 raise ProtocolError("invalid_client", "Public clients may not introspect.")
+            await rt.catch_up(unit)  # "at once" includes revocations made by the CLI
             body = await unit.oauth.introspect(token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
         return error_response(exc, basic_attempted=authorization is not None)
@@ -365,7 +367,9 @@ async def userinfo(request: Request) -> Response:
         if request.scope["method"] == "POST" and content_type.startswith(_FORM):
             form = await read_oauth_form(request, content_type)
         token_value = _bearer(authorization, form)
-        async with runtime_of(request).unit() as unit:
+        rt = runtime_of(request)
+        async with rt.unit() as unit:
+            await rt.catch_up(unit)
             claims = await unit.oauth.userinfo(token_value)
     except ProtocolError as exc:
         if exc.error == "invalid_request":
