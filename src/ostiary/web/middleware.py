@@ -6,6 +6,7 @@ path (no extra task or stream copy per request).
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["Metrics", "RequestContextMiddleware"]
 
 log = structlog.get_logger("ostiary.access")
+_access_level = logging.getLogger("ostiary.access")  # asked first: a dropped event is not free
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _MAX_BODY = 1024 * 1024
 
@@ -125,6 +127,8 @@ class RequestContextMiddleware:
         route = _route_template(scope)
         method = scope["method"]
         self.metrics.observe(route, method, status, elapsed)
+        if not _access_level.isEnabledFor(logging.INFO):
+            return
         log.info(
             "request",
             method=method,
