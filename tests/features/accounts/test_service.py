@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher as Argon2
 
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.service import (
@@ -126,11 +125,12 @@ async def test_success_clears_the_account_counter(runtime: Any) -> None:
 
 
 async def test_password_rehashed_when_parameters_change(runtime: Any) -> None:
-    weak_params = Argon2(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-    runtime.hasher._argon, strong = weak_params, runtime.hasher._argon
+    weak = PasswordHasher(memory_kib=8 * 1024, time_cost=1)
+    strong, runtime.hasher = runtime.hasher, weak
     user = await _create(runtime)
     assert ",t=1," in user.password_hash
-    runtime.hasher._argon = strong
+    runtime.hasher = strong
+    weak.close()
     async with runtime.unit() as unit:
         result = await unit.accounts.authenticate("alice@example.com", GOOD, ip=None)
     assert result.user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
