@@ -35,7 +35,6 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
-from ostiary.memory import use_one_malloc_arena
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
 from ostiary.storage.sqla.engine import ExternalWrites, create_engine, is_sqlite
@@ -96,7 +95,6 @@ class Runtime:
         self.session_pepper = derive_key(secret, "ostiary/session-token")
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
-        use_one_malloc_arena()  # before the hashing thread starts: see ostiary/memory.py
         self.hasher = PasswordHasher()
         throttle = settings.throttle
         self.throttle = LimitsLoginThrottle(

@@ -14,16 +14,14 @@ verifies the hashes libsodium does not make (argon2i, argon2d).
 
 Hashing is CPU-bound (~15 ms); it runs on one dedicated thread so the event loop stays free.
 One thread, not the default executor's many: on a worker with one core, parallel hashes only
-compete for it, and each thread would keep its own 19 MiB argon2 buffer (bench/RESULTS.md:
-228 MB RSS after a sign-in load with the default executor, 133 MB with one thread). Once no
-hash has run for ``release_after`` seconds, that thread returns the freed buffer to the OS
-(``ostiary/memory.py``): the first sign-in after a pause pays ~8 ms to fault it in again.
+compete for it. libsodium maps each hash's 19 MiB and unmaps it when done, so a worker does
+not keep that memory after a sign-in (argon2-cffi's buffer stayed in glibc's heap: 20 MB more
+per worker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -32,8 +30,6 @@ import nacl.pwhash.argon2id as sodium_argon2id
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 from nacl.exceptions import CryptoError
-
-from ostiary.memory import release_free_memory
 
 __all__ = ["PasswordHasher"]
 
@@ -46,9 +42,6 @@ class PasswordHasher:
         memory_kib: int = 19 * 1024,
         time_cost: int = 2,
         parallelism: int = 1,
-        *,
-        release_after: float | None = 1.0,
-        release: Callable[[], object] = release_free_memory,
     ) -> None:
         self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
         self._opslimit = time_cost
@@ -57,35 +50,9 @@ class PasswordHasher:
         self._sodium_hashes = parallelism == 1
         self._dummy = self._hash_sync("ostiary dummy password for unknown accounts")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
-        self._release_after = release_after
-        self._release = release
-        self._release_timer: asyncio.TimerHandle | None = None
-        self._in_flight = 0
-        self._last_used = 0.0
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        self._in_flight += 1
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        finally:
-            self._in_flight -= 1
-            self._last_used = loop.time()
-            if self._release_after is not None and self._release_timer is None:
-                self._release_timer = loop.call_later(
-                    self._release_after, self._release_if_idle, loop
-                )
-
-    def _release_if_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._release_after is not None
-        self._release_timer = None
-        idle = loop.time() - self._last_used
-        if self._in_flight or idle < self._release_after:
-            wait = max(self._release_after - idle, 0.05)
-            self._release_timer = loop.call_later(wait, self._release_if_idle, loop)
-            return
-        with contextlib.suppress(RuntimeError):  # the hasher was closed meanwhile
-            self._executor.submit(self._release)  # on the hashing thread, after queued work
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hash_sync, password)
@@ -115,9 +82,6 @@ class PasswordHasher:
 
     def close(self) -> None:
         """Let the hashing thread end (a process builds a hasher per runtime)."""
-        if self._release_timer is not None:
-            self._release_timer.cancel()
-            self._release_timer = None
         self._executor.shutdown(wait=False)
 
     def needs_rehash(self, stored_hash: str) -> bool:
