@@ -40,7 +40,7 @@ async def test_statements_run_on_the_loop_thread(tmp_path: Path) -> None:
     seen: set[int] = set()
     try:
         async with engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection._conn  # type: ignore[union-attr]
+            raw = (await conn.get_raw_connection()).driver_connection.sqlite  # type: ignore[union-attr]
             raw.set_trace_callback(lambda _sql: seen.add(threading.get_ident()))
             await conn.execute(text("SELECT 1"))
             await conn.commit()

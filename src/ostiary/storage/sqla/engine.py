@@ -4,10 +4,10 @@ PostgreSQL (asyncpg).
 SQLite runs on the event loop thread. A statement of ours against a local WAL database takes
 microseconds, while a thread hop per call (aiosqlite: four per statement through SQLAlchemy's
 adapter) costs a cross-thread wake-up each and was half the CPU of a page view. So the engine
-uses the standard ``sqlite3`` driver through a dialect that declares itself async: SQLAlchemy's
-async layer then runs it inside its greenlet without ever suspending. The only call that could
-wait long is taking the write lock while *another process* (the CLI, a second worker) holds it;
-that wait is an ``asyncio.sleep`` loop, never a blocking busy handler (``busy_timeout`` is 0).
+uses the standard ``sqlite3`` driver under SQLAlchemy's aiosqlite dialect, through coroutines
+that complete without suspending (``inline_sqlite.py``). The only call that could wait long is
+taking the write lock while *another process* (the CLI, a second worker) holds it; that wait is
+an ``asyncio.sleep`` loop, never a blocking busy handler (``busy_timeout`` is 0).
 
 SQLite allows one writer. A transaction that reads and then writes can fail with
 SQLITE_BUSY_SNAPSHOT when another connection committed in between, so every SQLite transaction
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.util import await_
 
-from ostiary.storage.sqla.inline_sqlite import DRIVER
+from ostiary.storage.sqla.inline_sqlite import DRIVER, InlineConnection
 
 __all__ = ["LOCK_WAIT_SECONDS", "ExternalWrites", "create_engine", "is_sqlite", "sqlite_url"]
 
@@ -70,22 +70,28 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
-    """``BEGIN IMMEDIATE``, waiting for another process's write lock without blocking the loop.
+def _raw(dbapi_connection: Any) -> sqlite3.Connection:
+    """The stdlib connection under SQLAlchemy's pooled adapter."""
+    inline: InlineConnection = dbapi_connection.driver_connection
+    return inline.sqlite
+
+
+def execute_waiting(connection: sqlite3.Connection, sql: str) -> None:
+    """Run ``sql``, waiting for another process's lock without blocking the loop.
 
     Called from SQLAlchemy's greenlet: ``await_`` suspends this unit of work only. Gives up
-    with SQLite's "database is locked" after ``LOCK_WAIT_SECONDS``.
+    with SQLite's "database is locked", wrapped as SQLAlchemy wraps a statement's error (these
+    run from event hooks), after ``LOCK_WAIT_SECONDS``.
     """
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.001
     while True:
         try:
-            dbapi_connection.execute("BEGIN IMMEDIATE")
+            connection.execute(sql).close()
             return
         except sqlite3.OperationalError as exc:
             if not _is_locked(exc) or time.monotonic() >= deadline:
-                # Raised from an event hook: wrap as SQLAlchemy would a statement's error.
-                raise OperationalError("BEGIN IMMEDIATE", (), exc) from exc
+                raise OperationalError(sql, (), exc) from exc
         await_(asyncio.sleep(delay))
         delay = min(delay * 2, 0.05)
 
@@ -107,27 +113,15 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        raw = dbapi_connection.driver_connection._conn
+        raw = _raw(dbapi_connection)
         for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
-            _retry_locked(raw, f"PRAGMA {pragma}")
+            execute_waiting(raw, f"PRAGMA {pragma}")  # switching to WAL takes the lock once
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        begin_immediate(connection.connection.driver_connection._conn)
+        execute_waiting(_raw(connection.connection), "BEGIN IMMEDIATE")
 
     return engine
-
-
-def _retry_locked(dbapi_connection: sqlite3.Connection, sql: str) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
-        try:
-            dbapi_connection.execute(sql).close()
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_locked(exc) or time.monotonic() >= deadline:
-                raise OperationalError(sql, (), exc) from exc
-        await_(asyncio.sleep(0.005))
 
 
 class ExternalWrites:
@@ -146,7 +140,7 @@ class ExternalWrites:
         event.listen(engine.sync_engine, "connect", self._attach)
 
     def _attach(self, dbapi_connection: Any, _record: Any) -> None:
-        self._raw = dbapi_connection.driver_connection._conn
+        self._raw = _raw(dbapi_connection)
 
     def version(self) -> int | None:
         """None before the first connection (or after it closed): assume changes."""

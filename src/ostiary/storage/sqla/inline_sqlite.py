@@ -9,7 +9,7 @@ suspending: SQLAlchemy's aiosqlite dialect is reused unchanged, only the connect
 differs (registered as the ``sqlite+ostiary_inline`` driver).
 
 The one call that may wait is taking the write lock while another process holds it; see
-:func:`ostiary.storage.sqla.engine.begin_immediate` (an ``asyncio.sleep`` loop, never SQLite's
+:func:`ostiary.storage.sqla.engine.execute_waiting` (an ``asyncio.sleep`` loop, never SQLite's
 blocking busy handler).
 """
 
@@ -101,6 +101,11 @@ class InlineConnection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The stdlib connection underneath (for pragmas and BEGIN IMMEDIATE, engine.py)."""
+        return self._conn
 
     @property
     def _connection(self) -> sqlite3.Connection:
