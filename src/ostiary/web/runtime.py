@@ -142,6 +142,10 @@ class Runtime:
                     self.user_generations.clear()
                 raise
 
+    def session_ended(self, session: Session) -> bool:
+        """Revoked by id, or its user disabled after it started (on any node)."""
+        return self.revoked.session_ended(session.sid, session.user_id, session.created_at)
+
     async def catch_up(self, unit: Unit) -> None:
         """Before answering from in-process state, take in what other processes committed.
 
@@ -228,11 +232,8 @@ class Unit:
             listener=self,
             cache=rt.session_cache,
             generations=rt.user_generations,
-            ended=self._session_ended,
+            ended=rt.session_ended,
         )
-
-    def _session_ended(self, session: Session) -> bool:
-        return self._rt.revoked.session_ended(session.sid, session.user_id, session.created_at)
 
     async def user_disabled(self, user_id: str) -> None:
         """A disabled user's sessions, refresh families and access tokens end at once."""

@@ -108,7 +108,8 @@ class AccountService:
     ) -> None:
         self._listener = listener
         self._cache = cache
-        self._generations = generations
+        # Unwired (tests, tools): a private counter nobody reads.
+        self._generations = generations or Generations()
         self._users = users
         self._hasher = hasher
         self._throttle = throttle
@@ -209,7 +210,7 @@ class AccountService:
             user.password_hash = await self._hasher.hash(password)
             user.updated_at = self._clock.now()
             await self._users.update(user)
-            self._changed(user.id)
+            self._generations.bump(user.id)
         await self._audit.record(
             "login", "success", actor=user.id, target=user.id, ip=ip, details={"amr": ["pwd"]}
         )
@@ -237,10 +238,6 @@ class AccountService:
                 cache.put(user_id, user_id, user)
         return user
 
-    def _changed(self, user_id: str) -> None:
-        if self._generations is not None:
-            self._generations.bump(user_id)
-
     async def list_users(self, limit: int = 100, offset: int = 0) -> list[User]:
         return await self._users.list(limit=limit, offset=offset)
 
@@ -251,7 +248,7 @@ class AccountService:
             user.disabled = True
             user.updated_at = self._clock.now()
             await self._users.update(user)
-        self._changed(user.id)
+        self._generations.bump(user.id)
         if self._listener is not None:
             await self._listener.user_disabled(user.id)
         await self._audit.record("user.disable", "success", actor=actor, target=user.id)
@@ -267,6 +264,6 @@ class AccountService:
         user.password_hash = await self._hasher.hash(password)
         user.updated_at = self._clock.now()
         await self._users.update(user)
-        self._changed(user.id)
+        self._generations.bump(user.id)
         await self._audit.record("user.password_change", "success", actor=actor, target=user.id)
         return user

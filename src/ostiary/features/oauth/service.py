@@ -41,7 +41,8 @@ class OAuthService:
         self._ctx = ctx
         self._consents = consents
         self._keys = keys
-        self._generations = generations  # the account page lists consents (features/cache.py)
+        # The account page lists consents (features/cache.py); unwired: a private counter.
+        self._generations = generations or Generations()
 
     # -- authorization endpoint --------------------------------------------------------
 
@@ -60,8 +61,7 @@ class OAuthService:
                 user_id, client.client_id, merged, existing.created_at if existing else now, now
             )
         )
-        if self._generations is not None:
-            self._generations.bump(user_id)
+        self._generations.bump(user_id)
 
     async def consents_for(self, user_id: str) -> list[Consent]:
         return await self._consents.list_for_user(user_id)
@@ -69,8 +69,7 @@ class OAuthService:
     async def withdraw_consent(self, user_id: str, client_id: str) -> bool:
         """Forget the grant and revoke every token it produced (refresh and access)."""
         removed = await self._consents.delete(user_id, client_id)
-        if self._generations is not None:
-            self._generations.bump(user_id)
+        self._generations.bump(user_id)
         now = self._ctx.now()
         await self._ctx.refresh.revoke_families(
             now, "consent_withdrawn", user_id=user_id, client_id=client_id

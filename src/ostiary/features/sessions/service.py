@@ -54,7 +54,8 @@ class SessionService:
     ) -> None:
         self._listener = listener
         self._cache = cache
-        self._generations = generations
+        # Unwired (tests, tools): a private counter nobody reads.
+        self._generations = generations or Generations()
         self._ended_elsewhere = ended
         self._store = store
         self._pepper = pepper
@@ -89,7 +90,7 @@ class SessionService:
         )
         await self._store.add(session)
         await self._evict_oldest(user_id)
-        self._changed(user_id)
+        self._generations.bump(user_id)
         return cookie, session
 
     async def _evict_oldest(self, user_id: str) -> None:
@@ -126,13 +127,13 @@ class SessionService:
             return None
         if not self._live(session, now):
             await self._store.delete(session.sid)
-            self._changed(session.user_id)
+            self._generations.bump(session.user_id)
             return None
         if now - session.last_seen >= self._policy.touch_interval:
             # Touch sparingly: one write per interval, not per request.
             session.last_seen = now
             await self._store.touch(session.sid, now)
-            self._changed(session.user_id)
+            self._generations.bump(session.user_id)
         if cache is not None and not self._is_ended_elsewhere(session):
             cache.put(token_hash, session.user_id, session)
         return session
@@ -142,10 +143,6 @@ class SessionService:
 
     def _is_ended_elsewhere(self, session: Session) -> bool:
         return self._ended_elsewhere is not None and self._ended_elsewhere(session)
-
-    def _changed(self, user_id: str) -> None:
-        if self._generations is not None:
-            self._generations.bump(user_id)
 
     async def list_for_user(self, user_id: str) -> list[Session]:
         now = self._clock.now()
@@ -159,7 +156,7 @@ class SessionService:
     async def end(self, session: Session, *, ip: str | None) -> None:
         """Sign-out of the current session."""
         await self._store.delete(session.sid)
-        self._changed(session.user_id)
+        self._generations.bump(session.user_id)
         await self._ended([session.sid])
         await self._audit.record(
             "logout", "success", actor=session.user_id, target=session.sid, ip=ip
@@ -171,7 +168,7 @@ class SessionService:
         if session is None or session.user_id != user_id:
             return False
         await self._store.delete(sid)
-        self._changed(user_id)
+        self._generations.bump(user_id)
         await self._ended([sid])
         await self._audit.record("session.revoke", "success", actor=user_id, target=sid, ip=ip)
         return True
@@ -187,7 +184,7 @@ class SessionService:
     ) -> list[str]:
         """End every session of a user (except ``keep_sid``): "sign out everywhere else"."""
         removed = await self._store.delete_for_user(user_id, keep_sid=keep_sid)
-        self._changed(user_id)
+        self._generations.bump(user_id)
         await self._ended(removed)
         await self._audit.record(
             "session.revoke_all",
