@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -83,3 +85,25 @@ async def test_a_rolled_back_unit_drops_cached_state(runtime: Any) -> None:
     with pytest.raises(RuntimeError):
         await failing_request()
     assert runtime.user_generations.of(user.id) != stamp
+
+
+async def test_a_finished_unit_is_freed_by_reference_counting(runtime: Any) -> None:
+    """No reference cycle outlives a unit: under load, cycles left for the cyclic GC meant
+    multi-millisecond collections on the loop (bench/RESULTS.md, refresh p99)."""
+    names = ("accounts", "sessions", "oauth", "clients", "client_assertions", "keys")
+    gc.collect()
+    gc.disable()
+    try:
+        async with runtime.unit() as unit:
+            services = [weakref.ref(getattr(unit, name)) for name in names]
+            kept = unit.accounts  # held past the unit, as the browser sign-in does
+            await kept.get("nobody")  # opens the transaction too
+
+        def alive() -> list[str]:
+            return [name for name, ref in zip(names, services, strict=True) if ref() is not None]
+
+        assert alive() == ["accounts"]
+        del unit, kept
+        assert alive() == []
+    finally:
+        gc.enable()

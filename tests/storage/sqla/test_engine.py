@@ -6,13 +6,19 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from ostiary.storage.sqla import engine as engine_module
-from ostiary.storage.sqla.engine import create_engine, sqlite_url
+from ostiary.storage.sqla.engine import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    WalCheckpointer,
+    create_engine,
+    sqlite_url,
+)
 from ostiary.storage.sqla.inline_sqlite import DRIVER
 
 
@@ -106,3 +112,68 @@ async def test_write_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.Mo
         other.execute("ROLLBACK")
         other.close()
         await engine.dispose()
+
+
+async def _write_pages(engine: Any, rows: int, commits: int) -> None:
+    """``rows`` rows of 1 KiB in ``commits`` transactions (about rows / 4 pages of WAL)."""
+    async with engine.connect() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x BLOB)"))
+        await conn.commit()
+        for _ in range(commits):
+            for _ in range(rows // commits):
+                await conn.execute(text("INSERT INTO t VALUES (randomblob(1024))"))
+            await conn.commit()
+
+
+async def test_commits_on_the_loop_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            pages = (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar()
+        assert pages == WAL_AUTOCHECKPOINT_PAGES
+        # About 1,500 pages: SQLite's default (1,000) would have checkpointed on a commit.
+        await _write_pages(engine, 6000, 20)
+        assert db.stat().st_size < 1 << 20  # still in the WAL
+        checkpointer = WalCheckpointer.for_engine(engine)
+        assert checkpointer is not None
+        try:
+            done = await asyncio.to_thread(checkpointer.checkpoint)
+        finally:
+            checkpointer.close()
+        assert not done.busy
+        assert done.wal_frames > 1000
+        assert done.checkpointed_frames == done.wal_frames
+        assert db.stat().st_size > 6000 * 1024  # the rows are in the database file now
+    finally:
+        await engine.dispose()
+
+
+async def test_checkpointer_runs_beside_the_writer_until_cancelled(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    engine = create_engine(f"sqlite:///{db}")
+    checkpointer = WalCheckpointer(str(db), interval=0.01)
+    task = asyncio.create_task(checkpointer.run_forever())
+    try:
+        await _write_pages(engine, 3000, 30)
+        for _ in range(200):  # it catches up within a few intervals
+            if db.stat().st_size > 3000 * 1024:
+                break
+            await asyncio.sleep(0.01)
+        assert db.stat().st_size > 3000 * 1024
+        async with engine.connect() as conn:  # and the writer was never refused
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 3000
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await engine.dispose()
+    assert checkpointer._conn is None  # closed with the task
+
+
+def test_only_file_backed_sqlite_gets_a_checkpointer(tmp_path: Path) -> None:
+    assert WalCheckpointer.for_engine(create_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+    assert WalCheckpointer.for_engine(create_engine("sqlite://")) is None
+    assert WalCheckpointer.for_engine(create_engine("sqlite:///:memory:")) is None
+    pg = create_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    assert WalCheckpointer.for_engine(pg) is None

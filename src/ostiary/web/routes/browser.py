@@ -209,13 +209,14 @@ async def login(request: Request) -> Response:
     failure: AccountError | None = None
     password = form.get("password", "")
     async with rt.unit() as unit:
+        accounts = unit.accounts
         try:
-            attempt = await unit.accounts.begin_sign_in(email, ip=ip)
+            attempt = await accounts.begin_sign_in(email, ip=ip)
         except AccountError as exc:
             failure = exc
     if failure is None:
         # argon2 runs between two short transactions, never while holding the database.
-        attempt = await unit.accounts.check_password(attempt, password)
+        attempt = await accounts.check_password(attempt, password)
         async with rt.unit() as unit:
             try:
                 signed_in = await unit.accounts.finish_sign_in(attempt, password)
