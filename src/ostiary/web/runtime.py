@@ -42,6 +42,7 @@ from ostiary.storage.sqla.engine import (
     WalCheckpointer,
     create_engine,
     is_sqlite,
+    unit_engine,
 )
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAssertionReplayStore,
@@ -82,6 +83,7 @@ class Runtime:
         db = settings.db
         self.database_url = db.url
         self.engine = create_engine(db.url, echo=db.echo)
+        self.unit_engine = unit_engine(self.engine)  # what units of work check out (uow.py)
         # Run by the server (web/app.py lifespan); CLI commands leave checkpoints to SQLite.
         self.wal_checkpointer = WalCheckpointer.for_engine(self.engine)
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -139,7 +141,7 @@ class Runtime:
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:
         """One transaction and the services bound to it; commits if the block succeeds."""
-        async with transaction(self.engine) as conn:
+        async with transaction(self.unit_engine) as conn:
             unit = Unit(self, conn)
             try:
                 yield unit

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -50,8 +51,10 @@ __all__ = [
     "ExternalWrites",
     "WalCheckpointer",
     "create_engine",
+    "is_locked",
     "is_sqlite",
     "sqlite_url",
+    "unit_engine",
 ]
 
 LOCK_WAIT_SECONDS = 15.0
@@ -90,7 +93,21 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
+def unit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine units of work check connections out of (uow.py, driver.py).
+
+    On PostgreSQL its connections are in SQLAlchemy's AUTOCOMMIT mode, so that SQLAlchemy
+    never starts a transaction of its own on them: the unit begins and ends one on the driver,
+    and every statement, SQLAlchemy's or the driver's, runs inside it. Same pool, same
+    connections; the mode is set at checkout and reset at check-in. SQLite needs nothing: the
+    "begin" hook below sees the unit's transaction already open.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def is_locked(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -114,7 +131,7 @@ def execute_waiting(connection: sqlite3.Connection, sql: str) -> None:
             connection.execute(sql).close()
             return
         except sqlite3.OperationalError as exc:
-            if not _is_locked(exc) or time.monotonic() >= deadline:
+            if not is_locked(exc) or time.monotonic() >= deadline:
                 raise OperationalError(sql, (), exc) from exc
         await_(asyncio.sleep(delay))
         delay = min(delay * 2, 0.05)
@@ -148,7 +165,9 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        execute_waiting(_raw(connection.connection), "BEGIN IMMEDIATE")
+        raw = _raw(connection.connection)
+        if not raw.in_transaction:  # a unit of work began it on the driver (driver.py)
+            execute_waiting(raw, "BEGIN IMMEDIATE")
 
     return engine
 
@@ -203,6 +222,10 @@ class WalCheckpointer:
         self._database = database
         self._interval = interval
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        # A cancelled ``to_thread`` leaves its checkpoint running: close() must wait for it
+        # rather than close the connection under it.
+        self._lock = threading.Lock()
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> WalCheckpointer | None:
@@ -214,12 +237,16 @@ class WalCheckpointer:
 
     def checkpoint(self) -> Checkpoint:
         """One PASSIVE checkpoint; blocking (file I/O and fsync), so call it off the loop."""
-        if self._conn is None:
-            # Autocommit: the checkpoint connection never holds a read transaction open.
-            self._conn = sqlite3.connect(
-                self._database, timeout=0, isolation_level=None, check_same_thread=False
-            )
-        busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the checkpointer is closed")
+            if self._conn is None:
+                # Autocommit: the checkpoint connection never holds a read transaction open.
+                self._conn = sqlite3.connect(
+                    self._database, timeout=0, isolation_level=None, check_same_thread=False
+                )
+            row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, frames, done = row
         return Checkpoint(bool(busy), int(frames), int(done))
 
     async def run_forever(self) -> None:
@@ -235,6 +262,9 @@ class WalCheckpointer:
             self.close()
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        """Close the connection, after a checkpoint still running in its thread (if any)."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()

@@ -2,8 +2,13 @@
 
 A request answered from in-process state alone (a client_credentials grant for a cached client,
 an introspection, an account page from the session cache) never checks a connection out of the
-pool: :class:`LazyConnection` opens it at the first statement. SQLAlchemy then begins the
-transaction (autobegin); the unit commits if the block succeeds and rolls back if it raises.
+pool: :class:`LazyConnection` opens it at the first statement and begins the transaction on the
+driver (driver.py: ``BEGIN IMMEDIATE`` on SQLite, ``BEGIN`` on PostgreSQL). SQLAlchemy
+statements and a repository's driver statements run in that one transaction; the unit commits
+if the block succeeds and rolls back if it raises.
+
+The engine given to :func:`transaction` must be ``engine.unit_engine(...)``'s (on PostgreSQL,
+SQLAlchemy must not start transactions of its own on these connections).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any, Protocol
 from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
+
+from ostiary.storage.sqla.driver import Driver, driver_of
 
 __all__ = ["Connection", "LazyConnection", "transaction"]
 
@@ -35,15 +42,21 @@ class Connection(Protocol):
         """An async context manager around a SAVEPOINT."""
         ...
 
+    async def driver(self) -> Driver:
+        """The transaction's driver connection, for statements run without SQLAlchemy."""
+        ...
+
 
 class LazyConnection:
-    """An :class:`AsyncConnection` checked out of the pool at the first statement."""
+    """An :class:`AsyncConnection` checked out of the pool, and its transaction begun on the
+    driver, at the first statement."""
 
-    __slots__ = ("_conn", "_engine")
+    __slots__ = ("_conn", "_driver", "_engine")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self._driver: Driver | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -55,8 +68,21 @@ class LazyConnection:
 
     async def connection(self) -> AsyncConnection:
         if self._conn is None:
-            self._conn = await self._engine.connect()
+            conn = await self._engine.connect()
+            try:
+                driver = await driver_of(conn)
+                await driver.begin()
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn, self._driver = conn, driver
         return self._conn
+
+    async def driver(self) -> Driver:
+        if self._driver is None:
+            await self.connection()
+            assert self._driver is not None
+        return self._driver
 
     async def execute(
         self,
@@ -73,15 +99,23 @@ class LazyConnection:
             yield
 
     async def finish(self, *, commit: bool) -> None:
-        """Commit or roll back and return the connection to the pool (if one was opened)."""
-        conn, self._conn = self._conn, None
-        if conn is None:
+        """Commit or roll back and return the connection to the pool (if one was opened).
+
+        SQLAlchemy's side first (on SQLite, if SQLAlchemy ran a statement, its commit is the
+        driver's), then the driver's, which ends the transaction if it is still open. A
+        connection whose transaction could not be ended is discarded, not pooled.
+        """
+        conn, driver = self._conn, self._driver
+        self._conn = self._driver = None
+        if conn is None or driver is None:
             return
         try:
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
+            if conn.in_transaction():
+                await (conn.commit() if commit else conn.rollback())
+            await (driver.commit() if commit else driver.rollback())
+        except BaseException:
+            await conn.invalidate()
+            raise
         finally:
             await conn.close()
 

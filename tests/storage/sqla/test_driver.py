@@ -1,0 +1,135 @@
+"""Statements on the driver (driver.py) beside SQLAlchemy's, in the unit's one transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+
+from ostiary.features.clients.service import ClientRegistration
+from ostiary.features.oauth.models import RefreshFamily, RefreshToken
+from ostiary.storage.sqla.driver import Sql
+from ostiary.storage.sqla.oauth_repositories import SqlRefreshTokenStore, SqlRevocationStore
+from ostiary.storage.sqla.tables import refresh_tokens, revocations
+
+_INSERT_REVOCATION = Sql(
+    insert(revocations).values(
+        kind=bindparam("kind"),
+        value=bindparam("value"),
+        revoked_at=bindparam("revoked_at"),
+        expires_at=bindparam("expires_at"),
+    ),
+    ("kind", "value", "revoked_at", "expires_at"),
+)
+# Microseconds and a non-UTC offset: both representations must keep the instant exactly.
+WHEN = datetime(2026, 11, 30, 14, 5, 6, 123456, tzinfo=UTC)
+LATER = WHEN + timedelta(days=30)
+
+
+def test_parameters_are_named_in_the_order_the_sql_takes_them() -> None:
+    statement = update(refresh_tokens).values(used_at=bindparam("now"))
+    statement = statement.where(refresh_tokens.c.token_hash == bindparam("token_hash"))
+    sql = Sql(statement, ("now", "token_hash"))
+    assert sql.qmark.count("?") == 2
+    assert "$1" in sql.numbered and "$2" in sql.numbered and "?" not in sql.numbered
+    with pytest.raises(ValueError, match="takes"):
+        Sql(statement, ("token_hash", "now"))
+
+
+async def _stored_values(runtime: Any) -> list[str]:
+    async with runtime.unit() as unit:
+        rows = await unit.conn.execute(select(revocations.c.value).order_by(revocations.c.value))
+        return [row.value for row in rows]
+
+
+async def _write_both_ways(runtime: Any, *, fail: bool) -> None:
+    async with runtime.unit() as unit:
+        driver = await unit.conn.driver()
+        params = ("jti", "driver-1", driver.timestamp(WHEN), driver.timestamp(LATER))
+        assert await driver.execute(_INSERT_REVOCATION, params) == 1
+        await SqlRevocationStore(unit.conn).add("jti", "sqlalchemy", WHEN, LATER)
+        params = ("jti", "driver-2", driver.timestamp(WHEN), driver.timestamp(LATER))
+        assert await driver.execute(_INSERT_REVOCATION, params) == 1
+        if fail:
+            raise RuntimeError("the request fails after its writes")
+
+
+async def test_driver_and_sqlalchemy_statements_commit_or_roll_back_together(
+    runtime: Any,
+) -> None:
+    with pytest.raises(RuntimeError):
+        await _write_both_ways(runtime, fail=True)
+    assert await _stored_values(runtime) == []  # nothing of the failed unit, on either path
+    await _write_both_ways(runtime, fail=False)
+    assert await _stored_values(runtime) == ["driver-1", "driver-2", "sqlalchemy"]
+    async with runtime.unit() as unit:  # the driver's values read back through SQLAlchemy
+        found = await SqlRevocationStore(unit.conn).since(0, WHEN)
+    assert {(value, at, until) for _id, _kind, value, at, until in found} == {
+        (value, WHEN, LATER) for value in ("driver-1", "driver-2", "sqlalchemy")
+    }
+
+
+async def _family(runtime: Any) -> RefreshFamily:
+    async with runtime.unit() as unit:
+        user = await unit.accounts.create_user("driver@example.com", "correct horse battery 92")
+        client, _ = await unit.clients.register(
+            ClientRegistration(name="App", redirect_uris=("https://app.example/cb",))
+        )
+        family = RefreshFamily(
+            family_id="fam-1",
+            client_id=client.client_id,
+            user_id=user.id,
+            sid="sid-1",
+            scope="openid offline_access",
+            resources=["https://api.example"],
+            auth_time=WHEN.astimezone(timezone(timedelta(hours=-5))),
+            amr=["pwd", "otp"],
+            acr=None,
+            created_at=WHEN,
+            expires_at=LATER,
+        )
+        await SqlRefreshTokenStore(unit.conn).add_family(family)  # SQLAlchemy's path
+    return family
+
+
+async def test_refresh_rows_read_and_written_by_either_path_are_the_same(runtime: Any) -> None:
+    family = await _family(runtime)
+    by_driver = RefreshToken("hash-driver", family.family_id, WHEN, LATER, used_at=None)
+    async with runtime.unit() as unit:
+        store = SqlRefreshTokenStore(unit.conn)
+        await store.add_token(by_driver)  # the driver's path
+        await unit.conn.execute(  # SQLAlchemy's
+            insert(refresh_tokens).values(
+                token_hash="hash-sqlalchemy",
+                family_id=family.family_id,
+                created_at=WHEN,
+                expires_at=LATER,
+                used_at=WHEN,
+            )
+        )
+    async with runtime.unit() as unit:
+        store = SqlRefreshTokenStore(unit.conn)
+        found = await store.get_token("hash-driver")
+        assert found == (by_driver, family)
+        found = await store.get_token("hash-sqlalchemy")
+        assert found is not None and found[0].used_at == WHEN
+        assert await store.get_token("no-such-hash") is None
+        rows = await unit.conn.execute(
+            select(refresh_tokens).where(refresh_tokens.c.token_hash == "hash-driver")
+        )
+        assert [(r.created_at, r.expires_at, r.used_at) for r in rows] == [(WHEN, LATER, None)]
+
+
+async def test_a_token_is_marked_used_once(runtime: Any) -> None:
+    family = await _family(runtime)
+    async with runtime.unit() as unit:
+        store = SqlRefreshTokenStore(unit.conn)
+        await store.add_token(RefreshToken("hash-1", family.family_id, WHEN, LATER))
+        assert await store.mark_used("hash-1", WHEN) is True
+        assert await store.mark_used("hash-1", WHEN) is False
+        assert await store.mark_used("no-such-hash", WHEN) is False
+    async with runtime.unit() as unit:
+        found = await SqlRefreshTokenStore(unit.conn).get_token("hash-1")
+        assert found is not None and found[0].used_at == WHEN
