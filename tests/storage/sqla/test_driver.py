@@ -36,6 +36,9 @@ def test_parameters_are_named_in_the_order_the_sql_takes_them() -> None:
     assert "$1" in sql.numbered and "$2" in sql.numbered and "?" not in sql.numbered
     with pytest.raises(ValueError, match="takes"):
         Sql(statement, ("token_hash", "now"))
+    assert Sql.text("SELECT ? + ?", ("a", "b")).numbered == "SELECT $1 + $2"
+    with pytest.raises(ValueError, match="placeholders"):
+        Sql.text("SELECT ?", ("a", "b"))
 
 
 async def _stored_values(runtime: Any) -> list[str]:
@@ -122,14 +125,41 @@ async def test_refresh_rows_read_and_written_by_either_path_are_the_same(runtime
         assert [(r.created_at, r.expires_at, r.used_at) for r in rows] == [(WHEN, LATER, None)]
 
 
-async def test_a_token_is_marked_used_once(runtime: Any) -> None:
+def _successor(family: RefreshFamily, name: str) -> RefreshToken:
+    return RefreshToken(name, family.family_id, WHEN, LATER)
+
+
+async def test_a_token_is_rotated_once(runtime: Any) -> None:
     family = await _family(runtime)
     async with runtime.unit() as unit:
         store = SqlRefreshTokenStore(unit.conn)
-        await store.add_token(RefreshToken("hash-1", family.family_id, WHEN, LATER))
-        assert await store.mark_used("hash-1", WHEN) is True
-        assert await store.mark_used("hash-1", WHEN) is False
-        assert await store.mark_used("no-such-hash", WHEN) is False
+        await store.add_token(_successor(family, "hash-1"))
+        assert await store.rotate("hash-1", WHEN, _successor(family, "hash-2")) is True
+        assert await store.rotate("hash-1", WHEN, _successor(family, "hash-3")) is False
+        assert await store.rotate("no-such-hash", WHEN, _successor(family, "hash-4")) is False
     async with runtime.unit() as unit:
-        found = await SqlRefreshTokenStore(unit.conn).get_token("hash-1")
-        assert found is not None and found[0].used_at == WHEN
+        store = SqlRefreshTokenStore(unit.conn)
+        spent = await store.get_token("hash-1")
+        assert spent is not None and spent[0].used_at == WHEN
+        assert await store.get_token("hash-2") == (_successor(family, "hash-2"), family)
+        assert await store.get_token("hash-3") is None  # a failed rotation adds nothing
+        assert await store.get_token("hash-4") is None
+
+
+async def test_standalone_statements_skip_the_transaction_only_on_postgresql(
+    runtime: Any,
+) -> None:
+    family = await _family(runtime)
+    async with runtime.unit() as unit:
+        await SqlRefreshTokenStore(unit.conn).add_token(_successor(family, "hash-1"))
+    async with runtime.unit() as unit:
+        store = SqlRefreshTokenStore(unit.conn)
+        assert await store.get_token("hash-1") is not None
+        assert await store.rotate("hash-1", WHEN, _successor(family, "hash-2"))
+        driver = await unit.conn.driver(standalone=True)
+        # PostgreSQL: no BEGIN was sent; SQLite: BEGIN IMMEDIATE always, for the write lock.
+        assert driver.in_transaction is (driver.name == "sqlite")
+        await unit.conn.execute(select(revocations.c.id))  # SQLAlchemy's: in a transaction
+        assert driver.in_transaction
+    async with runtime.unit() as unit:
+        assert await SqlRefreshTokenStore(unit.conn).get_token("hash-2") is not None

@@ -35,8 +35,9 @@ class RefreshTokenStore(Protocol):
 
     async def get_token(self, token_hash: str) -> tuple[RefreshToken, RefreshFamily] | None: ...
 
-    async def mark_used(self, token_hash: str, now: datetime) -> bool:
-        """Spend the token if unspent (atomic compare-and-set); False if already spent."""
+    async def rotate(self, spent_hash: str, now: datetime, successor: RefreshToken) -> bool:
+        """Spend the token if unspent and add its successor, as one atomic step (a
+        compare-and-set); False, and no successor, if it was spent already."""
         ...
 
     async def revoke_families(

@@ -12,7 +12,9 @@ That lets a repository run a hot statement on the driver itself (:meth:`Driver.f
 lookup, execution context, parameter and result processing, the greenlet hop of its asyncio
 layer) cost 220 µs of CPU per refresh grant on SQLite and 280 µs on PostgreSQL for four
 statements the drivers run in 40 and 190 µs (bench/RESULTS.md). Only the refresh grant's
-statements take this path; everything else stays on SQLAlchemy Core.
+statements take this path; everything else stays on SQLAlchemy Core. On PostgreSQL the grant's
+spend-and-successor is one statement (oauth_repositories.py), and with the read before it
+runs outside a transaction (uow.py, ``standalone``): two round trips per grant.
 
 Values cross in each database's own representation, as SQLAlchemy stores them
 (storage/sqla/tables.py): on SQLite, ``UtcDateTime`` is naive UTC text in SQLAlchemy's
@@ -78,9 +80,22 @@ class Sql:
         order = tuple(compiled.positiontup or ())
         if order != params:
             raise ValueError(f"the statement takes {order}, not {params}")
-        self.qmark = str(compiled)
-        counter = iter(range(1, len(params) + 1))
-        self.numbered = re.sub(r"\?", lambda _m: f"${next(counter)}", self.qmark)
+        self._set(str(compiled))
+
+    @classmethod
+    def text(cls, qmark: str, params: tuple[str, ...]) -> Sql:
+        """A statement SQLAlchemy cannot render for both drivers (a PostgreSQL-only one),
+        written with one ``?`` per name in ``params`` (checked by count)."""
+        if qmark.count("?") != len(params):
+            raise ValueError(f"{qmark.count('?')} placeholders for {len(params)} parameters")
+        sql = cls.__new__(cls)
+        sql._set(qmark)
+        return sql
+
+    def _set(self, qmark: str) -> None:
+        self.qmark = qmark
+        counter = iter(range(1, qmark.count("?") + 1))
+        self.numbered = re.sub(r"\?", lambda _m: f"${next(counter)}", qmark)
 
 
 class Driver(Protocol):
@@ -88,6 +103,9 @@ class Driver(Protocol):
 
     @property
     def name(self) -> Literal["sqlite", "postgresql"]: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
 
     async def begin(self) -> None: ...
 
@@ -127,6 +145,10 @@ class SqliteDriver:
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._raw.in_transaction
 
     async def begin(self) -> None:
         """``BEGIN IMMEDIATE``, waiting (without blocking the loop) while another process
@@ -181,15 +203,19 @@ class AsyncpgDriver:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.is_in_transaction())
+
     async def begin(self) -> None:
         await self._conn.execute("BEGIN")
 
     async def commit(self) -> None:
-        if self._conn.is_in_transaction():
+        if self.in_transaction:
             await self._conn.execute("COMMIT")
 
     async def rollback(self) -> None:
-        if self._conn.is_in_transaction():
+        if self.in_transaction:
             await self._conn.execute("ROLLBACK")
 
     async def fetchone(self, sql: Sql, params: Sequence[Any]) -> Sequence[Any] | None:

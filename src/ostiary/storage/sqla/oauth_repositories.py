@@ -149,6 +149,18 @@ _MARK_USED = Sql(
     ("now", "token_hash"),
 )
 _INSERT_TOKEN = Sql(insert(refresh_tokens), tuple(_TOKEN_FIELDS))
+# PostgreSQL: the spend and the successor in one statement, atomic on its own; the successor
+# is inserted only if the UPDATE spent the token, so the compare-and-set holds.
+_ROTATE_POSTGRES = Sql.text(
+    "WITH spent AS ("
+    " UPDATE refresh_tokens SET used_at = ?"
+    " WHERE token_hash = ? AND family_id = ? AND used_at IS NULL"
+    " RETURNING family_id)"
+    " INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at, used_at)"
+    " SELECT CAST(? AS VARCHAR), family_id, CAST(? AS TIMESTAMP WITH TIME ZONE),"
+    " CAST(? AS TIMESTAMP WITH TIME ZONE), NULL FROM spent",
+    ("now", "spent_hash", "family_id", "token_hash", "created_at", "expires_at"),
+)
 
 
 class SqlRefreshTokenStore:
@@ -164,7 +176,7 @@ class SqlRefreshTokenStore:
         await driver.execute(_INSERT_TOKEN, row_writer(refresh_tokens, driver)(token))
 
     async def get_token(self, token_hash: str) -> tuple[RefreshToken, RefreshFamily] | None:
-        driver = await self._conn.driver()
+        driver = await self._conn.driver(standalone=True)
         row = await driver.fetchone(_TOKEN_WITH_FAMILY, (token_hash,))
         if row is None:
             return None
@@ -175,9 +187,26 @@ class SqlRefreshTokenStore:
         family["amr"] = list(family["amr"] or [])
         return token, RefreshFamily(**family)
 
-    async def mark_used(self, token_hash: str, now: datetime) -> bool:
+    async def rotate(self, spent_hash: str, now: datetime, successor: RefreshToken) -> bool:
+        if self._conn.dialect.name == "postgresql":
+            # One statement, atomic alone: no transaction needed around it (a refresh grant is
+            # then two round trips, the read and this, instead of five).
+            driver = await self._conn.driver(standalone=True)
+            params = (
+                driver.timestamp(now),
+                spent_hash,
+                successor.family_id,
+                successor.token_hash,
+                driver.timestamp(successor.created_at),
+                driver.timestamp(successor.expires_at),
+            )
+            return await driver.execute(_ROTATE_POSTGRES, params) == 1
+        # SQLite: two statements in the unit's transaction (no round trips to save).
         driver = await self._conn.driver()
-        return await driver.execute(_MARK_USED, (driver.timestamp(now), token_hash)) == 1
+        if await driver.execute(_MARK_USED, (driver.timestamp(now), spent_hash)) != 1:
+            return False
+        await driver.execute(_INSERT_TOKEN, row_writer(refresh_tokens, driver)(successor))
+        return True
 
     async def revoke_families(
         self,

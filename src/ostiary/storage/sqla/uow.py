@@ -5,7 +5,9 @@ an introspection, an account page from the session cache) never checks a connect
 pool: :class:`LazyConnection` opens it at the first statement and begins the transaction on the
 driver (driver.py: ``BEGIN IMMEDIATE`` on SQLite, ``BEGIN`` on PostgreSQL). SQLAlchemy
 statements and a repository's driver statements run in that one transaction; the unit commits
-if the block succeeds and rolls back if it raises.
+if the block succeeds and rolls back if it raises. One exception, on PostgreSQL only: driver
+statements that are atomic alone (``driver(standalone=True)``) run before any BEGIN while the
+unit has not needed one, which makes a refresh grant two round trips instead of five.
 
 The engine given to :func:`transaction` must be ``engine.unit_engine(...)``'s (on PostgreSQL,
 SQLAlchemy must not start transactions of its own on these connections).
@@ -42,8 +44,14 @@ class Connection(Protocol):
         """An async context manager around a SAVEPOINT."""
         ...
 
-    async def driver(self) -> Driver:
-        """The transaction's driver connection, for statements run without SQLAlchemy."""
+    async def driver(self, *, standalone: bool = False) -> Driver:
+        """The transaction's driver connection, for statements run without SQLAlchemy.
+
+        ``standalone``: the caller's statements are each atomic alone (a read, a single-
+        statement compare-and-set). On PostgreSQL they then run outside a transaction if the
+        unit has not begun one yet, sparing the BEGIN and COMMIT round trips; they are in the
+        unit's transaction otherwise, and always on SQLite.
+        """
         ...
 
 
@@ -51,12 +59,13 @@ class LazyConnection:
     """An :class:`AsyncConnection` checked out of the pool, and its transaction begun on the
     driver, at the first statement."""
 
-    __slots__ = ("_conn", "_driver", "_engine")
+    __slots__ = ("_begun", "_conn", "_driver", "_engine")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
         self._driver: Driver | None = None
+        self._begun = False
 
     @property
     def dialect(self) -> Dialect:
@@ -66,30 +75,43 @@ class LazyConnection:
     def opened(self) -> bool:
         return self._conn is not None
 
-    async def connection(self) -> AsyncConnection:
-        if self._conn is None:
+    async def _open(self) -> tuple[AsyncConnection, Driver]:
+        if self._conn is None or self._driver is None:
             conn = await self._engine.connect()
             try:
                 driver = await driver_of(conn)
-                await driver.begin()
+                if driver.name == "sqlite":
+                    # The write lock up front, whatever the unit runs (engine.py).
+                    await driver.begin()
+                    self._begun = True
             except BaseException:
                 await conn.close()
                 raise
             self._conn, self._driver = conn, driver
-        return self._conn
+        return self._conn, self._driver
 
-    async def driver(self) -> Driver:
-        if self._driver is None:
-            await self.connection()
-            assert self._driver is not None
-        return self._driver
+    async def _begin(self, driver: Driver) -> None:
+        if not self._begun:
+            await driver.begin()
+            self._begun = True
+
+    async def connection(self) -> AsyncConnection:
+        conn, driver = await self._open()
+        await self._begin(driver)
+        return conn
+
+    async def driver(self, *, standalone: bool = False) -> Driver:
+        _conn, driver = await self._open()
+        if not standalone:
+            await self._begin(driver)
+        return driver
 
     async def execute(
         self,
         statement: Executable,
         parameters: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     ) -> CursorResult[Any]:
-        conn = self._conn if self._conn is not None else await self.connection()
+        conn = self._conn if self._begun and self._conn is not None else await self.connection()
         return await conn.execute(statement, parameters)
 
     @asynccontextmanager
@@ -107,6 +129,7 @@ class LazyConnection:
         """
         conn, driver = self._conn, self._driver
         self._conn = self._driver = None
+        self._begun = False
         if conn is None or driver is None:
             return
         try:

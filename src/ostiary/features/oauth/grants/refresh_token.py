@@ -22,7 +22,13 @@ from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
 
-__all__ = ["REFRESH_PREFIX", "RefreshTokenGrant", "issue_refresh_token", "new_family"]
+__all__ = [
+    "REFRESH_PREFIX",
+    "RefreshTokenGrant",
+    "issue_refresh_token",
+    "new_family",
+    "new_refresh_token",
+]
 
 REFRESH_PREFIX = "ost_rt_"
 
@@ -55,17 +61,21 @@ def new_family(
     )
 
 
-async def issue_refresh_token(ctx: GrantContext, family: RefreshFamily) -> str:
+def new_refresh_token(ctx: GrantContext, family: RefreshFamily) -> tuple[str, RefreshToken]:
+    """A fresh refresh token of ``family``: the value for the client and the record to store."""
     value = new_secret(REFRESH_PREFIX)
-    now = ctx.now()
-    await ctx.refresh.add_token(
-        RefreshToken(
-            token_hash=secret_digest(ctx.pepper, value),
-            family_id=family.family_id,
-            created_at=now,
-            expires_at=family.expires_at,
-        )
+    record = RefreshToken(
+        token_hash=secret_digest(ctx.pepper, value),
+        family_id=family.family_id,
+        created_at=ctx.now(),
+        expires_at=family.expires_at,
     )
+    return value, record
+
+
+async def issue_refresh_token(ctx: GrantContext, family: RefreshFamily) -> str:
+    value, record = new_refresh_token(ctx, family)
+    await ctx.refresh.add_token(record)
     return value
 
 
@@ -102,19 +112,23 @@ class RefreshTokenGrant:
             raise ProtocolError("invalid_scope", str(exc)) from exc
         if not set(requested) <= set(original):
             raise ProtocolError("invalid_scope", "A refresh cannot widen the original scope.")
-        if not await ctx.refresh.mark_used(token.token_hash, now):
-            await self._reuse_detected(ctx, family, now)  # lost a race with a concurrent use
+        # Everything is minted first and the rotation is the grant's last step and only write:
+        # the response exists only if the spend happened, and a spend never happens without
+        # a response to carry its successor.
         tokens = UserTokens(ctx, client, family, scope=format_scope(requested), now=now)
         access = await tokens.access_token()
-        refresh_token = await issue_refresh_token(ctx, family)
+        refresh_token, successor = new_refresh_token(ctx, family)
         id_token_claims = None
         if "openid" in requested:
             id_token_claims = await ctx.users.user_claims(family.user_id, requested) or {}
         # OpenID Connect Core 1.0 section 12.2: the new ID token keeps the original auth_time
         # and carries no nonce.
-        return await tokens.response(
+        response = await tokens.response(
             access, refresh_token=refresh_token, id_token_claims=id_token_claims, nonce=None
         )
+        if not await ctx.refresh.rotate(token.token_hash, now, successor):
+            await self._reuse_detected(ctx, family, now)  # lost a race with a concurrent use
+        return response
 
     async def _reuse_detected(
         self, ctx: GrantContext, family: RefreshFamily, now: datetime
