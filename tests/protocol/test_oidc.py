@@ -3,7 +3,7 @@
 import base64
 import hashlib
 
-from ostiary.protocol.oidc import left_half_hash
+from ostiary.protocol.oidc import ACR_ONE_FACTOR, ACR_VALUES_SUPPORTED, acr_for, left_half_hash
 
 
 def test_at_hash_es256_is_left_half_of_sha256() -> None:
@@ -23,3 +23,12 @@ def test_oidc_core_example_value() -> None:
     assert left_half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "RS256") == (
         "77QmUPtjPfzWtF2AnpK9RQ"
     )
+
+
+def test_acr_is_the_class_of_the_methods_used() -> None:
+    assert acr_for(["pwd"]) == acr_for(("pwd",)) == ACR_ONE_FACTOR
+    assert ACR_ONE_FACTOR in ACR_VALUES_SUPPORTED
+    # No class describes these (yet): no acr claim rather than a wrong one.
+    assert acr_for([]) is None
+    assert acr_for(["pwd", "otp"]) is None
+    assert acr_for(["hwk"]) is None

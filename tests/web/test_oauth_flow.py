@@ -19,6 +19,7 @@ from joserfc.jwk import KeySet
 
 from ostiary.features.clients.service import ClientRegistration
 from ostiary.features.clock import FrozenClock
+from ostiary.protocol.oidc import ACR_ONE_FACTOR
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
 EMAIL = "grace@example.com"
@@ -129,6 +130,7 @@ async def test_discovery_documents(client: httpx.AsyncClient) -> None:
     assert oidc["code_challenge_methods_supported"] == ["S256"]
     assert oidc["response_types_supported"] == ["code"]
     assert oidc["authorization_response_iss_parameter_supported"] is True
+    assert oidc["acr_values_supported"] == [ACR_ONE_FACTOR]
 
 
 async def test_code_flow_with_pkce_tokens_and_userinfo(
@@ -143,7 +145,11 @@ async def test_code_flow_with_pkce_tokens_and_userinfo(
     assert claims["client_id"] == setup["client"].client_id
     assert set(claims["scope"].split()) == {"openid", "profile", "email", "offline_access"}
     assert {"exp", "iat", "jti", "sid", "auth_time", "amr"} <= set(claims)
+    # A password sign-in (amr "pwd") is the password class, in both tokens (RFC 9068
+    # section 2.2.1, OIDC Core section 2).
+    assert claims["amr"] == ["pwd"] and claims["acr"] == ACR_ONE_FACTOR
     id_token = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
+    assert id_token["acr"] == ACR_ONE_FACTOR and id_token["amr"] == ["pwd"]
     assert id_token["aud"] == setup["client"].client_id and id_token["nonce"] == nonce
     assert id_token["sid"] == claims["sid"] and id_token["azp"] == setup["client"].client_id
     digest = hashlib.sha256(token["access_token"].encode()).digest()[:16]
@@ -385,6 +391,7 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
     access = jwt.decode(refreshed["access_token"], keys, algorithms=["ES256"]).claims
     assert access["sub"] == first["sub"] and access["sid"] == first["sid"]
     assert access["auth_time"] == first["auth_time"] and access["amr"] == first["amr"]
+    assert access["acr"] == first["acr"] == ACR_ONE_FACTOR
     assert access["aud"] == ISSUER and access["iat"] == again["iat"]
     # Without openid in the refreshed scope there is no ID token.
     narrowed = await client.post(

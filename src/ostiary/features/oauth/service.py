@@ -21,6 +21,7 @@ from ostiary.features.oauth.models import AuthorizationCode, Consent
 from ostiary.features.oauth.ports import ConsentStore
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.oidc import acr_for
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 from ostiary.protocol.scopes import CLAIMS_BY_SCOPE, parse_scope
 
@@ -95,7 +96,7 @@ class OAuthService:
                 resources=list(request.resources),
                 nonce=request.nonce,
                 amr=list(session.amr),
-                acr=None,
+                acr=acr_for(session.amr),
             )
         )
         return value

@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["discovery"])
@@ -110,6 +111,7 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
                     "updated_at",
                 ],
                 "prompt_values_supported": ["none", "login", "consent"],
+                "acr_values_supported": list(ACR_VALUES_SUPPORTED),
                 "claims_parameter_supported": False,
                 "request_parameter_supported": False,
                 "request_uri_parameter_supported": False,
