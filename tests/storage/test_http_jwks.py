@@ -4,6 +4,7 @@ enforced while reading, one deadline, failures remembered briefly, logs without 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -206,3 +207,25 @@ async def test_unsafe_stored_urls_are_refused_at_fetch_time(uri: str) -> None:
     assert resolver.calls == []
     assert [e["event"] for e in logs] == ["jwks_uri_refused"]
     assert "pw" not in repr(logs)
+
+
+async def test_a_refresh_downloads_again_once_per_refetch_interval(server: JwksServer) -> None:
+    fetcher = HttpJwksFetcher(LOCAL, refetch_interval=0.3)
+    uri = f"http://127.0.0.1:{server.port}/jwks.json"
+    assert await fetcher.fetch(uri) == JWKS
+    rotated = {"keys": [{**JWKS["keys"][0], "kid": "k2"}]}
+    server.replies["/jwks.json"] = Reply.json(rotated)
+    assert await fetcher.fetch(uri, refresh=True) == JWKS  # downloaded just now: not again
+    assert await fetcher.fetch(uri) == JWKS  # and the cache still serves the old set
+    await asyncio.sleep(0.35)
+    assert await fetcher.fetch(uri, refresh=True) == rotated
+    assert await fetcher.fetch(uri) == rotated  # the new set replaced the cached one
+    assert len(server.requests) == 2
+
+
+async def test_concurrent_fetches_of_one_uri_share_one_download(server: JwksServer) -> None:
+    fetcher = HttpJwksFetcher(LOCAL)
+    uri = f"http://127.0.0.1:{server.port}/jwks.json"
+    results = await asyncio.gather(*(fetcher.fetch(uri) for _ in range(10)))
+    assert results == [JWKS] * 10
+    assert len(server.requests) == 1

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +15,17 @@ import pytest
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from ostiary.features.clients.assertions import ASSERTION_TYPE
 from ostiary.features.clients.service import (
     ClientRegistration,
     InvalidClientMetadata,
 )
 from ostiary.features.clock import FrozenClock
+from ostiary.protocol.destinations import DestinationPolicy
+from ostiary.storage.http_jwks import HttpJwksFetcher
 from tests.conftest import Backend, make_settings
 from tests.storage.jwks_server import JwksServer, Reply
 
@@ -116,3 +122,54 @@ async def test_by_default_a_loopback_jwks_uri_is_refused_and_never_fetched(
             )
     assert info.value.error == "invalid_client"
     assert jwks_server.requests == []
+
+
+def _assertion(client_id: str, key: RSAKey) -> str:
+    """Signed with joserfc, the key id in the header as a rotating client sends it."""
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": f"{ISSUER}/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
+
+
+async def _token_with(app: Any, client_id: str, key: RSAKey) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+        return await http.post(
+            "/token",
+            data={
+                "grant_type": "client_credentials",
+                "scope": "models:read",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": _assertion(client_id, key),
+            },
+        )
+
+
+async def test_a_rotated_key_is_fetched_at_its_first_use_and_made_up_ids_are_not(
+    local_app: Any, key: RSAKey, jwks_server: JwksServer
+) -> None:
+    """OpenID Connect Core 1.0 section 10.1.1: the client publishes a new key and signs with it
+    at once; an unknown key id makes the server download the set again, at most once per
+    refetch interval."""
+    runtime = local_app.state.runtime
+    runtime.jwks_fetcher = HttpJwksFetcher(
+        DestinationPolicy(allow_private=True, allow_http_loopback=True), refetch_interval=0.3
+    )
+    client = await _register(local_app, f"http://127.0.0.1:{jwks_server.port}/jwks.json")
+    assert (await _token_with(local_app, client.client_id, key)).status_code == 200
+    rotated = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+    jwks_server.replies["/jwks.json"] = Reply.json({"keys": [rotated.as_dict(private=False)]})
+    await asyncio.sleep(0.35)  # the cached set is older than the refetch interval
+    assert (await _token_with(local_app, client.client_id, rotated)).status_code == 200
+    assert len(jwks_server.requests) == 2
+    # A made-up key id right after: refused without another download.
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "k3"})
+    response = await _token_with(local_app, client.client_id, stranger)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    assert len(jwks_server.requests) == 2

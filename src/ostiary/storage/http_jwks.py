@@ -11,6 +11,12 @@ environment is used; the body is read in chunks and dropped as soon as it passes
 whole fetch, resolution included, has one deadline. Refusals and failures are logged without the
 URL's query string and remembered for a few seconds, so that token requests naming a client with
 a broken ``jwks_uri`` cannot make the server fetch on every request.
+
+A client that rotates its keys publishes the new one at its ``jwks_uri`` and signs with it at
+once (OpenID Connect Core 1.0 section 10.1.1): a caller that meets a key id the cached set lacks
+asks again with ``refresh=True``, and the set is downloaded again unless it was downloaded
+less than ``refetch_interval`` seconds ago (so assertions with made-up key ids cannot make the
+server fetch on every request). Concurrent requests for one URI share one download.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class HttpJwksFetcher:
         *,
         ttl: float = 300.0,
         failure_ttl: float = 10.0,
+        refetch_interval: float = 30.0,
         limit: int = 256,
         timeout: float = 5.0,
         max_bytes: int = MAX_BYTES,
@@ -68,21 +75,43 @@ class HttpJwksFetcher:
         self._max_bytes = max_bytes
         self._resolver = resolver
         self._ssl_context = ssl_context
-        # uri -> (monotonic time the entry expires, the JWK Set or {} after a failure)
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._refetch_interval = refetch_interval
+        # uri -> (monotonic time the entry expires, when it was downloaded, the JWK Set or {}
+        # after a failure)
+        self._cache: dict[str, tuple[float, float, dict[str, Any]]] = {}
+        self._downloads: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    async def fetch(self, uri: str) -> dict[str, Any]:
-        """The JWK Set at ``uri`` as a dict, or ``{}`` when it cannot (or must not) be had."""
+    async def fetch(self, uri: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The JWK Set at ``uri`` as a dict, or ``{}`` when it cannot (or must not) be had.
+
+        ``refresh``: the caller met a key id the cached set lacks; download again unless the
+        cached set is younger than ``refetch_interval``.
+        """
         now = time.monotonic()
         cached = self._cache.get(uri)
-        if cached is not None and now < cached[0]:
-            return cached[1]
-        data = await self._download(uri)
-        self._cache.pop(uri, None)
-        if len(self._cache) >= self._limit:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[uri] = (now + (self._ttl if data else self._failure_ttl), data)
-        return data
+        if cached is not None:
+            expires, downloaded, data = cached
+            fresh_enough = not refresh or now - downloaded < self._refetch_interval
+            if now < expires and fresh_enough:
+                return data
+        download = self._downloads.get(uri)
+        if download is None:
+            download = asyncio.ensure_future(self._download_and_keep(uri))
+            self._downloads[uri] = download
+        # One waiter cancelled (its request timed out) must not cancel the others' download.
+        return await asyncio.shield(download)
+
+    async def _download_and_keep(self, uri: str) -> dict[str, Any]:
+        try:
+            data = await self._download(uri)
+            now = time.monotonic()
+            self._cache.pop(uri, None)
+            if len(self._cache) >= self._limit:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[uri] = (now + (self._ttl if data else self._failure_ttl), now, data)
+            return data
+        finally:
+            self._downloads.pop(uri, None)
 
     async def _download(self, uri: str) -> dict[str, Any]:
         url = loggable_url(uri)

@@ -35,7 +35,10 @@ _LEEWAY = timedelta(seconds=30)
 
 
 class JwksFetcher(Protocol):
-    async def fetch(self, uri: str) -> dict[str, Any]: ...
+    async def fetch(self, uri: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The JWK Set at ``uri`` ({} if unavailable); ``refresh`` asks past the cache (rate-
+        limited by the fetcher) because a key id was not in the cached set."""
+        ...
 
 
 class AssertionReplayStore(Protocol):
@@ -46,6 +49,18 @@ class AssertionReplayStore(Protocol):
 
 def _fail(hint: str) -> ProtocolError:
     return ProtocolError("invalid_client", "Client authentication failed.", hint=hint)
+
+
+def _unverified_part(assertion: str, index: int) -> dict[str, Any]:
+    """The JOSE header (0) or the claims (1), decoded but not verified."""
+    try:
+        part = assertion.split(".")[index]
+        data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        raise _fail("malformed client assertion") from None
+    if not isinstance(data, dict):
+        raise _fail("malformed client assertion")
+    return data
 
 
 class ClientAssertionVerifier:
@@ -65,19 +80,12 @@ class ClientAssertionVerifier:
     @staticmethod
     def claimed_client_id(assertion: str) -> str:
         """The unverified ``sub``, read only to find whose keys verify the assertion."""
-        try:
-            part = assertion.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        except (IndexError, ValueError):
-            raise _fail("malformed client assertion") from None
-        if not isinstance(claims, dict):
-            raise _fail("malformed client assertion")
-        return str(claims.get("sub", ""))
+        return str(_unverified_part(assertion, 1).get("sub", ""))
 
-    async def _keys(self, client: Client) -> KeySet:
+    async def _keys(self, client: Client, *, refresh: bool = False) -> KeySet:
         data: dict[str, Any] | None = client.jwks
         if data is None and client.jwks_uri and self._fetcher is not None:
-            data = await self._fetcher.fetch(client.jwks_uri)
+            data = await self._fetcher.fetch(client.jwks_uri, refresh=refresh)
         if not data or not isinstance(data.get("keys"), list):
             raise _fail("client has no usable jwks")
         try:
@@ -89,6 +97,13 @@ class ClientAssertionVerifier:
         if len(assertion) > 8192:
             raise _fail("client assertion too large")
         keys = await self._keys(client)
+        kid = _unverified_part(assertion, 0).get("kid")
+        if (
+            isinstance(kid, str)
+            and client.jwks is None
+            and all(key.kid != kid for key in keys.keys)
+        ):
+            keys = await self._keys(client, refresh=True)  # the client rotated its keys
         try:
             token = jwt.decode(assertion, keys, algorithms=_ALGS)
         except (JoseError, ValueError, TypeError) as exc:
