@@ -34,6 +34,17 @@ def test_reads_flat_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.sessions.cookie_secure is True
 
 
+def test_database_pool_size_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert Settings(data_dir=tmp_path).db.pool_size == 10
+    monkeypatch.setenv("OSTIARY_DATABASE_POOL_SIZE", "8")
+    assert Settings(data_dir=tmp_path).db.pool_size == 8
+    monkeypatch.setenv("OSTIARY_DATABASE_POOL_SIZE", "0")
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Settings(data_dir=tmp_path)
+
+
 def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert settings.effective_database_url() == f"sqlite:///{tmp_path / 'ostiary.db'}"

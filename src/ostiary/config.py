@@ -37,6 +37,7 @@ class ConfigError(ValueError):
 class DatabaseSlice:
     url: str
     echo: bool
+    pool_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     database_url: SecretStr | None = None
     database_echo: bool = False
+    # Connections a worker's requests hold at once (PostgreSQL; SQLite uses one). Requests
+    # beyond it wait their turn, first come first served: size it to what the database's
+    # cores serve, not to the number of concurrent clients.
+    database_pool_size: int = Field(default=10, ge=1, le=500)
     redis_url: SecretStr | None = None
     dev_mode: bool = False
 
@@ -156,7 +161,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def db(self) -> DatabaseSlice:
-        return DatabaseSlice(url=self.effective_database_url(), echo=self.database_echo)
+        return DatabaseSlice(
+            url=self.effective_database_url(),
+            echo=self.database_echo,
+            pool_size=self.database_pool_size,
+        )
 
     @cached_property
     def sessions(self) -> SessionSlice:

@@ -42,6 +42,7 @@ from ostiary.storage.sqla.engine import (
     WalCheckpointer,
     create_engine,
     is_sqlite,
+    pool_capacity,
     unit_engine,
 )
 from ostiary.storage.sqla.oauth_repositories import (
@@ -58,7 +59,7 @@ from ostiary.storage.sqla.repositories import (
     SqlSigningKeyStore,
     SqlUserStore,
 )
-from ostiary.storage.sqla.uow import LazyConnection, transaction
+from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import LimitsLoginThrottle
 
 if TYPE_CHECKING:
@@ -82,8 +83,9 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         db = settings.db
         self.database_url = db.url
-        self.engine = create_engine(db.url, echo=db.echo)
+        self.engine = create_engine(db.url, echo=db.echo, pool_size=db.pool_size)
         self.unit_engine = unit_engine(self.engine)  # what units of work check out (uow.py)
+        self.connection_gate = connection_gate(pool_capacity(self.engine))
         # Run by the server (web/app.py lifespan); CLI commands leave checkpoints to SQLite.
         self.wal_checkpointer = WalCheckpointer.for_engine(self.engine)
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -141,7 +143,7 @@ class Runtime:
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:
         """One transaction and the services bound to it; commits if the block succeeds."""
-        async with transaction(self.unit_engine) as conn:
+        async with transaction(self.unit_engine, self.connection_gate) as conn:
             unit = Unit(self, conn)
             try:
                 yield unit

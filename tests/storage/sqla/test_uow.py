@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ostiary.storage.sqla.engine import create_engine
-from ostiary.storage.sqla.uow import transaction
+from ostiary.storage.sqla.uow import connection_gate, transaction
 
 
 @pytest.fixture
@@ -69,3 +70,30 @@ async def test_savepoint_rolls_back_alone(engine: AsyncEngine) -> None:
         with pytest.raises(RuntimeError):
             await failing_savepoint()
     assert await _rows(engine) == [1]
+
+
+async def _fairness_order(engine: AsyncEngine, gate: asyncio.Semaphore | None) -> list[str]:
+    """Unit "a" waits for the only connection; "b" arrives (is scheduled) before it is freed."""
+    order: list[str] = []
+
+    async def unit(name: str) -> None:
+        async with transaction(engine, gate) as conn:
+            await conn.execute(text("SELECT 1"))
+            order.append(name)
+
+    holder = transaction(engine, gate)
+    conn = await holder.__aenter__()
+    await conn.execute(text("SELECT 1"))
+    a = asyncio.create_task(unit("a"))
+    await asyncio.sleep(0.01)  # "a" is waiting now
+    b = asyncio.create_task(unit("b"))  # scheduled, not yet run
+    await holder.__aexit__(None, None, None)  # frees the connection without suspending
+    await asyncio.wait_for(asyncio.gather(a, b), 5)
+    return order
+
+
+async def test_units_get_connections_first_come_first_served(engine: AsyncEngine) -> None:
+    assert await _fairness_order(engine, connection_gate(1)) == ["a", "b"]
+    # SQLAlchemy's pool alone hands the freed connection to whoever asks next: the newcomer.
+    assert await _fairness_order(engine, None) == ["b", "a"]
+    assert _checked_out(engine) == 0

@@ -53,6 +53,7 @@ __all__ = [
     "create_engine",
     "is_locked",
     "is_sqlite",
+    "pool_capacity",
     "sqlite_url",
     "unit_engine",
 ]
@@ -72,6 +73,12 @@ def is_sqlite(url: str) -> bool:
 def sqlite_url(url: str | URL) -> URL:
     """Any ``sqlite://`` / ``sqlite+aiosqlite://`` URL, on the in-loop driver."""
     return make_url(url).set(drivername=f"sqlite+{DRIVER}")
+
+
+def pool_capacity(engine: AsyncEngine) -> int:
+    """How many units of work may hold a connection at once (uow.connection_gate): the pool's
+    size; its overflow is left to what runs outside units (readiness checks, migrations)."""
+    return int(engine.pool.size())  # type: ignore[attr-defined]
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
