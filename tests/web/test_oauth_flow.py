@@ -667,3 +667,73 @@ async def test_disabled_by_another_process_goes_inactive_at_once(
         "/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
     )
     assert info.status_code == 401
+
+
+async def test_prompt_select_account_offers_the_session_or_another_account(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
+) -> None:
+    """OIDC Core section 3.1.2.1: select_account. A browser holds one session: the page offers
+    to continue with it or to sign in with another account (which is the choice then)."""
+    import html
+
+    oauth_discovery = (await client.get("/.well-known/openid-configuration")).json()
+    assert "select_account" in oauth_discovery["prompt_values_supported"]
+    await _code_flow(app, client, setup)  # signed in as Grace, consent given
+    async with app.state.runtime.unit() as unit:
+        other = await unit.accounts.create_user("ada@example.com", PASSWORD, name="Ada")
+    keys = await _jwks(client)
+
+    async def subject_of(location: str, oauth: AsyncOAuth2Client, verifier: str) -> str:
+        assert location.startswith(REDIRECT + "?"), location
+        token = await oauth.fetch_token(
+            f"{ISSUER}/token", authorization_response=location, code_verifier=verifier
+        )
+        return str(jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims["sub"])
+
+    def request() -> tuple[AsyncOAuth2Client, str, str]:
+        oauth = _oauth(app, setup["client"].client_id, setup["secret"])
+        verifier = secrets.token_urlsafe(48)
+        url, _ = oauth.create_authorization_url(
+            f"{ISSUER}/authorize", code_verifier=verifier, prompt="select_account"
+        )
+        return oauth, verifier, url
+
+    # Continue with the signed-in account.
+    oauth, verifier, url = request()
+    page = await client.get(url)
+    assert page.status_code == 200 and 'id="continue"' in page.text
+    assert f'id="account-email">{EMAIL}<' in page.text
+    cont = html.unescape(page.text.split('id="continue" href="')[1].split('"')[0])
+    chosen = await client.get(cont)
+    assert chosen.status_code == 303
+    assert await subject_of(chosen.headers["location"], oauth, verifier) == setup["user"].id
+
+    # Or sign in with another account: no second choice page after that sign-in.
+    oauth, verifier, url = request()
+    page = await client.get(url)
+    switch = html.unescape(page.text.split('id="switch" href="')[1].split('"')[0])
+    assert switch.startswith("/login?")
+    login_page = await client.get(switch)
+    assert "login-form" in login_page.text
+    signed = await client.post(
+        "/login",
+        data={
+            "email": "ada@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_from(login_page.text),
+            "next": parse_qs(urlsplit(switch).query)["next"][0],
+        },
+    )
+    back = await client.get(signed.headers["location"])
+    if back.status_code == 200 and "consent-form" in back.text:  # Ada has not approved yet
+        query = back.text.split('name="request" value="')[1].split('"')[0]
+        back = await client.post(
+            "/authorize/consent",
+            data={
+                "csrf_token": csrf_from(back.text),
+                "request": html.unescape(query),
+                "decision": "allow",
+            },
+        )
+    assert back.status_code == 303
+    assert await subject_of(back.headers["location"], oauth, verifier) == other.id

@@ -26,7 +26,9 @@ from sqlalchemy.sql.base import Executable
 
 from ostiary.storage.sqla.driver import Driver, driver_of
 
-__all__ = ["Connection", "LazyConnection", "connection_gate", "transaction"]
+__all__ = ["GATE_WAIT_SECONDS", "Connection", "LazyConnection", "connection_gate", "transaction"]
+
+GATE_WAIT_SECONDS = 60.0
 
 
 class Connection(Protocol):
@@ -80,7 +82,10 @@ class LazyConnection:
     async def _open(self) -> tuple[AsyncConnection, Driver]:
         if self._conn is None or self._driver is None:
             if self._gate is not None:
-                await self._gate.acquire()
+                # Bounded like SQLAlchemy's pool_timeout: a unit opened inside another on a
+                # full pool fails loudly instead of waiting forever.
+                async with asyncio.timeout(GATE_WAIT_SECONDS):
+                    await self._gate.acquire()
             try:
                 conn = await self._engine.connect()
                 try:

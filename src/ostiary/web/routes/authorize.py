@@ -3,8 +3,10 @@
 - RFC 6749 section 3.1 / 4.1.1 (GET and POST), section 4.1.2.1 (errors: never redirect to an
   unverified redirect URI; otherwise redirect with ``error`` and ``state``).
 - RFC 9207: every authorization response carries ``iss``.
-- OpenID Connect Core 1.0 section 3.1.2.1: ``prompt`` (none, login, consent), ``max_age``,
-  ``login_hint``; section 3.1.2.6: ``login_required``, ``consent_required``.
+- OpenID Connect Core 1.0 section 3.1.2.1: ``prompt`` (none, login, consent, select_account),
+  ``max_age``, ``login_hint``; section 3.1.2.6: ``login_required``, ``consent_required``.
+  A browser holds one session, so ``select_account`` offers that account or a sign-in with
+  another; signing in is itself the choice.
 - OpenID Connect RP-Initiated Logout 1.0 section 2/3: ``id_token_hint``,
   ``post_logout_redirect_uri`` (exact match), ``state``, ``client_id``.
 """
@@ -47,6 +49,8 @@ _SCOPE_TEXT = {
     "offline_access": "Stay signed in to the application when you are away",
 }
 _AUTH_AFTER = "_ost_auth_after"  # our own marker added to the return URL, see _needs_login
+_CHOSEN = "_ost_account_chosen"  # our own marker: the user chose the signed-in account
+_MARKERS = (_AUTH_AFTER, _CHOSEN)
 
 
 def _redirect(location: str) -> Response:
@@ -64,21 +68,30 @@ def _error_redirect(unit: Unit, error: AuthorizationError) -> Response:
     return _redirect(redirect_with(error.redirect_uri, params))
 
 
+def _signed_in_since_asked(session: Session, params: dict[str, str]) -> bool:
+    """The session's sign-in happened after we sent the user to sign in (the marker)."""
+    after = params.get(_AUTH_AFTER, "")
+    return after.isdigit() and session.auth_time.timestamp() >= int(after)
+
+
 def _needs_login(
     request: AuthorizationRequest, session: Session, now: float, params: dict[str, str]
 ) -> bool:
     """prompt=login and max_age force a fresh sign-in; the marker stops a login loop."""
-    after = params.get(_AUTH_AFTER, "")
-    auth_time = session.auth_time.timestamp()
-    if after.isdigit() and auth_time >= int(after):
+    if _signed_in_since_asked(session, params):
         return False
     if "login" in request.prompt:
         return True
+    auth_time = session.auth_time.timestamp()
     return request.max_age is not None and now - auth_time > request.max_age
 
 
-def _login_redirect(params: dict[str, str], now: float, force: bool) -> Response:
-    back = {k: v for k, v in params.items() if k != _AUTH_AFTER}
+def _without_markers(params: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in params.items() if k not in _MARKERS}
+
+
+def _login_url(params: dict[str, str], now: float, force: bool) -> str:
+    back = _without_markers(params)
     if force:
         back[_AUTH_AFTER] = str(int(now))
     target = "/authorize?" + urlencode(back)
@@ -87,7 +100,25 @@ def _login_redirect(params: dict[str, str], now: float, force: bool) -> Response
         query["login_hint"] = params["login_hint"]
     if force:
         query["reauth"] = "1"
-    return _redirect("/login?" + urlencode(query))
+    return "/login?" + urlencode(query)
+
+
+def _login_redirect(params: dict[str, str], now: float, force: bool) -> Response:
+    return _redirect(_login_url(params, now, force))
+
+
+def _select_account_page(
+    auth: AuthorizationRequest, email: str, params: dict[str, str], now: float
+) -> Response:
+    """prompt=select_account for a signed-in browser: this account, or sign in with another."""
+    chosen = {**_without_markers(params), _CHOSEN: "1"}
+    return render(
+        "select_account.html",
+        client=auth.client,
+        email=email,
+        continue_url="/authorize?" + urlencode(chosen),
+        switch_url=_login_url(params, now, force=True),
+    )
 
 
 async def _params(request: Request) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -142,6 +173,9 @@ async def _authorize(request: Request) -> Response:
                 )
             return _login_redirect(params, now, force=reauthenticate)
         session, user = found
+        account_chosen = params.get(_CHOSEN) == "1" or _signed_in_since_asked(session, params)
+        if "select_account" in auth.prompt and not account_chosen:
+            return _select_account_page(auth, user.email, params, now)
         if await unit.oauth.needs_consent(user.id, auth) or "consent" in auth.prompt:
             if "none" in auth.prompt:
                 return _error_redirect(
@@ -172,7 +206,7 @@ def _consent_page(request: Request, auth: AuthorizationRequest, params: dict[str
         "consent.html",
         client=auth.client,
         scopes=scopes,
-        request_query=urlencode({k: v for k, v in params.items() if k != _AUTH_AFTER}),
+        request_query=urlencode(_without_markers(params)),
     )
 
 

@@ -110,7 +110,7 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
                     "email_verified",
                     "updated_at",
                 ],
-                "prompt_values_supported": ["none", "login", "consent"],
+                "prompt_values_supported": ["none", "login", "consent", "select_account"],
                 "acr_values_supported": list(ACR_VALUES_SUPPORTED),
                 "claims_parameter_supported": False,
                 "request_parameter_supported": False,
