@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -163,3 +164,35 @@ async def test_standalone_statements_skip_the_transaction_only_on_postgresql(
         assert driver.in_transaction
     async with runtime.unit() as unit:
         assert await SqlRefreshTokenStore(unit.conn).get_token("hash-2") is not None
+
+
+async def test_a_connection_the_server_ended_is_not_pooled_again(runtime: Any) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL: a backend the server terminates (SQLite has no server)")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    backend_pid = Sql.text("SELECT pg_backend_pid()", ())
+    admin_dsn = make_url(runtime.database_url).set(drivername="postgresql")
+    admin = await asyncpg.connect(admin_dsn.render_as_string(hide_password=False))
+
+    async def unit_whose_connection_is_ended() -> None:
+        async with runtime.unit() as unit:
+            driver = await unit.conn.driver(standalone=True)
+            row = await driver.fetchone(backend_pid, ())
+            assert row is not None
+            await admin.execute("SELECT pg_terminate_backend($1)", row[0])
+            await asyncio.sleep(0.1)  # the termination notice reaches the client
+            await driver.fetchone(backend_pid, ())
+
+    lost = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+    try:
+        with pytest.raises(lost):
+            await unit_whose_connection_is_ended()
+    finally:
+        await admin.close()
+    # Every connection the pool hands out afterwards works (the ended one was discarded).
+    for _ in range(runtime.engine.pool.size() + 1):
+        async with runtime.unit() as unit:
+            driver = await unit.conn.driver(standalone=True)
+            assert await driver.fetchone(backend_pid, ()) is not None

@@ -107,6 +107,11 @@ class Driver(Protocol):
     @property
     def in_transaction(self) -> bool: ...
 
+    @property
+    def closed(self) -> bool:
+        """The connection is gone (the server ended it, the network broke)."""
+        ...
+
     async def begin(self) -> None: ...
 
     async def commit(self) -> None: ...
@@ -149,6 +154,10 @@ class SqliteDriver:
     @property
     def in_transaction(self) -> bool:
         return self._raw.in_transaction
+
+    @property
+    def closed(self) -> bool:
+        return False  # a local file: nothing can end it from outside
 
     async def begin(self) -> None:
         """``BEGIN IMMEDIATE``, waiting (without blocking the loop) while another process
@@ -206,6 +215,10 @@ class AsyncpgDriver:
     @property
     def in_transaction(self) -> bool:
         return bool(self._conn.is_in_transaction())
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._conn.is_closed())
 
     async def begin(self) -> None:
         await self._conn.execute("BEGIN")

@@ -139,20 +139,28 @@ class LazyConnection:
 
         SQLAlchemy's side first (on SQLite, if SQLAlchemy ran a statement, its commit is the
         driver's), then the driver's, which ends the transaction if it is still open. A
-        connection whose transaction could not be ended is discarded, not pooled.
+        connection that broke (a driver statement's error is not SQLAlchemy's to notice) or
+        whose transaction could not be ended is discarded, not pooled.
         """
-        conn, driver = self._conn, self._driver
+        conn, driver, begun = self._conn, self._driver, self._begun
         self._conn = self._driver = None
         self._begun = False
         if conn is None or driver is None:
             return
         try:
-            if conn.in_transaction():
-                await (conn.commit() if commit else conn.rollback())
-            await (driver.commit() if commit else driver.rollback())
-        except BaseException:
-            await conn.invalidate()
-            raise
+            if driver.closed:
+                # Broken under a driver statement: SQLAlchemy never saw it, so say it here.
+                await conn.invalidate()
+                if commit and begun:
+                    raise ConnectionError("the database connection was lost before the commit")
+                return
+            try:
+                if conn.in_transaction():
+                    await (conn.commit() if commit else conn.rollback())
+                await (driver.commit() if commit else driver.rollback())
+            except BaseException:
+                await conn.invalidate()
+                raise
         finally:
             try:
                 await conn.close()
