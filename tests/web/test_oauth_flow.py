@@ -737,3 +737,30 @@ async def test_prompt_select_account_offers_the_session_or_another_account(
         )
     assert back.status_code == 303
     assert await subject_of(back.headers["location"], oauth, verifier) == other.id
+
+
+async def test_a_withdrawn_signing_key_ends_its_tokens_even_once_verified(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: FrozenClock
+) -> None:
+    """Introspection remembers verified signatures (features/oauth/verified.py) only for the
+    key set that verified them: an operator removing a compromised key ends its tokens."""
+    from sqlalchemy import delete
+
+    from ostiary.storage.sqla.tables import signing_keys
+
+    auth = (setup["machine"].client_id, setup["machine_secret"])
+    issued = await client.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "models:read"}, auth=auth
+    )
+    value = issued.json()["access_token"]
+    for _ in range(2):  # verified, then remembered
+        result = await client.post("/introspect", data={"token": value}, auth=auth)
+        assert result.json()["active"] is True
+    kid = jwt.decode(value, await _jwks(client), algorithms=["ES256"]).header["kid"]
+    rt = app.state.runtime
+    async with rt.unit() as unit:
+        await unit.keys.rotate("ES256")
+        await unit.conn.execute(delete(signing_keys).where(signing_keys.c.kid == kid))
+    clock.advance(timedelta(seconds=10))  # past the key list's cache
+    result = await client.post("/introspect", data={"token": value}, auth=auth)
+    assert result.json() == {"active": False}

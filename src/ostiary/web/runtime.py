@@ -32,6 +32,7 @@ from ostiary.features.oauth.models import Consent
 from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
+from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
@@ -115,6 +116,7 @@ class Runtime:
             redis_url=redis_url,
         )
         self.signers = SignerCache()
+        self.verified_tokens = VerifiedTokens()
         self.clients_cache = ClientCache()
         self.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
         self.revoked = RevocationSet()
@@ -321,7 +323,11 @@ class Unit:
             clock=rt.clock,
         )
         return OAuthService(
-            context, SqlConsentStore(self.conn), self.keys, generations=rt.user_generations
+            context,
+            SqlConsentStore(self.conn),
+            self.keys,
+            generations=rt.user_generations,
+            verified=rt.verified_tokens,
         )
 
     @cached_property

@@ -19,6 +19,7 @@ from ostiary.features.oauth.grants import GRANT_HANDLERS, GrantContext, TokenRes
 from ostiary.features.oauth.grants.refresh_token import REFRESH_PREFIX
 from ostiary.features.oauth.models import AuthorizationCode, Consent
 from ostiary.features.oauth.ports import ConsentStore
+from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import acr_for
@@ -38,12 +39,15 @@ class OAuthService:
         consents: ConsentStore,
         keys: KeyService,
         generations: Generations | None = None,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         self._ctx = ctx
         self._consents = consents
         self._keys = keys
         # The account page lists consents (features/cache.py); unwired: a private counter.
         self._generations = generations or Generations()
+        # Process-wide when wired (web/runtime.py); unwired: this service's own.
+        self._verified = verified if verified is not None else VerifiedTokens()
 
     # -- authorization endpoint --------------------------------------------------------
 
@@ -121,10 +125,15 @@ class OAuthService:
         keys = await self._keys.verification_keys()
         if keys is None:
             return None
+        known = self._verified.get(token, keys)
+        if known is not None:
+            return known
         try:
-            return jwt.decode(token, keys, algorithms=_ALGS)
+            decoded = jwt.decode(token, keys, algorithms=_ALGS)
         except (JoseError, ValueError, TypeError):
             return None
+        self._verified.put(token, keys, decoded)
+        return decoded
 
     async def validate_access_token(self, token: str) -> dict[str, Any] | None:
         """Claims of an active access token issued here, or None (RFC 7662 "active")."""
