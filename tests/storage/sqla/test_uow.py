@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ostiary.storage.sqla import engine as engine_module
 from ostiary.storage.sqla.engine import create_engine
 from ostiary.storage.sqla.uow import connection_gate, transaction
 
@@ -96,4 +100,23 @@ async def test_units_get_connections_first_come_first_served(engine: AsyncEngine
     assert await _fairness_order(engine, connection_gate(1)) == ["a", "b"]
     # SQLAlchemy's pool alone hands the freed connection to whoever asks next: the newcomer.
     assert await _fairness_order(engine, None) == ["b", "a"]
+    assert _checked_out(engine) == 0
+
+
+async def test_a_unit_waits_for_another_writer_within_the_bound(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit's own BEGIN IMMEDIATE (driver.py) waits like SQLAlchemy's hook does."""
+    monkeypatch.setattr(engine_module, "LOCK_WAIT_SECONDS", 0.2)
+    other = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="locked"):
+            await _rows(engine)
+        assert 0.2 <= time.monotonic() - started < 5
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await _rows(engine) == []
     assert _checked_out(engine) == 0

@@ -26,12 +26,10 @@ paths read and write the same rows.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -42,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ostiary.storage.sqla.engine import LOCK_WAIT_SECONDS, is_locked
+from ostiary.storage.sqla.engine import execute_waiting
 from ostiary.storage.sqla.tables import UtcDateTime
 
 if TYPE_CHECKING:
@@ -161,18 +159,8 @@ class SqliteDriver:
 
     async def begin(self) -> None:
         """``BEGIN IMMEDIATE``, waiting (without blocking the loop) while another process
-        writes, for up to ``LOCK_WAIT_SECONDS``."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        delay = 0.001
-        while True:
-            try:
-                self._raw.execute("BEGIN IMMEDIATE").close()
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_locked(exc) or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        writes (engine.py)."""
+        await execute_waiting(self._raw, "BEGIN IMMEDIATE")
 
     async def commit(self) -> None:
         if self._raw.in_transaction:

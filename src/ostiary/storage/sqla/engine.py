@@ -51,7 +51,7 @@ __all__ = [
     "ExternalWrites",
     "WalCheckpointer",
     "create_engine",
-    "is_locked",
+    "execute_waiting",
     "is_sqlite",
     "pool_capacity",
     "sqlite_url",
@@ -114,7 +114,7 @@ def unit_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def is_locked(exc: sqlite3.OperationalError) -> bool:
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -124,12 +124,13 @@ def _raw(dbapi_connection: Any) -> sqlite3.Connection:
     return inline.sqlite
 
 
-def execute_waiting(connection: sqlite3.Connection, sql: str) -> None:
+async def execute_waiting(connection: sqlite3.Connection, sql: str) -> None:
     """Run ``sql``, waiting for another process's lock without blocking the loop.
 
-    Called from SQLAlchemy's greenlet: ``await_`` suspends this unit of work only. Gives up
-    with SQLite's "database is locked", wrapped as SQLAlchemy wraps a statement's error (these
-    run from event hooks), after ``LOCK_WAIT_SECONDS``.
+    Awaited by a unit of work's driver (driver.py, ``BEGIN IMMEDIATE``) and, through ``await_``
+    from SQLAlchemy's greenlet, by the connect and "begin" hooks below: either way only the
+    caller waits. Gives up with SQLite's "database is locked", wrapped as SQLAlchemy wraps a
+    statement's error, after ``LOCK_WAIT_SECONDS``.
     """
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.001
@@ -138,9 +139,9 @@ def execute_waiting(connection: sqlite3.Connection, sql: str) -> None:
             connection.execute(sql).close()
             return
         except sqlite3.OperationalError as exc:
-            if not is_locked(exc) or time.monotonic() >= deadline:
+            if not _is_locked(exc) or time.monotonic() >= deadline:
                 raise OperationalError(sql, (), exc) from exc
-        await_(asyncio.sleep(delay))
+        await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
 
 
@@ -168,13 +169,14 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
             "synchronous=NORMAL",
             f"wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
         ):
-            execute_waiting(raw, f"PRAGMA {pragma}")  # switching to WAL takes the lock once
+            # Switching to WAL takes the lock once.
+            await_(execute_waiting(raw, f"PRAGMA {pragma}"))
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         raw = _raw(connection.connection)
         if not raw.in_transaction:  # a unit of work began it on the driver (driver.py)
-            execute_waiting(raw, "BEGIN IMMEDIATE")
+            await_(execute_waiting(raw, "BEGIN IMMEDIATE"))
 
     return engine
 

@@ -103,10 +103,6 @@ def _login_url(params: dict[str, str], now: float, force: bool) -> str:
     return "/login?" + urlencode(query)
 
 
-def _login_redirect(params: dict[str, str], now: float, force: bool) -> Response:
-    return _redirect(_login_url(params, now, force))
-
-
 def _select_account_page(
     auth: AuthorizationRequest, email: str, params: dict[str, str], now: float
 ) -> Response:
@@ -171,7 +167,7 @@ async def _authorize(request: Request) -> Response:
                         state=auth.state,
                     ),
                 )
-            return _login_redirect(params, now, force=reauthenticate)
+            return _redirect(_login_url(params, now, force=reauthenticate))
         session, user = found
         account_chosen = params.get(_CHOSEN) == "1" or _signed_in_since_asked(session, params)
         if "select_account" in auth.prompt and not account_chosen:
