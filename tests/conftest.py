@@ -26,6 +26,7 @@ from ostiary.config import Settings
 from ostiary.features.clock import FrozenClock
 from ostiary.storage.sqla.migrate import upgrade
 from ostiary.storage.sqla.tables import metadata
+from tests.redis_lease import IN_PROCESS_INDEXES, lease_redis_database
 
 T = TypeVar("T")
 TEST_DATABASE_URL = os.environ.get("OSTIARY_TEST_DATABASE_URL")
@@ -38,11 +39,6 @@ class Backend:
     name: str
     database_url: str
     redis_url: str | None
-
-
-def _worker_index(config: Any) -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw-1")
-    return int(worker[2:]) + 2 if worker[2:].isdigit() else 1
 
 
 def _pg_admin_dsn(url: str) -> str:
@@ -91,20 +87,15 @@ def postgres_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str | None:
-    """A Redis database index of this test process's own (so parallel workers never collide)."""
+def redis_url() -> Iterator[str | None]:
+    """A Redis database index of this test process's own (``tests/redis_lease.py``): parallel
+    workers and concurrent runs never flush each other's data; credentials and options of
+    ``OSTIARY_TEST_REDIS_URL`` are kept."""
     if not TEST_REDIS_URL:
-        return None
-    url = make_url(TEST_REDIS_URL.replace("redis://", "redis+x://", 1))
-    index = _worker_index(request.config)
-    rendered = f"redis://{url.host or '127.0.0.1'}:{url.port or 6379}/{index}"
-    import redis
-
-    try:
-        redis.Redis.from_url(rendered, socket_connect_timeout=5).ping()
-    except Exception as exc:
-        pytest.fail(f"OSTIARY_TEST_REDIS_URL is set but Redis is unreachable: {exc}")
-    return rendered
+        yield None
+        return
+    with lease_redis_database(TEST_REDIS_URL, IN_PROCESS_INDEXES) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -28,11 +27,12 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.redis_lease import E2E_INDEXES, lease_redis_database
 
 __all__ = [
     "BACKENDS",
@@ -52,8 +52,6 @@ BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
 READY_TIMEOUT_S = 60.0  # generous: CI machines are often busy; a healthy start takes ~3 s
 STOP_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 90.0
-# Redis database indexes the e2e servers may use (the in-process suites use the low ones).
-REDIS_DB_INDEXES = range(8, 16)
 
 _ADMIN_EMAIL = re.compile(r"Admin e-mail:\s+(\S+)")
 _ADMIN_PASSWORD = re.compile(r"Admin password:\s+(\S+)")
@@ -142,50 +140,6 @@ def _postgres_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _redis_database() -> Iterator[str]:
-    """A Redis database index held exclusively (file lock) for one server, flushed first.
-
-    The lock makes the index private across xdist workers and concurrent pytest runs, and
-    lets a module-wide server and a per-test server of the same worker live side by side.
-    """
-    assert TEST_REDIS_URL is not None
-    import redis
-
-    parts = urlsplit(TEST_REDIS_URL)
-    lock_dir = Path(tempfile.gettempdir())
-    for index in REDIS_DB_INDEXES:
-        lock_path = lock_dir / f"ostiary-e2e-redis-{parts.hostname}-{parts.port}-{index}.lock"
-        handle = lock_path.open("a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            url = urlunsplit(parts._replace(path=f"/{index}"))
-            client = redis.Redis.from_url(url, socket_connect_timeout=5)
-            try:
-                client.flushdb()
-            except Exception as exc:
-                client.close()
-                pytest.fail(
-                    f"OSTIARY_TEST_REDIS_URL is set but Redis is unreachable: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-            try:
-                yield url
-            finally:
-                with contextlib.suppress(Exception):
-                    client.flushdb()
-                client.close()
-            return
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-    pytest.fail(f"no free Redis database index among {list(REDIS_DB_INDEXES)} for e2e servers")
-
-
-@contextlib.contextmanager
 def backend_vars(backend: str) -> Iterator[dict[str, str]]:
     """``OSTIARY_*`` variables selecting the storage of one server (empty for SQLite)."""
     if backend == "sqlite":
@@ -194,7 +148,9 @@ def backend_vars(backend: str) -> Iterator[dict[str, str]]:
     with contextlib.ExitStack() as stack:
         found = {"OSTIARY_DATABASE_URL": stack.enter_context(_postgres_database())}
         if TEST_REDIS_URL:
-            found["OSTIARY_REDIS_URL"] = stack.enter_context(_redis_database())
+            found["OSTIARY_REDIS_URL"] = stack.enter_context(
+                lease_redis_database(TEST_REDIS_URL, E2E_INDEXES)
+            )
         yield found
 
 
