@@ -5,7 +5,8 @@ and revocation calls over HTTP): sign in through the real sign-in and consent pa
 ID token and userinfo, refresh, introspect, revoke, and log out (RP-initiated logout), after
 which the Ostiary session is gone too.
 
-Needs ``/usr/bin/chromium``; skipped without it, failed when ``CI`` is set.
+Needs ``/usr/bin/chromium``; skipped without it, failed when ``OSTIARY_TEST_REQUIRE_BROWSER=1``
+(set by ``scripts/check.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ callback.html (signinRedirectCallback, userinfo), a refresh with the refresh tok
 (signinSilent), revokeTokens(), then signoutRedirect() back to the post-logout redirect URI.
 
 Needs ``/usr/bin/chromium`` and Node.js/npm (for the pinned oidc-client-ts in
-tests/e2e/js/package-lock.json); skipped without them, failed when ``CI`` is set.
+tests/e2e/js/package-lock.json); skipped without them, failed when
+``OSTIARY_TEST_REQUIRE_BROWSER=1`` (set by ``scripts/check.py``).
 """
 
 from __future__ import annotations

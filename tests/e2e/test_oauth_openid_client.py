@@ -9,7 +9,8 @@ and userinfo response formats. The ID token signature is verified here too, with
 against the JWKS fetched over HTTP.
 
 Needs Node.js 20+ and npm (packages pinned in tests/e2e/js/package-lock.json, installed with
-``npm ci`` when node_modules is missing); skipped without them, failed when ``CI`` is set.
+``npm ci`` when node_modules is missing); skipped without them, failed when
+``OSTIARY_TEST_REQUIRE_BROWSER=1`` (set by ``scripts/check.py``).
 """
 
 from __future__ import annotations
