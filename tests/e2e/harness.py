@@ -89,9 +89,32 @@ def run_cli(
 
 
 def free_port() -> int:
+    """A port free now. Another process may take it before the caller binds it: a server
+    started on it must be checked to be the one answering (:func:`listens_on`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (IPv4), read from
+    Linux's /proc; None where /proc does not tell."""
+    try:
+        table = Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    listening = set()
+    for line in table:
+        fields = line.split()
+        # local_address is HEXIP:HEXPORT; state 0A is TCP_LISTEN; field 9 is the inode.
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+            listening.add(f"socket:[{fields[9]}]")
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+    return False
 
 
 def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -261,15 +284,35 @@ ServerFactory = Callable[..., Server]
 """``server_factory(OSTIARY_X="1", ...)`` starts one more server for the current test."""
 
 
+def _not_ours(
+    process: subprocess.Popen[bytes], port: int, base_url: str, env: Mapping[str, str]
+) -> str | None:
+    """Why the server answering on ``port`` is not ``process`` (None when it is)."""
+    if listens_on(process.pid, port) is False:
+        return f"another process answers on port {port}"
+    issuer = env.get("OSTIARY_ISSUER") or base_url
+    try:
+        found = httpx.get(f"{base_url}/.well-known/openid-configuration", timeout=2.0)
+        served = found.json().get("issuer") if found.status_code == 200 else None
+    except (httpx.TransportError, ValueError):
+        served = None
+    if served != issuer:
+        return f"port {port} serves issuer {served!r}, not {issuer!r}"
+    if process.poll() is not None:
+        return f"the server exited with status {process.returncode}"
+    return None
+
+
 def _start_once(
     *,
     backend: str,
     workdir: Path,
     data_dir: Path,
     env: dict[str, str],
+    port: int | None = None,
 ) -> tuple[Server | None, str]:
     """Start one server; (server, "") when ready, (None, logs) when the process died early."""
-    port = free_port()
+    port = port or free_port()
     stdout_path = workdir / "server.stdout.log"
     stderr_path = workdir / "server.stderr.log"
     out: IO[bytes]
@@ -308,8 +351,15 @@ def _start_once(
         try:
             response = httpx.get(f"{base_url}/readyz", timeout=2.0)
             if response.status_code == 200:
-                break
-            last = f"{response.status_code} {response.text[:300]}"
+                # free_port() races: if another process took the port, our server fails to
+                # bind and exits, and meanwhile the other one answers. Ready means that this
+                # process holds the port, still runs, and serves the expected issuer.
+                problem = _not_ours(process, port, base_url, env)
+                if problem is None:
+                    break
+                last = problem
+            else:
+                last = f"{response.status_code} {response.text[:300]}"
         except httpx.TransportError as exc:
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
@@ -346,9 +396,14 @@ def _start_once(
 
 @contextlib.contextmanager
 def running_server(
-    backend: str, workdir: Path, extra_env: Mapping[str, str] | None = None
+    backend: str,
+    workdir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Start ``ostiary dev`` on a free port of 127.0.0.1; SIGTERM and wait on exit."""
+    """Start ``ostiary dev`` on a free port of 127.0.0.1 (or on ``port``, e.g. to restart a
+    server where it was); SIGTERM and wait on exit."""
     data_dir = workdir / "data"
     with backend_vars(backend) as storage_env:
         env = {
@@ -360,11 +415,13 @@ def running_server(
         server: Server | None = None
         failures: list[str] = []
         for _attempt in range(3):
-            server, logs = _start_once(backend=backend, workdir=workdir, data_dir=data_dir, env=env)
+            server, logs = _start_once(
+                backend=backend, workdir=workdir, data_dir=data_dir, env=env, port=port
+            )
             if server is not None:
                 break
             failures.append(logs)
-            if "address already in use" not in logs.lower():
+            if port is not None or "address already in use" not in logs.lower():
                 break  # not a port race: do not retry
         if server is None:
             pytest.fail("ostiary dev exited before it was ready:\n" + "\n\n".join(failures))
