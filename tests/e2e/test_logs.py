@@ -115,10 +115,7 @@ def test_every_stderr_line_is_a_json_record(
     server: Server, sign_in_traffic: dict[str, Any]
 ) -> None:
     """A log shipper reads the server's stderr as JSON lines; one plain line breaks that.
-
-    Known failure (src bug): ``ostiary dev`` echoes "Preparing the database ..." to stderr as
-    plain text before logging is configured (``src/ostiary/cli.py``, ``dev``).
-    """
+    ``ostiary dev``'s banner and progress ("Preparing the database ...") go to stdout."""
     assert sign_in_traffic["lines"]
     stderr = server.stderr_text()
     not_json = []

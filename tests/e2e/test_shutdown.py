@@ -70,10 +70,9 @@ def _requests_logged_after_shutdown_began(stderr: str) -> int:
 async def test_sigterm_lets_in_flight_requests_finish_then_exits_0(
     server_factory: ServerFactory,
 ) -> None:
-    """Known failure (src bug), checked last: uvicorn (>= 0.29) re-raises the SIGTERM it
-    captured once the drain is done, so ``ostiary dev``/``serve`` die by the signal (status
-    -15, shell 143) instead of exiting 0; ``src/ostiary/cli.py`` ``_serve`` should end with 0.
-    """
+    """The exit status is checked last: uvicorn (>= 0.29) re-raises the SIGTERM it captured
+    once the drain is done, and ``_serve`` (src/ostiary/cli.py) turns that into exit 0, so a
+    process supervisor does not report an orderly stop as a crash (status -15, shell 143)."""
     srv = server_factory(
         OSTIARY_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
         # Fifty failures from one address must all reach the password check.

@@ -115,9 +115,9 @@ def _browser_origin(page: httpx.Response, base_url: str) -> str:
 def test_sign_in_with_the_origin_header_a_browser_sends(
     server: Server, users: dict[str, str]
 ) -> None:
-    """Known failure (src bug): every page says ``Referrer-Policy: no-referrer``, so browsers
-    send ``Origin: null`` on the sign-in POST, and the CSRF guard refuses any Origin but the
-    issuer's: nobody can sign in with a real browser (see test_browser.py)."""
+    """With ``Referrer-Policy: no-referrer`` browsers would send ``Origin: null`` on the
+    sign-in POST, which the CSRF guard refuses (it accepts the issuer's Origin only): the
+    pages' policy must let a real browser sign in (see test_browser.py)."""
     with server.client() as client:
         page = client.get("/login")
         origin = _browser_origin(page, server.base_url)
