@@ -307,10 +307,10 @@ ORIGIN_NULL_HINT = (
     "PAGE_HEADERS (src/ostiary/web/pages.py) must keep `Referrer-Policy: same-origin`."
 )
 FORM_ACTION_HINT = (
-    "Known src bug: the pages' CSP `form-action 'self'` (PAGE_HEADERS, src/ostiary/web/pages.py) "
-    "also governs the redirects that follow a form submission, so Chromium blocks the 303 from "
-    "POST /login, POST /authorize/consent or POST /end_session to a client's (cross-origin) "
-    "redirect URI or post-logout redirect URI."
+    "If Chromium blocked the redirect: a CSP `form-action` on the pages (PAGE_HEADERS, "
+    "src/ostiary/web/pages.py) also governs the redirects that follow a form submission, so it "
+    "blocks the 303 from POST /login, POST /authorize/consent or POST /end_session to a "
+    "client's (cross-origin) redirect URI or post-logout redirect URI."
 )
 
 

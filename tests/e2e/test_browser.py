@@ -67,7 +67,7 @@ def test_sign_in_see_session_revoke_it(chromium: Any, server: Server) -> None:
         refused = page.locator("#login-error")
         assert refused.count() == 0, (
             f"a real browser cannot sign in: {refused.inner_text()!r} at {page.url}. "
-            "Known src bug: pages send `Referrer-Policy: no-referrer`, so browsers send "
+            "Likely cause: pages sending `Referrer-Policy: no-referrer` make browsers send "
             "`Origin: null` on same-origin form POSTs, and CsrfGuard.is_valid rejects any "
             "Origin other than the issuer's (src/ostiary/web/pages.py, src/ostiary/web/csrf.py)"
         )
