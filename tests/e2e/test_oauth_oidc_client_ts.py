@@ -27,6 +27,7 @@ import orjson
 import pytest
 
 from tests.e2e.harness import Server
+from tests.e2e.httpflow import STRONG_PASSWORD
 from tests.e2e.oauth_fixtures import (  # noqa: F401 (fixtures)
     FORM_ACTION_HINT,
     ORIGIN_NULL_HINT,
@@ -36,12 +37,12 @@ from tests.e2e.oauth_fixtures import (  # noqa: F401 (fixtures)
     browser_sign_in,
     callback_params,
     chromium,
-    create_clients,
     csp_blocked,
     decode_verified,
     fetch_jwks,
     js_deps,
     one_backend,
+    start_clients,
     static_server,
 )
 
@@ -57,6 +58,7 @@ class Spa:
     server: Server
     site: StaticServer
     client_id: str
+    newcomer: str  # a user of this module's first consent only: no test depends on order
 
     @property
     def callback(self) -> str:
@@ -73,12 +75,13 @@ def spa(
     js_deps: Path,  # noqa: F811 (imported fixture)
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Spa]:
-    """The SPA on its own origin, registered with the CLI as a public client."""
+    """The SPA on its own origin, registered with the CLI as a public client, and a user who
+    has never used it."""
     config = tmp_path_factory.mktemp("spa") / "config.js"
     config.write_text("window.SPA_CONFIG = null;\n")
     extra = {"/oidc-client-ts.min.js": js_deps / BUNDLE, "/config.js": config}
     with static_server(js_deps / "spa", extra) as site:
-        created = create_clients(
+        finish = start_clients(
             server,
             spa=[
                 "--public",
@@ -87,11 +90,13 @@ def spa(
                 "--post-logout-redirect-uri",
                 f"{site.origin}/index.html",
             ],
-        )["spa"]
+        )
+        newcomer = server.create_users("spa-newcomer", password=STRONG_PASSWORD)["spa-newcomer"]
+        created = finish()["spa"]
         assert created["type"] == "public" and created["client_secret"] is None, created
         settings = {"issuer": server.base_url, "clientId": created["client_id"]}
         config.write_text(f"window.SPA_CONFIG = {orjson.dumps(settings).decode()};\n")
-        yield Spa(server, site, created["client_id"])
+        yield Spa(server, site, created["client_id"], newcomer)
 
 
 @dataclass
@@ -157,6 +162,7 @@ def tab(chromium: Any) -> Iterator[Tab]:  # noqa: F811 (imported fixture)
 
 
 def test_sign_in_refresh_revoke_and_sign_out(spa: Spa, tab: Tab) -> None:
+    """A user's first visit: sign-in, consent, refresh, revocation, RP-initiated logout."""
     from playwright.sync_api import expect
 
     server, page = spa.server, tab.page
@@ -167,7 +173,7 @@ def test_sign_in_refresh_revoke_and_sign_out(spa: Spa, tab: Tab) -> None:
     page.click("#sign-in")
     expect(page.locator("#login-form")).to_be_visible()
     assert page.url.startswith(f"{server.base_url}/login?next=%2Fauthorize%3F"), page.url
-    browser_sign_in(page, server.admin_email, server.admin_password)
+    browser_sign_in(page, spa.newcomer, STRONG_PASSWORD)
 
     expect(page.locator("#consent-form")).to_be_visible()
     expect(page.locator("#client-name")).to_have_text("spa")
@@ -176,13 +182,13 @@ def test_sign_in_refresh_revoke_and_sign_out(spa: Spa, tab: Tab) -> None:
 
     # callback.html: signinRedirectCallback (token request + userinfo, both cross-origin).
     first = tab.signed_in_at_callback()
-    expect(page.locator("#email")).to_have_text(server.admin_email)
+    expect(page.locator("#email")).to_have_text(spa.newcomer)
     keys = fetch_jwks(server.base_url)
     _, id_claims = decode_verified(first["id_token"], keys)
     assert id_claims["aud"] == spa.client_id and id_claims["iss"] == server.base_url
     expect(page.locator("#sub")).to_have_text(id_claims["sub"])
     assert first["profile"]["sub"] == id_claims["sub"]
-    assert first["profile"]["email"] == server.admin_email  # merged from userinfo
+    assert first["profile"]["email"] == spa.newcomer  # merged from userinfo
     assert first["refresh_token"].startswith("ost_rt_")
 
     # signinSilent with a refresh token: a token request from the page, no iframe.
