@@ -159,3 +159,25 @@ def make_pki(hostname: str, tmp_dir: Any) -> TestPki:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_file, key_file)
     return TestPki(ca.public_bytes(serialization.Encoding.PEM), server)
+
+
+class FetcherTime:
+    """The monotonic clock of ``ostiary.storage.http_jwks`` (its cache and refetch interval),
+    moved by the test instead of by sleeping: on a busy machine a real 0.3 s interval can
+    pass between two calls that should fall within it."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def install(self, monkeypatch: Any) -> FetcherTime:
+        """Replace the module's ``time`` (only there: asyncio keeps the real clock)."""
+        import ostiary.storage.http_jwks
+
+        monkeypatch.setattr(ostiary.storage.http_jwks, "time", self)
+        return self

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from ostiary.protocol.destinations import DestinationPolicy
 from ostiary.storage.http_jwks import MAX_BYTES, HttpJwksFetcher
-from tests.storage.jwks_server import JwksServer, Reply, make_pki
+from tests.storage.jwks_server import FetcherTime, JwksServer, Reply, make_pki
 
 JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": "AAAA", "y": "BBBB"}]}
 LOCAL = DestinationPolicy(allow_private=True, allow_http_loopback=True)
@@ -209,7 +209,10 @@ async def test_unsafe_stored_urls_are_refused_at_fetch_time(uri: str) -> None:
     assert "pw" not in repr(logs)
 
 
-async def test_a_refresh_downloads_again_once_per_refetch_interval(server: JwksServer) -> None:
+async def test_a_refresh_downloads_again_once_per_refetch_interval(
+    server: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FetcherTime().install(monkeypatch)
     fetcher = HttpJwksFetcher(LOCAL, refetch_interval=0.3)
     uri = f"http://127.0.0.1:{server.port}/jwks.json"
     assert await fetcher.fetch(uri) == JWKS
@@ -217,7 +220,9 @@ async def test_a_refresh_downloads_again_once_per_refetch_interval(server: JwksS
     server.replies["/jwks.json"] = Reply.json(rotated)
     assert await fetcher.fetch(uri, refresh=True) == JWKS  # downloaded just now: not again
     assert await fetcher.fetch(uri) == JWKS  # and the cache still serves the old set
-    await asyncio.sleep(0.35)
+    clock.advance(0.29)
+    assert await fetcher.fetch(uri, refresh=True) == JWKS  # still within the interval
+    clock.advance(0.02)
     assert await fetcher.fetch(uri, refresh=True) == rotated
     assert await fetcher.fetch(uri) == rotated  # the new set replaced the cached one
     assert len(server.requests) == 2

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from ostiary.features.clock import FrozenClock
 from ostiary.protocol.destinations import DestinationPolicy
 from ostiary.storage.http_jwks import HttpJwksFetcher
 from tests.conftest import Backend, make_settings
-from tests.storage.jwks_server import JwksServer, Reply
+from tests.storage.jwks_server import FetcherTime, JwksServer, Reply
 
 ISSUER = "http://testserver"
 
@@ -152,12 +151,13 @@ async def _token_with(app: Any, client_id: str, key: RSAKey) -> httpx.Response:
 
 
 async def test_a_rotated_key_is_fetched_at_its_first_use_and_made_up_ids_are_not(
-    local_app: Any, key: RSAKey, jwks_server: JwksServer
+    local_app: Any, key: RSAKey, jwks_server: JwksServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """OpenID Connect Core 1.0 section 10.1.1: the client publishes a new key and signs with it
     at once; an unknown key id makes the server download the set again, at most once per
     refetch interval."""
     runtime = local_app.state.runtime
+    clock = FetcherTime().install(monkeypatch)
     runtime.jwks_fetcher = HttpJwksFetcher(
         DestinationPolicy(allow_private=True, allow_http_loopback=True), refetch_interval=0.3
     )
@@ -165,7 +165,7 @@ async def test_a_rotated_key_is_fetched_at_its_first_use_and_made_up_ids_are_not
     assert (await _token_with(local_app, client.client_id, key)).status_code == 200
     rotated = RSAKey.generate_key(2048, parameters={"kid": "k2"})
     jwks_server.replies["/jwks.json"] = Reply.json({"keys": [rotated.as_dict(private=False)]})
-    await asyncio.sleep(0.35)  # the cached set is older than the refetch interval
+    clock.advance(0.35)  # the cached set is older than the refetch interval
     assert (await _token_with(local_app, client.client_id, rotated)).status_code == 200
     assert len(jwks_server.requests) == 2
     # A made-up key id right after: refused without another download.
