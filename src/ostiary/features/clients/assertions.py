@@ -35,10 +35,29 @@ from ostiary.features.clock import Clock
 from ostiary.protocol.jwt_parts import decode_json_segment, numeric_date
 from ostiary.protocol.oauth_errors import ProtocolError
 
-__all__ = ["ASSERTION_TYPE", "AssertionReplayStore", "ClientAssertionVerifier", "JwksFetcher"]
+__all__ = [
+    "ASSERTION_ALGS",
+    "ASSERTION_TYPE",
+    "AssertionReplayStore",
+    "ClientAssertionVerifier",
+    "JwksFetcher",
+]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+# Published as *_auth_signing_alg_values_supported (RFC 8414 section 2).
+ASSERTION_ALGS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+_ALGS = list(ASSERTION_ALGS)
 # Authlib and other libraries default to one hour; longer assertions are refused.
 _MAX_LIFETIME = timedelta(minutes=61)
 _LEEWAY = timedelta(seconds=30)
