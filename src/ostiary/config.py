@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ostiary.protocol.destinations import DestinationPolicy
+from ostiary.protocol.destinations import DestinationPolicy, is_loopback_host
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -113,6 +113,11 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
 
+    # `ostiary serve` refuses an http:// issuer on a host that is not loopback (passwords,
+    # codes and tokens in clear text, RFC 9700 section 2.6 / OAuth 2.1 section 1.5) unless
+    # this is set, e.g. for a closed test network.
+    allow_insecure_issuer: bool = False
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https_or_local(cls, value: str | None) -> str | None:
@@ -155,8 +160,19 @@ class Settings(BaseSettings):
         return key
 
     def require_issuer(self) -> str:
+        """The issuer a production server may run with: https, or http on a loopback host."""
         if not self.issuer:
             raise ConfigError("no issuer: set OSTIARY_ISSUER to the public https URL")
+        parts = urlsplit(self.issuer)
+        if (
+            parts.scheme == "http"
+            and not is_loopback_host(parts.hostname or "")
+            and not self.allow_insecure_issuer
+        ):
+            raise ConfigError(
+                f"OSTIARY_ISSUER {self.issuer} is plain http on a host that is not loopback: "
+                "use https, or set OSTIARY_ALLOW_INSECURE_ISSUER=true"
+            )
         return self.issuer
 
     @cached_property
