@@ -22,7 +22,7 @@ from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
-from ostiary.web.middleware import Metrics, RequestContextMiddleware
+from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
 from ostiary.web.routes import authorize, browser, demo, oauth, ops, wellknown
 from ostiary.web.runtime import Runtime
 
@@ -76,6 +76,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # Starlette's slash redirect builds an absolute URL from the Host header: a 307 to
+        # any host a request names. Paths are exact here; /login/ is a 404.
+        redirect_slashes=False,
     )
     metrics = Metrics()
     app.state.runtime = runtime
@@ -123,7 +126,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     _declare_security_schemes(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, headers=security_headers(settings.issuer)
+    )
     return app
 
 
