@@ -126,3 +126,13 @@ def test_serve_accepts_https_and_loopback_http(
     result = _invoke("serve", env={"OSTIARY_ISSUER": issuer, "OSTIARY_SECRET_KEY": KEY})
     assert result.exit_code == 0, result.output
     assert [s.issuer for s in served] == [issuer]
+
+
+def test_dev_names_the_docs_only_when_they_are_served(
+    tmp_path: Path, served: list[Settings]
+) -> None:
+    assert "/docs" in _invoke("dev").stdout
+    off = _invoke("dev", env={"OSTIARY_API_DOCS": "false"})
+    assert off.exit_code == 0, off.output
+    assert "/docs" not in off.stdout
+    assert served[-1].api_docs_enabled is False

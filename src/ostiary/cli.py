@@ -196,7 +196,8 @@ def dev(
     typer.echo(f"  Demo client id:  {demo['client_id']}")
     typer.echo(f"  Demo secret:     {demo['client_secret']}")
     typer.echo(f"  Discovery:       {issuer}/.well-known/openid-configuration")
-    typer.echo(f"  API docs:        {issuer}/docs")
+    if settings.api_docs_enabled:
+        typer.echo(f"  API docs:        {issuer}/docs")
     typer.echo(f"  Data directory:  {data_dir.resolve()}")
     typer.echo("")
     _serve(settings, host, port)
