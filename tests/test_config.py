@@ -67,6 +67,47 @@ def test_missing_issuer_is_a_config_error(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path).require_issuer()
 
 
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://id.example.com",
+        "http://10.0.0.5:8000",
+        "http://0.0.0.0:8000",
+        "http://[2001:db8::1]",
+    ],
+)
+def test_plain_http_issuer_off_loopback_is_refused(tmp_path: Path, issuer: str) -> None:
+    settings = Settings(data_dir=tmp_path, issuer=issuer)
+    with pytest.raises(ConfigError, match="OSTIARY_ALLOW_INSECURE_ISSUER") as info:
+        settings.require_issuer()
+    assert "\n" not in str(info.value)
+    allowed = Settings(data_dir=tmp_path, issuer=issuer, allow_insecure_issuer=True)
+    assert allowed.require_issuer() == issuer
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://id.example.com",
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "http://id.localhost",
+    ],
+)
+def test_https_or_loopback_issuer_is_accepted(tmp_path: Path, issuer: str) -> None:
+    assert Settings(data_dir=tmp_path, issuer=issuer).require_issuer() == issuer
+
+
+def test_allow_insecure_issuer_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OSTIARY_ISSUER", "http://id.example.com")
+    monkeypatch.setenv("OSTIARY_ALLOW_INSECURE_ISSUER", "true")
+    assert load_settings(data_dir=tmp_path).require_issuer() == "http://id.example.com"
+
+
 @pytest.mark.parametrize("issuer", ["ftp://x", "not a url", "https://x/?q=1", "https://x/#f"])
 def test_invalid_issuer_is_one_line(monkeypatch: pytest.MonkeyPatch, issuer: str) -> None:
     monkeypatch.setenv("OSTIARY_ISSUER", issuer)

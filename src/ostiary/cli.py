@@ -1,7 +1,9 @@
 """The ``ostiary`` command: run the server and manage users, keys and the audit trail.
 
 Every command reads the same settings (``OSTIARY_*`` environment, ``.env``), so a CLI call and
-a running server share state. Commands that print data accept ``--json``.
+a running server share state. Commands that print data accept ``--json``. The data directory is,
+for every command, ``--data-dir`` if given (``ostiary --data-dir D COMMAND``, or
+``ostiary dev --data-dir D``), else ``OSTIARY_DATA_DIR``, else ``./ostiary-data``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+# Options of the root command for the command about to run, set by its callback on every
+# invocation (``ostiary --data-dir D COMMAND``).
+_root_options: dict[str, Any] = {}
+
+
 def _settings(**overrides: Any) -> Settings:
+    # The root --data-dir wins over OSTIARY_DATA_DIR and .env; a command's own option over both.
+    data_dir = _root_options.get("data_dir")
+    if data_dir is not None:
+        overrides.setdefault("data_dir", data_dir)
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -106,8 +117,17 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True)
     ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the SQLite database and secret key live, for any command "
+            "(default OSTIARY_DATA_DIR, else ./ostiary-data).",
+        ),
+    ] = None,
 ) -> None:
     """Ostiary command line."""
+    _root_options["data_dir"] = data_dir
 
 
 # -- server ------------------------------------------------------------------------------
@@ -143,17 +163,25 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 def dev(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Where the database and secret key live.")
-    ] = Path("./ostiary-data"),
+    data_dir_option: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the database and secret key live "
+            "(default OSTIARY_DATA_DIR, else ./ostiary-data).",
+        ),
+    ] = None,
 ) -> None:
     """Start a development server on SQLite, with a dev admin user (created on first run)."""
+    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
+    overrides: dict[str, Any] = {} if data_dir_option is None else {"data_dir": data_dir_option}
+    settings = _settings(issuer=issuer, dev_mode=True, **overrides)
+    data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_file = data_dir / SECRET_KEY_FILE
-    if not key_file.exists() and not os.environ.get("OSTIARY_SECRET_KEY"):
+    configured_key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    if not key_file.exists() and not configured_key:
         _write_private(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
-    settings = _settings(data_dir=data_dir, issuer=issuer, dev_mode=True)
     typer.echo("Preparing the database ...")
     _migrate(settings)
     admin = _run(settings, lambda rt: _bootstrap_dev(rt, data_dir))
@@ -168,7 +196,8 @@ def dev(
     typer.echo(f"  Demo client id:  {demo['client_id']}")
     typer.echo(f"  Demo secret:     {demo['client_secret']}")
     typer.echo(f"  Discovery:       {issuer}/.well-known/openid-configuration")
-    typer.echo(f"  API docs:        {issuer}/docs")
+    if settings.api_docs_enabled:
+        typer.echo(f"  API docs:        {issuer}/docs")
     typer.echo(f"  Data directory:  {data_dir.resolve()}")
     typer.echo("")
     _serve(settings, host, port)

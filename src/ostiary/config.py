@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ostiary.protocol.destinations import DestinationPolicy
+from ostiary.protocol.destinations import DestinationPolicy, is_loopback_host
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -113,6 +114,18 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
 
+    # `ostiary serve` refuses an http:// issuer on a host that is not loopback (passwords,
+    # codes and tokens in clear text, RFC 9700 section 2.6 / OAuth 2.1 section 1.5) unless
+    # this is set, e.g. for a closed test network.
+    allow_insecure_issuer: bool = False
+
+    # Swagger UI at /docs (its scripts come from a CDN, pinned with SRI, under a CSP): unset,
+    # on in dev mode only. /openapi.json is served either way.
+    api_docs: bool | None = None
+    # Who may read /metrics: comma-separated addresses or CIDRs (e.g. "127.0.0.1,10.0.0.0/8"),
+    # matched against the client address (after trusted proxy headers). Unset: anyone.
+    metrics_allow_ips: str | None = None
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https_or_local(cls, value: str | None) -> str | None:
@@ -126,7 +139,23 @@ class Settings(BaseSettings):
             raise ValueError("issuer must not have a query or fragment")
         return value.rstrip("/")
 
+    @field_validator("metrics_allow_ips")
+    @classmethod
+    def _metrics_networks_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            _networks(value)  # ValueError names the entry that is not an address or CIDR
+        return value
+
     # -- derived values ------------------------------------------------------------------
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return self.dev_mode if self.api_docs is None else self.api_docs
+
+    @cached_property
+    def metrics_networks(self) -> tuple[IPNetwork, ...] | None:
+        """The networks allowed to read /metrics; None: no restriction."""
+        return None if self.metrics_allow_ips is None else _networks(self.metrics_allow_ips)
 
     def effective_database_url(self) -> str:
         if self.database_url is not None:
@@ -155,8 +184,19 @@ class Settings(BaseSettings):
         return key
 
     def require_issuer(self) -> str:
+        """The issuer a production server may run with: https, or http on a loopback host."""
         if not self.issuer:
             raise ConfigError("no issuer: set OSTIARY_ISSUER to the public https URL")
+        parts = urlsplit(self.issuer)
+        if (
+            parts.scheme == "http"
+            and not is_loopback_host(parts.hostname or "")
+            and not self.allow_insecure_issuer
+        ):
+            raise ConfigError(
+                f"OSTIARY_ISSUER {self.issuer} is plain http on a host that is not loopback: "
+                "use https, or set OSTIARY_ALLOW_INSECURE_ISSUER=true"
+            )
         return self.issuer
 
     @cached_property
@@ -228,6 +268,21 @@ class Settings(BaseSettings):
             _mask_url(self.database_url.get_secret_value()) if self.database_url else None
         )
         return shown
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: str) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+    return tuple(networks)
 
 
 def _mask_url(url: str) -> str:

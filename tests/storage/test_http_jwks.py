@@ -120,6 +120,9 @@ async def test_redirects_are_not_followed(server: JwksServer) -> None:
         Reply(body=b"not json"),
         Reply(body=b"[1, 2]"),
         Reply(body=b"\xff\xfe"),
+        Reply(body=b"[" * 40000),  # json.loads: RecursionError, a 500 at the token endpoint
+        Reply(body=b'{"keys":' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        Reply(body=b'{"keys":[],"x":NaN}'),
     ],
 )
 async def test_bad_answers_give_no_keys(server: JwksServer, reply: Reply) -> None:

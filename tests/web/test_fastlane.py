@@ -314,6 +314,7 @@ async def test_a_token_response_has_the_same_headers(
         "content-length",
         "content-type",
         "vary",
+        "x-content-type-options",
         "x-request-id",
     ]
     assert fast_headers[2] == ("content-length", str(len(fast_body)))

@@ -774,7 +774,17 @@ async def signing_keys(request: pytest.FixtureRequest, app: Any) -> str:
     return str(request.param)
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_ES256 = _b64(b'{"alg":"ES256","typ":"at+jwt"}')
 _HOSTILE_JWTS = [
+    pytest.param(f"{_b64(b'[' * 40000)}.e30.AAAA", id="nested-header"),
+    pytest.param(f"{_b64(b'[' * 3000)}.e30.AAAA", id="nested-header-under-8kib"),
+    pytest.param(f"{_ES256}.{_b64(b'[' * 5000)}.AAAA", id="nested-claims"),
+    pytest.param(_ES256 + "." + _b64(b'{"exp":1e20,"iat":-1e20}') + ".AAAA", id="exp-1e20"),
+    pytest.param(_ES256 + "." + _b64(b'{"exp":Infinity,"iat":NaN}') + ".AAAA", id="exp-inf"),
     pytest.param("a.b.c", id="three-dots"),
     pytest.param("eyJhbGciOiJub25lIn0.e30.", id="alg-none"),
     pytest.param("eyJhbGciOiJFUzI1NiIsImtpZCI6W119.e30.AAAA", id="kid-is-a-list"),
@@ -803,6 +813,27 @@ async def test_hostile_bearer_token_at_userinfo_is_a_401(
     if response.status_code == 401:
         # RFC 6750 section 3: a 401 from a protected resource carries the Bearer challenge.
         assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("route", ["/introspect", "/revoke"])
+@pytest.mark.parametrize("token", _HOSTILE_JWTS)
+async def test_hostile_tokens_at_introspection_and_revocation_are_harmless(
+    client: httpx.AsyncClient, app: Any, signing_keys: str, route: str, token: str
+) -> None:
+    """RFC 7662 section 2.2: an unusable token is ``active: false``; RFC 7009 section 2.2:
+    revoking one is a 200. Neither may be a 500."""
+    from ostiary.features.clients.service import ClientRegistration
+
+    async with app.state.runtime.unit() as unit:
+        registered, secret = await unit.clients.register(
+            ClientRegistration(name="rs", grant_types=("client_credentials",), scopes=("x",))
+        )
+    response = await client.post(
+        route, data={"token": token}, auth=(registered.client_id, str(secret))
+    )
+    assert response.status_code == 200, response.text
+    if route == "/introspect":
+        assert response.json() == {"active": False}
 
 
 @pytest.mark.parametrize("hint", _HOSTILE_JWTS)

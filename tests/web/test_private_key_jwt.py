@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from ostiary.features.clients.service import ClientRegistration
@@ -159,3 +160,107 @@ async def test_garbage_assertion_is_a_client_error(client: httpx.AsyncClient) ->
         },
     )
     assert wrong_type.status_code == 401
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signed_raw(key: RSAKey, payload: bytes) -> str:
+    """An RS256 JWS over ``payload`` exactly as given (joserfc's jwt.encode would re-serialize
+    the claims, and json refuses nothing: nesting, NaN and 1e20 must reach the server)."""
+    return jws.serialize_compact({"alg": "RS256", "kid": "k1"}, payload, key)
+
+
+async def test_deeply_nested_json_is_invalid_client_not_a_server_error(
+    client: httpx.AsyncClient, keyed_client: tuple[Any, RSAKey]
+) -> None:
+    c, key = keyed_client
+    nested = b"[" * 40000
+    unsigned = [
+        f"{_b64(nested)}.{_b64(b'{}')}.AAAA",
+        f"{_b64(b'{}')}.{_b64(nested)}.AAAA",
+        f"{_b64(b'{}')}.{_b64(b'[' * 3000 + b']' * 3000)}.AAAA",  # fits the 8 KiB limit
+    ]
+    now = int(time.time())
+    deep_claim = b'"x":' + b"[" * 900 + b"]" * 900
+    signed = _signed_raw(
+        key,
+        b'{"iss":"%s","sub":"%s","aud":"%s/token","exp":%d,"jti":"%s",%s}'
+        % (
+            c.client_id.encode(),
+            c.client_id.encode(),
+            ISSUER.encode(),
+            now + 60,
+            uuid.uuid4().hex.encode(),
+            deep_claim,
+        ),
+    )
+    for assertion in [*unsigned, signed]:
+        response = await _token(client, assertion)
+        assert response.status_code == 401, (assertion[:40], response.text)
+        assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        b'"exp":1e20',
+        b'"exp":-1e20',
+        b'"exp":Infinity',
+        b'"exp":NaN',
+        b'"exp":true',
+        b'"exp":"soon"',
+        b'"exp":%(exp)d,"nbf":1e20',
+        b'"exp":%(exp)d,"iat":-1e300',
+        b'"exp":%(exp)d,"iat":"now"',
+        b'"exp":%(exp)d,"nbf":1' + b"0" * 400,
+    ],
+)
+async def test_unusable_numeric_dates_are_invalid_client(
+    client: httpx.AsyncClient, keyed_client: tuple[Any, RSAKey], dates: bytes
+) -> None:
+    c, key = keyed_client
+    payload = b'{"iss":"%s","sub":"%s","aud":"%s","jti":"%s",%s}' % (
+        c.client_id.encode(),
+        c.client_id.encode(),
+        ISSUER.encode(),
+        uuid.uuid4().hex.encode(),
+        dates % {b"exp": int(time.time()) + 60},
+    )
+    response = await _token(client, _signed_raw(key, payload))
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        [ISSUER, "https://attacker.example"],
+        ["https://attacker.example", f"{ISSUER}/token"],
+        [ISSUER, f"{ISSUER}/token"],  # ours twice is still not a single audience
+        [],
+        5,
+        {"aud": ISSUER},
+        f"{ISSUER}/introspect",
+        f"{ISSUER}/",
+    ],
+)
+async def test_audience_must_be_this_issuer_alone(
+    client: httpx.AsyncClient, keyed_client: tuple[Any, RSAKey], aud: Any
+) -> None:
+    """draft-ietf-oauth-rfc7523bis: the issuer as the sole audience (the token endpoint alone
+    is kept for older clients); an assertion that also names another server is refused."""
+    c, key = keyed_client
+    response = await _token(client, _assertion(c.client_id, key, aud=aud))
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("aud", [ISSUER, f"{ISSUER}/token", [ISSUER], [f"{ISSUER}/token"]])
+async def test_issuer_or_token_endpoint_alone_is_accepted(
+    client: httpx.AsyncClient, keyed_client: tuple[Any, RSAKey], aud: Any
+) -> None:
+    c, key = keyed_client
+    response = await _token(client, _assertion(c.client_id, key, aud=aud))
+    assert response.status_code == 200, response.text

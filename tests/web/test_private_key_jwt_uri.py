@@ -164,12 +164,13 @@ async def test_a_rotated_key_is_fetched_at_its_first_use_and_made_up_ids_are_not
     client = await _register(local_app, f"http://127.0.0.1:{jwks_server.port}/jwks.json")
     assert (await _token_with(local_app, client.client_id, key)).status_code == 200
     rotated = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+    # Made before the clock starts: an RSA key can take longer than the refetch interval.
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "k3"})
     jwks_server.replies["/jwks.json"] = Reply.json({"keys": [rotated.as_dict(private=False)]})
     clock.advance(0.35)  # the cached set is older than the refetch interval
     assert (await _token_with(local_app, client.client_id, rotated)).status_code == 200
     assert len(jwks_server.requests) == 2
     # A made-up key id right after: refused without another download.
-    stranger = RSAKey.generate_key(2048, parameters={"kid": "k3"})
     response = await _token_with(local_app, client.client_id, stranger)
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
     assert len(jwks_server.requests) == 2

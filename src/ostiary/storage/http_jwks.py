@@ -22,7 +22,6 @@ server fetch on every request). Concurrent requests for one URI share one downlo
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from ostiary.protocol.destinations import (
     check_fetch_url,
     loggable_url,
 )
+from ostiary.protocol.jwt_parts import parse_json_object
 
 if TYPE_CHECKING:
     import httpcore
@@ -129,13 +129,11 @@ class HttpJwksFetcher:
             log.warning("jwks_uri_fetch_failed", url=url, error="timeout")
             return {}
         try:
-            data = json.loads(body)
+            # Limited: json.loads would answer deep nesting with RecursionError (a 500).
+            return parse_json_object(body)
         except ValueError:
-            data = None
-        if not isinstance(data, dict):
             log.warning("jwks_uri_fetch_failed", url=url, error="not_a_json_object")
             return {}
-        return data
 
     async def _get(self, uri: str) -> bytes:
         """The body of a 200 answer to GET ``uri``; anything else raises _FetchFailed."""

@@ -22,8 +22,8 @@ from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
-from ostiary.web.middleware import Metrics, RequestContextMiddleware
-from ostiary.web.routes import authorize, browser, demo, oauth, ops, wellknown
+from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
+from ostiary.web.routes import authorize, browser, demo, docs, oauth, ops, wellknown
 from ostiary.web.runtime import Runtime
 
 __all__ = ["DEV_CLIENT_FILE", "create_app"]
@@ -74,8 +74,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         summary="Identity and access platform for AI products",
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is ours (web/routes/docs.py: pinned, SRI, CSP), and only when enabled.
+        docs_url=None,
         redoc_url=None,
+        # Starlette's slash redirect builds an absolute URL from the Host header: a 307 to
+        # any host a request names. Paths are exact here; /login/ is a 404.
+        redirect_slashes=False,
     )
     metrics = Metrics()
     app.state.runtime = runtime
@@ -96,6 +100,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             app.state.demo_client = orjson.loads(demo_file.read_bytes())
         app.include_router(demo.router)
     app.include_router(ops.router)
+    if settings.api_docs_enabled:
+        app.include_router(docs.router)
     app.mount(
         "/static",
         StaticFiles(directory=Path(__file__).with_name("static")),
@@ -123,7 +129,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     _declare_security_schemes(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, headers=security_headers(settings.issuer)
+    )
     return app
 
 

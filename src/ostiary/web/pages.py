@@ -25,7 +25,7 @@ PAGE_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
+    # X-Content-Type-Options: on every response, pages included (web/middleware.py).
     # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on our own
     # form posts, and the CSRF guard's Origin check would refuse every sign-in.
     "Referrer-Policy": "same-origin",

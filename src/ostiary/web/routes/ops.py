@@ -1,6 +1,9 @@
-"""Operations endpoints: liveness, readiness, Prometheus metrics."""
+"""Operations endpoints: liveness, readiness, Prometheus metrics (readable by the addresses in
+``OSTIARY_METRICS_ALLOW_IPS`` when it is set)."""
 
 from __future__ import annotations
+
+import ipaddress
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,7 +50,30 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def _may_read_metrics(request: Request) -> bool:
+    allowed = runtime_of(request).settings.metrics_networks
+    if allowed is None:
+        return True
+    try:
+        address = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False  # no client address (a Unix socket, a test transport): not in any list
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    return any(address in network for network in allowed)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={403: {"description": "The client address is not in OSTIARY_METRICS_ALLOW_IPS"}},
+)
 async def metrics(request: Request) -> Response:
+    if not _may_read_metrics(request):
+        return JSONResponse(
+            {"error": "forbidden", "error_description": "metrics are not open to this address"},
+            status_code=403,
+        )
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

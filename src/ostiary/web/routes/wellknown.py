@@ -1,4 +1,7 @@
-"""Published metadata: the JWK Set (RFC 7517 section 5).
+"""Published metadata: the JWK Set (RFC 7517 section 5) and the discovery documents (OpenID
+Connect Discovery 1.0 section 3, RFC 8414 section 2; each ``*_auth_signing_alg_values_supported``
+is present where its ``*_auth_methods_supported`` lists ``private_key_jwt``, as RFC 8414
+requires).
 
 The set changes only on rotation, so it is cached in process for a few seconds and served
 with ``Cache-Control: public, max-age`` no longer than the key publish lead time, so a
@@ -14,6 +17,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ostiary.features.clients.assertions import ASSERTION_ALGS
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.web.deps import runtime_of
 
@@ -65,23 +69,20 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
             "private_key_jwt",
             "none",
         ],
-        "token_endpoint_auth_signing_alg_values_supported": [
-            "RS256",
-            "PS256",
-            "ES256",
-            "EdDSA",
-        ],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
         ],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "revocation_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
             "none",
         ],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "authorization_response_iss_parameter_supported": True,
     }

@@ -1,0 +1,138 @@
+"""The ``ostiary`` command, in process (typer's CliRunner): where its state lives and which
+issuers ``serve`` accepts. The server itself is not started: ``_serve`` is replaced by a probe
+that records the settings it was given (tests/e2e/test_cli.py runs the real thing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ostiary import cli
+from ostiary.config import Settings
+
+KEY = "q" * 43  # base64url of 32 bytes
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("OSTIARY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env; ./ostiary-data would land here
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    started: list[Settings] = []
+    monkeypatch.setattr(cli, "_serve", lambda settings, host, port: started.append(settings))
+    return started
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
+    return CliRunner().invoke(cli.app, list(args), env=env, input=stdin)
+
+
+def _one_line_error(result: Any) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return str(lines[0])
+
+
+def _dev_state(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+
+
+# -- the data directory: --data-dir, else OSTIARY_DATA_DIR, else ./ostiary-data ------------
+
+
+def test_dev_uses_ostiary_data_dir(tmp_path: Path, served: list[Settings]) -> None:
+    target = tmp_path / "from-env"
+    result = _invoke("dev", "--port", "8123", env={"OSTIARY_DATA_DIR": str(target)})
+    assert result.exit_code == 0, result.output
+    assert {"secret.key", "ostiary.db", "dev-admin.json"} <= _dev_state(target)
+    assert not (tmp_path / "ostiary-data").exists()
+    assert [s.data_dir for s in served] == [target]
+    assert f"Data directory:  {target.resolve()}" in result.stdout
+
+
+def test_dev_option_beats_the_environment(tmp_path: Path, served: list[Settings]) -> None:
+    env = {"OSTIARY_DATA_DIR": str(tmp_path / "from-env")}
+    result = _invoke("dev", "--data-dir", str(tmp_path / "from-option"), env=env)
+    assert result.exit_code == 0, result.output
+    assert "secret.key" in _dev_state(tmp_path / "from-option")
+    assert not (tmp_path / "from-env").exists()
+    result = _invoke("--data-dir", str(tmp_path / "from-root"), "dev", env=env)
+    assert result.exit_code == 0, result.output
+    assert "secret.key" in _dev_state(tmp_path / "from-root")
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_dev_defaults_to_ostiary_data_in_the_working_directory(
+    tmp_path: Path, served: list[Settings]
+) -> None:
+    result = _invoke("dev")
+    assert result.exit_code == 0, result.output
+    assert "secret.key" in _dev_state(tmp_path / "ostiary-data")
+
+
+def test_every_command_takes_the_root_data_dir_option(tmp_path: Path) -> None:
+    """`ostiary --data-dir D COMMAND` for commands that have no option of their own."""
+    env = {"OSTIARY_DATA_DIR": str(tmp_path / "from-env"), "OSTIARY_SECRET_KEY": KEY}
+    chosen = tmp_path / "chosen"
+    assert _invoke("--data-dir", str(chosen), "migrate", env=env).exit_code == 0
+    assert _dev_state(chosen) == {"ostiary.db"}
+    created = _invoke(
+        *("--data-dir", str(chosen), "users", "create", "--email", "a@example.com", "--json"),
+        env=env,
+    )
+    assert created.exit_code == 0, created.output
+    listed = _invoke("--data-dir", str(chosen), "users", "list", "--json", env=env)
+    assert [u["email"] for u in json.loads(listed.stdout)] == ["a@example.com"]
+    shown = _invoke("--data-dir", str(chosen), "config", "show", "--json", env=env)
+    assert json.loads(shown.stdout)["data_dir"] == str(chosen)
+    # Without the option, the environment decides (and that database is still empty).
+    assert json.loads(_invoke("config", "show", "--json", env=env).stdout)["data_dir"] == str(
+        tmp_path / "from-env"
+    )
+    assert not (tmp_path / "ostiary-data").exists()
+
+
+# -- serve: which issuers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("issuer", ["http://id.example.com", "http://192.0.2.10:8000"])
+def test_serve_refuses_plain_http_off_loopback(
+    tmp_path: Path, served: list[Settings], issuer: str
+) -> None:
+    env = {"OSTIARY_ISSUER": issuer, "OSTIARY_SECRET_KEY": KEY}
+    line = _one_line_error(_invoke("serve", env=env))
+    assert "OSTIARY_ALLOW_INSECURE_ISSUER" in line and issuer in line
+    assert served == []
+    result = _invoke("serve", env={**env, "OSTIARY_ALLOW_INSECURE_ISSUER": "true"})
+    assert result.exit_code == 0, result.output
+    assert [s.issuer for s in served] == [issuer]
+
+
+@pytest.mark.parametrize("issuer", ["https://id.example.com", "http://127.0.0.1:8000"])
+def test_serve_accepts_https_and_loopback_http(
+    tmp_path: Path, served: list[Settings], issuer: str
+) -> None:
+    result = _invoke("serve", env={"OSTIARY_ISSUER": issuer, "OSTIARY_SECRET_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    assert [s.issuer for s in served] == [issuer]
+
+
+def test_dev_names_the_docs_only_when_they_are_served(
+    tmp_path: Path, served: list[Settings]
+) -> None:
+    assert "/docs" in _invoke("dev").stdout
+    off = _invoke("dev", env={"OSTIARY_API_DOCS": "false"})
+    assert off.exit_code == 0, off.output
+    assert "/docs" not in off.stdout
+    assert served[-1].api_docs_enabled is False
