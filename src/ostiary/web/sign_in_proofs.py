@@ -68,7 +68,7 @@ class SignInProofs:
         return urlencode(sorted(pairs))
 
     def _fresh(self, issued: str, now: datetime) -> bool:
-        if not issued.isdigit() or len(issued) > 12:
+        if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
             return False
         age = int(now.timestamp()) - int(issued)
         return 0 <= age <= self._ttl
