@@ -4,9 +4,12 @@
   unverified redirect URI; otherwise redirect with ``error`` and ``state``).
 - RFC 9207: every authorization response carries ``iss``.
 - OpenID Connect Core 1.0 section 3.1.2.1: ``prompt`` (none, login, consent, select_account),
-  ``max_age``, ``login_hint``; section 3.1.2.6: ``login_required``, ``consent_required``.
-  A browser holds one session, so ``select_account`` offers that account or a sign-in with
-  another; signing in is itself the choice.
+  ``max_age``, ``login_hint``, ``id_token_hint``; section 3.1.2.6: ``login_required``,
+  ``consent_required``. A browser holds one session, so ``select_account`` offers that account
+  or a sign-in with another; signing in is itself the choice. The markers that stop the
+  sign-in loop are signed server state (web/sign_in_proofs.py), and the consent POST checks
+  the demands again.
+- RFC 8707 section 2: ``resource`` may repeat; every value survives sign-in and consent.
 - OpenID Connect RP-Initiated Logout 1.0 section 2/3: ``id_token_hint``,
   ``post_logout_redirect_uri`` (exact match), ``state``, ``client_id``.
 """
