@@ -289,8 +289,8 @@ async def test_garbage_cookies_read_as_signed_out(client: httpx.AsyncClient, coo
 async def test_oversized_session_cookie_with_a_valid_csrf_pair_signs_out_cleanly(
     client: httpx.AsyncClient,
 ) -> None:
-    token = await csrf_token(client)
     client.cookies.set(SESSION_COOKIE, "a" * 10_000)
+    token = await csrf_token(client)  # the token is bound to the session cookie sent
     response = await client.post("/logout", data={"csrf_token": token})
     assert response.status_code == 303
     assert response.headers["location"] == "/login"

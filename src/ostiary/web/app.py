@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         runtime.csrf_key,
         secure=settings.sessions.cookie_secure,
         issuer_origin=_origin(settings.issuer),
+        session_cookie=settings.sessions.cookie_name,
     )
     install_error_handlers(app)
     app.include_router(browser.router)

@@ -1,10 +1,19 @@
-"""CSRF protection for HTML forms: signed double-submit cookie.
+"""CSRF protection for HTML forms: signed double-submit cookie bound to the session.
 
-OWASP CSRF Prevention Cheat Sheet, "Signed Double-Submit Cookie": the browser holds a random
-cookie; every form carries ``HMAC(csrf_key, cookie)``. A cross-site page can neither read the
-cookie nor compute the MAC, and a planted cookie (e.g. from a sibling subdomain) is useless
-without the server key. The ``Origin`` header, when sent, must be our own (defence in depth).
-SameSite=Lax on the session cookie is a third layer.
+OWASP CSRF Prevention Cheat Sheet, "Signed Double-Submit Cookie" (HMAC, session-bound): the
+browser holds a random cookie; every form carries ``HMAC(csrf_key, session cookie, cookie)``.
+Before sign-in the session part is empty, so anonymous forms (the sign-in form) are still
+protected by the random pre-session cookie. Binding to the session cookie means:
+
+- a token cannot be computed without the server key, and a planted CSRF cookie (e.g. from a
+  sibling subdomain) is useless, since the attacker cannot know the victim's session cookie;
+- the token changes at sign-in (every sign-in sets a new session cookie), so a token seen or
+  planted before sign-in does not work after it (rotation; OWASP ASVS V3.2.1 in spirit);
+- a token of one session never validates for another session, even with the same CSRF cookie.
+
+The browser cookie itself is kept across sign-in: it also binds the sign-in markers of
+/authorize to the browser (:mod:`ostiary.web.sign_in_proofs`). The ``Origin`` header, when
+sent, must be our own (defence in depth). SameSite=Lax on the session cookie is a third layer.
 """
 
 from __future__ import annotations
@@ -19,23 +28,43 @@ from starlette.responses import Response
 __all__ = ["CsrfGuard"]
 
 
+def _field(value: str) -> bytes:
+    data = value.encode()
+    return str(len(data)).encode() + b":" + data
+
+
 class CsrfGuard:
-    def __init__(self, key: bytes, *, secure: bool, issuer_origin: str | None) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        secure: bool,
+        issuer_origin: str | None,
+        session_cookie: str,
+    ) -> None:
         self._key = key
         self.cookie_name = "__Host-ostiary_csrf" if secure else "ostiary_csrf"
         self._secure = secure
         self._origin = issuer_origin
+        self._session_cookie = session_cookie
 
-    def _mac(self, cookie_value: str) -> str:
-        return hmac.new(self._key, cookie_value.encode(), hashlib.sha256).hexdigest()
+    def _mac(self, browser: str, session: str) -> str:
+        msg = b"csrf-v2" + _field(session) + _field(browser)
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
 
-    def token_for(self, request: Request) -> tuple[str, str | None]:
-        """The form token for this browser, and a new cookie value to set if it had none."""
+    def browser_id(self, request: Request) -> tuple[str, str | None]:
+        """This browser's random CSRF cookie, and a new value to set if it had none."""
         existing = request.cookies.get(self.cookie_name)
         if existing and 16 <= len(existing) <= 128 and existing.isascii():
-            return self._mac(existing), None
+            return existing, None
         fresh = secrets.token_urlsafe(32)
-        return self._mac(fresh), fresh
+        return fresh, fresh
+
+    def token_for(self, request: Request) -> tuple[str, str | None]:
+        """The form token for this browser and session, and a new cookie value to set."""
+        browser, new_cookie = self.browser_id(request)
+        session = request.cookies.get(self._session_cookie, "")
+        return self._mac(browser, session), new_cookie
 
     def set_cookie(self, response: Response, value: str | None) -> None:
         if value is not None:
@@ -55,4 +84,5 @@ class CsrfGuard:
         cookie = request.cookies.get(self.cookie_name)
         if not cookie or not submitted or len(submitted) != 64 or not submitted.isascii():
             return False
-        return hmac.compare_digest(self._mac(cookie).encode(), submitted.encode())
+        session = request.cookies.get(self._session_cookie, "")
+        return hmac.compare_digest(self._mac(cookie, session).encode(), submitted.encode())

@@ -2,7 +2,8 @@
 
 Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose):
 ``session-token`` (HMAC pepper of session cookies), ``csrf`` (CSRF token MAC),
-``signing-key-encryption`` (AES-256-GCM key that seals private signing keys).
+``signing-key-encryption`` (AES-256-GCM key that seals private signing keys),
+``authorize-proof`` (MAC of /authorize's sign-in markers, web/sign_in_proofs.py).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Runtime:
         self.session_pepper = derive_key(secret, "ostiary/session-token")
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
+        self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
         self.hasher = PasswordHasher()
         throttle = settings.throttle
         self.throttle = LimitsLoginThrottle(

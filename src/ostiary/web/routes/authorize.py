@@ -4,21 +4,27 @@
   unverified redirect URI; otherwise redirect with ``error`` and ``state``).
 - RFC 9207: every authorization response carries ``iss``.
 - OpenID Connect Core 1.0 section 3.1.2.1: ``prompt`` (none, login, consent, select_account),
-  ``max_age``, ``login_hint``; section 3.1.2.6: ``login_required``, ``consent_required``.
-  A browser holds one session, so ``select_account`` offers that account or a sign-in with
-  another; signing in is itself the choice.
+  ``max_age``, ``login_hint``, ``id_token_hint``; section 3.1.2.6: ``login_required``,
+  ``consent_required``. A browser holds one session, so ``select_account`` offers that account
+  or a sign-in with another; signing in is itself the choice. The markers that stop the
+  sign-in loop are signed server state (web/sign_in_proofs.py), and the consent POST checks
+  the demands again.
+- RFC 8707 section 2: ``resource`` may repeat; every value survives sign-in and consent.
 - OpenID Connect RP-Initiated Logout 1.0 section 2/3: ``id_token_hint``,
   ``post_logout_redirect_uri`` (exact match), ``state``, ``client_id``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from ostiary.features.accounts.models import User
 from ostiary.features.oauth.authorize import (
     AuthorizationError,
     AuthorizationRequest,
@@ -34,11 +40,13 @@ from ostiary.web.pages import render
 from ostiary.web.routes.browser import (
     FORM_ERRORS,
     clear_session_cookie,
+    csrf_guard,
     render_form,
     require_csrf,
     signed_in,
 )
 from ostiary.web.runtime import Unit
+from ostiary.web.sign_in_proofs import SignInProofs
 
 router = APIRouter(tags=["oauth"])
 
@@ -48,8 +56,8 @@ _SCOPE_TEXT = {
     "email": "See your e-mail address",
     "offline_access": "Stay signed in to the application when you are away",
 }
-_AUTH_AFTER = "_ost_auth_after"  # our own marker added to the return URL, see _needs_login
-_CHOSEN = "_ost_account_chosen"  # our own marker: the user chose the signed-in account
+_AUTH_AFTER = "_ost_auth_after"  # our signed marker: the sign-in we asked for (sign_in_proofs)
+_CHOSEN = "_ost_account_chosen"  # our signed marker: the user chose the signed-in account
 _MARKERS = (_AUTH_AFTER, _CHOSEN)
 
 
@@ -68,67 +76,36 @@ def _error_redirect(unit: Unit, error: AuthorizationError) -> Response:
     return _redirect(redirect_with(error.redirect_uri, params))
 
 
-def _signed_in_since_asked(session: Session, params: dict[str, str]) -> bool:
-    """The session's sign-in happened after we sent the user to sign in (the marker)."""
-    after = params.get(_AUTH_AFTER, "")
-    return after.isdigit() and session.auth_time.timestamp() >= int(after)
-
-
-def _needs_login(
-    request: AuthorizationRequest, session: Session, now: float, params: dict[str, str]
-) -> bool:
-    """prompt=login and max_age force a fresh sign-in; the marker stops a login loop."""
-    if _signed_in_since_asked(session, params):
-        return False
-    if "login" in request.prompt:
-        return True
-    auth_time = session.auth_time.timestamp()
-    return request.max_age is not None and now - auth_time > request.max_age
-
-
-def _without_markers(params: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in params.items() if k not in _MARKERS}
-
-
-def _login_url(params: dict[str, str], now: float, force: bool) -> str:
-    back = _without_markers(params)
-    if force:
-        back[_AUTH_AFTER] = str(int(now))
-    target = "/authorize?" + urlencode(back)
-    query: dict[str, str] = {"next": target}
-    if params.get("login_hint"):
-        query["login_hint"] = params["login_hint"]
-    if force:
-        query["reauth"] = "1"
-    return "/login?" + urlencode(query)
-
-
-def _select_account_page(
-    auth: AuthorizationRequest, email: str, params: dict[str, str], now: float
-) -> Response:
-    """prompt=select_account for a signed-in browser: this account, or sign in with another."""
-    chosen = {**_without_markers(params), _CHOSEN: "1"}
-    return render(
-        "select_account.html",
-        client=auth.client,
-        email=email,
-        continue_url="/authorize?" + urlencode(chosen),
-        switch_url=_login_url(params, now, force=True),
+def _refuse(unit: Unit, auth: AuthorizationRequest, error: str, description: str) -> Response:
+    return _error_redirect(
+        unit,
+        AuthorizationError(error, description, redirect_uri=auth.redirect_uri, state=auth.state),
     )
 
 
-async def _params(request: Request) -> tuple[dict[str, str], tuple[str, ...]]:
-    if request.method == "POST":
-        body = await request.body()
-        raw = body.decode("utf-8", errors="strict")
-    else:
-        raw = request.url.query
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """An authorization request as received: single values, plus every ``resource``."""
+
+    params: dict[str, str]
+    resources: tuple[str, ...]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The request without our markers; ``resource`` may repeat (RFC 8707 section 2)."""
+        pairs = [(k, v) for k, v in self.params.items() if k not in _MARKERS and k != "resource"]
+        return pairs + [("resource", r) for r in self.resources]
+
+    def query(self, **markers: str) -> str:
+        return urlencode(self.pairs() + list(markers.items()))
+
+
+def _parse_request(raw: str) -> _Received:
+    """Parse a query or form; every parameter but ``resource`` must be unique (RFC 6749 3.1)."""
     pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=64)
     resources = tuple(v for k, v in pairs if k == "resource")
     try:
         form = parse_form(raw.encode()) if raw else {}
     except FormError:
-        # RFC 8707 lets "resource" repeat; every other parameter must be unique.
         others = urlencode([(k, v) for k, v in pairs if k != "resource"]).encode()
         try:
             form = parse_form(others)
@@ -136,54 +113,167 @@ async def _params(request: Request) -> tuple[dict[str, str], tuple[str, ...]]:
             raise PageError(400, f"Malformed authorization request: {exc}.") from exc
         if resources:
             form["resource"] = resources[0]
-    return form, resources
+    return _Received(form, resources)
+
+
+def _proofs(request: Request) -> SignInProofs:
+    return SignInProofs(runtime_of(request).authorize_proof_key)
+
+
+def _session_cookie(unit: Unit, request: Request) -> str | None:
+    return request.cookies.get(unit.settings.sessions.cookie_name)
+
+
+def _login_redirect(
+    unit: Unit, request: Request, received: _Received, now: datetime, force: bool
+) -> Response:
+    """To /login, back to this request with a signed proof that a sign-in was asked for.
+
+    ``force`` shows the form to a browser that is signed in (``reauth=1``). The proof binds
+    the browser through its pre-session CSRF cookie, set here if it has none yet.
+    """
+    guard = csrf_guard(request)
+    browser, new_cookie = guard.browser_id(request)
+    marker = _proofs(request).demand_sign_in(
+        received.pairs(), now=now, browser=browser, session_cookie=_session_cookie(unit, request)
+    )
+    query: dict[str, str] = {"next": "/authorize?" + received.query(**{_AUTH_AFTER: marker})}
+    if received.params.get("login_hint"):
+        query["login_hint"] = received.params["login_hint"]
+    if force:
+        query["reauth"] = "1"
+    response = _redirect("/login?" + urlencode(query))
+    guard.set_cookie(response, new_cookie)
+    return response
+
+
+async def _id_token_hint(
+    unit: Unit, auth: AuthorizationRequest, params: dict[str, str]
+) -> dict[str, Any] | Response | None:
+    """OIDC Core 3.1.2.1 ``id_token_hint``: the claims of an ID token we issued to this client
+    (expired ones too: it names a past sign-in), an error redirect if it is anything else."""
+    raw = params.get("id_token_hint")
+    if not raw:
+        return None
+    claims = await unit.oauth.verify_id_token_hint(raw)
+    aud = claims.get("aud") if claims else None
+    audiences = aud if isinstance(aud, list) else [aud]
+    if claims is None or auth.client.client_id not in audiences or not claims.get("sub"):
+        return _refuse(
+            unit,
+            auth,
+            "invalid_request",
+            "id_token_hint is not an ID token this server issued to this client.",
+        )
+    return claims
+
+
+async def _sign_in_gate(
+    unit: Unit, request: Request, auth: AuthorizationRequest, received: _Received
+) -> tuple[Session, User] | Response:
+    """The signed-in session this request may use, or where the browser must go first.
+
+    OIDC Core 3.1.2.1: a sign-in is asked when there is none, for ``prompt=login``, when the
+    last one is older than ``max_age`` and when ``id_token_hint`` names another user; a
+    signed proof (sign_in_proofs.py) that the browser signed in anew for this very request
+    stops the loop. With ``prompt=none`` each of these is ``login_required`` (3.1.2.6). A
+    sign-in made for this request that is still not the hinted user is ``login_required``
+    too: never a code for another user than the one the client named.
+    ``prompt=select_account``: signing in for this request, or a signed choice, is the choice.
+    """
+    now = runtime_of(request).clock.now()
+    hint = await _id_token_hint(unit, auth, received.params)
+    if isinstance(hint, Response):
+        return hint
+    found = await signed_in(unit, request)
+    proofs = _proofs(request)
+    cookie = _session_cookie(unit, request)
+    fresh = found is not None and proofs.signed_in_since(
+        received.params.get(_AUTH_AFTER),
+        received.pairs(),
+        now=now,
+        browser=request.cookies.get(csrf_guard(request).cookie_name),
+        session_cookie=cookie,
+        auth_time=found[0].auth_time,
+    )
+    wrong_user = hint is not None and found is not None and hint["sub"] != found[1].id
+    if fresh and wrong_user:
+        return _refuse(unit, auth, "login_required", "The user signed in is not the one named.")
+    stale = found is not None and (
+        "login" in auth.prompt
+        or (
+            auth.max_age is not None
+            and now.timestamp() - found[0].auth_time.timestamp() > auth.max_age
+        )
+    )
+    if found is None or (not fresh and (stale or wrong_user)):
+        if "none" in auth.prompt:
+            return _refuse(unit, auth, "login_required", "The user is not signed in.")
+        return _login_redirect(unit, request, received, now, force=found is not None)
+    session, user = found
+    chosen = fresh or proofs.account_chosen(
+        received.params.get(_CHOSEN), received.pairs(), now=now, session_cookie=cookie
+    )
+    if "select_account" in auth.prompt and not chosen:
+        return _select_account_page(unit, request, auth, user.email, received, now)
+    return session, user
+
+
+def _select_account_page(
+    unit: Unit,
+    request: Request,
+    auth: AuthorizationRequest,
+    email: str,
+    received: _Received,
+    now: datetime,
+) -> Response:
+    """prompt=select_account for a signed-in browser: this account, or sign in with another."""
+    choice = _proofs(request).account_choice(
+        received.pairs(), now=now, session_cookie=_session_cookie(unit, request) or ""
+    )
+    switch = _login_redirect(unit, request, received, now, force=True)
+    response = render(
+        "select_account.html",
+        client=auth.client,
+        email=email,
+        continue_url="/authorize?" + received.query(**{_CHOSEN: choice}),
+        switch_url=switch.headers["location"],
+    )
+    if "set-cookie" in switch.headers:
+        response.headers.append("set-cookie", switch.headers["set-cookie"])
+    return response
 
 
 async def _authorize(request: Request) -> Response:
     rt = runtime_of(request)
     try:
-        params, resources = await _params(request)
+        if request.method == "POST":
+            raw = (await request.body()).decode("utf-8", errors="strict")
+        else:
+            raw = request.url.query
+        received = _parse_request(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PageError(400, "Malformed authorization request.") from exc
-    now = rt.clock.now().timestamp()
     async with rt.unit() as unit:
-        client = await unit.clients.get(params.get("client_id", ""))
+        client = await unit.clients.get(received.params.get("client_id", ""))
         try:
-            auth = validate_authorization_request(params, client, resources_multi=resources)
+            auth = validate_authorization_request(
+                received.params, client, resources_multi=received.resources
+            )
         except UntrustedAuthorizationRequest as exc:
             raise PageError(400, str(exc)) from exc
         except AuthorizationError as exc:
             return _error_redirect(unit, exc)
-        found = await signed_in(unit, request)
-        reauthenticate = found is not None and _needs_login(auth, found[0], now, params)
-        if found is None or reauthenticate:
-            if "none" in auth.prompt:
-                return _error_redirect(
-                    unit,
-                    AuthorizationError(
-                        "login_required",
-                        "The user is not signed in.",
-                        redirect_uri=auth.redirect_uri,
-                        state=auth.state,
-                    ),
-                )
-            return _redirect(_login_url(params, now, force=reauthenticate))
+        found = await _sign_in_gate(unit, request, auth, received)
+        if isinstance(found, Response):
+            return found
         session, user = found
-        account_chosen = params.get(_CHOSEN) == "1" or _signed_in_since_asked(session, params)
-        if "select_account" in auth.prompt and not account_chosen:
-            return _select_account_page(auth, user.email, params, now)
         if await unit.oauth.needs_consent(user.id, auth) or "consent" in auth.prompt:
             if "none" in auth.prompt:
-                return _error_redirect(
-                    unit,
-                    AuthorizationError(
-                        "consent_required",
-                        "The user has not approved this application.",
-                        redirect_uri=auth.redirect_uri,
-                        state=auth.state,
-                    ),
+                return _refuse(
+                    unit, auth, "consent_required", "The user has not approved this application."
                 )
-            return _consent_page(request, auth, params)
+            return _consent_page(request, auth, received)
         return await _issue(unit, auth, session)
 
 
@@ -195,14 +285,17 @@ async def _issue(unit: Unit, auth: AuthorizationRequest, session: Session) -> Re
     return _redirect(redirect_with(auth.redirect_uri, params))
 
 
-def _consent_page(request: Request, auth: AuthorizationRequest, params: dict[str, str]) -> Response:
+def _consent_page(request: Request, auth: AuthorizationRequest, received: _Received) -> Response:
+    """The form carries the whole request, our signed markers included: the consent POST
+    checks the sign-in demands again (OIDC Core 3.1.2.1) before it issues a code."""
     scopes = [(s, _SCOPE_TEXT.get(s, f"Use the “{s}” permission")) for s in auth.scopes]
+    markers = {k: received.params[k] for k in _MARKERS if k in received.params}
     return render_form(
         request,
         "consent.html",
         client=auth.client,
         scopes=scopes,
-        request_query=urlencode(_without_markers(params)),
+        request_query=received.query(**markers),
     )
 
 
@@ -292,13 +385,15 @@ async def consent(request: Request) -> Response:
     form = await read_form(request)
     require_csrf(request, form.get("csrf_token"))
     try:
-        params = parse_form(form.get("request", "").encode())
-    except FormError as exc:
+        received = _parse_request(form.get("request", ""))
+    except ValueError as exc:
         raise PageError(400, "Malformed authorization request.") from exc
     async with rt.unit() as unit:
-        client = await unit.clients.get(params.get("client_id", ""))
+        client = await unit.clients.get(received.params.get("client_id", ""))
         try:
-            auth = validate_authorization_request(params, client)
+            auth = validate_authorization_request(
+                received.params, client, resources_multi=received.resources
+            )
         except UntrustedAuthorizationRequest as exc:
             raise PageError(400, str(exc)) from exc
         except AuthorizationError as exc:
@@ -315,15 +410,12 @@ async def consent(request: Request) -> Response:
                 target=auth.client.client_id,
                 ip=client_ip(request),
             )
-            return _error_redirect(
-                unit,
-                AuthorizationError(
-                    "access_denied",
-                    "The user denied the request.",
-                    redirect_uri=auth.redirect_uri,
-                    state=auth.state,
-                ),
-            )
+            return _refuse(unit, auth, "access_denied", "The user denied the request.")
+        # The request's sign-in demands hold here too, not only on the way to this form.
+        gate = await _sign_in_gate(unit, request, auth, received)
+        if isinstance(gate, Response):
+            return gate
+        session, user = gate
         await unit.oauth.grant_consent(user.id, auth.client, auth.scopes)
         await unit.audit.record(
             "consent.grant",
