@@ -26,7 +26,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
 from tests.e2e.harness import Server
-from tests.e2e.httpflow import STRONG_PASSWORD, find_form, login_error, sign_in, submit
+from tests.e2e.httpflow import STRONG_PASSWORD, find_form, login_error, submit
 from tests.e2e.oauth_fixtures import (
     authorize_over_http,
     callback_params,
@@ -170,7 +170,12 @@ def test_signing_in_again_ends_the_previous_sessions_tokens(
 ) -> None:
     bound = _tokens(server, web, browser, email, SESSION_BOUND)
     old_cookie = dict(browser.cookies)
-    signed = sign_in(browser, email, STRONG_PASSWORD)
+    # The sign-in form posted again from this signed-in browser (the account page's token).
+    page = browser.get("/account")
+    csrf = find_form(page.text, "/logout").fields["csrf_token"]
+    signed = browser.post(
+        "/login", data={"email": email, "password": STRONG_PASSWORD, "csrf_token": csrf}
+    )
     assert signed.status_code == 303, login_error(signed.text)
     assert dict(browser.cookies) != old_cookie
     assert not _active(server, web, bound["access_token"])
