@@ -5,7 +5,8 @@ Runs the real authorization code flow with PKCE (RFC 6749 section 4.1, RFC 7636 
 a running server, like a relying party and a browser would: the sign-in form is read and
 submitted with its CSRF token (``tests/e2e/httpflow.py``), then each token is one
 ``GET /authorize`` (answered with a 303 to the redirect URI: the client is first-party, so no
-consent page; one is answered if shown) and one ``POST /token`` with the ``code_verifier``.
+consent page but the first one, for ``offline_access``, which is answered and remembered) and
+one ``POST /token`` with the ``code_verifier``.
 The session is signed in once; every token starts its own refresh family (RFC 9700
 section 4.14.2: rotation, reuse of a spent token revokes the family), so tokens never
 interfere with each other.

@@ -396,28 +396,77 @@ def users_disable(email: str, json: JsonOpt = False) -> None:
     typer.echo(f"disabled {user.email}; {len(removed)} session(s) ended")
 
 
+@users_app.command("enable")
+def users_enable(email: str, json: JsonOpt = False) -> None:
+    """Enable a disabled user; what the disabling ended stays ended, new sign-ins work."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.enable(email, actor="cli")
+
+    user = _run(_settings(), work)
+    if json:
+        _print_json(_user_dict(user))
+        return
+    typer.echo(f"enabled {user.email}")
+
+
+def _ended_dict(sessions: int, families: int) -> dict[str, int]:
+    return {"sessions_ended": sessions, "refresh_families_revoked": families}
+
+
+@users_app.command("end-sessions")
+def users_end_sessions(email: str, json: JsonOpt = False) -> None:
+    """End all of a user's sessions and refresh tokens (offline ones too) and their access
+    tokens, at once."""
+
+    async def work(rt: Any) -> tuple[Any, tuple[int, int]]:
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_by_email(email)
+            return user, await unit.end_user_sessions(user.id, actor="cli", reason="admin")
+
+    user, (sessions, families) = _run(_settings(), work)
+    if json:
+        _print_json({**_user_dict(user), **_ended_dict(sessions, families)})
+        return
+    typer.echo(f"{sessions} session(s) and {families} refresh grant(s) of {user.email} ended")
+
+
 @users_app.command("set-password")
 def users_set_password(
     email: str,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    end_sessions: Annotated[
+        bool,
+        typer.Option(
+            "--end-sessions/--no-end-sessions",
+            help="Also end the user's sessions and refresh tokens (offline ones too).",
+        ),
+    ] = True,
     json: JsonOpt = False,
 ) -> None:
-    """Set a user's password (read from standard input)."""
+    """Set a user's password (read from standard input); ends their sessions by default."""
     if not password_stdin:
         _fail("pass the new password on standard input with --password-stdin")
     password = _read_password_stdin()
 
-    async def work(rt: Any) -> Any:
+    async def work(rt: Any) -> tuple[Any, tuple[int, int] | None]:
         async with rt.unit() as unit:
-            return await unit.accounts.set_password(email, password, actor="cli")
+            user = await unit.accounts.set_password(email, password, actor="cli")
+            if not end_sessions:
+                return user, None
+            ended = await unit.end_user_sessions(user.id, actor="cli", reason="password_change")
+            return user, ended
 
-    user = _run(_settings(), work)
+    user, ended = _run(_settings(), work)
     if json:
-        _print_json(_user_dict(user))
+        _print_json({**_user_dict(user), **(_ended_dict(*ended) if ended else {})})
         return
     typer.echo(f"password changed for {user.email}")
+    if ended:
+        typer.echo(f"{ended[0]} session(s) and {ended[1]} refresh grant(s) ended")
 
 
 # -- keys --------------------------------------------------------------------------------

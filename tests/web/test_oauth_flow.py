@@ -361,8 +361,9 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
     app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: FrozenClock
 ) -> None:
     # OpenID Connect Core 1.0 section 12.2: same iss, sub, aud, azp and original auth_time;
-    # a new iat; no nonce. The access token keeps the sign-in's sid, auth_time and amr too.
-    _, token, nonce = await _code_flow(app, client, setup)
+    # a new iat; no nonce. The access token keeps the sign-in's sid, auth_time and amr too
+    # (a session-bound grant: without offline_access, see test_session_tokens.py).
+    _, token, nonce = await _code_flow(app, client, setup, scope="openid profile email")
     keys = await _jwks(client)
     first = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
     assert first["nonce"] == nonce
@@ -494,7 +495,8 @@ async def test_revocation_of_access_and_refresh_tokens(
 async def test_revoking_the_browser_session_revokes_its_tokens(
     app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
 ) -> None:
-    _, token, _ = await _code_flow(app, client, setup)
+    # Session-bound (no offline_access); offline grants survive: test_session_tokens.py
+    _, token, _ = await _code_flow(app, client, setup, scope="openid profile email")
     auth = (setup["client"].client_id, setup["secret"])
     page = await client.get("/account")
     sid = page.text.split('data-sid="')[1].split('"')[0]
@@ -544,7 +546,8 @@ async def test_disabled_user_tokens_go_inactive(
 async def test_end_session_with_id_token_hint(
     app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
 ) -> None:
-    _, token, _ = await _code_flow(app, client, setup)
+    # Session-bound (no offline_access); offline grants survive: test_session_tokens.py
+    _, token, _ = await _code_flow(app, client, setup, scope="openid profile email")
     query = urlencode(
         {
             "id_token_hint": token["id_token"],

@@ -273,6 +273,22 @@ class Unit:
         await self.sessions.revoke_all(user_id, actor="system", reason="user_disabled")
         await self.oauth.user_disabled(user_id)
 
+    async def end_user_sessions(
+        self, user_id: str, *, actor: str | None, reason: str
+    ) -> tuple[int, int]:
+        """End every session of a user and every refresh family, offline ones included, with
+        the access tokens issued so far (ASVS 5.0 V7.4.3, V7.4.5): (sessions, families)."""
+        families = await self.oauth.end_user_grants(user_id, reason)  # first: counts them all
+        removed = await self.sessions.revoke_all(user_id, actor=actor, reason=reason)
+        await self.audit.record(
+            "user.end_sessions",
+            "success",
+            actor=actor,
+            target=user_id,
+            details={"sessions": len(removed), "refresh_families": families, "reason": reason},
+        )
+        return len(removed), families
+
     async def sessions_ended(self, sids: list[str]) -> None:
         """Sessions ended on purpose: their refresh families and access tokens die with them."""
         await self.oauth.sessions_ended(sids)

@@ -254,6 +254,18 @@ class AccountService:
         await self._audit.record("user.disable", "success", actor=actor, target=user.id)
         return user
 
+    async def enable(self, email: str, *, actor: str | None = None) -> User:
+        """Enable a disabled account. What the disabling ended stays ended: its revocations
+        cover the tokens and sessions issued until then; new sign-ins and tokens work."""
+        user = await self.get_by_email(email)
+        if user.disabled:
+            user.disabled = False
+            user.updated_at = self._clock.now()
+            await self._users.update(user)
+        self._generations.bump(user.id)
+        await self._audit.record("user.enable", "success", actor=actor, target=user.id)
+        return user
+
     async def set_password(self, email: str, password: str, *, actor: str | None = None) -> User:
         user = await self.get_by_email(email)
         weakness = password_weakness(

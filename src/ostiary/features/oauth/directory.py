@@ -8,6 +8,7 @@ checked against their stores first.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ostiary.features.accounts.service import AccountService
@@ -30,3 +31,6 @@ class AccountDirectory:
 
     async def session_active(self, sid: str) -> bool:
         return await self._sessions.is_active(sid)
+
+    async def session_expires_at(self, sid: str) -> datetime | None:
+        return await self._sessions.expires_at(sid)

@@ -1,6 +1,16 @@
 """The authorization server's use cases beyond grants: authorization codes and consent,
 introspection (RFC 7662), revocation (RFC 7009), userinfo (OIDC Core section 5.3), and the
-token side of ending sessions (OpenID RP-Initiated Logout 1.0 section 2)."""
+token side of ending sessions (OpenID RP-Initiated Logout 1.0 section 2).
+
+Offline access (OpenID Connect Core 1.0 section 11): ``offline_access`` is granted only with the
+user's explicit consent, remembered per client and shown on the consent page ("Stay signed in
+to the application when you are away"). First-party clients skip the consent page for every
+other scope, but not for this one: section 11 asks the OP to "always obtain consent to returning
+a Refresh Token that allows offline access", and a first-party label is our setting, not the
+user's choice. A request that cannot show the page (``prompt=none``) has ``offline_access``
+ignored, as section 11 says, rather than refused. Only ``response_type=code`` exists here, so
+the "code is returned" condition always holds.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +39,7 @@ from ostiary.protocol.scopes import CLAIMS_BY_SCOPE, parse_scope
 __all__ = ["OAuthService"]
 
 CODE_PREFIX = "ost_ac_"
+OFFLINE_ACCESS = "offline_access"
 _ALGS = ["ES256", "RS256", "EdDSA"]
 
 
@@ -52,10 +63,16 @@ class OAuthService:
     # -- authorization endpoint --------------------------------------------------------
 
     async def needs_consent(self, user_id: str, request: AuthorizationRequest) -> bool:
+        """Whether the consent page must be shown (see the module docstring on offline access)."""
+        wanted = set(request.scopes)
+        if "none" in request.prompt:
+            wanted.discard(OFFLINE_ACCESS)  # ignored when it cannot be asked (Core section 11)
         if request.client.first_party:
-            return False
+            wanted &= {OFFLINE_ACCESS}
+            if not wanted:
+                return False
         consent = await self._consents.get(user_id, request.client.client_id)
-        return consent is None or not set(request.scopes) <= set(consent.scopes)
+        return consent is None or not wanted <= set(consent.scopes)
 
     async def grant_consent(self, user_id: str, client: Client, scopes: tuple[str, ...]) -> None:
         now = self._ctx.now()
@@ -84,6 +101,13 @@ class OAuthService:
 
     async def issue_code(self, request: AuthorizationRequest, session: Session) -> str:
         now = self._ctx.now()
+        scope = request.scope
+        if OFFLINE_ACCESS in request.scopes:
+            # Offline access only with the user's explicit consent (Core section 11), else
+            # ignored: the code, and the tokens, are granted without it.
+            consent = await self._consents.get(session.user_id, request.client.client_id)
+            if consent is None or OFFLINE_ACCESS not in consent.scopes:
+                scope = " ".join(s for s in request.scopes if s != OFFLINE_ACCESS)
         value = new_secret(CODE_PREFIX)
         await self._ctx.codes.add(
             AuthorizationCode(
@@ -92,7 +116,7 @@ class OAuthService:
                 user_id=session.user_id,
                 sid=session.sid,
                 redirect_uri=request.redirect_uri,
-                scope=request.scope,
+                scope=scope,
                 code_challenge=request.code_challenge,
                 auth_time=session.auth_time,
                 created_at=now,
@@ -199,6 +223,8 @@ class OAuthService:
             return {"active": False}
         if await self._ctx.users.user_claims(family.user_id, ()) is None:
             return {"active": False}
+        if family.sid is not None and not await self._ctx.users.session_active(family.sid):
+            return {"active": False}  # session-bound, and its session ended or timed out
         return {
             "active": True,
             "token_type": "refresh_token",
@@ -242,15 +268,22 @@ class OAuthService:
     # -- ending sessions -----------------------------------------------------------------
 
     async def sessions_ended(self, sids: list[str]) -> None:
-        """Revoke the refresh families and access tokens of ended browser sessions."""
+        """Revoke the session-bound refresh families and the access tokens of ended browser
+        sessions. Offline families carry no ``sid``: they survive (Core section 11)."""
         now = self._ctx.now()
         for sid in sids:
             await self._ctx.refresh.revoke_families(now, "session_ended", sid=sid)
             await self._ctx.revocation.revoke("sid", sid)
 
     async def user_disabled(self, user_id: str) -> None:
-        await self._ctx.refresh.revoke_families(self._ctx.now(), "user_disabled", user_id=user_id)
+        await self.end_user_grants(user_id, "user_disabled")
+
+    async def end_user_grants(self, user_id: str, reason: str) -> int:
+        """Revoke every refresh family of a user, offline ones included, and every access
+        token issued to the user so far; returns how many families were live."""
+        families = await self._ctx.refresh.revoke_families(self._ctx.now(), reason, user_id=user_id)
         await self._ctx.revocation.revoke("user", user_id)
+        return len(families)
 
     async def verify_id_token_hint(self, token: str) -> dict[str, Any] | None:
         """Claims of an ID token we issued (expired ones accepted, per RP-Initiated Logout 2)."""

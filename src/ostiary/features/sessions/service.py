@@ -153,13 +153,18 @@ class SessionService:
         now = self._clock.now()
         return [s for s in sessions if self._live(s, now) and not self._is_ended_elsewhere(s)]
 
-    async def end(self, session: Session, *, ip: str | None) -> None:
-        """Sign-out of the current session."""
+    async def end(self, session: Session, *, ip: str | None, reason: str | None = None) -> None:
+        """Sign-out of the current session (or its replacement by a new sign-in, ``reason``)."""
         await self._store.delete(session.sid)
         self._generations.bump(session.user_id)
         await self._ended([session.sid])
         await self._audit.record(
-            "logout", "success", actor=session.user_id, target=session.sid, ip=ip
+            "logout",
+            "success",
+            actor=session.user_id,
+            target=session.sid,
+            ip=ip,
+            details={"reason": reason} if reason else None,
         )
 
     async def revoke(self, user_id: str, sid: str, *, ip: str | None) -> bool:
@@ -197,8 +202,16 @@ class SessionService:
         return removed
 
     async def is_active(self, sid: str) -> bool:
+        return await self.expires_at(sid) is not None
+
+    async def expires_at(self, sid: str) -> datetime | None:
+        """When a live session reaches its absolute timeout; None if it is not live (ended,
+        or past its idle or absolute timeout). Reads only: asking is not activity, so it
+        never extends the idle timeout."""
         session = await self._store.get(sid)
-        return session is not None and self._live(session, self._clock.now())
+        if session is None or not self._live(session, self._clock.now()):
+            return None
+        return session.expires_at
 
     async def _ended(self, sids: list[str]) -> None:
         if sids and self._listener is not None:

@@ -226,8 +226,9 @@ async def login(request: Request) -> Response:
                 previous = request.cookies.get(rt.settings.sessions.cookie_name)
                 old = await unit.sessions.resolve(previous) if previous else None
                 if old is not None:
-                    # A fresh session id on every authentication (ASVS V3.2.1, fixation).
-                    await unit.session_store.delete(old.sid)
+                    # A fresh session id on every authentication (ASVS V3.2.1, fixation);
+                    # the old one ends like any sign-out: cache, tokens, every node.
+                    await unit.sessions.end(old, ip=ip, reason="signed_in_again")
                 cookie, _session = await unit.sessions.start(
                     signed_in.user.id,
                     list(signed_in.amr),

@@ -5,6 +5,9 @@ the code exists, is unexpired (60 s at most) and unused; it was issued to this c
 ``redirect_uri`` is identical to the one in the authorization request; the PKCE verifier
 hashes to the stored challenge; the session it was issued in is still alive.
 
+The refresh family is bound to that session unless ``offline_access`` was granted (OpenID
+Connect Core 1.0 section 11; see ``refresh_token.py``).
+
 Replay (RFC 6749 section 4.1.2: "If an authorization code is used more than once, the
 authorization server MUST deny the request and SHOULD revoke (when possible) all tokens
 previously issued based on that authorization code"): the refresh family and the access
@@ -54,7 +57,8 @@ class AuthorizationCodeGrant:
             raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
         if not verify_s256(verifier, code.code_challenge):
             raise ProtocolError("invalid_grant", "PKCE verification failed.")
-        if not await ctx.users.session_active(code.sid):
+        session_expires_at = await ctx.users.session_expires_at(code.sid)
+        if session_expires_at is None:
             raise ProtocolError("invalid_grant", _INVALID, hint="session ended")
         scopes = parse_scope(code.scope)
         claims = await ctx.users.user_claims(code.user_id, scopes)
@@ -62,11 +66,14 @@ class AuthorizationCodeGrant:
             raise ProtocolError("invalid_grant", _INVALID, hint="user disabled or deleted")
         family = None
         if "refresh_token" in client.grant_types:
+            offline = "offline_access" in scopes
             family = new_family(
                 ctx,
                 client,
                 user_id=code.user_id,
-                sid=code.sid,
+                # Offline access outlives the session; otherwise the family is bound to it.
+                sid=None if offline else code.sid,
+                not_after=None if offline else session_expires_at,
                 scope=code.scope,
                 resources=code.resources,
                 auth_time=code.auth_time,

@@ -65,7 +65,13 @@ class UserDirectory(Protocol):
         """Claims for the ID token / userinfo, or None if the user is gone or disabled."""
         ...
 
-    async def session_active(self, sid: str) -> bool: ...
+    async def session_active(self, sid: str) -> bool:
+        """The browser session is live: not ended, within its idle and absolute timeouts."""
+        ...
+
+    async def session_expires_at(self, sid: str) -> datetime | None:
+        """A live session's absolute expiry; None if it is not live. Not activity."""
+        ...
 
 
 @dataclass(slots=True)

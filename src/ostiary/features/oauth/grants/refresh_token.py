@@ -7,6 +7,14 @@
   family's session and client.
 - The spend is an atomic compare-and-set in the store, so of N concurrent requests with the
   same token exactly one succeeds (the others are reuse).
+- OpenID Connect Core 1.0 section 11 (offline access): a family granted without
+  ``offline_access`` is bound to the browser session it was issued in (``sid``): it expires no
+  later than the session's absolute timeout and refreshing fails once the session has ended
+  (sign-out, revocation, idle or absolute timeout). A refresh is not activity: it never
+  extends the browser session. A family granted with ``offline_access`` has no ``sid``: it
+  survives sign-out (OpenID Back-Channel Logout 1.0 section 2.7: refresh tokens with offline
+  access "normally SHOULD NOT be revoked" at logout) and ends with consent withdrawal,
+  revocation, the user's disabling or ``ostiary users end-sessions`` / ``set-password``.
 """
 
 from __future__ import annotations
@@ -44,8 +52,11 @@ def new_family(
     auth_time: datetime,
     amr: list[str],
     acr: str | None,
+    not_after: datetime | None = None,
 ) -> RefreshFamily:
+    """A new family; ``not_after`` caps its expiry (a session-bound family's session's)."""
     now = ctx.now()
+    expires_at = now + ctx.policy.refresh_ttl(client)
     return RefreshFamily(
         family_id=secrets.token_urlsafe(16),
         client_id=client.client_id,
@@ -57,7 +68,7 @@ def new_family(
         amr=amr,
         acr=acr,
         created_at=now,
-        expires_at=now + ctx.policy.refresh_ttl(client),
+        expires_at=min(expires_at, not_after) if not_after is not None else expires_at,
     )
 
 
@@ -105,6 +116,13 @@ class RefreshTokenGrant:
             await self._reuse_detected(ctx, family, now)
         if await ctx.users.user_claims(family.user_id, ()) is None:
             raise ProtocolError("invalid_grant", "The user is no longer active.")
+        if family.sid is not None and not await ctx.users.session_active(family.sid):
+            # Session-bound (no offline_access): lives and dies with the browser session.
+            raise ProtocolError(
+                "invalid_grant",
+                "The refresh token is no longer valid: its session has ended.",
+                hint="session ended or timed out",
+            )
         original = parse_scope(family.scope)
         try:
             requested = parse_scope(form.get("scope")) or original
