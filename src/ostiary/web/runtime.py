@@ -18,6 +18,7 @@ import structlog
 from ostiary.config import Settings
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
+from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
@@ -61,7 +62,7 @@ from ostiary.storage.sqla.repositories import (
     SqlUserStore,
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
-from ostiary.storage.throttle import LimitsLoginThrottle
+from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -109,12 +110,27 @@ class Runtime:
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
         self.hasher = PasswordHasher()
         throttle = settings.throttle
-        self.throttle = LimitsLoginThrottle(
-            account_failures=throttle.account_failures,
-            ip_failures=throttle.ip_failures,
-            window_seconds=throttle.window_seconds,
-            redis_url=redis_url,
-        )
+        self.throttle_redis: Redis | None = None
+        self.throttle: LoginThrottle
+        if redis_url:
+            from redis.asyncio import BlockingConnectionPool, Redis
+
+            # A pool of its own that queues rather than fails: a flood of sign-ins (an attack,
+            # typically) waits its turn instead of taking the connections sessions need.
+            pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=10)
+            self.throttle_redis = Redis(connection_pool=pool)
+            self.throttle = RedisLoginThrottle(
+                self.throttle_redis,
+                account_failures=throttle.account_failures,
+                ip_failures=throttle.ip_failures,
+                window_seconds=throttle.window_seconds,
+            )
+        else:
+            self.throttle = MemoryLoginThrottle(
+                account_failures=throttle.account_failures,
+                ip_failures=throttle.ip_failures,
+                window_seconds=throttle.window_seconds,
+            )
         self.signers = SignerCache()
         self.verified_tokens = VerifiedTokens()
         self.clients_cache = ClientCache()
@@ -204,6 +220,8 @@ class Runtime:
         await self.engine.dispose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.throttle_redis is not None:
+            await self.throttle_redis.aclose()
 
 
 class Unit:

@@ -7,6 +7,7 @@ the Authentication Cheat Sheet (one generic message, same work for unknown accou
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -82,7 +83,8 @@ class PasswordAttempt:
 
     email: str
     ip: str | None
-    keys: tuple[str, str]
+    keys: tuple[str, str]  # (per address, per account); both hold a slot of this attempt
+    attempt: str  # the attempt's id in the throttle's windows
     user: User | None
     password_ok: bool = False
 
@@ -168,10 +170,18 @@ class AccountService:
         return await self.finish_sign_in(attempt, password)
 
     async def begin_sign_in(self, email: str, *, ip: str | None) -> PasswordAttempt:
-        """Throttle check and account lookup (reads only, plus the audit of a throttled try)."""
+        """Take the attempt's throttle slots, then look the account up.
+
+        The slots are taken here, atomically, before the password is checked: counting only
+        failures, after argon2, let every concurrent guess past a limit none had reached yet.
+        Every attempt counts until :meth:`finish_sign_in` sees the right password (and gives
+        the slots back), so one that never finishes (an error, a client that went away) counts
+        as a failure.
+        """
         email = normalize_email(email)[:_EMAIL_MAX]
         keys = (f"ip:{ip or 'unknown'}", f"account:{email}")
-        wait = await self._throttle.retry_after(list(keys))
+        attempt = secrets.token_urlsafe(16)
+        wait = await self._throttle.acquire(keys, attempt, self._clock.now())
         if wait > 0:
             await self._audit.record(
                 "login",
@@ -182,7 +192,7 @@ class AccountService:
             )
             raise LoginThrottled(wait)
         user = await self._users.get_by_email(email) if email else None
-        return PasswordAttempt(email=email, ip=ip, keys=keys, user=user)
+        return PasswordAttempt(email=email, ip=ip, keys=keys, attempt=attempt, user=user)
 
     async def check_password(self, attempt: PasswordAttempt, password: str) -> PasswordAttempt:
         """argon2id verification only; touches no store. Unknown accounts verify a dummy hash."""
@@ -191,10 +201,13 @@ class AccountService:
         return dataclasses.replace(attempt, password_ok=ok)
 
     async def finish_sign_in(self, attempt: PasswordAttempt, password: str) -> SignIn:
-        """Record the outcome: throttle counters, rehash if parameters changed, audit."""
+        """Record the outcome: throttle slots, rehash if parameters changed, audit.
+
+        A failure keeps the slots taken by :meth:`begin_sign_in` (they leave with the window);
+        a success gives back its per-address slot and clears the account's failures.
+        """
         user, ok, ip = attempt.user, attempt.password_ok, attempt.ip
         if not ok or user is None or user.disabled:
-            await self._throttle.record_failure(list(attempt.keys))
             reason = "disabled" if (ok and user and user.disabled) else "bad_credentials"
             await self._audit.record(
                 "login",
@@ -205,7 +218,9 @@ class AccountService:
                 details={"reason": reason, "email": mask_email(attempt.email)},
             )
             raise SignInFailed()
-        await self._throttle.clear(f"account:{attempt.email}")
+        ip_key, account_key = attempt.keys
+        await self._throttle.release((ip_key,), attempt.attempt)
+        await self._throttle.clear(account_key)
         if user.password_hash and self._hasher.needs_rehash(user.password_hash):
             user.password_hash = await self._hasher.hash(password)
             user.updated_at = self._clock.now()
