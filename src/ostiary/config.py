@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -110,8 +111,29 @@ class Settings(BaseSettings):
     login_account_failures: int = Field(default=10, ge=1)
     login_ip_failures: int = Field(default=100, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or
+    # CIDRs; empty: none). Loopback by default, as uvicorn's own default: a reverse proxy on
+    # the same host works out of the box, and nobody else can reach a loopback address. A load
+    # balancer elsewhere must be listed, or every user shares its address's throttle bucket.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips_are_addresses(cls, value: str) -> str:
+        # uvicorn takes a malformed entry as a literal that never matches: refuse it here
+        # rather than silently trusting nobody (or, for "*", everybody).
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network "
+                    "(write 0.0.0.0/0,::/0 to trust every peer)"
+                ) from None
+        return ",".join(entries)
 
     @field_validator("issuer")
     @classmethod

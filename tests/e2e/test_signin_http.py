@@ -317,3 +317,31 @@ def test_account_failures_are_throttled_with_retry_after(server_factory: ServerF
         # ... but the limit is per account: another account still gets the normal answer.
         other = sign_in(client, "someone-else@example.com", "wrong-password-attempt-0")
         assert other.status_code == 401
+
+
+def _ip_bucket_statuses(srv: Server, forwarded_for: str, attempts: int) -> list[int]:
+    """Wrong passwords for fresh accounts (so only the per-address limit binds)."""
+    with srv.client(headers={"X-Forwarded-For": forwarded_for}) as client:
+        return [
+            sign_in(client, f"nobody-{forwarded_for}-{i}@example.com", "wrong-password").status_code
+            for i in range(attempts)
+        ]
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(server_factory: ServerFactory) -> None:
+    # The test client connects from 127.0.0.1, which this server does not trust as a proxy.
+    srv = server_factory(OSTIARY_LOGIN_IP_FAILURES="2", OSTIARY_FORWARDED_ALLOW_IPS="192.0.2.1")
+    assert _ip_bucket_statuses(srv, "198.51.100.1", 3) == [401, 401, 429]
+    # Claiming another address does not buy a fresh bucket: it is still 127.0.0.1's.
+    assert _ip_bucket_statuses(srv, "198.51.100.2", 1) == [429]
+
+
+def test_forwarded_for_from_a_trusted_proxy_gives_each_client_its_bucket(
+    server_factory: ServerFactory,
+) -> None:
+    # Default OSTIARY_FORWARDED_ALLOW_IPS: loopback, i.e. this client acts as a local proxy.
+    srv = server_factory(OSTIARY_LOGIN_IP_FAILURES="2")
+    assert _ip_bucket_statuses(srv, "198.51.100.1", 3) == [401, 401, 429]
+    assert _ip_bucket_statuses(srv, "198.51.100.2", 1) == [401]
+    # The proxy appends the address it saw; what the client wrote before it is not believed.
+    assert _ip_bucket_statuses(srv, "198.51.100.3, 198.51.100.1", 1) == [429]
