@@ -137,3 +137,12 @@ def test_forwarded_allow_ips_default_loopback_and_validated(
         monkeypatch.setenv("OSTIARY_FORWARDED_ALLOW_IPS", bad)
         with pytest.raises(ConfigError, match="OSTIARY_FORWARDED_ALLOW_IPS"):
             load_settings()
+
+
+def test_known_device_cookie_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    throttle = Settings(data_dir=tmp_path, issuer="https://id.example").throttle
+    assert throttle.known_device_ttl is not None
+    assert throttle.known_device_ttl.days == 90
+    assert throttle.device_cookie_name == "__Host-ostiary_device"
+    monkeypatch.setenv("OSTIARY_LOGIN_KNOWN_DEVICE_DAYS", "0")
+    assert load_settings(data_dir=tmp_path).throttle.known_device_ttl is None

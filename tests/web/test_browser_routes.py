@@ -301,3 +301,32 @@ async def test_concurrent_guesses_over_http_are_checked_at_most_limit_times(
     assert len(verified) == limit
     assert statuses.count(401) == limit
     assert statuses.count(429) == len(wrong) - limit
+
+
+async def test_known_device_cookie_survives_a_lockout_by_guessing(
+    client: httpx.AsyncClient, user: Any, app: Any
+) -> None:
+    # Issue 9 item 7: wrong passwords from elsewhere must not lock the owner's browser out.
+    first = await sign_in(client, EMAIL)
+    assert first.status_code == 303
+    device = next(
+        c for c in first.headers.get_list("set-cookie") if c.startswith("ostiary_device=")
+    )
+    assert "HttpOnly" in device
+    assert "SameSite=lax" in device
+    assert f"Max-Age={90 * 86400}" in device
+    await client.post(
+        "/logout", data={"csrf_token": csrf_from((await client.get("/account")).text)}
+    )
+    limit = app.state.runtime.settings.login_account_failures
+    async with _other_client(app) as attacker:
+        for _ in range(limit):
+            assert (await sign_in(attacker, EMAIL, "definitely wrong pw")).status_code == 401
+        assert (await sign_in(attacker, EMAIL, PASSWORD)).status_code == 429
+    # Same address as the owner, but a browser that never signed in: the account bound holds.
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger:
+        assert (await sign_in(stranger, EMAIL, PASSWORD)).status_code == 429
+    response = await sign_in(client, EMAIL)
+    assert response.status_code == 303
+    assert (await client.get("/account")).status_code == 200

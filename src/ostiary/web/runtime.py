@@ -19,7 +19,7 @@ from ostiary.config import Settings
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
-from ostiary.features.accounts.service import AccountService
+from ostiary.features.accounts.service import AccountService, KnownDevices
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -108,6 +108,12 @@ class Runtime:
         self.session_pepper = derive_key(secret, "ostiary/session-token")
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
+        device_ttl = settings.throttle.known_device_ttl
+        self.known_devices = (
+            KnownDevices(derive_key(secret, "ostiary/known-device"), device_ttl)
+            if device_ttl
+            else None
+        )
         self.hasher = PasswordHasher()
         throttle = settings.throttle
         self.throttle_redis: Redis | None = None
@@ -261,6 +267,7 @@ class Unit:
             listener=self,
             cache=rt.user_cache,
             generations=rt.user_generations,
+            known_devices=rt.known_devices,
         )
 
     @cached_property

@@ -283,3 +283,73 @@ async def test_a_success_gives_its_address_slot_back(
                 await unit.accounts.authenticate("alice@example.com", GOOD, ip="192.0.2.80")
     finally:
         await rt.close()
+
+
+# -- known devices (issue 9 item 7: guessing must not lock the owner out) ------------------
+
+
+async def _guess_until_throttled(rt: Any, email: str, *, device_cookie: str | None = None) -> None:
+    """``limit`` wrong passwords, each from its own address; the next attempt is throttled."""
+    limit = rt.settings.login_account_failures
+    for i in range(limit):
+        with pytest.raises(SignInFailed):
+            async with rt.unit() as unit:
+                await unit.accounts.authenticate(
+                    email, "wrong guess here", ip=f"192.0.2.{i}", device_cookie=device_cookie
+                )
+    with pytest.raises(LoginThrottled):
+        async with rt.unit() as unit:
+            await unit.accounts.authenticate(
+                email, "wrong guess here", ip="192.0.2.250", device_cookie=device_cookie
+            )
+
+
+async def test_known_device_signs_in_while_guessing_locks_the_account(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        first = await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    assert first.device_cookie is not None
+    # An attacker without the cookie exhausts the account, from many addresses.
+    await _guess_until_throttled(runtime, "alice@example.com")
+    with pytest.raises(LoginThrottled):  # the account bound holds for every unknown browser
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    # The owner's browser, which signed in before, is throttled apart and gets in.
+    async with runtime.unit() as unit:
+        again = await unit.accounts.authenticate(
+            "alice@example.com", GOOD, ip="198.51.100.1", device_cookie=first.device_cookie
+        )
+    assert again.user.id == first.user.id
+    assert again.device_cookie is not None
+    assert again.device_cookie.split(".")[0] == first.device_cookie.split(".")[0]  # same device
+
+
+async def test_device_cookie_of_another_account_is_worth_nothing(runtime: Any) -> None:
+    await _create(runtime)
+    await _create(runtime, "mallory@example.com")
+    async with runtime.unit() as unit:
+        own = await unit.accounts.authenticate("mallory@example.com", GOOD, ip="192.0.2.9")
+    await _guess_until_throttled(runtime, "alice@example.com")
+    with pytest.raises(LoginThrottled):
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate(
+                "alice@example.com",
+                "wrong guess here",
+                ip="192.0.2.9",
+                device_cookie=own.device_cookie,
+            )
+
+
+async def test_a_stolen_device_cookie_buys_one_bucket_only(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        owner = await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    await _guess_until_throttled(runtime, "alice@example.com", device_cookie=owner.device_cookie)
+    with pytest.raises(LoginThrottled):  # that device's bucket is spent, right password or not
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate(
+                "alice@example.com", GOOD, ip="198.51.100.1", device_cookie=owner.device_cookie
+            )
+    # The account's shared bucket was not touched by the device's failures.
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.2")
