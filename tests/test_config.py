@@ -164,3 +164,26 @@ def test_jwks_uri_destinations_are_public_only_unless_dev_mode_or_set(
     policy = load_settings().jwks_uri
     assert policy.allow_private is private
     assert policy.allow_http_loopback is http_loopback
+
+
+def test_forwarded_allow_ips_default_loopback_and_validated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert Settings(data_dir=tmp_path).forwarded_allow_ips == "127.0.0.1,::1"
+    monkeypatch.setenv("OSTIARY_FORWARDED_ALLOW_IPS", " 10.0.0.0/8, 192.0.2.7 ,fd00::/8,")
+    assert load_settings().forwarded_allow_ips == "10.0.0.0/8,192.0.2.7,fd00::/8"
+    monkeypatch.setenv("OSTIARY_FORWARDED_ALLOW_IPS", "")
+    assert load_settings().forwarded_allow_ips == ""  # trust no proxy
+    for bad in ("*", "lb.internal", "10.0.0.1/8", "10.0.0.300"):
+        monkeypatch.setenv("OSTIARY_FORWARDED_ALLOW_IPS", bad)
+        with pytest.raises(ConfigError, match="OSTIARY_FORWARDED_ALLOW_IPS"):
+            load_settings()
+
+
+def test_known_device_cookie_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    throttle = Settings(data_dir=tmp_path, issuer="https://id.example").throttle
+    assert throttle.known_device_ttl is not None
+    assert throttle.known_device_ttl.days == 90
+    assert throttle.device_cookie_name == "__Host-ostiary_device"
+    monkeypatch.setenv("OSTIARY_LOGIN_KNOWN_DEVICE_DAYS", "0")
+    assert load_settings(data_dir=tmp_path).throttle.known_device_ttl is None

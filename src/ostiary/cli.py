@@ -149,6 +149,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # Only these peers' X-Forwarded-For / -Proto count (client_ip, throttle buckets).
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
         # SIGTERM: stop accepting, let in-flight requests finish (bounded), then exit.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,

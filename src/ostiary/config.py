@@ -67,6 +67,8 @@ class ThrottleSlice:
     account_failures: int
     ip_failures: int
     window_seconds: int
+    known_device_ttl: timedelta | None  # None: no known-device cookies
+    device_cookie_name: str
 
 
 class Settings(BaseSettings):
@@ -111,6 +113,14 @@ class Settings(BaseSettings):
     login_account_failures: int = Field(default=10, ge=1)
     login_ip_failures: int = Field(default=100, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # A browser that signed in to an account holds a signed cookie for this long (refreshed at
+    # each sign-in) and is throttled apart from the account's shared bucket; 0 turns it off.
+    login_known_device_days: int = Field(default=90, ge=0, le=3650)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or
+    # CIDRs; empty: none). Loopback by default, as uvicorn's own default: a reverse proxy on
+    # the same host works out of the box, and nobody else can reach a loopback address. A load
+    # balancer elsewhere must be listed, or every user shares its address's throttle bucket.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
 
@@ -125,6 +135,22 @@ class Settings(BaseSettings):
     # Who may read /metrics: comma-separated addresses or CIDRs (e.g. "127.0.0.1,10.0.0.0/8"),
     # matched against the client address (after trusted proxy headers). Unset: anyone.
     metrics_allow_ips: str | None = None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips_are_addresses(cls, value: str) -> str:
+        # uvicorn takes a malformed entry as a literal that never matches: refuse it here
+        # rather than silently trusting nobody (or, for "*", everybody).
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network "
+                    "(write 0.0.0.0/0,::/0 to trust every peer)"
+                ) from None
+        return ",".join(entries)
 
     @field_validator("issuer")
     @classmethod
@@ -248,6 +274,14 @@ class Settings(BaseSettings):
             account_failures=self.login_account_failures,
             ip_failures=self.login_ip_failures,
             window_seconds=self.login_window_seconds,
+            known_device_ttl=(
+                timedelta(days=self.login_known_device_days)
+                if self.login_known_device_days
+                else None
+            ),
+            device_cookie_name=(
+                "__Host-ostiary_device" if self.sessions.cookie_secure else "ostiary_device"
+            ),
         )
 
     def masked(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ V5.1.5).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,7 @@ from tests.e2e.httpflow import (
 )
 
 pytestmark = pytest.mark.e2e
+DEVICE_COOKIE = "ostiary_device"
 
 USERS = (
     "signin",
@@ -317,3 +319,75 @@ def test_account_failures_are_throttled_with_retry_after(server_factory: ServerF
         # ... but the limit is per account: another account still gets the normal answer.
         other = sign_in(client, "someone-else@example.com", "wrong-password-attempt-0")
         assert other.status_code == 401
+
+
+def _ip_bucket_statuses(srv: Server, forwarded_for: str, attempts: int) -> list[int]:
+    """Wrong passwords for fresh accounts (so only the per-address limit binds)."""
+    with srv.client(headers={"X-Forwarded-For": forwarded_for}) as client:
+        return [
+            sign_in(client, f"nobody-{forwarded_for}-{i}@example.com", "wrong-password").status_code
+            for i in range(attempts)
+        ]
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(server_factory: ServerFactory) -> None:
+    # The test client connects from 127.0.0.1, which this server does not trust as a proxy.
+    srv = server_factory(OSTIARY_LOGIN_IP_FAILURES="2", OSTIARY_FORWARDED_ALLOW_IPS="192.0.2.1")
+    assert _ip_bucket_statuses(srv, "198.51.100.1", 3) == [401, 401, 429]
+    # Claiming another address does not buy a fresh bucket: it is still 127.0.0.1's.
+    assert _ip_bucket_statuses(srv, "198.51.100.2", 1) == [429]
+
+
+def test_forwarded_for_from_a_trusted_proxy_gives_each_client_its_bucket(
+    server_factory: ServerFactory,
+) -> None:
+    # Default OSTIARY_FORWARDED_ALLOW_IPS: loopback, i.e. this client acts as a local proxy.
+    srv = server_factory(OSTIARY_LOGIN_IP_FAILURES="2")
+    assert _ip_bucket_statuses(srv, "198.51.100.1", 3) == [401, 401, 429]
+    assert _ip_bucket_statuses(srv, "198.51.100.2", 1) == [401]
+    # The proxy appends the address it saw; what the client wrote before it is not believed.
+    assert _ip_bucket_statuses(srv, "198.51.100.3, 198.51.100.1", 1) == [429]
+
+
+def test_concurrent_guesses_get_at_most_the_limit_of_password_checks(
+    server_factory: ServerFactory,
+) -> None:
+    # Issue 9 item 1, over real HTTP: every guess in flight at once. A 401 is a password that
+    # was checked; an attempt is counted before its check, so no more than the limit are.
+    srv = server_factory(OSTIARY_LOGIN_ACCOUNT_FAILURES="3")
+
+    async def guess_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=srv.base_url, timeout=60) as client:
+            page = await client.get("/login")
+            token = find_form(page.text, "/login").fields["csrf_token"]
+
+            async def guess(i: int) -> int:
+                data = {"email": srv.admin_email, "password": f"wrong-{i}", "csrf_token": token}
+                return (await client.post("/login", data=data)).status_code
+
+            return list(await asyncio.gather(*(guess(i) for i in range(40))))
+
+    statuses = asyncio.run(guess_all())
+    assert sorted(set(statuses)) == [401, 429], statuses
+    assert statuses.count(401) == 3
+    with srv.client() as owner:
+        assert sign_in(owner, srv.admin_email, srv.admin_password).status_code == 429
+
+
+def test_owner_with_a_known_device_signs_in_while_guessing_locks_the_account(
+    server_factory: ServerFactory,
+) -> None:
+    srv = server_factory(OSTIARY_LOGIN_ACCOUNT_FAILURES="3")
+    with srv.client() as owner:
+        assert sign_in(owner, srv.admin_email, srv.admin_password).status_code == 303
+        assert DEVICE_COOKIE in owner.cookies
+        owner.cookies.delete(SESSION_COOKIE)  # signed out; the device cookie stays
+        with srv.client() as attacker:
+            statuses = [
+                sign_in(attacker, srv.admin_email, f"wrong-{i}").status_code for i in range(4)
+            ]
+            assert statuses == [401, 401, 401, 429]
+            assert sign_in(attacker, srv.admin_email, srv.admin_password).status_code == 429
+        response = sign_in(owner, srv.admin_email, srv.admin_password)
+        assert response.status_code == 303, login_error(response.text)
+        assert owner.get("/account").status_code == 200

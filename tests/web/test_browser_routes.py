@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -257,3 +258,75 @@ async def test_logs_of_a_sign_in_hold_no_secret(
     assert "wrong password here" not in text
     assert session_id not in text
     assert EMAIL not in text
+
+
+async def test_concurrent_guesses_over_http_are_checked_at_most_limit_times(
+    client: httpx.AsyncClient, user: Any, app: Any
+) -> None:
+    # Issue 9 item 1: the route counts the attempt before argon2, not after it.
+    rt = app.state.runtime
+    limit = rt.settings.login_account_failures
+    verified: list[str] = []
+    changed, gate = asyncio.Event(), asyncio.Event()
+    original = rt.hasher.verify
+
+    async def gated(stored: str | None, password: str) -> bool:
+        verified.append(password)
+        changed.set()
+        await gate.wait()  # every guess is in flight before the first one fails
+        return bool(await original(stored, password))
+
+    rt.hasher.verify = gated
+    token = csrf_from((await client.get("/login")).text)
+
+    def post(password: str) -> asyncio.Task[httpx.Response]:
+        data = {"email": EMAIL, "password": password, "csrf_token": token}
+        task = asyncio.create_task(client.post("/login", data=data))
+        task.add_done_callback(lambda _: changed.set())
+        return task
+
+    async def until(condition: Any) -> None:
+        while not condition():
+            changed.clear()
+            await changed.wait()
+
+    wrong = [post(f"wrong guess number {i}") for i in range(5 * limit)]
+    await until(lambda: len(verified) + sum(t.done() for t in wrong) == len(wrong))
+    checked = len(verified)
+    right = post(PASSWORD)  # the owner's password, sent last
+    await until(lambda: right.done() or len(verified) > checked)
+    gate.set()
+    statuses = [r.status_code for r in await asyncio.gather(*wrong)]
+    assert (await right).status_code == 429
+    assert len(verified) == limit
+    assert statuses.count(401) == limit
+    assert statuses.count(429) == len(wrong) - limit
+
+
+async def test_known_device_cookie_survives_a_lockout_by_guessing(
+    client: httpx.AsyncClient, user: Any, app: Any
+) -> None:
+    # Issue 9 item 7: wrong passwords from elsewhere must not lock the owner's browser out.
+    first = await sign_in(client, EMAIL)
+    assert first.status_code == 303
+    device = next(
+        c for c in first.headers.get_list("set-cookie") if c.startswith("ostiary_device=")
+    )
+    assert "HttpOnly" in device
+    assert "SameSite=lax" in device
+    assert f"Max-Age={90 * 86400}" in device
+    await client.post(
+        "/logout", data={"csrf_token": csrf_from((await client.get("/account")).text)}
+    )
+    limit = app.state.runtime.settings.login_account_failures
+    async with _other_client(app) as attacker:
+        for _ in range(limit):
+            assert (await sign_in(attacker, EMAIL, "definitely wrong pw")).status_code == 401
+        assert (await sign_in(attacker, EMAIL, PASSWORD)).status_code == 429
+    # Same address as the owner, but a browser that never signed in: the account bound holds.
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger:
+        assert (await sign_in(stranger, EMAIL, PASSWORD)).status_code == 429
+    response = await sign_in(client, EMAIL)
+    assert response.status_code == 303
+    assert (await client.get("/account")).status_code == 200

@@ -17,7 +17,9 @@ def runtime_of(request: Request) -> Runtime:
 
 
 def client_ip(request: Request) -> str | None:
-    """The peer address. Behind a proxy, uvicorn's ``--forwarded-allow-ips`` sets it."""
+    """The peer address: the client's, from ``X-Forwarded-For``, when the peer is a proxy
+    listed in ``OSTIARY_FORWARDED_ALLOW_IPS`` (uvicorn's proxy-headers middleware, set up by
+    ``ostiary serve``, rewrites the peer; anyone else's header is ignored)."""
     return request.client.host if request.client else None
 
 

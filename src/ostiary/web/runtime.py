@@ -19,7 +19,8 @@ import structlog
 from ostiary.config import Settings
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
-from ostiary.features.accounts.service import AccountService
+from ostiary.features.accounts.ports import LoginThrottle
+from ostiary.features.accounts.service import AccountService, KnownDevices
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -62,7 +63,7 @@ from ostiary.storage.sqla.repositories import (
     SqlUserStore,
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
-from ostiary.storage.throttle import LimitsLoginThrottle
+from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -109,14 +110,35 @@ class Runtime:
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
+        device_ttl = settings.throttle.known_device_ttl
+        self.known_devices = (
+            KnownDevices(derive_key(secret, "ostiary/known-device"), device_ttl)
+            if device_ttl
+            else None
+        )
         self.hasher = PasswordHasher()
         throttle = settings.throttle
-        self.throttle = LimitsLoginThrottle(
-            account_failures=throttle.account_failures,
-            ip_failures=throttle.ip_failures,
-            window_seconds=throttle.window_seconds,
-            redis_url=redis_url,
-        )
+        self.throttle_redis: Redis | None = None
+        self.throttle: LoginThrottle
+        if redis_url:
+            from redis.asyncio import BlockingConnectionPool, Redis
+
+            # A pool of its own that queues rather than fails: a flood of sign-ins (an attack,
+            # typically) waits its turn instead of taking the connections sessions need.
+            pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=10)
+            self.throttle_redis = Redis(connection_pool=pool)
+            self.throttle = RedisLoginThrottle(
+                self.throttle_redis,
+                account_failures=throttle.account_failures,
+                ip_failures=throttle.ip_failures,
+                window_seconds=throttle.window_seconds,
+            )
+        else:
+            self.throttle = MemoryLoginThrottle(
+                account_failures=throttle.account_failures,
+                ip_failures=throttle.ip_failures,
+                window_seconds=throttle.window_seconds,
+            )
         self.signers = SignerCache()
         self.verified_tokens = VerifiedTokens()
         self.clients_cache = ClientCache()
@@ -206,6 +228,8 @@ class Runtime:
         await self.engine.dispose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.throttle_redis is not None:
+            await self.throttle_redis.aclose()
 
 
 class Unit:
@@ -245,6 +269,7 @@ class Unit:
             listener=self,
             cache=rt.user_cache,
             generations=rt.user_generations,
+            known_devices=rt.known_devices,
         )
 
     @cached_property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -154,3 +156,200 @@ async def test_hasher_verify_rejects_garbage_hashes() -> None:
     hasher = PasswordHasher(memory_kib=1024, time_cost=1)
     assert await hasher.verify("not-a-hash", "x") is False
     assert hasher.needs_rehash("not-a-hash") is True
+
+
+# -- concurrent guesses (issue 9 item 1) --------------------------------------------------
+
+
+class _GatedGuesses:
+    """Sign-ins run as the login route runs them (begin in one unit, argon2 outside any, finish
+    in another), with every password check held at a gate: all guesses are in flight together,
+    none has failed yet, so a limit that counts only failures would let every one through."""
+
+    def __init__(self, rt: Any) -> None:
+        self.rt = rt
+        self.verified: list[str] = []
+        self.begun = 0
+        self._begun_changed = asyncio.Event()
+        self.gate = asyncio.Event()
+        original = rt.hasher.verify
+
+        async def gated(stored: str | None, password: str) -> bool:
+            self.verified.append(password)
+            await self.gate.wait()
+            return bool(await original(stored, password))
+
+        rt.hasher.verify = gated
+
+    async def sign_in(self, email: str, password: str, ip: str) -> str:
+        try:
+            async with self.rt.unit() as unit:
+                attempt = await unit.accounts.begin_sign_in(email, ip=ip)
+        except LoginThrottled:
+            return "throttled"
+        finally:
+            self.begun += 1
+            self._begun_changed.set()
+        attempt = await unit.accounts.check_password(attempt, password)
+        try:
+            async with self.rt.unit() as unit:
+                await unit.accounts.finish_sign_in(attempt, password)
+        except SignInFailed:
+            return "failed"
+        return "signed in"
+
+    async def until_begun(self, count: int) -> None:
+        while self.begun < count:
+            self._begun_changed.clear()
+            await self._begun_changed.wait()
+
+
+async def test_concurrent_guesses_cannot_pass_the_account_limit(runtime: Any) -> None:
+    await _create(runtime)
+    limit = runtime.settings.login_account_failures
+    guesses = _GatedGuesses(runtime)
+    # A distributed attack: every guess from its own address, so only the account limit binds.
+    wrong = [
+        asyncio.create_task(
+            guesses.sign_in("alice@example.com", f"wrong guess number {i}", f"192.0.2.{i}")
+        )
+        for i in range(15 * limit)
+    ]
+    await guesses.until_begun(len(wrong))
+    # The owner's right password, sent last while the guesses are still being checked.
+    right = asyncio.create_task(guesses.sign_in("alice@example.com", GOOD, "198.51.100.1"))
+    await guesses.until_begun(len(wrong) + 1)
+    guesses.gate.set()
+    outcomes = await asyncio.gather(*wrong)
+    assert await right == "throttled"
+    assert len(guesses.verified) == limit  # argon2 ran for `limit` guesses, no more
+    assert outcomes.count("failed") == limit
+    assert outcomes.count("throttled") == len(wrong) - limit
+    # The failures were counted: still throttled until the window has passed.
+    with pytest.raises(LoginThrottled):
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    runtime.clock.advance(timedelta(seconds=runtime.settings.login_window_seconds))
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+
+
+async def test_concurrent_guesses_cannot_pass_the_address_limit(
+    backend: Any, tmp_path: Any, clock: Any
+) -> None:
+    from ostiary.web.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(backend, tmp_path, login_ip_failures=20), clock=clock)
+    try:
+        await _create(rt)
+        guesses = _GatedGuesses(rt)
+        # Credential stuffing from one address: a different account each time.
+        wrong = [
+            asyncio.create_task(guesses.sign_in(f"user{i}@example.com", GOOD, "192.0.2.66"))
+            for i in range(60)
+        ]
+        await guesses.until_begun(len(wrong))
+        right = asyncio.create_task(guesses.sign_in("alice@example.com", GOOD, "192.0.2.66"))
+        await guesses.until_begun(len(wrong) + 1)
+        guesses.gate.set()
+        outcomes = await asyncio.gather(*wrong)
+        assert await right == "throttled"
+        assert len(guesses.verified) == 20
+        assert outcomes.count("failed") == 20
+    finally:
+        await rt.close()
+
+
+async def test_a_success_gives_its_address_slot_back(
+    backend: Any, tmp_path: Any, clock: Any
+) -> None:
+    # Many people behind one NAT address signing in successfully never exhaust its limit.
+    from ostiary.web.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(backend, tmp_path, login_ip_failures=3), clock=clock)
+    try:
+        await _create(rt)
+        for _ in range(6):
+            async with rt.unit() as unit:
+                await unit.accounts.authenticate("alice@example.com", GOOD, ip="192.0.2.80")
+        for _ in range(3):
+            with pytest.raises(SignInFailed):
+                async with rt.unit() as unit:
+                    await unit.accounts.authenticate("bob@example.com", GOOD, ip="192.0.2.80")
+        with pytest.raises(LoginThrottled):
+            async with rt.unit() as unit:
+                await unit.accounts.authenticate("alice@example.com", GOOD, ip="192.0.2.80")
+    finally:
+        await rt.close()
+
+
+# -- known devices (issue 9 item 7: guessing must not lock the owner out) ------------------
+
+
+async def _guess_until_throttled(rt: Any, email: str, *, device_cookie: str | None = None) -> None:
+    """``limit`` wrong passwords, each from its own address; the next attempt is throttled."""
+    limit = rt.settings.login_account_failures
+    for i in range(limit):
+        with pytest.raises(SignInFailed):
+            async with rt.unit() as unit:
+                await unit.accounts.authenticate(
+                    email, "wrong guess here", ip=f"192.0.2.{i}", device_cookie=device_cookie
+                )
+    with pytest.raises(LoginThrottled):
+        async with rt.unit() as unit:
+            await unit.accounts.authenticate(
+                email, "wrong guess here", ip="192.0.2.250", device_cookie=device_cookie
+            )
+
+
+async def test_known_device_signs_in_while_guessing_locks_the_account(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        first = await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    assert first.device_cookie is not None
+    # An attacker without the cookie exhausts the account, from many addresses.
+    await _guess_until_throttled(runtime, "alice@example.com")
+    with pytest.raises(LoginThrottled):  # the account bound holds for every unknown browser
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    # The owner's browser, which signed in before, is throttled apart and gets in.
+    async with runtime.unit() as unit:
+        again = await unit.accounts.authenticate(
+            "alice@example.com", GOOD, ip="198.51.100.1", device_cookie=first.device_cookie
+        )
+    assert again.user.id == first.user.id
+    assert again.device_cookie is not None
+    assert again.device_cookie.split(".")[0] == first.device_cookie.split(".")[0]  # same device
+
+
+async def test_device_cookie_of_another_account_is_worth_nothing(runtime: Any) -> None:
+    await _create(runtime)
+    await _create(runtime, "mallory@example.com")
+    async with runtime.unit() as unit:
+        own = await unit.accounts.authenticate("mallory@example.com", GOOD, ip="192.0.2.9")
+    await _guess_until_throttled(runtime, "alice@example.com")
+    with pytest.raises(LoginThrottled):
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate(
+                "alice@example.com",
+                "wrong guess here",
+                ip="192.0.2.9",
+                device_cookie=own.device_cookie,
+            )
+
+
+async def test_a_stolen_device_cookie_buys_one_bucket_only(runtime: Any) -> None:
+    await _create(runtime)
+    async with runtime.unit() as unit:
+        owner = await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.1")
+    await _guess_until_throttled(runtime, "alice@example.com", device_cookie=owner.device_cookie)
+    with pytest.raises(LoginThrottled):  # that device's bucket is spent, right password or not
+        async with runtime.unit() as unit:
+            await unit.accounts.authenticate(
+                "alice@example.com", GOOD, ip="198.51.100.1", device_cookie=owner.device_cookie
+            )
+    # The account's shared bucket was not touched by the device's failures.
+    async with runtime.unit() as unit:
+        await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from ostiary.features.accounts.models import User
@@ -26,15 +28,24 @@ class UserStore(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Counts failed sign-ins per key (``account:<id>``, ``ip:<addr>``) in a sliding window."""
+    """Sign-in attempts per key (``ip:<addr>``, ``account:<email>``, ``device:<id>``) in a
+    moving window. An attempt takes its slots before the password is checked, atomically, so
+    that concurrent guesses cannot all pass a limit that none of them has reached yet."""
 
-    async def retry_after(self, keys: list[str]) -> int:
-        """Seconds to wait before another attempt is allowed for any of ``keys`` (0 = go)."""
+    async def acquire(self, keys: Sequence[str], attempt: str, now: datetime) -> int:
+        """Take a slot for ``attempt`` (a random id) in every key's window, all or none.
+
+        0 when taken; otherwise nothing is held and the answer is the seconds to wait.
+        """
         ...
 
-    async def record_failure(self, keys: list[str]) -> None: ...
+    async def release(self, keys: Sequence[str], attempt: str) -> None:
+        """Give back the attempt's slots in ``keys`` (a success is not a failure)."""
+        ...
 
-    async def clear(self, key: str) -> None: ...
+    async def clear(self, key: str) -> None:
+        """Forget every attempt counted under ``key``."""
+        ...
 
 
 class AccountListener(Protocol):

@@ -1,14 +1,19 @@
 """Account use cases: create, authenticate, disable, change password.
 
-Authentication follows OWASP ASVS 4.0 V2.2.1 (throttling per account and per address) and
-the Authentication Cheat Sheet (one generic message, same work for unknown accounts).
+Authentication follows OWASP ASVS 4.0 V2.2.1 / 5.0 V6.3.1 (throttling per account and per
+address, counted before the password check), the Authentication Cheat Sheet (one generic
+message, same work for unknown accounts) and OWASP's device cookies (a browser that signed in
+to the account before has a failure bucket of its own, so that guessing cannot lock the owner
+out: ``protocol/device_cookies.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ostiary.features.accounts.models import User, normalize_email
 from ostiary.features.accounts.passwords import PasswordHasher
@@ -16,6 +21,11 @@ from ostiary.features.accounts.ports import AccountListener, LoginThrottle, User
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clock import Clock
+from ostiary.protocol.device_cookies import (
+    issue_device_cookie,
+    new_device_id,
+    verify_device_cookie,
+)
 from ostiary.protocol.masking import mask_email
 from ostiary.protocol.password_policy import password_weakness
 
@@ -23,6 +33,7 @@ __all__ = [
     "AccountError",
     "AccountService",
     "EmailTaken",
+    "KnownDevices",
     "LoginThrottled",
     "SignInFailed",
     "UnknownUser",
@@ -82,15 +93,26 @@ class PasswordAttempt:
 
     email: str
     ip: str | None
-    keys: tuple[str, str]
+    keys: tuple[str, str]  # (per address, per account or known device); both hold a slot
+    attempt: str  # the attempt's id in the throttle's windows
     user: User | None
     password_ok: bool = False
+    device_id: str | None = None  # from a valid known-device cookie for this account
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDevices:
+    """Known-device cookies: the MAC key and how long a cookie lives after a sign-in."""
+
+    key: bytes
+    ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
 class SignIn:
     user: User
     amr: tuple[str, ...]
+    device_cookie: str | None = None  # to set in the browser (known devices on), with its ttl
 
 
 class AccountService:
@@ -105,7 +127,9 @@ class AccountService:
         *,
         cache: UserScopedCache[User] | None = None,
         generations: Generations | None = None,
+        known_devices: KnownDevices | None = None,
     ) -> None:
+        self._devices = known_devices
         self._listener = listener
         self._cache = cache
         # Unwired (tests, tools): a private counter nobody reads.
@@ -156,22 +180,41 @@ class AccountService:
         )
         return user
 
-    async def authenticate(self, email: str, password: str, *, ip: str | None) -> SignIn:
+    async def authenticate(
+        self, email: str, password: str, *, ip: str | None, device_cookie: str | None = None
+    ) -> SignIn:
         """Check a password sign-in; throttled per account and per IP address.
 
         The three steps are public so that a caller can run the slow, CPU-bound middle one
         (argon2) outside any database transaction: on SQLite a transaction holds the write
         lock, and sign-ins would otherwise queue behind each other's hashing.
         """
-        attempt = await self.begin_sign_in(email, ip=ip)
+        attempt = await self.begin_sign_in(email, ip=ip, device_cookie=device_cookie)
         attempt = await self.check_password(attempt, password)
         return await self.finish_sign_in(attempt, password)
 
-    async def begin_sign_in(self, email: str, *, ip: str | None) -> PasswordAttempt:
-        """Throttle check and account lookup (reads only, plus the audit of a throttled try)."""
+    async def begin_sign_in(
+        self, email: str, *, ip: str | None, device_cookie: str | None = None
+    ) -> PasswordAttempt:
+        """Take the attempt's throttle slots, then look the account up.
+
+        The slots are taken here, atomically, before the password is checked: counting only
+        failures, after argon2, let every concurrent guess past a limit none had reached yet.
+        Every attempt counts until :meth:`finish_sign_in` sees the right password (and gives
+        the slots back), so one that never finishes (an error, a client that went away) counts
+        as a failure.
+
+        A valid known-device cookie for this account moves the attempt from the account's
+        bucket, shared by everyone, to the device's own (same limit).
+        """
         email = normalize_email(email)[:_EMAIL_MAX]
-        keys = (f"ip:{ip or 'unknown'}", f"account:{email}")
-        wait = await self._throttle.retry_after(list(keys))
+        now = self._clock.now()
+        device_id = None
+        if self._devices is not None and device_cookie:
+            device_id = verify_device_cookie(self._devices.key, device_cookie, email, now)
+        keys = (f"ip:{ip or 'unknown'}", f"device:{device_id}" if device_id else f"account:{email}")
+        attempt = secrets.token_urlsafe(16)
+        wait = await self._throttle.acquire(keys, attempt, now)
         if wait > 0:
             await self._audit.record(
                 "login",
@@ -182,7 +225,9 @@ class AccountService:
             )
             raise LoginThrottled(wait)
         user = await self._users.get_by_email(email) if email else None
-        return PasswordAttempt(email=email, ip=ip, keys=keys, user=user)
+        return PasswordAttempt(
+            email=email, ip=ip, keys=keys, attempt=attempt, user=user, device_id=device_id
+        )
 
     async def check_password(self, attempt: PasswordAttempt, password: str) -> PasswordAttempt:
         """argon2id verification only; touches no store. Unknown accounts verify a dummy hash."""
@@ -191,10 +236,14 @@ class AccountService:
         return dataclasses.replace(attempt, password_ok=ok)
 
     async def finish_sign_in(self, attempt: PasswordAttempt, password: str) -> SignIn:
-        """Record the outcome: throttle counters, rehash if parameters changed, audit."""
+        """Record the outcome: throttle slots, rehash if parameters changed, audit.
+
+        A failure keeps the slots taken by :meth:`begin_sign_in` (they leave with the window);
+        a success gives back its per-address slot and clears the failures of its bucket (the
+        account's, or the known device's), and (re)issues the device cookie.
+        """
         user, ok, ip = attempt.user, attempt.password_ok, attempt.ip
         if not ok or user is None or user.disabled:
-            await self._throttle.record_failure(list(attempt.keys))
             reason = "disabled" if (ok and user and user.disabled) else "bad_credentials"
             await self._audit.record(
                 "login",
@@ -205,7 +254,9 @@ class AccountService:
                 details={"reason": reason, "email": mask_email(attempt.email)},
             )
             raise SignInFailed()
-        await self._throttle.clear(f"account:{attempt.email}")
+        ip_key, account_key = attempt.keys
+        await self._throttle.release((ip_key,), attempt.attempt)
+        await self._throttle.clear(account_key)
         if user.password_hash and self._hasher.needs_rehash(user.password_hash):
             user.password_hash = await self._hasher.hash(password)
             user.updated_at = self._clock.now()
@@ -214,7 +265,15 @@ class AccountService:
         await self._audit.record(
             "login", "success", actor=user.id, target=user.id, ip=ip, details={"amr": ["pwd"]}
         )
-        return SignIn(user=user, amr=("pwd",))
+        device_cookie = None
+        if self._devices is not None:
+            device_cookie = issue_device_cookie(
+                self._devices.key,
+                attempt.device_id or new_device_id(),
+                attempt.email,
+                self._clock.now() + self._devices.ttl,
+            )
+        return SignIn(user=user, amr=("pwd",), device_cookie=device_cookie)
 
     async def get_by_email(self, email: str) -> User:
         user = await self._users.get_by_email(normalize_email(email))

@@ -113,6 +113,22 @@ def _set_session_cookie(rt: Runtime, response: Response, value: str) -> None:
     )
 
 
+def _set_device_cookie(rt: Runtime, response: Response, value: str | None) -> None:
+    """The known-device cookie (``protocol/device_cookies.py``); kept across sign-outs."""
+    throttle = rt.settings.throttle
+    if value is None or throttle.known_device_ttl is None:
+        return
+    response.set_cookie(
+        throttle.device_cookie_name,
+        value,
+        max_age=int(throttle.known_device_ttl.total_seconds()),
+        httponly=True,
+        secure=rt.settings.sessions.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
 def clear_session_cookie(rt: Runtime, response: Response) -> None:
     s = rt.settings.sessions
     response.delete_cookie(
@@ -211,7 +227,8 @@ async def login(request: Request) -> Response:
     async with rt.unit() as unit:
         accounts = unit.accounts
         try:
-            attempt = await accounts.begin_sign_in(email, ip=ip)
+            device = request.cookies.get(rt.settings.throttle.device_cookie_name)
+            attempt = await accounts.begin_sign_in(email, ip=ip, device_cookie=device)
         except AccountError as exc:
             failure = exc
     if failure is None:
@@ -250,6 +267,7 @@ async def login(request: Request) -> Response:
         )
     response = _redirect(next_path)
     _set_session_cookie(rt, response, cookie)
+    _set_device_cookie(rt, response, signed_in.device_cookie)
     return response
 
 
