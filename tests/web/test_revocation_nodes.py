@@ -175,6 +175,29 @@ async def test_poll_catches_up_with_every_revocation_on_postgresql_without_pubsu
             await _stop(poll)
 
 
+async def test_poll_sees_a_revocation_committed_after_a_later_one_on_postgresql(
+    backend: Backend, tmp_path: Path, frozen: FrozenClock
+) -> None:
+    """PostgreSQL hands out ids at insert and transactions commit in any order: a revocation
+    whose transaction commits after a later id was read is still loaded by the next poll."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite writers take turns: ids commit in order")
+    settings = make_settings(backend, tmp_path, redis_url=None)
+    async with _nodes(settings, frozen) as (node_a, node_b):
+        token = await _mint(node_a, frozen.now())
+        frozen.advance(timedelta(milliseconds=1))
+        async with node_a.unit() as slow:
+            await slow.revocation.revoke("user", USER)  # id 1, not committed yet
+            async with node_a.unit() as fast:
+                await fast.revocation.revoke("client", "another")  # id 2, committed first
+            async with node_b.unit() as unit:
+                assert await unit.revocation.sync() == 1
+            assert await _active(node_b, token)
+        async with node_b.unit() as unit:
+            assert await unit.revocation.sync() == 1  # id 1, now committed
+        assert not await _active(node_b, token)
+
+
 async def test_another_process_revokes_on_sqlite(backend: Backend, tmp_path: Path) -> None:
     """``ostiary clients delete`` in a process of its own: this node's poll sees the write
     through ``PRAGMA data_version`` and loads the revocation (real clocks on both sides)."""

@@ -32,6 +32,11 @@ from ostiary.features.oauth.tokens import EPOCH, FAMILY_CLAIM, ISSUED_AT_US_CLAI
 __all__ = ["RevocationBus", "RevocationService", "RevocationSet", "issued_at"]
 
 
+UNSEEN_WAIT = timedelta(minutes=2)
+UNSEEN_JUMP = 1_000
+UNSEEN_LIMIT = 10_000
+
+
 class RevocationBus(Protocol):
     """Fan-out of revocations to the other nodes (Redis pub/sub when configured)."""
 
@@ -46,7 +51,10 @@ class RevocationSet:
     def __init__(self, limit: int = 500_000) -> None:
         self._entries: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         self._limit = limit
+        # The database poll's place (RevocationService.sync): the highest id loaded, and the
+        # ids below it not loaded yet, with when they were first missed.
         self.last_id = 0
+        self.unseen_ids: dict[int, datetime] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -143,11 +151,28 @@ class RevocationService:
             await self._bus.publish(kind, value, now, expires)
 
     async def sync(self) -> int:
-        """Load revocations written by other processes (the CLI, other replicas)."""
-        rows = await self._store.since(self._set.last_id, self._clock.now())
+        """Load revocations written by other processes (the CLI, other replicas).
+
+        PostgreSQL hands out ids at insert time, and transactions commit in any order: an id
+        skipped on the way up may still commit (or was rolled back). Skipped ids are asked for
+        again on every poll for ``UNSEEN_WAIT``, longer than any request's transaction.
+        """
+        now = self._clock.now()
+        revoked = self._set
+        unseen = revoked.unseen_ids
+        for row_id in [i for i, missed in unseen.items() if now - missed > UNSEEN_WAIT]:
+            del unseen[row_id]
+        rows = await self._store.since(revoked.last_id, now, tuple(unseen))
         for row_id, kind, value, revoked_at, expires_at in rows:
-            self._set.add(kind, value, revoked_at, expires_at)
-            self._set.last_id = max(self._set.last_id, row_id)
+            revoked.add(kind, value, revoked_at, expires_at)
+            if unseen.pop(row_id, None) is not None or row_id <= revoked.last_id:
+                continue
+            # Bounded: the ids just below a jump are the ones a transaction may still hold
+            # (on the first load, most gaps are long-expired rows).
+            for skipped in range(max(revoked.last_id + 1, row_id - UNSEEN_JUMP), row_id):
+                if len(unseen) < UNSEEN_LIMIT:
+                    unseen[skipped] = now
+            revoked.last_id = row_id
         return len(rows)
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
