@@ -55,7 +55,6 @@ class TokenSlice:
     access_token_ttl: timedelta
     id_token_ttl: timedelta
     refresh_token_ttl: timedelta
-    client_token_ttl_max: timedelta
     max_token_ttl: timedelta
     key_publish_lead: timedelta
     signing_alg: Literal["ES256", "RS256", "EdDSA"]
@@ -99,9 +98,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
     # The longest access or ID token lifetime a client may be registered with (`clients create
-    # --access-token-ttl/--id-token-ttl`); tokens of clients registered with more before it was
-    # lowered are minted with this lifetime. With the global TTLs it bounds every token's life,
-    # hence how long revocations are kept and retired signing keys stay in JWKS.
+    # --access-token-ttl/--id-token-ttl`), or the global one if longer; tokens of clients
+    # registered with more before it was lowered get that. So it bounds every token's life
+    # (max_token_ttl), hence how long revocations are kept and retired keys stay in JWKS.
     client_token_ttl_max_seconds: int = Field(default=86400, ge=30, le=86400)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=3650)
     key_publish_lead_seconds: int = Field(default=600, ge=0)
@@ -189,7 +188,7 @@ class Settings(BaseSettings):
     @cached_property
     def tokens(self) -> TokenSlice:
         # Every access and ID token lives at most this long: a global TTL, or a client's own,
-        # which registration refuses and minting clamps above the cap.
+        # which registration refuses and minting clamps above this (grants/base.OAuthPolicy).
         longest = max(
             self.access_token_ttl_seconds,
             self.id_token_ttl_seconds,
@@ -199,7 +198,6 @@ class Settings(BaseSettings):
             access_token_ttl=timedelta(seconds=self.access_token_ttl_seconds),
             id_token_ttl=timedelta(seconds=self.id_token_ttl_seconds),
             refresh_token_ttl=timedelta(days=self.refresh_token_ttl_days),
-            client_token_ttl_max=timedelta(seconds=self.client_token_ttl_max_seconds),
             max_token_ttl=timedelta(seconds=longest),
             key_publish_lead=timedelta(seconds=self.key_publish_lead_seconds),
             signing_alg=self.signing_alg,

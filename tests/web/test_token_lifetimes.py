@@ -244,3 +244,46 @@ async def test_a_retired_key_stays_in_jwks_until_its_longest_token_expired(
             assert old_kid not in {k["kid"] for k in (await published())["keys"]}
     finally:
         await rt.close()
+
+
+async def test_a_cap_below_the_global_ttl_bounds_clients_by_the_global_ttl(
+    backend: Backend, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """The other extreme: the global lifetime is the longest, the cap shorter."""
+    settings = make_settings(
+        backend, tmp_path, access_token_ttl_seconds=7200, client_token_ttl_max_seconds=600
+    )
+    assert settings.tokens.max_token_ttl == timedelta(seconds=7200)
+    app = create_app(settings, clock=clock)
+    rt = app.state.runtime
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    try:
+        async with rt.unit() as unit:
+            await unit.keys.ensure_key("ES256")
+            with pytest.raises(InvalidClientMetadata, match="30 to 7200 seconds"):
+                await unit.clients.register(
+                    ClientRegistration(
+                        name="m", grant_types=("client_credentials",), access_token_ttl=7201
+                    )
+                )
+            machine, secret = await unit.clients.register(
+                ClientRegistration(
+                    name="m", grant_types=("client_credentials",), access_token_ttl=1200
+                )
+            )
+        assert secret is not None
+        auth = (machine.client_id, secret)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            token = (
+                await http.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
+            ).json()
+            assert token["expires_in"] == 1200  # shorter than the global TTL: kept as is
+            await http.post("/revoke", data={"token": token["access_token"]}, auth=auth)
+            clock.advance(timedelta(seconds=1199))
+            rt.revoked.prune(clock.now())
+            body = (
+                await http.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+            ).json()
+            assert body == {"active": False}
+    finally:
+        await rt.close()

@@ -123,8 +123,9 @@ class ClientService:
         self._clock = clock
         self._cache = cache or ClientCache()
         self._jwks_uri_policy = jwks_uri_policy or DestinationPolicy()
-        # OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS: the bound on every token's lifetime that the
-        # revocation set and key retention rely on (config.TokenSlice.max_token_ttl).
+        # The bound on every token's lifetime that the revocation set and key retention rely
+        # on (config.TokenSlice.max_token_ttl: OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS, or a
+        # global TTL if longer).
         self._token_ttl_max = int(token_ttl_max.total_seconds())
 
     async def register(

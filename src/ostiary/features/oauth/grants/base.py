@@ -39,9 +39,10 @@ class OAuthPolicy:
     id_token_ttl: timedelta
     refresh_token_ttl: timedelta
     code_ttl: timedelta = timedelta(seconds=60)
-    # OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS: a client's own access or ID token lifetime is cut
-    # to it (clients registered before an operator lowered it), so that no token outlives the
-    # revocations that cover it or the signing key that verifies it (config.TokenSlice).
+    # The longest any token may live (config.TokenSlice.max_token_ttl): a client's own access
+    # or ID token lifetime is cut to it (a client registered before the operator lowered
+    # OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS), so that no token outlives the revocations that
+    # cover it or the signing key that verifies it.
     client_token_ttl_max: timedelta | None = None
 
     def _client_ttl(self, seconds: int) -> timedelta:
