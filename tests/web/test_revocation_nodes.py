@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from ostiary.features.clients.service import ClientRegistration
@@ -245,3 +246,33 @@ async def test_another_process_revokes_on_sqlite(backend: Backend, tmp_path: Pat
     finally:
         await _stop(poll)
         await node.close()
+
+
+async def test_pubsub_messages_of_the_previous_release_are_applied(
+    backend: Backend, tmp_path: Path, frozen: FrozenClock
+) -> None:
+    """During a rolling upgrade an older node sends float seconds only (``r``, ``e``)."""
+    if backend.redis_url is None:
+        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
+    settings = make_settings(backend, tmp_path)
+    async with _nodes(settings, frozen) as (node_a, node_b):
+        assert node_a.redis is not None and node_b.revocation_bus is not None
+        listener = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
+        try:
+            await _subscribed(node_a)
+            token = await _mint(node_a, frozen.now())
+            revoked_at = frozen.now() + timedelta(milliseconds=1)
+            message = {
+                "k": "user",
+                "v": USER,
+                "r": revoked_at.timestamp(),
+                "e": (revoked_at + timedelta(minutes=5)).timestamp(),
+            }
+            await node_a.redis.publish(CHANNEL, orjson.dumps(message))
+
+            async def arrived() -> bool:
+                return not await _active(node_b, token)
+
+            await _until(arrived)
+        finally:
+            await _stop(listener)
