@@ -24,6 +24,7 @@ from ostiary.features.keys.service import KeyService
 from ostiary.protocol.oidc import left_half_hash
 
 __all__ = [
+    "EPOCH",
     "FAMILY_CLAIM",
     "ISSUED_AT_US_CLAIM",
     "AccessTokenRequest",
