@@ -138,8 +138,17 @@ def test_masked_hides_secrets_and_url_passwords(tmp_path: Path) -> None:
 
 
 def test_token_slice_bounds_key_retention_by_the_longest_token(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, access_token_ttl_seconds=300, id_token_ttl_seconds=900)
-    assert settings.tokens.max_token_ttl.total_seconds() == 900
+    """The longest of the global TTLs and the cap on clients' own TTLs, whichever is larger."""
+
+    def longest(**ttls: int) -> float:
+        settings = Settings(_env_file=None, data_dir=tmp_path, **ttls)  # type: ignore[call-arg]
+        return settings.tokens.max_token_ttl.total_seconds()
+
+    assert longest() == 86400  # a client may be registered with a day by default
+    cap = {"client_token_ttl_max_seconds": 600}
+    assert longest(access_token_ttl_seconds=300, id_token_ttl_seconds=900, **cap) == 900
+    assert longest(access_token_ttl_seconds=1200, id_token_ttl_seconds=60, **cap) == 1200
+    assert longest(access_token_ttl_seconds=60, id_token_ttl_seconds=60, **cap) == 600
 
 
 @pytest.mark.parametrize(

@@ -620,7 +620,12 @@ def clients_create(
     ] = None,
     access_token_ttl: Annotated[
         int | None,
-        typer.Option("--access-token-ttl", min=30, max=86400, help="Seconds (default global)."),
+        typer.Option(
+            "--access-token-ttl",
+            min=30,
+            max=86400,
+            help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
+        ),
     ] = None,
     refresh_token_ttl: Annotated[
         int | None,
@@ -628,7 +633,12 @@ def clients_create(
     ] = None,
     id_token_ttl: Annotated[
         int | None,
-        typer.Option("--id-token-ttl", min=30, max=86400, help="Seconds (default global)."),
+        typer.Option(
+            "--id-token-ttl",
+            min=30,
+            max=86400,
+            help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
+        ),
     ] = None,
     json: JsonOpt = False,
 ) -> None:

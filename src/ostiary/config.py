@@ -100,6 +100,11 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+    # The longest access or ID token lifetime a client may be registered with (`clients create
+    # --access-token-ttl/--id-token-ttl`), or the global one if longer; tokens of clients
+    # registered with more before it was lowered get that. So it bounds every token's life
+    # (max_token_ttl), hence how long revocations are kept and retired keys stay in JWKS.
+    client_token_ttl_max_seconds: int = Field(default=86400, ge=30, le=86400)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=3650)
     key_publish_lead_seconds: int = Field(default=600, ge=0)
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
@@ -248,7 +253,13 @@ class Settings(BaseSettings):
 
     @cached_property
     def tokens(self) -> TokenSlice:
-        longest = max(self.access_token_ttl_seconds, self.id_token_ttl_seconds)
+        # Every access and ID token lives at most this long: a global TTL, or a client's own,
+        # which registration refuses and minting clamps above this (grants/base.OAuthPolicy).
+        longest = max(
+            self.access_token_ttl_seconds,
+            self.id_token_ttl_seconds,
+            self.client_token_ttl_max_seconds,
+        )
         return TokenSlice(
             access_token_ttl=timedelta(seconds=self.access_token_ttl_seconds),
             id_token_ttl=timedelta(seconds=self.id_token_ttl_seconds),

@@ -377,6 +377,33 @@ def test_refresh_token_reuse_revokes_the_family(setup: Setup) -> None:
         assert _introspect(setup, value) == {"active": False}
 
 
+def test_revoking_a_refresh_token_revokes_the_access_tokens_of_its_grant(setup: Setup) -> None:
+    """RFC 7009 section 2.1: the access tokens based on the same grant (the code's and each
+    refresh's) go with the refresh token; another grant of the same user and client stays."""
+    base = setup.server.base_url
+    oauth, token = _code_tokens(setup)
+    refreshed = oauth.refresh_token(f"{base}/token", refresh_token=token["refresh_token"])
+    _, other = _code_tokens(setup)
+    grant = (token["access_token"], refreshed["access_token"])
+    for value in (*grant, other["access_token"]):
+        assert _introspect(setup, value)["active"] is True
+
+    revoked = oauth.revoke_token(
+        f"{base}/revoke", token=refreshed["refresh_token"], token_type_hint="refresh_token"
+    )
+    assert revoked.status_code == 200
+    for value in (*grant, refreshed["refresh_token"]):
+        assert _introspect(setup, value) == {"active": False}
+    userinfo = httpx.get(
+        f"{base}/userinfo",
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+        timeout=15.0,
+    )
+    assert userinfo.status_code == 401
+    for value in (other["access_token"], other["refresh_token"]):
+        assert _introspect(setup, value)["active"] is True
+
+
 RACERS = 20
 
 

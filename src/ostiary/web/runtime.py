@@ -151,6 +151,7 @@ class Runtime:
             access_token_ttl=tokens.access_token_ttl,
             id_token_ttl=tokens.id_token_ttl,
             refresh_token_ttl=tokens.refresh_token_ttl,
+            client_token_ttl_max=tokens.max_token_ttl,
         )
         s = settings.sessions
         self.session_policy = SessionPolicy(
@@ -328,6 +329,7 @@ class Unit:
             rt.clock,
             rt.clients_cache,
             jwks_uri_policy=rt.settings.jwks_uri,
+            token_ttl_max=rt.settings.tokens.max_token_ttl,
         )
 
     @cached_property

@@ -39,6 +39,7 @@ from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_u
 __all__ = ["ClientCache", "ClientRegistration", "ClientService", "InvalidClientMetadata"]
 
 SECRET_PREFIX = "ost_cs_"  # noqa: S105 (a prefix, not a secret)
+_MIN_TOKEN_TTL = 30  # seconds, as the global settings
 _SCOPE_CHARS = set(
     "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
@@ -114,6 +115,7 @@ class ClientService:
         cache: ClientCache | None = None,
         *,
         jwks_uri_policy: DestinationPolicy | None = None,
+        token_ttl_max: timedelta = timedelta(days=1),
     ) -> None:
         self._store = store
         self._pepper = pepper
@@ -121,6 +123,10 @@ class ClientService:
         self._clock = clock
         self._cache = cache or ClientCache()
         self._jwks_uri_policy = jwks_uri_policy or DestinationPolicy()
+        # The bound on every token's lifetime that the revocation set and key retention rely
+        # on (config.TokenSlice.max_token_ttl: OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS, or a
+        # global TTL if longer).
+        self._token_ttl_max = int(token_ttl_max.total_seconds())
 
     async def register(
         self, registration: ClientRegistration, *, actor: str | None = None
@@ -169,6 +175,12 @@ class ClientService:
         except RedirectUriError as exc:
             raise InvalidClientMetadata(str(exc)) from exc
         scopes = [_check_scope_token(s) for s in dict.fromkeys(reg.scopes)]
+        for label, ttl in (("access", reg.access_token_ttl), ("ID", reg.id_token_ttl)):
+            if ttl is not None and not _MIN_TOKEN_TTL <= ttl <= self._token_ttl_max:
+                raise InvalidClientMetadata(
+                    f"the {label} token lifetime must be {_MIN_TOKEN_TTL} to "
+                    f"{self._token_ttl_max} seconds (OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS)"
+                )
         now = self._clock.now()
         secret = None if reg.public or method == "private_key_jwt" else new_secret(SECRET_PREFIX)
         client = Client(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -70,7 +71,7 @@ class RevocationStore(Protocol):
     ) -> None: ...
 
     async def since(
-        self, after_id: int, now: datetime
+        self, after_id: int, now: datetime, also: Sequence[int] = ()
     ) -> list[tuple[int, RevocationKind, str, datetime, datetime]]:
-        """Unexpired revocations with id > ``after_id``, oldest first."""
+        """Unexpired revocations with id > ``after_id`` or in ``also``, by id."""
         ...

@@ -3,8 +3,19 @@
 ARCHITECTURE.md, "Tokens and revocation": revoking a session, user, client, consent or token
 writes the database and publishes an event; each node keeps the set in memory for the lifetime
 of the access tokens it concerns, so introspection (RFC 7662 section 2.2: "active" false for
-revoked tokens) answers exactly and fast. Entries other than ``jti`` apply to tokens issued at
-or before the revocation (a re-enabled user's new tokens are valid again).
+revoked tokens) answers exactly and fast.
+
+- ``jti`` and ``family`` entries cover the token, or every access token minted from the refresh
+  token family (RFC 7009 section 2.1), whenever issued.
+- ``sid``, ``user``, ``client`` and ``user_client`` entries cover the tokens issued at or before
+  the revocation (a re-enabled user's new tokens are valid again). Both instants are compared
+  at the clock's resolution, microseconds: the revocation time keeps them through the database
+  and pub/sub, the token carries them in ``ost_iat_us`` (features/oauth/tokens.py). A token
+  without it is placed by its whole-second ``iat``, and so counts as issued before a revocation
+  in the same second (revoked when in doubt); an equal instant counts as before, too.
+- An entry lives as long as the tokens it covers can: its own token's ``exp`` for a ``jti``,
+  else the horizon, the longest lifetime any token can have (config.TokenSlice.max_token_ttl:
+  the global TTLs and the cap on clients' own).
 """
 
 from __future__ import annotations
@@ -16,8 +27,14 @@ from typing import Any, Protocol
 from ostiary.features.clock import Clock
 from ostiary.features.oauth.models import RevocationKind
 from ostiary.features.oauth.ports import RevocationStore
+from ostiary.features.oauth.tokens import EPOCH, FAMILY_CLAIM, ISSUED_AT_US_CLAIM
 
-__all__ = ["RevocationBus", "RevocationService", "RevocationSet"]
+__all__ = ["RevocationBus", "RevocationService", "RevocationSet", "issued_at"]
+
+
+UNSEEN_WAIT = timedelta(minutes=2)
+UNSEEN_JUMP = 1_000
+UNSEEN_LIMIT = 10_000
 
 
 class RevocationBus(Protocol):
@@ -34,7 +51,10 @@ class RevocationSet:
     def __init__(self, limit: int = 500_000) -> None:
         self._entries: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         self._limit = limit
+        # The database poll's place (RevocationService.sync): the highest id loaded, and the
+        # ids below it not loaded yet, with when they were first missed.
         self.last_id = 0
+        self.unseen_ids: dict[int, datetime] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,8 +92,10 @@ class RevocationSet:
         jti = claims.get("jti")
         if jti and ("jti", str(jti)) in self._entries:
             return True
-        iat = claims.get("iat")
-        issued = datetime.fromtimestamp(int(iat), UTC) if isinstance(iat, int | float) else None
+        family = claims.get(FAMILY_CLAIM)
+        if family and ("family", str(family)) in self._entries:
+            return True
+        issued = issued_at(claims)
         if issued is None:
             return True  # cannot place it in time: refuse
         sub, client_id = claims.get("sub"), claims.get("client_id")
@@ -83,6 +105,18 @@ class RevocationSet:
             or self._revoked_after("client", client_id, issued)
             or self._revoked_after("user_client", f"{sub}|{client_id}", issued)
         )
+
+
+def issued_at(claims: Mapping[str, Any]) -> datetime | None:
+    """When the token was issued: to the microsecond if it says so, else to the second."""
+    iat = claims.get("iat")
+    if not isinstance(iat, int | float) or isinstance(iat, bool):
+        return None
+    precise = claims.get(ISSUED_AT_US_CLAIM)
+    # Used only when it agrees with iat (both are signed by us; anything else is not ours).
+    if type(precise) is int and precise // 1_000_000 == iat:
+        return EPOCH + timedelta(microseconds=precise)
+    return datetime.fromtimestamp(int(iat), UTC)
 
 
 class RevocationService:
@@ -101,21 +135,44 @@ class RevocationService:
         self._horizon = horizon
         self._bus = bus
 
-    async def revoke(self, kind: RevocationKind, value: str) -> None:
-        """Record, apply locally at once (fail closed), and fan out to other nodes."""
+    async def revoke(
+        self, kind: RevocationKind, value: str, *, expires_at: datetime | None = None
+    ) -> None:
+        """Record, apply locally at once (fail closed), and fan out to other nodes.
+
+        ``expires_at``: when every token the entry covers has expired, if known (a ``jti``'s
+        ``exp``); by default the horizon from now.
+        """
         now = self._clock.now()
-        expires = now + self._horizon
+        expires = now + self._horizon if expires_at is None else expires_at
         await self._store.add(kind, value, now, expires)
         self._set.add(kind, value, now, expires)
         if self._bus is not None:
             await self._bus.publish(kind, value, now, expires)
 
     async def sync(self) -> int:
-        """Load revocations written by other processes (the CLI, other replicas)."""
-        rows = await self._store.since(self._set.last_id, self._clock.now())
+        """Load revocations written by other processes (the CLI, other replicas).
+
+        PostgreSQL hands out ids at insert time, and transactions commit in any order: an id
+        skipped on the way up may still commit (or was rolled back). Skipped ids are asked for
+        again on every poll for ``UNSEEN_WAIT``, longer than any request's transaction.
+        """
+        now = self._clock.now()
+        revoked = self._set
+        unseen = revoked.unseen_ids
+        for row_id in [i for i, missed in unseen.items() if now - missed > UNSEEN_WAIT]:
+            del unseen[row_id]
+        rows = await self._store.since(revoked.last_id, now, tuple(unseen))
         for row_id, kind, value, revoked_at, expires_at in rows:
-            self._set.add(kind, value, revoked_at, expires_at)
-            self._set.last_id = max(self._set.last_id, row_id)
+            revoked.add(kind, value, revoked_at, expires_at)
+            if unseen.pop(row_id, None) is not None or row_id <= revoked.last_id:
+                continue
+            # Bounded: the ids just below a jump are the ones a transaction may still hold
+            # (on the first load, most gaps are long-expired rows).
+            for skipped in range(max(revoked.last_id + 1, row_id - UNSEEN_JUMP), row_id):
+                if len(unseen) < UNSEEN_LIMIT:
+                    unseen[skipped] = now
+            revoked.last_id = row_id
         return len(rows)
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:

@@ -14,7 +14,7 @@ the "code is returned" condition always holds.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jwt
@@ -239,17 +239,27 @@ class OAuthService:
     # -- revocation (RFC 7009) --------------------------------------------------------
 
     async def revoke(self, client: Client, token: str, hint: str | None) -> None:
-        """Revoke if the token belongs to ``client``; unknown tokens are not an error (2.2)."""
+        """Revoke if the token belongs to ``client``; unknown tokens are not an error (2.2).
+
+        A refresh token takes its family with it, and the access tokens minted from the family
+        (section 2.1: "SHOULD also invalidate all access tokens based on the same
+        authorization grant"); they name it in ``ost_family``. An access token goes alone
+        (revoking the refresh token too is optional there, and the client can do it).
+        """
         if token.startswith(REFRESH_PREFIX) and len(token) <= 256:
             found = await self._ctx.refresh.get_token(secret_digest(self._ctx.pepper, token))
             if found is not None and found[1].client_id == client.client_id:
+                family_id = found[1].family_id
                 await self._ctx.refresh.revoke_families(
-                    self._ctx.now(), "revoked_by_client", family_id=found[1].family_id
+                    self._ctx.now(), "revoked_by_client", family_id=family_id
                 )
+                await self._ctx.revocation.revoke("family", family_id)
             return
         claims = await self.validate_access_token(token)
         if claims is not None and claims.get("client_id") == client.client_id:
-            await self._ctx.revocation.revoke("jti", str(claims["jti"]))
+            # The entry is needed only while the token could be presented.
+            expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+            await self._ctx.revocation.revoke("jti", str(claims["jti"]), expires_at=expires)
 
     # -- userinfo (OIDC Core section 5.3) -----------------------------------------------
 

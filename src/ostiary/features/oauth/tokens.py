@@ -3,6 +3,12 @@
 - RFC 9068 section 2.1: header ``typ: at+jwt``; section 2.2: ``iss, exp, aud, sub, client_id,
   iat, jti`` required, ``scope`` (section 2.2.3), ``auth_time, acr, amr`` (section 2.2.1) when
   known; for client credentials ``sub`` is the client id (section 2.2).
+- Two private claims (RFC 7519 section 4.3) serve our own revocation checks
+  (features/oauth/revocation.py): ``ost_iat_us``, the issuance instant in integer microseconds
+  since the epoch (``iat`` stays a whole-second integer, which relying parties' libraries
+  expect, but a revocation at 12:00:00.4 must not cover a token issued at 12:00:00.7), and
+  ``ost_family``, the refresh token family the token was minted from (revoking a refresh token
+  revokes the access tokens of its family, RFC 7009 section 2.1).
 - OIDC Core section 2: ID token ``iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp``;
   section 3.1.3.6 ``at_hash``; OIDC Front-Channel / Back-Channel Logout: ``sid``.
 """
@@ -11,13 +17,31 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ostiary.features.keys.service import KeyService
 from ostiary.protocol.oidc import left_half_hash
 
-__all__ = ["AccessTokenRequest", "MintedToken", "TokenMinter"]
+__all__ = [
+    "EPOCH",
+    "FAMILY_CLAIM",
+    "ISSUED_AT_US_CLAIM",
+    "AccessTokenRequest",
+    "MintedToken",
+    "TokenMinter",
+    "microseconds_since_epoch",
+]
+
+ISSUED_AT_US_CLAIM = "ost_iat_us"
+FAMILY_CLAIM = "ost_family"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def microseconds_since_epoch(instant: datetime) -> int:
+    """Exact (integer arithmetic on the datetime's own fields; no float on the way)."""
+    return (instant - EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +55,7 @@ class AccessTokenRequest:
     auth_time: datetime | None = None
     acr: str | None = None
     amr: list[str] | None = None
+    family_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +72,8 @@ class TokenMinter:
         self._issuer = issuer
 
     async def access_token(self, request: AccessTokenRequest, now: datetime) -> MintedToken:
-        iat = int(now.timestamp())
+        issued_us = microseconds_since_epoch(now)
+        iat = issued_us // 1_000_000
         ttl = int(request.ttl.total_seconds())
         jti = secrets.token_urlsafe(16)
         aud: str | list[str] = (
@@ -61,7 +87,10 @@ class TokenMinter:
             "iat": iat,
             "jti": jti,
             "client_id": request.client_id,
+            ISSUED_AT_US_CLAIM: issued_us,
         }
+        if request.family_id:
+            claims[FAMILY_CLAIM] = request.family_id
         if request.scope:
             claims["scope"] = request.scope
         if request.sid:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -299,11 +300,15 @@ class SqlRevocationStore:
         )
 
     async def since(
-        self, after_id: int, now: datetime
+        self, after_id: int, now: datetime, also: Sequence[int] = ()
     ) -> list[tuple[int, RevocationKind, str, datetime, datetime]]:
+        newer = revocations.c.id > after_id
         query = (
             select(revocations)
-            .where(revocations.c.id > after_id, revocations.c.expires_at > now)
+            .where(
+                or_(newer, revocations.c.id.in_(also)) if also else newer,
+                revocations.c.expires_at > now,
+            )
             .order_by(revocations.c.id)
             .limit(10_000)
         )

@@ -80,7 +80,14 @@ class AuthorizationCodeGrant:
                 amr=code.amr,
                 acr=code.acr,
             )
-        tokens = UserTokens(ctx, client, code, scope=code.scope, now=now)
+        tokens = UserTokens(
+            ctx,
+            client,
+            code,
+            scope=code.scope,
+            now=now,
+            family_id=family.family_id if family else None,
+        )
         access = await tokens.access_token()
         if not await ctx.codes.consume(
             code.code_hash, now, family.family_id if family else None, access.jti
@@ -106,5 +113,7 @@ class AuthorizationCodeGrant:
     ) -> None:
         if family_id:
             await ctx.refresh.revoke_families(ctx.now(), "code_replay", family_id=family_id)
+            # and the access tokens minted by refreshing it since (RFC 6749 section 4.1.2)
+            await ctx.revocation.revoke("family", family_id)
         if access_jti:
             await ctx.revocation.revoke("jti", access_jti)

@@ -39,16 +39,26 @@ class OAuthPolicy:
     id_token_ttl: timedelta
     refresh_token_ttl: timedelta
     code_ttl: timedelta = timedelta(seconds=60)
+    # The longest any token may live (config.TokenSlice.max_token_ttl): a client's own access
+    # or ID token lifetime is cut to it (a client registered before the operator lowered
+    # OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS), so that no token outlives the revocations that
+    # cover it or the signing key that verifies it.
+    client_token_ttl_max: timedelta | None = None
+
+    def _client_ttl(self, seconds: int) -> timedelta:
+        ttl = timedelta(seconds=seconds)
+        cap = self.client_token_ttl_max
+        return ttl if cap is None else min(ttl, cap)
 
     def access_ttl(self, client: Client) -> timedelta:
         return (
-            timedelta(seconds=client.access_token_ttl)
+            self._client_ttl(client.access_token_ttl)
             if client.access_token_ttl
             else (self.access_token_ttl)
         )
 
     def id_ttl(self, client: Client) -> timedelta:
-        return timedelta(seconds=client.id_token_ttl) if client.id_token_ttl else self.id_token_ttl
+        return self._client_ttl(client.id_token_ttl) if client.id_token_ttl else self.id_token_ttl
 
     def refresh_ttl(self, client: Client) -> timedelta:
         return (
@@ -125,6 +135,9 @@ class UserTokens:
     sign_in: SignInRecord
     scope: str
     now: datetime
+    # The refresh token family the grant issues from or starts, named in the access token so
+    # that revoking the family revokes it (RFC 7009 section 2.1).
+    family_id: str | None = None
 
     async def access_token(self) -> MintedToken:
         """RFC 9068 access token; audience the recorded resources (RFC 8707) or the issuer."""
@@ -140,6 +153,7 @@ class UserTokens:
                 auth_time=sign_in.auth_time,
                 acr=sign_in.acr,
                 amr=sign_in.amr,
+                family_id=self.family_id,
             ),
             self.now,
         )

@@ -133,7 +133,14 @@ class RefreshTokenGrant:
         # Everything is minted first and the rotation is the grant's last step and only write:
         # the response exists only if the spend happened, and a spend never happens without
         # a response to carry its successor.
-        tokens = UserTokens(ctx, client, family, scope=format_scope(requested), now=now)
+        tokens = UserTokens(
+            ctx,
+            client,
+            family,
+            scope=format_scope(requested),
+            now=now,
+            family_id=family.family_id,
+        )
         access = await tokens.access_token()
         refresh_token, successor = new_refresh_token(ctx, family)
         id_token_claims = None
