@@ -2,6 +2,8 @@
 
 Run as ``uv run python scripts/check.py`` (the README's test command). Extra arguments go to
 pytest. Exits non-zero if any step fails, including pytest collecting no tests (exit 5).
+Sets ``OSTIARY_TEST_REQUIRE_BROWSER=1`` unless given: the Chromium and Node.js client tests
+then fail, rather than skip, where their tools are missing.
 """
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ def _not_ours(
     """Why the server answering on ``port`` is not ``process`` (None when it is)."""
     if listens_on(process.pid, port) is False:
         return f"another process answers on port {port}"
-    issuer = env.get("OSTIARY_ISSUER") or base_url
+    issuer = (env.get("OSTIARY_ISSUER") or base_url).rstrip("/")
     try:
         found = httpx.get(f"{base_url}/.well-known/openid-configuration", timeout=2.0)
         served = found.json().get("issuer") if found.status_code == 200 else None

@@ -31,6 +31,7 @@ import asyncio
 import html
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,6 +40,7 @@ import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from ostiary.features.clients.service import ClientRegistration
+from ostiary.features.clock import FrozenClock
 from ostiary.features.oauth.models import AuthorizationCode, RefreshFamily, RefreshToken
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAuthorizationCodeStore,
@@ -78,9 +80,17 @@ class FirstReads:
 
 
 @pytest.fixture
-def first_reads(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> FirstReads:
-    """The runtime's SQL stores, with each unit's (request's) first read held."""
+def first_reads(
+    backend: Backend, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> FirstReads:
+    """The runtime's SQL stores, with each unit's (request's) first read held.
+
+    The racer whose spend fails moves the clock on a second before it revokes: its revocation
+    then unambiguously follows the winner's tokens, which are revoked because they were issued
+    before it (not because of how equal timestamps compare).
+    """
     reads = FirstReads(backend)
+    after_the_winner = timedelta(seconds=1)
 
     class HeldCodes(SqlAuthorizationCodeStore):
         held = False
@@ -91,6 +101,14 @@ def first_reads(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> FirstReads
             self.held = True
             return await reads.hold(lambda: super(HeldCodes, self).get(code_hash))
 
+        async def consume(
+            self, code_hash: str, now: datetime, family_id: str | None, access_jti: str
+        ) -> bool:
+            spent = await super().consume(code_hash, now, family_id, access_jti)
+            if reads.armed and not spent:
+                clock.advance(after_the_winner)
+            return spent
+
     class HeldRefresh(SqlRefreshTokenStore):
         held = False
 
@@ -99,6 +117,12 @@ def first_reads(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> FirstReads
                 return await super().get_token(token_hash)
             self.held = True
             return await reads.hold(lambda: super(HeldRefresh, self).get_token(token_hash))
+
+        async def rotate(self, spent_hash: str, now: datetime, successor: RefreshToken) -> bool:
+            spent = await super().rotate(spent_hash, now, successor)
+            if reads.armed and not spent:
+                clock.advance(after_the_winner)
+            return spent
 
     monkeypatch.setattr("ostiary.web.runtime.SqlAuthorizationCodeStore", HeldCodes)
     monkeypatch.setattr("ostiary.web.runtime.SqlRefreshTokenStore", HeldRefresh)
