@@ -3,7 +3,8 @@
 Checks, in the order of RFC 6749 section 4.1.3 and RFC 7636 section 4.6:
 the code exists, is unexpired (60 s at most) and unused; it was issued to this client; the
 ``redirect_uri`` is identical to the one in the authorization request; the PKCE verifier
-hashes to the stored challenge; the session it was issued in is still alive.
+hashes to the stored challenge; ``resource`` values, if any, were granted with the code (RFC
+8707 section 2.2, ``invalid_target``); the session it was issued in is still alive.
 
 Replay (RFC 6749 section 4.1.2: "If an authorization code is used more than once, the
 authorization server MUST deny the request and SHOULD revoke (when possible) all tokens
@@ -14,7 +15,12 @@ token issued for the code are revoked.
 from __future__ import annotations
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, UserTokens
+from ostiary.features.oauth.grants.base import (
+    GrantContext,
+    TokenResponse,
+    UserTokens,
+    token_audience,
+)
 from ostiary.features.oauth.grants.refresh_token import issue_refresh_token, new_family
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import secret_digest
@@ -54,6 +60,7 @@ class AuthorizationCodeGrant:
             raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
         if not verify_s256(verifier, code.code_challenge):
             raise ProtocolError("invalid_grant", "PKCE verification failed.")
+        audience = token_audience(form, code.resources, ctx.policy.issuer)
         if not await ctx.users.session_active(code.sid):
             raise ProtocolError("invalid_grant", _INVALID, hint="session ended")
         scopes = parse_scope(code.scope)
@@ -73,7 +80,7 @@ class AuthorizationCodeGrant:
                 amr=code.amr,
                 acr=code.acr,
             )
-        tokens = UserTokens(ctx, client, code, scope=code.scope, now=now)
+        tokens = UserTokens(ctx, client, code, scope=code.scope, now=now, audience=audience)
         access = await tokens.access_token()
         if not await ctx.codes.consume(
             code.code_hash, now, family.family_id if family else None, access.jti
