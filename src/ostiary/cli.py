@@ -407,7 +407,9 @@ def keys_list(json: JsonOpt = False) -> None:
         _print_json(rows)
         return
     if not rows:
-        typer.echo("no signing keys; run `ostiary keys rotate`")
+        typer.echo(
+            "no signing keys yet: `ostiary serve` creates the first (or `ostiary keys rotate`)"
+        )
     for row in rows:
         typer.echo(
             f"{row['kid']}  {row['alg']:<6} {row['state']:<8} activates {row['activates_at']}"

@@ -5,7 +5,7 @@
   than once", so a repeated parameter is an error, not "last one wins".
 - RFC 8707 section 2: ``resource`` may be given several times. A caller names the parameters
   that may repeat (``repeatable``); the mapping holds the first value of each, and
-  :meth:`Form.values` all of them, in order.
+  :meth:`Form.values_of` all of them, in order.
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ class Form(dict[str, str]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._repeated: dict[str, list[str]] = {}
+        self._repeated: dict[str, list[str]] | None = None  # rare: built on the first repeat
 
     def values_of(self, name: str) -> tuple[str, ...]:
         """Every value given for ``name``, in order (one at most unless it may repeat)."""
-        repeated = self._repeated.get(name)
+        repeated = self._repeated.get(name) if self._repeated is not None else None
         if repeated is not None:
             return tuple(repeated)
         return (self[name],) if name in self else ()
+
+    def _add_repeat(self, name: str, value: str) -> None:
+        if self._repeated is None:
+            self._repeated = {}
+        self._repeated.setdefault(name, [self[name]]).append(value)
 
 
 def form_values(form: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -76,7 +81,7 @@ def parse_form(
         if name in fields:
             if name not in repeatable:
                 raise FormError(f"parameter {name!r} is repeated")
-            fields._repeated.setdefault(name, [fields[name]]).append(value)
+            fields._add_repeat(name, value)
             continue
         fields[name] = value
     return fields
