@@ -205,6 +205,7 @@ class Runtime:
         migrated (``ostiary migrate`` may run after the replicas start); returns once a key
         exists. Replicas starting together create exactly one key (``KeyService.ensure_key``).
         """
+        last_error = None
         while True:
             try:
                 async with self.unit() as unit:
@@ -215,7 +216,9 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # not reachable or not migrated yet: keep trying
-                log.warning("signing_key_bootstrap_failed", error=type(exc).__name__)
+                if type(exc).__name__ != last_error:  # one line per kind of failure, not per try
+                    last_error = type(exc).__name__
+                    log.warning("signing_key_bootstrap_failed", error=last_error)
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
