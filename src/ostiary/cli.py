@@ -487,7 +487,9 @@ def keys_list(json: JsonOpt = False) -> None:
         _print_json(rows)
         return
     if not rows:
-        typer.echo("no signing keys; run `ostiary keys rotate`")
+        typer.echo(
+            "no signing keys yet: `ostiary serve` creates the first (or `ostiary keys rotate`)"
+        )
     for row in rows:
         typer.echo(
             f"{row['kid']}  {row['alg']:<6} {row['state']:<8} activates {row['activates_at']}"
@@ -544,6 +546,7 @@ def _client_dict(client: Any) -> dict[str, Any]:
         "grant_types": client.grant_types,
         "scopes": client.scopes,
         "resources": client.resources,
+        "introspection_audiences": client.introspection_audiences,
         "first_party": client.first_party,
         "disabled": client.disabled,
         "created_at": client.created_at.isoformat(),
@@ -591,6 +594,15 @@ def clients_create(
     ] = None,
     resource: Annotated[
         list[str] | None, typer.Option("--resource", help="Allowed audience URI (repeatable).")
+    ] = None,
+    introspect_audience: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--introspect-audience",
+            help="A resource server's own audience URI (repeatable): it may introspect the "
+            "tokens whose aud includes it (RFC 7662 section 4). Any client may introspect "
+            "its own tokens.",
+        ),
     ] = None,
     auth_method: Annotated[
         str | None,
@@ -653,6 +665,7 @@ def clients_create(
         grant_types=tuple(grant_type) if grant_type else ("authorization_code", "refresh_token"),
         scopes=tuple(scope) if scope else ("openid", "profile", "email", "offline_access"),
         resources=tuple(resource or ()),
+        introspection_audiences=tuple(introspect_audience or ()),
         auth_method=auth_method,
         first_party=first_party,
         jwks=_read_jwks(jwks_file) if jwks_file else None,

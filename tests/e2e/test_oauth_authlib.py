@@ -74,7 +74,12 @@ def setup(server: Server) -> Iterator[Setup]:
     finish = start_clients(
         server,
         web=["--redirect-uri", REDIRECT],
-        machine=["--grant-type", "client_credentials", "--scope", "models:read"],
+        # machine is also a resource server for the issuer's audience: it introspects doomed's
+        # tokens (RFC 7662 section 4).
+        machine=[
+            *("--grant-type", "client_credentials", "--scope", "models:read"),
+            *("--introspect-audience", server.base_url),
+        ],
         doomed=["--grant-type", "client_credentials", "--scope", "models:read"],
     )
     users = server.create_users("reuse", "race", password=STRONG_PASSWORD)

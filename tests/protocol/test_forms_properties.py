@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from ostiary.protocol.forms import MAX_FORM_BYTES, FormError, parse_form
+from ostiary.protocol.forms import MAX_FORM_BYTES, FormError, form_values, parse_form
 
 MAX_FIELDS = 64
 
@@ -139,3 +139,27 @@ def _invalid_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+@given(st.lists(field_text, min_size=1, max_size=8), unique_forms)
+def test_a_repeatable_name_keeps_every_value_in_order(
+    values: list[str], others: dict[str, str]
+) -> None:
+    """RFC 8707 section 2: ``resource`` may repeat; the mapping keeps the first value."""
+    others.pop("resource", None)
+    assume(len(others) + len(values) <= MAX_FIELDS)
+    body = urlencode([*others.items(), *(("resource", v) for v in values)]).encode()
+    fields = parse_form(body, repeatable=frozenset({"resource"}))
+    assert fields.values_of("resource") == tuple(values)
+    assert form_values(fields, "resource") == tuple(values)
+    assert fields["resource"] == values[0]
+    assert {k: v for k, v in fields.items() if k != "resource"} == others
+
+
+def test_only_the_named_parameters_may_repeat() -> None:
+    with pytest.raises(FormError, match="'scope' is repeated"):
+        parse_form(b"resource=a&resource=b&scope=x&scope=y", repeatable=frozenset({"resource"}))
+    with pytest.raises(FormError, match="'resource' is repeated"):
+        parse_form(b"resource=a&resource=b")
+    assert form_values({"resource": "a"}, "resource") == ("a",)
+    assert form_values(parse_form(b"scope=x"), "resource") == ()

@@ -336,7 +336,7 @@ async def test_exceptions_get_the_same_error_responses(
     monkeypatch: pytest.MonkeyPatch,
     failure: Exception,
 ) -> None:
-    def fail(body: bytes) -> dict[str, str]:
+    def fail(body: bytes, **options: Any) -> dict[str, str]:
         raise failure
 
     monkeypatch.setattr(oauth, "parse_form", fail)

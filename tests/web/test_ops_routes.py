@@ -15,11 +15,72 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
 
 
-async def test_readyz_when_migrated(client: httpx.AsyncClient) -> None:
+async def test_readyz_when_migrated_and_a_key_signs(client: httpx.AsyncClient, app: Any) -> None:
+    await app.state.runtime.ensure_signing_key()
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"]["database"] == "ok"
     assert response.json()["checks"]["migrations"] == "ok"
+    assert response.json()["checks"]["signing_key"] == "ok"
+
+
+async def test_no_signing_key_is_not_ready_and_the_token_endpoint_answers_503(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    """Issue 9, item 6: a fresh database (migrated, a client, no key yet) is not ready, and a
+    token request gets a clear 503, never a 500; once the key exists, both recover."""
+    from authlib.integrations.base_client.errors import OAuthError
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    from ostiary.features.clients.service import ClientRegistration
+
+    rt = app.state.runtime
+    async with rt.unit() as unit:
+        machine, secret = await unit.clients.register(
+            ClientRegistration(name="Batch", grant_types=("client_credentials",), scopes=("a",))
+        )
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["signing_key"].startswith("no active signing key")
+    token = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=(machine.client_id, secret)
+    )
+    assert token.status_code == 503
+    assert token.json()["error"] == "temporarily_unavailable"
+    assert token.headers["cache-control"] == "no-store"
+
+    await rt.ensure_signing_key()
+    assert (await client.get("/readyz")).status_code == 200
+    async with AsyncOAuth2Client(
+        client_id=machine.client_id,
+        client_secret=secret,
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+    ) as oauth:
+        try:
+            issued = await oauth.fetch_token(
+                "http://testserver/token", grant_type="client_credentials"
+            )
+        except OAuthError as exc:  # pragma: no cover - the assertion below names the failure
+            pytest.fail(f"client_credentials failed after the key was created: {exc}")
+    assert issued["token_type"].lower() == "bearer"
+
+
+async def test_readyz_not_ready_when_the_key_does_not_open(
+    client: httpx.AsyncClient, app: Any, backend: Any, tmp_path: Any, clock: Any
+) -> None:
+    """A secret key that does not open the active key (changed OSTIARY_SECRET_KEY): not ready."""
+    from ostiary.web.app import create_app
+    from tests.conftest import make_settings
+
+    await app.state.runtime.ensure_signing_key()
+    other = create_app(make_settings(backend, tmp_path), clock=clock)  # another secret key
+    transport = httpx.ASGITransport(app=other)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        response = await c.get("/readyz")
+    await other.state.runtime.close()
+    assert response.status_code == 503
+    assert "does not open" in response.json()["checks"]["signing_key"]
 
 
 async def test_readyz_not_ready_on_an_unmigrated_database(

@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         gc.set_threshold(10_000, 10, 10)
         log.info("started", issuer=settings.issuer, version=__version__)
         tasks = [asyncio.create_task(runtime.sync_revocations_forever())]
+        tasks.append(asyncio.create_task(runtime.ensure_signing_key()))
         if runtime.wal_checkpointer is not None:
             tasks.append(asyncio.create_task(runtime.wal_checkpointer.run_forever()))
         if runtime.revocation_bus is not None:

@@ -222,6 +222,30 @@ class Runtime:
                 log.warning("revocation_sync_failed", error=type(exc).__name__)
             await asyncio.sleep(interval)
 
+    async def ensure_signing_key(self, interval: float = 1.0) -> None:
+        """Create the first signing key if the database has none (issue 9, item 6: a fresh
+        production database must issue tokens without a manual step).
+
+        Run by the server at start. Retries while the database is unreachable or not yet
+        migrated (``ostiary migrate`` may run after the replicas start); returns once a key
+        exists. Replicas starting together create exactly one key (``KeyService.ensure_key``).
+        """
+        last_error = None
+        while True:
+            try:
+                async with self.unit() as unit:
+                    key = await unit.keys.ensure_key(self.settings.signing_alg, actor="system")
+                if key is not None:
+                    log.info("signing_key_created", kid=key.kid, alg=key.alg)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # not reachable or not migrated yet: keep trying
+                if type(exc).__name__ != last_error:  # one line per kind of failure, not per try
+                    last_error = type(exc).__name__
+                    log.warning("signing_key_bootstrap_failed", error=last_error)
+            await asyncio.sleep(interval)
+
     async def close(self) -> None:
         self.hasher.close()
         if self.wal_checkpointer is not None:

@@ -12,6 +12,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from ostiary.features.clock import FrozenClock
+from ostiary.features.keys.service import NoSigningKey
 from ostiary.protocol.jose import private_key_der
 from ostiary.protocol.sealing import SealError
 from ostiary.storage.sqla.tables import signing_keys
@@ -71,7 +72,9 @@ async def test_key_unreadable_under_another_secret(
     other = Runtime(make_settings(backend, tmp_path), clock=runtime.clock)  # new secret key
     try:
         async with other.unit() as unit:
-            with pytest.raises(SealError):
+            with pytest.raises(NoSigningKey) as raised:
                 await unit.keys.signer()
+            assert isinstance(raised.value.__cause__, SealError)
+            assert "does not open" in (await unit.keys.can_sign() or "")
     finally:
         await other.close()

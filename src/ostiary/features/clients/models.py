@@ -33,6 +33,9 @@ class Client:
     grant_types: list[GrantType] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
+    # A resource server's registration (RFC 7662 section 4): it may introspect tokens whose
+    # ``aud`` includes one of these (besides the tokens issued to itself).
+    introspection_audiences: list[str] = field(default_factory=list)
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     access_token_ttl: int | None = None

@@ -7,6 +7,8 @@
   server will fetch, so it must pass :func:`ostiary.protocol.destinations.check_fetch_url`
   (``https``, no userinfo or fragment, no internal address literal) under the deployment's
   destination policy (OWASP SSRF Prevention Cheat Sheet).
+- RFC 7662 section 4: a confidential client registered with ``introspection_audiences`` is a
+  resource server for those audiences (see ``OAuthService.introspect`` for the rule).
 - Secrets are 256-bit random values with the ``ost_cs_`` prefix, shown once and stored as
   HMAC-SHA256 under a server pepper (ARCHITECTURE.md, "machine secrets are high-entropy": a
   slow password hash would add nothing but latency). Rotation keeps the previous secret valid
@@ -19,6 +21,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clients.models import (
@@ -58,6 +61,7 @@ class ClientRegistration:
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
     resources: tuple[str, ...] = ()
+    introspection_audiences: tuple[str, ...] = ()
     auth_method: str | None = None
     first_party: bool = False
     jwks: dict[str, Any] | None = None
@@ -103,6 +107,15 @@ def _check_scope_token(scope: str) -> str:
     if not scope or any(ch not in _SCOPE_CHARS or ch in '"\\' for ch in scope):
         raise InvalidClientMetadata(f"invalid scope {scope!r}")
     return scope
+
+
+def _check_audience(audience: str) -> str:
+    # An audience a resource server answers to: an absolute URI without a fragment, like an
+    # RFC 8707 resource indicator (section 2), or this issuer.
+    parts = urlsplit(audience)
+    if not parts.scheme or not parts.netloc or parts.fragment or len(audience) > 2000:
+        raise InvalidClientMetadata(f"invalid introspection audience {audience!r}")
+    return audience
 
 
 class ClientService:
@@ -181,6 +194,9 @@ class ClientService:
                     f"the {label} token lifetime must be {_MIN_TOKEN_TTL} to "
                     f"{self._token_ttl_max} seconds (OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS)"
                 )
+        audiences = [_check_audience(a) for a in dict.fromkeys(reg.introspection_audiences)]
+        if audiences and reg.public:
+            raise InvalidClientMetadata("public clients cannot introspect tokens")
         now = self._clock.now()
         secret = None if reg.public or method == "private_key_jwt" else new_secret(SECRET_PREFIX)
         client = Client(
@@ -195,6 +211,7 @@ class ClientService:
             grant_types=grant_types,
             scopes=scopes,
             resources=list(dict.fromkeys(reg.resources)),
+            introspection_audiences=audiences,
             jwks=reg.jwks,
             jwks_uri=reg.jwks_uri,
             access_token_ttl=reg.access_token_ttl,

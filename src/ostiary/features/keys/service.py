@@ -24,9 +24,14 @@ from ostiary.protocol.jose import (
     public_jwk,
 )
 from ostiary.protocol.keyring import KeyWindow, SigningKeyRing
-from ostiary.protocol.sealing import open_sealed, seal
+from ostiary.protocol.sealing import SealError, open_sealed, seal
 
-__all__ = ["KeyService", "SignerCache"]
+__all__ = ["KeyService", "NoSigningKey", "SignerCache"]
+
+
+class NoSigningKey(LookupError):
+    """No key can sign now: none is active yet, or the active one does not open under this
+    deployment's key-encryption key (the secret key changed)."""
 
 
 class SignerCache:
@@ -81,34 +86,50 @@ class KeyService:
         now = self._clock.now()
         existing = await self._store.all()
         wait = timedelta(0) if not existing else (self._publish_lead if lead is None else lead)
+        key = self._new_key(alg, now, now + wait)
+        await self._store.add(key)
+        await self._added(key, actor)
+        return key
+
+    async def ensure_key(self, alg: Alg, *, actor: str | None = None) -> SigningKey | None:
+        """Create the first key if there is none; returns it, or None if keys exist.
+
+        Safe when several processes call it at once on one database (replicas starting
+        together): the store inserts the key only if none exists, under a database-level
+        guard, so exactly one key results and the others return None.
+        """
+        if await self._store.all():
+            return None  # the common case on every start after the first: no key generated
+        key = self._new_key(alg, self._clock.now())
+        if not await self._store.add_first(key):
+            self._signers.keys = None
+            return None
+        await self._added(key, actor)
+        return key
+
+    def _new_key(self, alg: Alg, now: datetime, activates_at: datetime | None = None) -> SigningKey:
         private = generate_private_key(alg)
         jwk = public_jwk(private, alg)
         kid = str(jwk["kid"])
-        key = SigningKey(
+        return SigningKey(
             kid=kid,
             alg=alg,
             public_jwk=jwk,
             sealed_private_key=seal(self._kek, private_key_der(private), kid.encode()),
             created_at=now,
-            activates_at=now + wait,
+            activates_at=activates_at or now,
         )
-        await self._store.add(key)
+
+    async def _added(self, key: SigningKey, actor: str | None) -> None:
         self._signers.keys = None
         if self._audit is not None:
             await self._audit.record(
                 "key.rotate",
                 "success",
                 actor=actor,
-                target=kid,
-                details={"alg": alg, "activates_at": key.activates_at.isoformat()},
+                target=key.kid,
+                details={"alg": key.alg, "activates_at": key.activates_at.isoformat()},
             )
-        return key
-
-    async def ensure_key(self, alg: Alg) -> SigningKey | None:
-        """Create the first key if there is none; returns it, or None if keys exist."""
-        if await self._store.all():
-            return None
-        return await self.rotate(alg)
 
     async def _keys(self) -> list[SigningKey]:
         now = self._clock.now()
@@ -175,18 +196,31 @@ class KeyService:
             )
         return rows
 
+    async def can_sign(self) -> str | None:
+        """None if a key can sign now, else why not (for readiness probes)."""
+        try:
+            await self.signer()
+        except NoSigningKey as exc:
+            return str(exc)
+        return None
+
     async def signer(self, typ: str = "JWT", now: datetime | None = None) -> JwsSigner:
-        """The signer of the key active now; raises LookupError when no key is active."""
+        """The signer of the key active now; raises :class:`NoSigningKey` when none can sign."""
         ring, by_kid = await self.ring()
         window = ring.active_at(now or self._clock.now())
         if window is None:
-            raise LookupError("no active signing key; run `ostiary keys rotate`")
+            raise NoSigningKey("no active signing key; run `ostiary keys rotate`")
         cache_key = f"{window.kid}|{typ}"
         cached = self._signers.get(cache_key)
         if cached is not None:
             return cached
         stored = by_kid[window.kid]
-        der = open_sealed(self._kek, stored.sealed_private_key, stored.kid.encode())
+        try:
+            der = open_sealed(self._kek, stored.sealed_private_key, stored.kid.encode())
+        except SealError as exc:
+            raise NoSigningKey(
+                f"the active signing key {stored.kid} does not open under this secret key"
+            ) from exc
         signer = JwsSigner(stored.kid, stored.alg, load_private_key(der), typ=typ)
         self._signers.put_as(cache_key, signer)
         return signer

@@ -1,6 +1,7 @@
 """The authorization server's use cases beyond grants: authorization codes and consent,
-introspection (RFC 7662), revocation (RFC 7009), userinfo (OIDC Core section 5.3), and the
-token side of ending sessions (OpenID RP-Initiated Logout 1.0 section 2).
+introspection (RFC 7662), revocation (RFC 7009), userinfo (OIDC Core section 5.3; RFC 6750
+section 3.1 ``invalid_token`` for a token whose audience is not this issuer), and the token
+side of ending sessions (OpenID RP-Initiated Logout 1.0 section 2).
 
 Offline access (OpenID Connect Core 1.0 section 11): ``offline_access`` is granted only with the
 user's explicit consent, remembered per client and shown on the consent page ("Stay signed in
@@ -179,14 +180,24 @@ class OAuthService:
 
     # -- introspection (RFC 7662) -----------------------------------------------------
 
-    async def introspect(self, token: str, hint: str | None) -> dict[str, Any]:
+    async def introspect(self, caller: Client, token: str, hint: str | None) -> dict[str, Any]:
+        """RFC 7662 section 2, for an authenticated confidential ``caller``.
+
+        Section 4 (a token's claims are for those meant to see them): an access token is
+        described to the client it was issued to, and to a resource server registered for one
+        of its audiences (``Client.introspection_audiences``); a refresh token only to its
+        client. Anyone else learns ``{"active": false}``, as for an unknown token (section 2.2
+        allows it), so a caller cannot tell another client's token from garbage.
+        """
         refresh_first = hint == "refresh_token" or token.startswith(REFRESH_PREFIX)
         if refresh_first:
-            result = await self._introspect_refresh(token)
+            result = await self._introspect_refresh(caller, token)
             if result is not None:
                 return result
         claims = await self.validate_access_token(token)
         if claims is not None:
+            if not _may_introspect(caller, claims):
+                return {"active": False}
             body = {"active": True, "token_type": "Bearer"}
             for name in (
                 "scope",
@@ -206,18 +217,20 @@ class OAuthService:
                     body[name] = claims[name]
             return body
         if not refresh_first:
-            result = await self._introspect_refresh(token)
+            result = await self._introspect_refresh(caller, token)
             if result is not None:
                 return result
         return {"active": False}
 
-    async def _introspect_refresh(self, token: str) -> dict[str, Any] | None:
+    async def _introspect_refresh(self, caller: Client, token: str) -> dict[str, Any] | None:
         if not token.startswith(REFRESH_PREFIX) or len(token) > 256:
             return None
         found = await self._ctx.refresh.get_token(secret_digest(self._ctx.pepper, token))
         if found is None:
             return None
         record, family = found
+        if family.client_id != caller.client_id:
+            return {"active": False}  # a refresh token concerns its client alone
         now = self._ctx.now()
         if record.used_at is not None or family.revoked_at is not None or now >= record.expires_at:
             return {"active": False}
@@ -267,6 +280,13 @@ class OAuthService:
         claims = await self.validate_access_token(token)
         if claims is None:
             raise ProtocolError("invalid_token", "The access token is invalid or expired.")
+        # RFC 9068 section 4 / RFC 8707 section 2: a token is for the audiences it names. One
+        # minted for a resource server only (``resource`` at /authorize or /token) is not for
+        # the userinfo endpoint, which accepts tokens whose ``aud`` includes this issuer.
+        if self._ctx.policy.issuer not in _audiences(claims):
+            raise ProtocolError(
+                "invalid_token", "The access token is not intended for this server."
+            )
         scopes = parse_scope(str(claims.get("scope", "")))
         if "openid" not in scopes:
             raise ProtocolError("insufficient_scope", "The openid scope is required.")
@@ -304,6 +324,24 @@ class OAuthService:
         if claims.get("iss") != self._ctx.policy.issuer or decoded.header.get("typ") == "at+jwt":
             return None
         return claims
+
+
+def _may_introspect(caller: Client, claims: dict[str, Any]) -> bool:
+    """The RFC 7662 section 4 rule (see ``OAuthService.introspect``)."""
+    if claims.get("client_id") == caller.client_id:
+        return True
+    served = caller.introspection_audiences
+    return bool(served) and any(aud in served for aud in _audiences(claims))
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    """``aud`` as a list (RFC 7519 section 4.1.3: a string or an array of strings)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [a for a in aud if isinstance(a, str)]
+    return []
 
 
 def user_claims_for(user: Any, scopes: tuple[str, ...]) -> dict[str, Any]:

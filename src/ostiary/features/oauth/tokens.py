@@ -11,6 +11,9 @@
   revokes the access tokens of its family, RFC 7009 section 2.1).
 - OIDC Core section 2: ID token ``iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp``;
   section 3.1.3.6 ``at_hash``; OIDC Front-Channel / Back-Channel Logout: ``sid``.
+- No key can sign (a fresh database before the first key exists, a changed secret key): RFC
+  6749 section 5.2 has no code for it, so the answer is 503 ``temporarily_unavailable`` (the
+  code of section 4.1.2.1 for the same condition), never a 500.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ostiary.features.keys.service import KeyService
+from ostiary.features.keys.service import KeyService, NoSigningKey
+from ostiary.protocol.jose import JwsSigner
+from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import left_half_hash
 
 __all__ = [
@@ -71,6 +76,16 @@ class TokenMinter:
         self._keys = keys
         self._issuer = issuer
 
+    async def _signer(self, typ: str, now: datetime) -> JwsSigner:
+        try:
+            return await self._keys.signer(typ=typ, now=now)
+        except NoSigningKey as exc:
+            raise ProtocolError(
+                "temporarily_unavailable",
+                "The server cannot sign tokens yet; retry later.",
+                hint=str(exc),
+            ) from exc
+
     async def access_token(self, request: AccessTokenRequest, now: datetime) -> MintedToken:
         issued_us = microseconds_since_epoch(now)
         iat = issued_us // 1_000_000
@@ -101,7 +116,7 @@ class TokenMinter:
             claims["acr"] = request.acr
         if request.amr:
             claims["amr"] = list(request.amr)
-        signer = await self._keys.signer(typ="at+jwt", now=now)
+        signer = await self._signer("at+jwt", now)
         return MintedToken(signer.sign(claims), jti, ttl, claims)
 
     async def id_token(
@@ -120,7 +135,7 @@ class TokenMinter:
         extra_claims: dict[str, Any] | None = None,
     ) -> str:
         iat = int(now.timestamp())
-        signer = await self._keys.signer(typ="JWT", now=now)
+        signer = await self._signer("JWT", now)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,

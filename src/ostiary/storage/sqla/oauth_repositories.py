@@ -50,6 +50,7 @@ def _client(row: Any) -> Client:
         "grant_types",
         "scopes",
         "resources",
+        "introspection_audiences",
     ):
         values[name] = list(values[name] or [])
     return Client(**values)

@@ -166,6 +166,14 @@ class SqlSessionStore:
 
 
 class SqlSigningKeyStore:
+    """``add_first`` is the guard that makes the first key unique when several replicas start
+    together on a fresh database: on PostgreSQL a transaction-scoped advisory lock serializes
+    the "is there a key? insert one" of concurrent transactions (under READ COMMITTED, two
+    ``INSERT ... WHERE NOT EXISTS`` would both see an empty table); SQLite transactions hold
+    the database's write lock from ``BEGIN IMMEDIATE`` (``engine.py``), across processes."""
+
+    _FIRST_KEY_LOCK_ID = 0x05_71A7_4B01  # arbitrary, constant: "first signing key"
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
@@ -182,6 +190,18 @@ class SqlSigningKeyStore:
             )
             for r in rows
         ]
+
+    async def add_first(self, key: SigningKey) -> bool:
+        if self._conn.dialect.name == "postgresql":
+            await self._conn.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": self._FIRST_KEY_LOCK_ID}
+            )
+        # Each statement reads what committed before it (READ COMMITTED), so a key committed
+        # by the transaction that held the lock before us is seen here.
+        if (await self._conn.execute(select(signing_keys.c.kid).limit(1))).first() is not None:
+            return False
+        await self.add(key)
+        return True
 
     async def add(self, key: SigningKey) -> None:
         await self._conn.execute(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -138,6 +139,9 @@ clients = Table(
     Column("grant_types", JSON, nullable=False),
     Column("scopes", JSON, nullable=False),
     Column("resources", JSON, nullable=False),
+    # RFC 7662 section 4: resource servers registered for these token audiences may
+    # introspect tokens minted for them (migration 0004).
+    Column("introspection_audiences", JSON, nullable=False, server_default=text("'[]'")),
     Column("jwks", JSON, nullable=True),
     Column("jwks_uri", String(2000), nullable=True),
     Column("access_token_ttl", Integer, nullable=True),

@@ -10,8 +10,11 @@ headers once and build the response headers as one prebuilt list.
   and secret) and client_secret_post; a failed Basic authentication is 401 with
   ``WWW-Authenticate`` (section 5.2). Every token response has ``Cache-Control: no-store``
   (section 5.1).
-- RFC 7662 (introspection, client-authenticated), RFC 7009 (revocation: 200 for unknown
-  tokens too), OpenID Connect Core 1.0 section 5.3 (userinfo, GET and POST, RFC 6750 bearer).
+- RFC 7662 (introspection, client-authenticated; section 4: only a resource server registered
+  for the token's audience, or the client the token was issued to, learns about it), RFC 7009
+  (revocation: 200 for unknown tokens too), OpenID Connect Core 1.0 section 5.3 (userinfo, GET
+  and POST, RFC 6750 bearer; only tokens whose audience includes this issuer).
+- RFC 8707 section 2: ``resource`` may repeat at the token endpoint.
 """
 
 from __future__ import annotations
@@ -109,11 +112,13 @@ async def _read_body(receive: Receive) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_oauth_form(request: Request, content_type: str) -> dict[str, str]:
+async def read_oauth_form(
+    request: Request, content_type: str, repeatable: frozenset[str] = frozenset()
+) -> dict[str, str]:
     if content_type.partition(";")[0].strip().lower() != _FORM:
         raise ProtocolError("invalid_request", "Use application/x-www-form-urlencoded.")
     try:
-        return parse_form(await _read_body(request.receive))
+        return parse_form(await _read_body(request.receive), repeatable=repeatable)
     except FormError as exc:
         raise ProtocolError("invalid_request", str(exc)) from exc
 
@@ -201,7 +206,11 @@ _TOKEN_FORM = _form_body(
         "code_verifier": _STR,
         "refresh_token": _STR,
         "scope": _STR,
-        "resource": _STR,
+        "resource": {
+            "type": "array",
+            "items": {"type": "string", "format": "uri"},
+            "description": "RFC 8707 resource indicator(s); may repeat",
+        },
         "client_id": _STR,
         "client_secret": _STR,
         "client_assertion_type": _STR,
@@ -209,6 +218,9 @@ _TOKEN_FORM = _form_body(
     },
     ["grant_type"],
 )
+# RFC 8707 section 2: "resource" may repeat (one access token for several resource servers);
+# every other token request parameter must be unique (RFC 6749 section 3.2).
+_TOKEN_REPEATABLE = frozenset({"resource"})
 _TOKEN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Token response (RFC 6749 section 5.1)", "content": {_JSON: {}}},
     400: {"description": "Error response (RFC 6749 section 5.2)", "content": {_JSON: {}}},
@@ -227,7 +239,7 @@ _TOKEN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def token(request: Request) -> Response:
     authorization, content_type = _authorization_and_type(request)
     try:
-        form = await read_oauth_form(request, content_type)
+        form = await read_oauth_form(request, content_type, _TOKEN_REPEATABLE)
     except ProtocolError as exc:
         return error_response(exc)
     error: ProtocolError | None = None
@@ -277,7 +289,7 @@ async def introspect(request: Request) -> Response:
             if client.is_public:
                 raise ProtocolError("invalid_client", "Public clients may not introspect.")
             await rt.catch_up(unit)  # "at once" includes revocations made by the CLI
-            body = await unit.oauth.introspect(token_value, form.get("token_type_hint"))
+            body = await unit.oauth.introspect(client, token_value, form.get("token_type_hint"))
     except ProtocolError as exc:
         return error_response(exc, basic_attempted=authorization is not None)
     return _JsonResponse(body)

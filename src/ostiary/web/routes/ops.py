@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrated to head",
+    summary="Readiness: database reachable, migrated to head, a signing key active",
     responses={503: {"description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:
@@ -35,8 +35,17 @@ async def readyz(request: Request) -> Response:
         checks["database"] = "ok"
         current = await current_revision(rt.engine)
         checks["migrations"] = "ok" if current == HEAD_REVISION else f"at {current}"
+        if current == HEAD_REVISION:
+            # Not ready while no key can sign (a fresh database before the first key exists,
+            # or a secret key that does not open it): the token endpoint would answer 503.
+            checks["signing_key"] = "unknown"
+            async with rt.unit() as unit:
+                problem = await unit.keys.can_sign()
+            checks["signing_key"] = problem or "ok"
     except Exception as exc:  # readiness must answer, whatever broke
         checks.setdefault("database", f"unreachable: {type(exc).__name__}")
+        if checks.get("signing_key") == "unknown":
+            checks["signing_key"] = f"cannot check: {type(exc).__name__}"
     if rt.redis is not None:
         try:
             await rt.redis.ping()

@@ -3,7 +3,8 @@
 Checks, in the order of RFC 6749 section 4.1.3 and RFC 7636 section 4.6:
 the code exists, is unexpired (60 s at most) and unused; it was issued to this client; the
 ``redirect_uri`` is identical to the one in the authorization request; the PKCE verifier
-hashes to the stored challenge; the session it was issued in is still alive.
+hashes to the stored challenge; ``resource`` values, if any, were granted with the code (RFC
+8707 section 2.2, ``invalid_target``); the session it was issued in is still alive.
 
 The refresh family is bound to that session unless ``offline_access`` was granted (OpenID
 Connect Core 1.0 section 11; see ``refresh_token.py``).
@@ -17,7 +18,12 @@ token issued for the code are revoked.
 from __future__ import annotations
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, UserTokens
+from ostiary.features.oauth.grants.base import (
+    GrantContext,
+    TokenResponse,
+    UserTokens,
+    token_audience,
+)
 from ostiary.features.oauth.grants.refresh_token import issue_refresh_token, new_family
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import secret_digest
@@ -57,6 +63,7 @@ class AuthorizationCodeGrant:
             raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
         if not verify_s256(verifier, code.code_challenge):
             raise ProtocolError("invalid_grant", "PKCE verification failed.")
+        audience = token_audience(form, code.resources, ctx.policy.issuer)
         session_expires_at = await ctx.users.session_expires_at(code.sid)
         if session_expires_at is None:
             raise ProtocolError("invalid_grant", _INVALID, hint="session ended")
@@ -87,6 +94,7 @@ class AuthorizationCodeGrant:
             scope=code.scope,
             now=now,
             family_id=family.family_id if family else None,
+            audience=audience,
         )
         access = await tokens.access_token()
         if not await ctx.codes.consume(

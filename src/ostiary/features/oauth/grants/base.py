@@ -9,6 +9,7 @@ token and, when ``openid`` is granted, an OpenID Connect ID token (Core 1.0 sect
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from ostiary.features.clock import Clock
 from ostiary.features.oauth.ports import AuthorizationCodeStore, RefreshTokenStore
 from ostiary.features.oauth.revocation import RevocationService
 from ostiary.features.oauth.tokens import AccessTokenRequest, MintedToken, TokenMinter
+from ostiary.protocol.forms import form_values
+from ostiary.protocol.oauth_errors import ProtocolError
 
 __all__ = [
     "GrantContext",
@@ -27,9 +30,27 @@ __all__ = [
     "TokenResponse",
     "UserDirectory",
     "UserTokens",
+    "token_audience",
 ]
 
 TokenResponse = dict[str, Any]
+
+
+def token_audience(form: Mapping[str, str], granted: list[str], issuer: str) -> list[str]:
+    """The access token's ``aud`` for a token request (RFC 8707 section 2.2).
+
+    ``granted`` is what the grant covers: the resources recorded on the code or refresh
+    family, or those a client_credentials client registered; none means this issuer. Without
+    ``resource`` the token is for all of them; with one or more (the parameter may repeat),
+    each must be granted (``invalid_target`` otherwise) and the token is for exactly those.
+    """
+    allowed = granted or [issuer]
+    requested = form_values(form, "resource")
+    if not requested:
+        return list(allowed)
+    if any(resource not in allowed for resource in requested):
+        raise ProtocolError("invalid_target", "The requested resource is not part of this grant.")
+    return list(dict.fromkeys(requested))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +159,9 @@ class UserTokens:
     # The refresh token family the grant issues from or starts, named in the access token so
     # that revoking the family revokes it (RFC 7009 section 2.1).
     family_id: str | None = None
+    # RFC 8707 section 2.2: the resources this request asked for (``token_audience``); None:
+    # all the recorded ones.
+    audience: list[str] | None = None
 
     async def access_token(self) -> MintedToken:
         """RFC 9068 access token; audience the recorded resources (RFC 8707) or the issuer."""
@@ -147,7 +171,7 @@ class UserTokens:
                 client_id=self.client.client_id,
                 subject=sign_in.user_id,
                 scope=self.scope,
-                audience=sign_in.resources or [ctx.policy.issuer],
+                audience=self.audience or sign_in.resources or [ctx.policy.issuer],
                 ttl=ctx.policy.access_ttl(self.client),
                 sid=sign_in.sid,
                 auth_time=sign_in.auth_time,

@@ -1,11 +1,13 @@
 """The client credentials grant (RFC 6749 section 4.4; RFC 9068 section 2.2: ``sub`` is the
 client id). Confidential clients only; scopes limited to the client's allowed set; no refresh
-token (section 4.4.3) and no ID token."""
+token (section 4.4.3) and no ID token. ``resource`` (RFC 8707 section 2, may repeat) picks
+audiences among the client's registered resources; without it, the token is for all of them
+(or for this issuer when none are registered)."""
 
 from __future__ import annotations
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse
+from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, token_audience
 from ostiary.features.oauth.tokens import AccessTokenRequest
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
@@ -32,10 +34,7 @@ class ClientCredentialsGrant:
             raise ProtocolError(
                 "invalid_scope", f"Scope not allowed for this client: {' '.join(not_allowed)}."
             )
-        resource = form.get("resource")
-        if resource is not None and resource not in client.resources:
-            raise ProtocolError("invalid_target", "The requested resource is not allowed.")
-        audience = [resource] if resource else (client.resources or [ctx.policy.issuer])
+        audience = token_audience(form, client.resources, ctx.policy.issuer)
         scope = format_scope(requested)
         access = await ctx.minter.access_token(
             AccessTokenRequest(

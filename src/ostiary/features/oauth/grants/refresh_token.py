@@ -1,6 +1,8 @@
 """The refresh token grant, with rotation and reuse detection.
 
 - RFC 6749 section 6: refreshing; the new scope must be a subset of the original one.
+- RFC 8707 section 2.2: ``resource`` may narrow the new access token's audience to resources
+  of the original grant (the family keeps them all), ``invalid_target`` otherwise.
 - RFC 9700 section 4.14.2 / OAuth 2.1 section 4.3.1: refresh tokens of public clients are
   sender-constrained or rotated; we rotate for every client. Presenting a spent token means
   it was stolen or replayed: the whole family is revoked and so are the access tokens of the
@@ -24,7 +26,12 @@ from datetime import datetime
 from typing import NoReturn
 
 from ostiary.features.clients.models import Client
-from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, UserTokens
+from ostiary.features.oauth.grants.base import (
+    GrantContext,
+    TokenResponse,
+    UserTokens,
+    token_audience,
+)
 from ostiary.features.oauth.models import RefreshFamily, RefreshToken
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
@@ -130,6 +137,7 @@ class RefreshTokenGrant:
             raise ProtocolError("invalid_scope", str(exc)) from exc
         if not set(requested) <= set(original):
             raise ProtocolError("invalid_scope", "A refresh cannot widen the original scope.")
+        audience = token_audience(form, family.resources, ctx.policy.issuer)
         # Everything is minted first and the rotation is the grant's last step and only write:
         # the response exists only if the spend happened, and a spend never happens without
         # a response to carry its successor.
@@ -140,6 +148,7 @@ class RefreshTokenGrant:
             scope=format_scope(requested),
             now=now,
             family_id=family.family_id,
+            audience=audience,
         )
         access = await tokens.access_token()
         refresh_token, successor = new_refresh_token(ctx, family)
