@@ -96,7 +96,7 @@ async def _code(client: httpx.AsyncClient, web: tuple[str, str], *resources: str
         ("response_type", "code"),
         ("client_id", web[0]),
         ("redirect_uri", REDIRECT),
-        ("scope", "openid email offline_access"),
+        ("scope", "openid email"),
         ("state", secrets.token_urlsafe(8)),
         ("code_challenge", create_s256_code_challenge(verifier)),
         ("code_challenge_method", "S256"),
@@ -264,7 +264,7 @@ async def test_introspection_by_the_tokens_client_and_registered_resource_server
     assert own["active"] is True and own["sub"] == setup["user"].id
     by_rs = await _introspect(client, api, for_api["access_token"])
     assert by_rs["active"] is True and by_rs["aud"] == [API, FILES]
-    assert by_rs["scope"] == "openid email offline_access"
+    assert by_rs["scope"] == "openid email"
     # Another client, and a resource server of another audience, learn nothing.
     assert await _introspect(client, nosy, for_api["access_token"]) == {"active": False}
     assert await _introspect(client, issuer_rs, for_api["access_token"]) == {"active": False}
