@@ -208,7 +208,8 @@ async def _sign_in_gate(
     )
     if found is None or (not fresh and (stale or wrong_user)):
         if "none" in auth.prompt:
-            return _refuse(unit, auth, "login_required", "The user is not signed in.")
+            why = "not the one named" if found is not None and wrong_user else "not signed in"
+            return _refuse(unit, auth, "login_required", f"The user is {why}.")
         return _login_redirect(unit, request, received, now, force=found is not None)
     session, user = found
     chosen = fresh or proofs.account_chosen(
