@@ -235,7 +235,9 @@ class _Browser:
             assert account.status_code == 200, account.status_code
             self.csrf_token = _csrf_in(account.text)
             self.cookies = dict(client.cookies.items())
-        assert set(self.cookies) == {"ostiary_session", "ostiary_csrf"}, self.cookies
+        assert set(self.cookies) == {"ostiary_session", "ostiary_csrf", "ostiary_device"}, (
+            self.cookies
+        )
         self.sign_ins += 1
 
     def send(self, case: Any) -> Any:
