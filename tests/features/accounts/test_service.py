@@ -353,3 +353,35 @@ async def test_a_stolen_device_cookie_buys_one_bucket_only(runtime: Any) -> None
     # The account's shared bucket was not touched by the device's failures.
     async with runtime.unit() as unit:
         await unit.accounts.authenticate("alice@example.com", GOOD, ip="198.51.100.2")
+
+
+async def test_known_devices_off_sets_no_cookie_and_honours_none(
+    backend: Any, tmp_path: Any, clock: Any
+) -> None:
+    from ostiary.web.runtime import Runtime
+    from tests.conftest import make_settings
+
+    on = Runtime(make_settings(backend, tmp_path), clock=clock)
+    try:
+        await _create(on)
+        async with on.unit() as unit:
+            cookie = (
+                await unit.accounts.authenticate("alice@example.com", GOOD, ip="x")
+            ).device_cookie
+    finally:
+        await on.close()
+    settings = make_settings(backend, tmp_path, login_known_device_days=0)
+    settings = settings.model_copy(update={"secret_key": on.settings.secret_key})
+    off = Runtime(settings, clock=clock)
+    try:
+        async with off.unit() as unit:
+            result = await unit.accounts.authenticate("alice@example.com", GOOD, ip="x")
+        assert result.device_cookie is None
+        await _guess_until_throttled(off, "alice@example.com", device_cookie=cookie)
+        with pytest.raises(LoginThrottled):
+            async with off.unit() as unit:
+                await unit.accounts.authenticate(
+                    "alice@example.com", GOOD, ip="x", device_cookie=cookie
+                )
+    finally:
+        await off.close()
