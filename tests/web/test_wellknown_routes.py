@@ -48,3 +48,36 @@ async def test_jwt_client_authentication_names_its_algorithms_wherever_it_is_off
             algs = doc[f"{endpoint}_auth_signing_alg_values_supported"]
             assert algs and "none" not in algs and "HS256" not in algs
             assert {"RS256", "ES256", "EdDSA"} <= set(algs)
+
+
+async def test_a_key_this_process_signs_with_is_in_the_jwks_it_serves_at_once(
+    backend: Backend, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """OIDC Core 10.1.1: a verifier must find the key of every token it gets. The JWKS
+    response is cached in process for seconds; a key rotated in elsewhere with no publish lead
+    (``keys rotate --lead-seconds 0``) and picked up by the signer must not wait for that."""
+    from datetime import timedelta
+
+    from ostiary.web.runtime import Runtime
+
+    settings = make_settings(backend, tmp_path)
+    app = create_app(settings, clock=clock)
+    rt = app.state.runtime
+    other = Runtime(settings, clock=clock)  # another process: its own caches
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with rt.unit() as unit:
+            first = await unit.keys.rotate("ES256", lead=timedelta(0))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+            assert kids == [first.kid]
+            async with other.unit() as unit:
+                second = await unit.keys.rotate("RS256", lead=timedelta(0))
+            clock.advance(timedelta(seconds=6))  # past the signer's key-list cache
+            async with rt.unit() as unit:
+                assert (await unit.keys.signer()).kid == second.kid
+            body = (await client.get("/.well-known/jwks.json")).json()
+        assert second.kid in {k["kid"] for k in body["keys"]}
+    finally:
+        await other.close()
+        await rt.close()

@@ -34,17 +34,19 @@ _LOCAL_TTL = 5.0
 )
 async def jwks(request: Request) -> Response:
     rt = runtime_of(request)
-    cached: tuple[float, bytes] | None = getattr(request.app.state, "jwks_cache", None)
+    cached: tuple[float, object, bytes] | None = getattr(request.app.state, "jwks_cache", None)
     now = time.monotonic()
-    if cached is None or now - cached[0] > _LOCAL_TTL:
+    # Also rebuilt when the signers' key list was reloaded since: a key that signs (even one
+    # rotated in with no publish lead) is in the set this process serves from then on.
+    if cached is None or now - cached[0] > _LOCAL_TTL or cached[1] is not rt.signers.keys:
         async with rt.unit() as unit:
             body = orjson.dumps(await unit.keys.jwks())
-        cached = (now, body)
+        cached = (now, rt.signers.keys, body)
         request.app.state.jwks_cache = cached
     tokens = rt.settings.tokens
     max_age = min(tokens.jwks_max_age, int(tokens.key_publish_lead.total_seconds()) or 0)
     return Response(
-        cached[1],
+        cached[2],
         media_type="application/json",
         headers={"Cache-Control": f"public, max-age={max_age}"},
     )
