@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     _declare_security_schemes(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     return app
 
 
