@@ -212,6 +212,34 @@ def test_lines_dropped_while_stderr_is_blocked_are_counted_and_reported(
     assert writer.dropped == 3
 
 
+def test_a_failing_stream_counts_its_lines_as_dropped_and_the_writer_lives_on() -> None:
+    class Failing:
+        def __init__(self) -> None:
+            self.fail = True
+            self.written: list[bytes] = []
+
+        def write(self, data: bytes) -> int:
+            if self.fail:
+                raise RuntimeError("the log collector went away")
+            self.written.append(data)
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Failing()
+    writer = LineWriter(stream, interval=0.0)  # type: ignore[arg-type]
+    writer.write(b"lost 1\n")
+    writer.write(b"lost 2\n")
+    assert writer.flush(5)
+    assert writer.dropped == 2
+    stream.fail = False
+    writer.write(b"kept\n")
+    assert writer.flush(5)
+    writer.close()
+    assert stream.written == [b"kept\n"]
+
+
 def test_lines_queued_when_the_process_exits_are_written() -> None:
     """No explicit stop: the interpreter's exit (atexit) writes what the thread has not."""
     script = (

@@ -158,7 +158,9 @@ class LineWriter:
         try:
             self._stream.write(b"".join(lines))
             self._stream.flush()
-        except (OSError, ValueError):  # stderr closed or gone: nowhere left to say so
+        except Exception:
+            # stderr closed, gone or broken: nowhere left to say so. The thread must live on,
+            # or every later line (and every flush) would wait for it in vain.
             with self._drop_lock:
                 self.dropped += len(lines)
                 self._dropped_reported = self.dropped
