@@ -22,11 +22,17 @@
 #                                       table) under py-spy; raw profiles go to
 #                                       <dir>/<scenario>-<backend>.txt
 #   PYSPY_ARGS="--idle"                 extra py-spy arguments (--idle: off-CPU waits too)
+#   LOG_LEVEL=warning                   the server's OSTIARY_LOG_LEVEL; at info (one JSON access
+#                                       line per request) the script stops the server at the end
+#                                       and counts the access lines per route against the
+#                                       responses wrk counted (bench/log_levels.sh alternates both)
 #
 # "server CPU" is the worker's user + system time during the load over its duration: well
 # under 100% means the load waits (locks, the database) rather than computes. "other on core
 # 0" is what everything else (PostgreSQL, Redis, kernel work, other users of a shared machine)
 # took of the worker's core meanwhile: a load with much of it is disturbed, run it again.
+# "CPU µs/req" is the worker's CPU time (all threads, from /proc/PID/task/*/schedstat) per
+# response: what a request costs, which holds better than requests/s when the core is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=${1:-sqlite}
@@ -37,7 +43,8 @@ CONCURRENCY=${CONCURRENCY:-1 16 64}
 PROFILE=${PROFILE:-}
 DATA=$(mktemp -d)
 BASE=http://127.0.0.1:$PORT
-export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=warning
+LOG_LEVEL=${LOG_LEVEL:-warning}
+export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=$LOG_LEVEL
 export OSTIARY_SECRET_KEY
 OSTIARY_SECRET_KEY=$(python3 -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())")
 if [ -n "${REF:-}" ]; then
@@ -81,7 +88,9 @@ if [[ " $SCENARIOS " == *" refresh "* ]]; then
 fi
 taskset -c 0 $OSTIARY serve --host 127.0.0.1 --port "$PORT" >"$DATA/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+# Up to 60 s: a shared machine can take that long to start a worker confined to one core.
+for _ in $(seq 600); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf "$BASE/readyz" >/dev/null || { echo "the server did not become ready" >&2; tail -5 "$DATA/server.log" >&2; exit 1; }
 
 static_script() {  # $1 body, $2 name -> path of a wrk script POSTing that form
   printf 'wrk.method="POST"\nwrk.body="%s"\nwrk.headers["Content-Type"]="application/x-www-form-urlencoded"\nwrk.headers["Authorization"]="Basic %s"\n' "$1" "$BASIC" >"$DATA/$2.lua"
@@ -113,11 +122,15 @@ load() {  # $1 scenario, $2 concurrency -> wrk's output
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# The worker's CPU time in ns over all its threads (the log writer's too), from the scheduler:
+# finer than the ticks above, and what a request costs even when the core is shared.
+cpu_ns() { cat /proc/"$SERVER"/task/*/schedstat | awk '{n += $1} END {printf "%d", n}'; }
 core0_ticks() { awk '$1 == "cpu0" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 TICKS=$(getconf CLK_TCK)
 
-echo "| scenario | backend | concurrency | requests/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU | other on core 0 |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+declare -A WRK_RESPONSES
+echo "| scenario | backend | concurrency | requests/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU | other on core 0 | CPU µs/req |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for scenario in $SCENARIOS; do
   case $scenario in
     token) SCRIPT=$(static_script "grant_type=client_credentials&scope=models%3Aread" cc) ;;
@@ -134,7 +147,9 @@ for scenario in $SCENARIOS; do
     prepare "$scenario" "$c"
     before=$(cpu_ticks)
     core0_before=$(core0_ticks)
+    ns_before=$(cpu_ns)
     out=$(load "$scenario" "$c")
+    server_ns=$(( $(cpu_ns) - ns_before ))
     server_ticks=$(( $(cpu_ticks) - before ))
     cpu=$(( server_ticks * 100 / (TICKS * DUR) ))
     other=$(( ($(core0_ticks) - core0_before - server_ticks) * 100 / (TICKS * DUR) ))
@@ -143,8 +158,11 @@ for scenario in $SCENARIOS; do
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    responses=$(echo "$out" | awk '/requests in/ {print $1}')
+    WRK_RESPONSES[$scenario]=$(( ${WRK_RESPONSES[$scenario]:-0} + responses ))
     socket=$(echo "$out" | awk '/Socket errors/ {gsub(",", ""); print $4+$6+$8+$10}')
-    echo "| $scenario | $BACKEND | $c | $rps | $p50 | $p99 | ${bad:-0} | ${socket:-0} | $cpu% | $other% |"
+    us_per_request=$(( server_ns / 1000 / (responses > 0 ? responses : 1) ))
+    echo "| $scenario | $BACKEND | $c | $rps | $p50 | $p99 | ${bad:-0} | ${socket:-0} | $cpu% | $other% | $us_per_request |"
     pool_line=$(echo "$out" | grep '^refresh pool:' || true)
     if [ -n "$pool_line" ] && [ "$pool_line" != "refresh pool: 0 responses without a new token, 0 requests sent without a token" ]; then
       echo "  ($pool_line)"
@@ -162,3 +180,25 @@ for scenario in $SCENARIOS; do
     echo "  (py-spy profile of $scenario at c=16: $out_file)"
   fi
 done
+if [ "$LOG_LEVEL" = info ] || [ "$LOG_LEVEL" = debug ]; then
+  # A graceful stop (SIGTERM) must flush every access line. wrk counts the responses it read;
+  # requests still in flight when a load ends (at most c) and the set-up requests (curl, the
+  # refresh pool) are answered and logged too, so lines >= responses, and never fewer.
+  kill -TERM "$SERVER"
+  wait "$SERVER" || true
+  SERVER=""
+  total=0
+  for scenario in $SCENARIOS; do total=$(( total + ${WRK_RESPONSES[$scenario]:-0} )); done
+  python3 - "$DATA/server.log" "$total" <<'PY'
+import json, sys
+lines = bad = 0
+for raw in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        bad += 1
+        continue
+    lines += isinstance(record, dict) and record.get("event") == "request"
+print(f"  (access log: {lines} request lines, {bad} lines not JSON; wrk read {sys.argv[2]} responses)")
+PY
+fi

@@ -137,7 +137,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from ostiary.web.app import create_app
-    from ostiary.web.logs import configure_logging
+    from ostiary.web.logs import configure_logging, stop_logging
 
     configure_logging(settings.log_level, settings.log_json)
     config = uvicorn.Config(
@@ -158,7 +158,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal (exit 143);
     # an orderly shutdown should exit 0 so process supervisors do not report a crash.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop_logging()  # the log writer's queued lines (the last requests, "stopped") go out
 
 
 @app.command()

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    access_log: bool = True  # one JSON line per HTTP request, at level info
 
     session_idle_minutes: int = Field(default=60 * 24, ge=1)
     session_absolute_hours: int = Field(default=24 * 14, ge=1)

@@ -1,4 +1,5 @@
-"""What the server writes about a sign-in: structured JSON logs without secrets, and metrics.
+"""What the server writes about a sign-in: structured JSON logs without secrets, and metrics;
+one access line per request, under concurrent load and up to the server's exit.
 
 OWASP ASVS 4.0 V7.1.1/V7.1.2: no credentials, session ids or (unmasked) e-mail addresses in
 logs. The logs are read from the real process's stderr.
@@ -6,16 +7,18 @@ logs. The logs are read from the real process's stderr.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
+import signal
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.harness import Server
+from tests.e2e.harness import Server, ServerFactory
 from tests.e2e.httpflow import CSRF_COOKIE, SESSION_COOKIE, login_error, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -175,3 +178,83 @@ def test_metrics_count_requests_by_route(server: Server, sign_in_traffic: dict[s
     assert counts.get(("/login", "GET", "200"), 0) >= 2, counts
     # Route templates, not raw paths: no per-user or per-session label values.
     assert all(not route.startswith("/account/sessions/") or "{" in route for route, _, _ in counts)
+
+
+def _access_lines(stderr: str, prefix: str) -> list[dict[str, Any]]:
+    return [
+        line
+        for line in _json_lines(stderr)
+        if line.get("event") == "request" and str(line.get("request_id", "")).startswith(prefix)
+    ]
+
+
+async def _send_concurrently(server: Server, prefix: str, count: int) -> dict[str, tuple[str, int]]:
+    """``count`` requests over 32 connections (GET /healthz, GET /.well-known/jwks.json, and
+    POST /token without credentials), each with its own request id -> (route, status)."""
+    calls = [
+        ("GET", "/healthz", 200),
+        ("GET", "/.well-known/jwks.json", 200),
+        ("POST", "/token", 401),
+    ]
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    expected: dict[str, tuple[str, int]] = {}
+    async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=60) as client:
+
+        async def one(i: int) -> None:
+            method, path, status = calls[i % len(calls)]
+            request_id = f"{prefix}-{i}"
+            data = {"grant_type": "client_credentials"} if method == "POST" else None
+            response = await client.request(
+                method, path, data=data, headers={"X-Request-ID": request_id}
+            )
+            assert response.status_code == status, (path, response.status_code, response.text)
+            expected[request_id] = (path, status)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return expected
+
+
+async def test_every_request_gets_one_complete_access_line_under_concurrent_load(
+    server: Server,
+) -> None:
+    prefix = f"load-{secrets.token_hex(4)}"
+    expected = await _send_concurrently(server, prefix, 900)
+    lines = _wait_for_request_logs(server, set(expected))
+    ours = [line for line in lines if str(line.get("request_id", "")).startswith(prefix)]
+    ours = [line for line in ours if line.get("event") == "request"]
+    assert len(ours) == len(expected), f"{len(ours)} access lines for {len(expected)} requests"
+    for line in ours:
+        assert (line["route"], line["status"]) == expected[line["request_id"]], line
+        assert {"method", "duration_ms", "level", "timestamp"} <= set(line), line
+
+
+async def test_access_lines_are_all_written_before_the_server_exits(
+    server_factory: ServerFactory,
+) -> None:
+    """SIGTERM right after the last response: the log writer's queue is written at exit,
+    before the server's last records ("stopped"), in the order things happened."""
+    srv = server_factory()
+    prefix = f"exit-{secrets.token_hex(4)}"
+    expected = await _send_concurrently(srv, prefix, 600)
+    srv.signal(signal.SIGTERM)
+    status = await asyncio.to_thread(srv.process.wait, 30)
+    assert status == 0, srv.logs_tail(8)
+    stderr = srv.stderr_text()
+    ours = _access_lines(stderr, prefix)
+    assert sorted(line["request_id"] for line in ours) == sorted(expected), (
+        f"{len(ours)} access lines for {len(expected)} requests\n" + srv.logs_tail(8)
+    )
+    events = [line.get("event") for line in _json_lines(stderr)]
+    last_request = max(i for i, line in enumerate(_json_lines(stderr)) if line in ours)
+    assert "stopped" in events[last_request:], events[-10:]
+
+
+async def test_the_access_log_can_be_turned_off(server_factory: ServerFactory) -> None:
+    srv = server_factory(OSTIARY_ACCESS_LOG="false")
+    prefix = f"off-{secrets.token_hex(4)}"
+    await _send_concurrently(srv, prefix, 30)
+    srv.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(srv.process.wait, 30) == 0, srv.logs_tail(8)
+    records = _json_lines(srv.stderr_text())
+    assert not [line for line in records if line.get("event") == "request"], srv.logs_tail(8)
+    assert any(line.get("event") == "started" for line in records), srv.logs_tail(8)

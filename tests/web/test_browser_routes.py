@@ -237,7 +237,7 @@ async def test_security_headers_on_pages(client: httpx.AsyncClient) -> None:
 async def test_logs_of_a_sign_in_hold_no_secret(
     client: httpx.AsyncClient, user: Any, app: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ostiary.web.logs import configure_logging
+    from ostiary.web.logs import configure_logging, stop_logging
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -248,6 +248,7 @@ async def test_logs_of_a_sign_in_hold_no_secret(
         async with _other_client(app) as other:
             assert (await sign_in(other, EMAIL, "wrong password here")).status_code == 401
     finally:
+        stop_logging()  # the writer thread's queued lines go out before stderr is read
         root.handlers[:], level = saved
         root.setLevel(level)
     session_id = response.cookies["ostiary_session"]

@@ -132,7 +132,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)
     _declare_security_schemes(app)
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, headers=security_headers(settings.issuer)
+        RequestContextMiddleware,
+        metrics=metrics,
+        headers=security_headers(settings.issuer),
+        access_log=settings.access_log,
     )
     return app
 

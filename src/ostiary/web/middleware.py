@@ -10,7 +10,9 @@ They are prebuilt once per app and appended with the request id, so the fast lan
 (web/fastlane.py), which runs inside this middleware, gets them at the cost of one list copy.
 
 Written against the ASGI interface rather than ``BaseHTTPMiddleware`` to stay cheap on the hot
-path (no extra task or stream copy per request).
+path (no extra task or stream copy per request). The access log line is rendered by
+``web.logs.AccessLog`` (orjson, written by a thread) rather than through structlog and stdlib
+logging, which cost up to a third of the throughput of the fast endpoints (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ostiary.web import logs
 
 __all__ = ["Metrics", "RequestContextMiddleware", "security_headers"]
 
@@ -60,6 +66,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        self.registry.register(_DroppedLogLines())
         # labels() takes a lock and builds a key on every call; the children are reused.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -78,16 +85,30 @@ class Metrics:
         children[1].observe(elapsed)
 
 
+class _DroppedLogLines(Collector):
+    """Log lines the writer could not write (web/logs.py: stderr blocked, closed): never silent."""
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "ostiary_log_lines_dropped",
+            "Log lines dropped because stderr stayed blocked or was closed.",
+        )
+        family.add_metric([], logs.dropped_lines())
+        yield family
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         metrics: Metrics,
         headers: tuple[tuple[bytes, bytes], ...] = (_NOSNIFF,),
+        access_log: bool = True,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.headers = headers
+        self.access_log = access_log  # OSTIARY_ACCESS_LOG
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,8 +176,13 @@ class RequestContextMiddleware:
         route = _route_template(scope)
         method = scope["method"]
         self.metrics.observe(route, method, status, elapsed)
-        if not _access_level.isEnabledFor(logging.INFO):
+        if not self.access_log or not _access_level.isEnabledFor(logging.INFO):
             return
+        access = logs.access_log()
+        if access is not None:
+            access.request(method, route, status, round(elapsed * 1000, 2), request_id)
+            return
+        # Console mode, or an application that embeds ours and configured logging itself.
         log.info(
             "request",
             method=method,
