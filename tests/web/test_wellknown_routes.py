@@ -71,6 +71,7 @@ async def test_a_key_this_process_signs_with_is_in_the_jwks_it_serves_at_once(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
             assert kids == [first.kid]
+            clock.advance(timedelta(seconds=1))  # the newer key activates later: it signs
             async with other.unit() as unit:
                 second = await unit.keys.rotate("RS256", lead=timedelta(0))
             clock.advance(timedelta(seconds=6))  # past the signer's key-list cache
