@@ -147,16 +147,9 @@ class Settings(BaseSettings):
     def _forwarded_allow_ips_are_addresses(cls, value: str) -> str:
         # uvicorn takes a malformed entry as a literal that never matches: refuse it here
         # rather than silently trusting nobody (or, for "*", everybody).
-        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
-        for entry in entries:
-            try:
-                ipaddress.ip_network(entry)
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP address or network "
-                    "(write 0.0.0.0/0,::/0 to trust every peer)"
-                ) from None
-        return ",".join(entries)
+        # Strict (no host bits): uvicorn parses entries strictly too.
+        _networks(value, strict=True, hint=" (write 0.0.0.0/0,::/0 to trust every peer)")
+        return ",".join(entry.strip() for entry in value.split(",") if entry.strip())
 
     @field_validator("issuer")
     @classmethod
@@ -319,15 +312,16 @@ class Settings(BaseSettings):
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _networks(value: str) -> tuple[IPNetwork, ...]:
+def _networks(value: str, *, strict: bool = False, hint: str = "") -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDRs (blank entries skipped); ValueError names a bad one."""
     networks: list[IPNetwork] = []
     for entry in (part.strip() for part in value.split(",")):
         if not entry:
             continue
         try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
+            networks.append(ipaddress.ip_network(entry, strict=strict))
         except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+            raise ValueError(f"{entry!r} is not an IP address or CIDR{hint}") from None
     return tuple(networks)
 
 
