@@ -29,7 +29,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     started: list[Settings] = []
-    monkeypatch.setattr(cli, "_serve", lambda settings, host, port: started.append(settings))
+    monkeypatch.setattr(cli.server, "_serve", lambda settings, host, port: started.append(settings))
     return started
 
 

@@ -71,7 +71,7 @@ async def test_sigterm_lets_in_flight_requests_finish_then_exits_0(
     server_factory: ServerFactory,
 ) -> None:
     """The exit status is checked last: uvicorn (>= 0.29) re-raises the SIGTERM it captured
-    once the drain is done, and ``_serve`` (src/ostiary/cli.py) turns that into exit 0, so a
+    once the drain is done, and ``_serve`` (src/ostiary/cli/server.py) turns that into exit 0, so a
     process supervisor does not report an orderly stop as a crash (status -15, shell 143)."""
     srv = server_factory(
         OSTIARY_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),

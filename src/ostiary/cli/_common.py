@@ -1,0 +1,76 @@
+"""What every command group shares: settings with the root ``--data-dir``, one event loop per
+command with domain errors turned into one line and exit 2, ``--json`` output, private files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ostiary.config import ConfigError, Settings, load_settings
+
+__all__ = ["JsonOpt", "fail", "load", "print_json", "root_options", "run", "write_private"]
+
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+# Options of the root command for the command about to run, set by its callback on every
+# invocation (``ostiary --data-dir D COMMAND``).
+root_options: dict[str, Any] = {}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load(**overrides: Any) -> Settings:
+    """The settings of this invocation: a command's own option wins over the root
+    ``--data-dir``, which wins over OSTIARY_DATA_DIR and .env."""
+    data_dir = root_options.get("data_dir")
+    if data_dir is not None:
+        overrides.setdefault("data_dir", data_dir)
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def print_json(data: Any) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(runtime)`` in one event loop; domain and config errors exit 2 with one line."""
+    from ostiary.features.accounts.service import AccountError
+    from ostiary.web.runtime import Runtime
+
+    async def runner() -> T:
+        runtime = Runtime(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(runner())
+    except (AccountError, ConfigError, LookupError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot reach a backing service: {exc}")
+    except SQLAlchemyError as exc:
+        first_line = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        fail(f"database error ({first_line}); is the schema current? run `ostiary migrate`")
+
+
+def write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)

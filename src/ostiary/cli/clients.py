@@ -1,0 +1,244 @@
+"""``ostiary clients``: OAuth clients (applications)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from ostiary.cli._common import JsonOpt, fail, load, print_json, run
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Manage OAuth clients (applications).", no_args_is_help=True)
+
+
+def _client_dict(client: Any) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "type": client.client_type,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "grant_types": client.grant_types,
+        "scopes": client.scopes,
+        "resources": client.resources,
+        "introspection_audiences": client.introspection_audiences,
+        "first_party": client.first_party,
+        "disabled": client.disabled,
+        "created_at": client.created_at.isoformat(),
+    }
+
+
+def _read_jwks(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(f"cannot read a JWK Set from {path}: {exc}")
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        fail(f"{path} is not a JWK Set (an object with a 'keys' array)")
+    if any(isinstance(k, dict) and "d" in k for k in data["keys"]):
+        fail(f"{path} contains a private key; register public keys only")
+    return data
+
+
+@app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option("--name", help="Shown to users on the consent page.")],
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Exact redirect URI (repeatable).")
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="A public client (SPA, native app): no secret.")
+    ] = False,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option("--post-logout-redirect-uri", help="Repeatable.")
+    ] = None,
+    grant_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-type",
+            help="authorization_code, refresh_token, client_credentials (repeatable); "
+            "default authorization_code + refresh_token",
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="Allowed scope (repeatable); default openid profile email offline_access",
+        ),
+    ] = None,
+    resource: Annotated[
+        list[str] | None, typer.Option("--resource", help="Allowed audience URI (repeatable).")
+    ] = None,
+    introspect_audience: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--introspect-audience",
+            help="A resource server's own audience URI (repeatable): it may introspect the "
+            "tokens whose aud includes it (RFC 7662 section 4). Any client may introspect "
+            "its own tokens.",
+        ),
+    ] = None,
+    auth_method: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-method",
+            help="client_secret_basic (default), client_secret_post, private_key_jwt or none",
+        ),
+    ] = None,
+    first_party: Annotated[
+        bool, typer.Option("--first-party", help="Trusted: users are not asked to consent.")
+    ] = False,
+    jwks_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks-file", help="JWK Set (JSON) of the client's public keys (private_key_jwt)."
+        ),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--jwks-uri",
+            help="https URL of the client's JWK Set, fetched by the server (instead of "
+            "--jwks-file). It must reach a public address unless OSTIARY_JWKS_URI_ALLOW_PRIVATE; "
+            "http only for a loopback host with OSTIARY_JWKS_URI_ALLOW_HTTP_LOOPBACK (both "
+            "default to dev mode).",
+        ),
+    ] = None,
+    access_token_ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--access-token-ttl",
+            min=30,
+            max=86400,
+            help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
+        ),
+    ] = None,
+    refresh_token_ttl: Annotated[
+        int | None,
+        typer.Option("--refresh-token-ttl", min=60, help="Seconds (default global)."),
+    ] = None,
+    id_token_ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--id-token-ttl",
+            min=30,
+            max=86400,
+            help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Register an OAuth client; its secret is printed once and never again."""
+    from ostiary.features.clients.service import ClientRegistration, InvalidClientMetadata
+
+    registration = ClientRegistration(
+        name=name,
+        redirect_uris=tuple(redirect_uri or ()),
+        public=public,
+        post_logout_redirect_uris=tuple(post_logout_redirect_uri or ()),
+        grant_types=tuple(grant_type) if grant_type else ("authorization_code", "refresh_token"),
+        scopes=tuple(scope) if scope else ("openid", "profile", "email", "offline_access"),
+        resources=tuple(resource or ()),
+        introspection_audiences=tuple(introspect_audience or ()),
+        auth_method=auth_method,
+        first_party=first_party,
+        jwks=_read_jwks(jwks_file) if jwks_file else None,
+        jwks_uri=jwks_uri,
+        access_token_ttl=access_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
+        id_token_ttl=id_token_ttl,
+    )
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.register(registration, actor="cli")
+
+    try:
+        client, secret = run(load(), work)
+    except InvalidClientMetadata as exc:
+        fail(str(exc))
+    data = {**_client_dict(client), "client_secret": secret}
+    if json:
+        print_json(data)
+        return
+    typer.echo(f"created client {client.client_id} ({client.name})")
+    if secret:
+        typer.echo(f"client secret (shown once): {secret}")
+
+
+@app.command("list")
+def clients_list(json: JsonOpt = False) -> None:
+    """List OAuth clients."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.list()
+
+    rows = [_client_dict(c) for c in run(load(), work)]
+    if json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['client_id']}  {row['type']:<12} {row['name']}")
+
+
+@app.command("rotate-secret")
+def clients_rotate_secret(
+    client_id: str,
+    overlap_seconds: Annotated[
+        int, typer.Option("--overlap-seconds", min=0, help="How long the old secret still works.")
+    ] = 86400,
+    json: JsonOpt = False,
+) -> None:
+    """Issue a new client secret; the old one keeps working for the overlap window."""
+    from datetime import timedelta
+
+    from ostiary.features.clients.service import InvalidClientMetadata
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.rotate_secret(
+                client_id, overlap=timedelta(seconds=overlap_seconds), actor="cli"
+            )
+
+    try:
+        client, secret = run(load(), work)
+    except InvalidClientMetadata as exc:
+        fail(str(exc))
+    expires = client.previous_secret_expires_at
+    data = {
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "previous_secret_expires_at": expires.isoformat() if expires else None,
+    }
+    if json:
+        print_json(data)
+        return
+    typer.echo(f"new client secret (shown once): {secret}")
+    typer.echo(f"the previous secret works until {data['previous_secret_expires_at']}")
+
+
+@app.command("delete")
+def clients_delete(client_id: str, json: JsonOpt = False) -> None:
+    """Delete a client; its tokens stop working."""
+
+    async def work(rt: Any) -> bool:
+        async with rt.unit() as unit:
+            deleted: bool = await unit.clients.delete(client_id, actor="cli")
+            if deleted:
+                await unit.revocation.revoke("client", client_id)
+            return deleted
+
+    deleted = run(load(), work)
+    if json:
+        print_json({"client_id": client_id, "deleted": deleted})
+    elif deleted:
+        typer.echo(f"deleted client {client_id}")
+    if not deleted:
+        fail(f"no client {client_id!r}")

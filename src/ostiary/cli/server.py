@@ -1,0 +1,188 @@
+"""Run the server: ``dev`` (SQLite, a dev admin and a demo client), ``serve`` (production)
+and ``migrate`` (the schema)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from ostiary import __version__
+from ostiary.cli._common import fail, load, run, write_private
+from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings
+
+__all__ = ["dev", "migrate", "serve"]
+
+DEV_ADMIN_EMAIL = "admin@ostiary.dev"
+DEV_ADMIN_FILE = "dev-admin.json"
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from ostiary.web.app import create_app
+    from ostiary.web.logs import configure_logging, stop_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        # Only these peers' X-Forwarded-For / -Proto count (client_ip, throttle buckets).
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+        # SIGTERM: stop accepting, let in-flight requests finish (bounded), then exit.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal (exit 143);
+    # an orderly shutdown should exit 0 so process supervisors do not report a crash.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop_logging()  # the log writer's queued lines (the last requests, "stopped") go out
+
+
+def dev(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir_option: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the database and secret key live "
+            "(default OSTIARY_DATA_DIR, else ./ostiary-data).",
+        ),
+    ] = None,
+) -> None:
+    """Start a development server on SQLite, with a dev admin user (created on first run)."""
+    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
+    overrides: dict[str, Any] = {} if data_dir_option is None else {"data_dir": data_dir_option}
+    settings = load(issuer=issuer, dev_mode=True, **overrides)
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_file = data_dir / SECRET_KEY_FILE
+    configured_key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    if not key_file.exists() and not configured_key:
+        write_private(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    typer.echo("Preparing the database ...")
+    _migrate(settings)
+    admin = run(settings, lambda rt: _bootstrap_dev(rt, data_dir))
+    demo = run(settings, lambda rt: _bootstrap_demo_client(rt, data_dir, issuer))
+    typer.echo("")
+    typer.echo(f"  Ostiary {__version__} (development mode)")
+    typer.echo(f"  Issuer:          {issuer}")
+    typer.echo(f"  Sign in:         {issuer}/login")
+    typer.echo(f"  Admin e-mail:    {admin['email']}")
+    typer.echo(f"  Admin password:  {admin['password']}")
+    typer.echo(f"  Demo app:        {issuer}/demo")
+    typer.echo(f"  Demo client id:  {demo['client_id']}")
+    typer.echo(f"  Demo secret:     {demo['client_secret']}")
+    typer.echo(f"  Discovery:       {issuer}/.well-known/openid-configuration")
+    if settings.api_docs_enabled:
+        typer.echo(f"  API docs:        {issuer}/docs")
+    typer.echo(f"  Data directory:  {data_dir.resolve()}")
+    typer.echo("")
+    _serve(settings, host, port)
+
+
+async def _bootstrap_dev(rt: Any, data_dir: Path) -> dict[str, str]:
+    """First signing key and dev admin; the admin's password is kept in the data dir (0600)."""
+    from ostiary.features.accounts.service import UnknownUser
+
+    admin_file = data_dir / DEV_ADMIN_FILE
+    async with rt.unit() as unit:
+        await unit.keys.ensure_key(rt.settings.signing_alg)
+        try:
+            await unit.accounts.get_by_email(DEV_ADMIN_EMAIL)
+        except UnknownUser:
+            password = secrets.token_urlsafe(18)
+            await unit.accounts.create_user(
+                DEV_ADMIN_EMAIL, password, name="Dev Admin", email_verified=True, actor="cli"
+            )
+            admin_file.unlink(missing_ok=True)
+            write_private(
+                admin_file, orjson.dumps({"email": DEV_ADMIN_EMAIL, "password": password}).decode()
+            )
+    if admin_file.is_file():
+        stored: dict[str, str] = orjson.loads(admin_file.read_bytes())
+        return stored
+    return {"email": DEV_ADMIN_EMAIL, "password": "(changed since; not shown)"}
+
+
+async def _bootstrap_demo_client(rt: Any, data_dir: Path, issuer: str) -> dict[str, str]:
+    """The demo client for ``/demo``, registered for this issuer; kept in the data dir (0600)."""
+    from ostiary.features.clients.service import ClientRegistration
+    from ostiary.web.app import DEV_CLIENT_FILE
+
+    demo_file = data_dir / DEV_CLIENT_FILE
+    stored: dict[str, str] = orjson.loads(demo_file.read_bytes()) if demo_file.is_file() else {}
+    async with rt.unit() as unit:
+        existing = await unit.clients.get(stored.get("client_id", "ostiary-demo"))
+        if existing is not None and stored.get("issuer") == issuer:
+            return stored
+        if existing is not None:
+            await unit.clients.delete(existing.client_id, actor="cli")
+        client, secret = await unit.clients.register(
+            ClientRegistration(
+                client_id="ostiary-demo",
+                name="Ostiary demo app",
+                redirect_uris=(f"{issuer}/demo/callback",),
+                post_logout_redirect_uris=(f"{issuer}/demo",),
+            ),
+            actor="cli",
+        )
+    data = {
+        "client_id": client.client_id,
+        "client_secret": str(secret),
+        "issuer": issuer,
+        "redirect_uri": f"{issuer}/demo/callback",
+        "post_logout_redirect_uri": f"{issuer}/demo",
+    }
+    demo_file.unlink(missing_ok=True)
+    write_private(demo_file, orjson.dumps(data).decode())
+    return data
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the production server. Needs OSTIARY_SECRET_KEY (or a key file) and OSTIARY_ISSUER."""
+    settings = load()
+    try:
+        settings.require_issuer()
+        settings.secret_key_bytes()
+    except ConfigError as exc:
+        fail(str(exc))
+    _serve(settings, host, port)
+
+
+def _migrate(settings: Settings) -> None:
+    from ostiary.storage.sqla.migrate import upgrade
+
+    try:
+        upgrade(settings.effective_database_url())
+    except OSError as exc:
+        fail(f"cannot reach the database: {exc}")
+
+
+def migrate() -> None:
+    """Upgrade the database schema to the latest revision."""
+    settings = load()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _migrate(settings)
+    typer.echo("database is at the latest revision")

@@ -1,0 +1,175 @@
+"""``ostiary users``: user accounts."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from ostiary.cli._common import JsonOpt, fail, load, print_json, run
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+
+
+def _user_dict(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def _read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        fail("no password on standard input")
+    return password
+
+
+@app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option("--email", help="The user's e-mail address.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Create a user; a strong password is generated and printed when none is given."""
+    generated = None if password_stdin else secrets.token_urlsafe(18)
+    password = _read_password_stdin() if password_stdin else str(generated)
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.create_user(email, password, name=name, actor="cli")
+
+    user = run(load(), work)
+    data = _user_dict(user)
+    if generated:
+        data["password"] = generated
+    if json:
+        print_json(data)
+        return
+    typer.echo(f"created {user.email} ({user.id})")
+    if generated:
+        typer.echo(f"password: {generated}")
+
+
+@app.command("list")
+def users_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    json: JsonOpt = False,
+) -> None:
+    """List users."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.list_users(limit=limit, offset=offset)
+
+    rows = [_user_dict(u) for u in run(load(), work)]
+    if json:
+        print_json(rows)
+        return
+    for row in rows:
+        state = "disabled" if row["disabled"] else "active"
+        typer.echo(f"{row['id']}  {row['email']:<40} {state:<9} {row['name']}")
+
+
+@app.command("disable")
+def users_disable(email: str, json: JsonOpt = False) -> None:
+    """Disable a user and end all their sessions at once."""
+
+    async def work(rt: Any) -> tuple[Any, list[str]]:
+        async with rt.unit() as unit:
+            before = await unit.accounts.get_by_email(email)
+            sessions = await unit.sessions.list_for_user(before.id)
+            user = await unit.accounts.disable(email, actor="cli")  # ends sessions and tokens
+            return user, [s.sid for s in sessions]
+
+    user, removed = run(load(), work)
+    if json:
+        print_json({**_user_dict(user), "sessions_revoked": len(removed)})
+        return
+    typer.echo(f"disabled {user.email}; {len(removed)} session(s) ended")
+
+
+@app.command("enable")
+def users_enable(email: str, json: JsonOpt = False) -> None:
+    """Enable a disabled user; what the disabling ended stays ended, new sign-ins work."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.accounts.enable(email, actor="cli")
+
+    user = run(load(), work)
+    if json:
+        print_json(_user_dict(user))
+        return
+    typer.echo(f"enabled {user.email}")
+
+
+def _ended_dict(sessions: int, families: int) -> dict[str, int]:
+    return {"sessions_ended": sessions, "refresh_families_revoked": families}
+
+
+@app.command("end-sessions")
+def users_end_sessions(email: str, json: JsonOpt = False) -> None:
+    """End all of a user's sessions and refresh tokens (offline ones too) and their access
+    tokens, at once."""
+
+    async def work(rt: Any) -> tuple[Any, tuple[int, int]]:
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_by_email(email)
+            return user, await unit.end_user_sessions(user.id, actor="cli", reason="admin")
+
+    user, (sessions, families) = run(load(), work)
+    if json:
+        print_json({**_user_dict(user), **_ended_dict(sessions, families)})
+        return
+    typer.echo(f"{sessions} session(s) and {families} refresh grant(s) of {user.email} ended")
+
+
+@app.command("set-password")
+def users_set_password(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    end_sessions: Annotated[
+        bool,
+        typer.Option(
+            "--end-sessions/--no-end-sessions",
+            help="Also end the user's sessions and refresh tokens (offline ones too).",
+        ),
+    ] = True,
+    json: JsonOpt = False,
+) -> None:
+    """Set a user's password (read from standard input); ends their sessions by default."""
+    if not password_stdin:
+        fail("pass the new password on standard input with --password-stdin")
+    password = _read_password_stdin()
+
+    async def work(rt: Any) -> tuple[Any, tuple[int, int] | None]:
+        async with rt.unit() as unit:
+            user = await unit.accounts.set_password(email, password, actor="cli")
+            if not end_sessions:
+                return user, None
+            ended = await unit.end_user_sessions(user.id, actor="cli", reason="password_change")
+            return user, ended
+
+    user, ended = run(load(), work)
+    if json:
+        print_json({**_user_dict(user), **(_ended_dict(*ended) if ended else {})})
+        return
+    typer.echo(f"password changed for {user.email}")
+    if ended:
+        typer.echo(f"{ended[0]} session(s) and {ended[1]} refresh grant(s) ended")
