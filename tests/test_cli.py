@@ -136,3 +136,15 @@ def test_dev_names_the_docs_only_when_they_are_served(
     assert off.exit_code == 0, off.output
     assert "/docs" not in off.stdout
     assert served[-1].api_docs_enabled is False
+
+
+def test_migrate_json_names_the_revision_the_database_is_at(tmp_path: Path) -> None:
+    from ostiary.storage.sqla.migrate import head_revision
+
+    env = {"OSTIARY_SECRET_KEY": KEY}
+    result = _invoke("--data-dir", str(tmp_path / "d"), "migrate", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"revision": head_revision()}
+    assert head_revision() is not None
+    again = _invoke("--data-dir", str(tmp_path / "d"), "migrate", env=env)
+    assert again.exit_code == 0 and f"({head_revision()})" in again.stdout

@@ -15,7 +15,7 @@ import orjson
 import typer
 
 from ostiary import __version__
-from ostiary.cli._common import fail, load, run, write_private
+from ostiary.cli._common import JsonOpt, fail, load, print_json, run, write_private
 from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings
 
 __all__ = ["dev", "migrate", "serve"]
@@ -179,10 +179,15 @@ def _migrate(settings: Settings) -> None:
         fail(f"cannot reach the database: {exc}")
 
 
-def migrate() -> None:
+def migrate(json: JsonOpt = False) -> None:
     """Upgrade the database schema to the latest revision."""
+    from ostiary.storage.sqla.migrate import head_revision
+
     settings = load()
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _migrate(settings)
-    typer.echo("database is at the latest revision")
+    if json:
+        print_json({"revision": head_revision()})
+    else:
+        typer.echo(f"database is at the latest revision ({head_revision()})")
