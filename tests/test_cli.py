@@ -148,3 +148,20 @@ def test_migrate_json_names_the_revision_the_database_is_at(tmp_path: Path) -> N
     assert head_revision() is not None
     again = _invoke("--data-dir", str(tmp_path / "d"), "migrate", env=env)
     assert again.exit_code == 0 and f"({head_revision()})" in again.stdout
+
+
+def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
+    env = {"OSTIARY_SECRET_KEY": KEY}
+    data = str(tmp_path / "d")
+    assert _invoke("--data-dir", data, "migrate", env=env).exit_code == 0
+    result = _invoke("--data-dir", data, "purge", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "deleted": {
+            "revocations": 0,
+            "authorization_codes": 0,
+            "refresh_families": 0,
+            "client_assertions": 0,
+            "sessions": 0,
+        }
+    }

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
 
+    # Every node deletes expired revocations, codes, refresh families, sessions and assertion
+    # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).
+    purge_interval_seconds: int = Field(default=900, ge=0, le=86400)
+
     # `ostiary serve` refuses an http:// issuer on a host that is not loopback (passwords,
     # codes and tokens in clear text, RFC 9700 section 2.6 / OAuth 2.1 section 1.5) unless
     # this is set, e.g. for a closed test network.

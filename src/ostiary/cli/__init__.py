@@ -31,6 +31,7 @@ app = typer.Typer(
 app.command()(server.dev)
 app.command()(server.serve)
 app.command()(server.migrate)
+app.command()(server.purge)
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")

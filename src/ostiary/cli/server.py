@@ -18,7 +18,7 @@ from ostiary import __version__
 from ostiary.cli._common import JsonOpt, fail, load, print_json, run, write_private
 from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings
 
-__all__ = ["dev", "migrate", "serve"]
+__all__ = ["dev", "migrate", "purge", "serve"]
 
 DEV_ADMIN_EMAIL = "admin@ostiary.dev"
 DEV_ADMIN_FILE = "dev-admin.json"
@@ -191,3 +191,19 @@ def migrate(json: JsonOpt = False) -> None:
         print_json({"revision": head_revision()})
     else:
         typer.echo(f"database is at the latest revision ({head_revision()})")
+
+
+def purge(json: JsonOpt = False) -> None:
+    """Delete expired records now (revocations, codes, refresh families, sessions, assertion
+    ids); servers do this every OSTIARY_PURGE_INTERVAL_SECONDS."""
+
+    async def work(rt: Any) -> dict[str, int]:
+        deleted: dict[str, int] = await rt.purge_expired()
+        return deleted
+
+    deleted = run(load(), work)
+    if json:
+        print_json({"deleted": deleted})
+        return
+    for kind, count in deleted.items():
+        typer.echo(f"{kind}: {count} deleted")

@@ -57,6 +57,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         log.info("started", issuer=settings.issuer, version=__version__)
         tasks = [asyncio.create_task(runtime.sync_revocations_forever())]
         tasks.append(asyncio.create_task(runtime.ensure_signing_key()))
+        if settings.purge_interval_seconds:
+            tasks.append(
+                asyncio.create_task(runtime.purge_forever(settings.purge_interval_seconds))
+            )
         if runtime.wal_checkpointer is not None:
             tasks.append(asyncio.create_task(runtime.wal_checkpointer.run_forever()))
         if runtime.revocation_bus is not None:

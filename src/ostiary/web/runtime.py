@@ -9,6 +9,7 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -35,6 +36,7 @@ from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
@@ -61,6 +63,14 @@ from ostiary.storage.sqla.repositories import (
     SqlSessionStore,
     SqlSigningKeyStore,
     SqlUserStore,
+)
+from ostiary.storage.sqla.retention import SqlExpiredRows
+from ostiary.storage.sqla.tables import (
+    authorization_codes,
+    client_assertions,
+    refresh_families,
+    revocations,
+    sessions,
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
@@ -220,6 +230,36 @@ class Runtime:
                 raise
             except Exception as exc:  # the database may blip; keep trying
                 log.warning("revocation_sync_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    async def purge_expired(self, *, max_batches: int = 1_000) -> dict[str, int]:
+        """Delete expired records (features/retention), one transaction a batch, until none
+        is left or ``max_batches`` ran (a backlog is finished by the next runs)."""
+        total: dict[str, int] = {}
+        pending: frozenset[str] | None = None  # the kinds that may have more
+        for _ in range(max_batches):
+            async with self.unit() as unit:
+                deleted, more = await unit.retention.purge_batch(pending)
+            for kind, count in deleted.items():
+                total[kind] = total.get(kind, 0) + count
+            if not more:
+                break
+            pending = frozenset(kind for kind, count in deleted.items() if count >= Unit.batch)
+        return total
+
+    async def purge_forever(self, interval: float) -> None:
+        """Every ``interval`` seconds (after a random first wait, so replicas started together
+        do not purge together), delete expired records."""
+        await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 (spreading, not secrecy)
+        while True:
+            try:
+                deleted = await self.purge_expired()
+                if any(deleted.values()):
+                    log.info("expired_records_purged", **deleted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may blip; the next run catches up
+                log.warning("purge_failed", error=type(exc).__name__)
             await asyncio.sleep(interval)
 
     async def ensure_signing_key(self, interval: float = 1.0) -> None:
@@ -398,6 +438,32 @@ class Unit:
             generations=rt.user_generations,
             verified=rt.verified_tokens,
         )
+
+    batch = 1_000  # rows a retention batch deletes of each kind, in one transaction
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        """What expires, and how long past expiry each kind still guards something
+        (features/retention/service.py)."""
+        conn = self.conn
+        replay_window = self._rt.settings.tokens.max_token_ttl
+        rules = [
+            RetentionRule("revocations", SqlExpiredRows(conn, revocations, key="id")),
+            RetentionRule(
+                "authorization_codes",
+                SqlExpiredRows(conn, authorization_codes, key="code_hash"),
+                replay_window,
+            ),
+            RetentionRule(
+                "refresh_families",
+                SqlExpiredRows(conn, refresh_families, key="family_id"),
+                replay_window,
+            ),
+            RetentionRule("client_assertions", SqlExpiredRows(conn, client_assertions, key="key")),
+        ]
+        if self._rt.redis_sessions is None:  # Redis expires its own sessions
+            rules.append(RetentionRule("sessions", SqlExpiredRows(conn, sessions, key="sid")))
+        return RetentionService(rules, self._rt.clock, batch=self.batch)
 
     @cached_property
     def keys(self) -> KeyService:

@@ -95,6 +95,7 @@ sessions = Table(
     Column("ip", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_expires_at", "expires_at"),  # retention (migration 0008)
 )
 
 signing_keys = Table(
@@ -196,6 +197,7 @@ authorization_codes = Table(
     Column("consumed_at", UtcDateTime, nullable=True),
     Column("family_id", String(64), nullable=True),
     Column("access_jti", String(64), nullable=True),
+    Index("ix_authorization_codes_expires_at", "expires_at"),  # retention (migration 0008)
 )
 
 refresh_families = Table(
@@ -221,6 +223,7 @@ refresh_families = Table(
     Column("revoked_reason", String(64), nullable=True),
     Index("ix_refresh_families_user_client", "user_id", "client_id"),
     Index("ix_refresh_families_sid", "sid"),
+    Index("ix_refresh_families_expires_at", "expires_at"),  # retention (migration 0008)
 )
 
 refresh_tokens = Table(
