@@ -23,6 +23,7 @@ LIMITS = {"account_failures": 3, "ip_failures": 5, "window_seconds": WINDOW}
 ADAPTERS = ["memory", *(["redis"] if TEST_REDIS_URL else [])]
 
 Factory = Callable[[], Any]
+KEY_SECRET = bytes(range(32))
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -39,7 +40,7 @@ async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
 
     def build() -> Any:
         clients.append(Redis.from_url(url))
-        return RedisLoginThrottle(clients[-1], **LIMITS)
+        return RedisLoginThrottle(clients[-1], **LIMITS, key_secret=KEY_SECRET)
 
     admin = Redis.from_url(url)
     await admin.flushdb()
@@ -125,3 +126,32 @@ async def test_memory_forgets_keys_once_their_window_has_passed() -> None:
         await throttle.acquire([f"account:{i}@example.com"], "a", T0)
     await throttle.acquire(["ip:192.0.2.1"], "b", T0 + timedelta(seconds=WINDOW + 60))
     assert set(throttle._windows) == {"ip:192.0.2.1"}
+
+
+async def test_redis_keys_name_neither_the_account_nor_the_address(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The keyspace (dumps, MONITOR, KEYS) holds keyed digests, not e-mails or IPs."""
+    if "redis" not in ADAPTERS:
+        pytest.skip("needs OSTIARY_TEST_REDIS_URL")
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        await client.flushdb()
+        throttle = RedisLoginThrottle(client, **LIMITS, key_secret=KEY_SECRET)
+        keys = ["ip:198.51.100.23", "account:carol@example.com"]
+        assert await throttle.acquire(keys, "a1", T0) == 0
+        stored = sorted(k.decode() for k in await client.keys("*"))
+        assert len(stored) == 2
+        assert [k.rsplit(":", 1)[0] for k in stored] == ["ost:login:account", "ost:login:ip"]
+        assert not any("carol" in k or "198.51.100.23" in k for k in stored)
+        # The same name under another deployment's secret is another key.
+        other = RedisLoginThrottle(client, **LIMITS, key_secret=b"x" * 32)
+        assert other._redis_key(keys[1]) not in stored
+        assert throttle._redis_key(keys[1]) in stored
+        await throttle.release(keys, "a1")
+        assert await client.zcard(throttle._redis_key(keys[0])) == 0
+    finally:
+        await client.flushdb()
+        await client.aclose()

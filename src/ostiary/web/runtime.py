@@ -3,7 +3,8 @@
 Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose):
 ``session-token`` (HMAC pepper of session cookies), ``csrf`` (CSRF token MAC),
 ``signing-key-encryption`` (AES-256-GCM key that seals private signing keys),
-``authorize-proof`` (MAC of /authorize's sign-in markers, web/sign_in_proofs.py).
+``authorize-proof`` (MAC of /authorize's sign-in markers, web/sign_in_proofs.py),
+``login-throttle-keys`` (names of the sign-in throttle's Redis keys, storage/throttle.py).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class Runtime:
                 account_failures=throttle.account_failures,
                 ip_failures=throttle.ip_failures,
                 window_seconds=throttle.window_seconds,
+                key_secret=derive_key(secret, "ostiary/login-throttle-keys"),
             )
         else:
             self.throttle = MemoryLoginThrottle(
