@@ -130,6 +130,9 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
 
+    # The name authenticator apps show beside a TOTP entry (the otpauth:// URI's issuer).
+    mfa_issuer_name: str = Field(default="Ostiary", min_length=1, max_length=64)
+
     # Every node deletes expired revocations, codes, refresh families, sessions and assertion
     # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).
     purge_interval_seconds: int = Field(default=900, ge=0, le=86400)

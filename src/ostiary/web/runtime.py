@@ -4,7 +4,9 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``session-token`` (HMAC pepper of session cookies), ``csrf`` (CSRF token MAC),
 ``signing-key-encryption`` (AES-256-GCM key that seals private signing keys),
 ``authorize-proof`` (MAC of /authorize's sign-in markers, web/sign_in_proofs.py),
-``login-throttle-keys`` (names of the sign-in throttle's Redis keys, storage/throttle.py).
+``login-throttle-keys`` (names of the sign-in throttle's Redis keys, storage/throttle.py),
+``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
+(HMAC key of stored recovery codes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ostiary.features.clients.assertions import ClientAssertionVerifier
 from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
 from ostiary.features.keys.service import KeyService, SignerCache
+from ostiary.features.mfa.service import MfaKeys, MfaService
 from ostiary.features.oauth.directory import AccountDirectory
 from ostiary.features.oauth.grants import GrantContext
 from ostiary.features.oauth.grants.base import OAuthPolicy
@@ -51,6 +54,7 @@ from ostiary.storage.sqla.engine import (
     pool_capacity,
     unit_engine,
 )
+from ostiary.storage.sqla.mfa_repositories import SqlRecoveryCodeStore, SqlTotpStore
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAssertionReplayStore,
     SqlAuthorizationCodeStore,
@@ -121,6 +125,10 @@ class Runtime:
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
+        self.mfa_keys = MfaKeys(
+            seal=derive_key(secret, "ostiary/mfa-secret-encryption"),
+            pepper=derive_key(secret, "ostiary/recovery-code-hmac"),
+        )
         device_ttl = settings.throttle.known_device_ttl
         self.known_devices = (
             KnownDevices(derive_key(secret, "ostiary/known-device"), device_ttl)
@@ -384,6 +392,19 @@ class Unit:
     async def sessions_ended(self, sids: list[str]) -> None:
         """Sessions ended on purpose: their refresh families and access tokens die with them."""
         await self.oauth.sessions_ended(sids)
+
+    @cached_property
+    def mfa(self) -> MfaService:
+        rt = self._rt
+        return MfaService(
+            SqlTotpStore(self.conn),
+            SqlRecoveryCodeStore(self.conn),
+            rt.mfa_keys,
+            rt.throttle,
+            self.audit,
+            rt.clock,
+            issuer_name=rt.settings.mfa_issuer_name,
+        )
 
     @cached_property
     def clients(self) -> ClientService:

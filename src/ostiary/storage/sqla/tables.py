@@ -29,11 +29,13 @@ __all__ = [
     "clients",
     "consents",
     "metadata",
+    "recovery_codes",
     "refresh_families",
     "refresh_tokens",
     "revocations",
     "sessions",
     "signing_keys",
+    "totp_factors",
     "users",
 ]
 
@@ -264,4 +266,27 @@ client_assertions = Table(
     Column("key", String(64), primary_key=True),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_client_assertions_expires_at", "expires_at"),
+)
+
+# MFA (migration 0009): one TOTP factor per user, its secret sealed (features/mfa/service.py).
+totp_factors = Table(
+    "totp_factors",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("sealed_secret", LargeBinary, nullable=False),
+    Column("algorithm", String(8), nullable=False),
+    Column("digits", Integer, nullable=False),
+    Column("period", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime, nullable=True),
+    Column("last_used_step", BigInteger, nullable=True),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
 )

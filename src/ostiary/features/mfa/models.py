@@ -1,0 +1,43 @@
+"""The second factors a user holds (RFC 8176 names the methods: ``otp`` for TOTP and recovery
+codes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["MfaFactors", "TotpEnrollment", "TotpFactor"]
+
+
+@dataclass(slots=True)
+class TotpFactor:
+    user_id: str
+    sealed_secret: bytes  # AES-256-GCM under the MFA key, bound to the user id
+    created_at: datetime
+    confirmed_at: datetime | None = None  # None: enrollment started, not proven yet
+    last_used_step: int | None = None  # RFC 6238 section 5.2: no step accepted twice
+    algorithm: str = "SHA1"
+    digits: int = 6
+    period: int = 30
+
+    @property
+    def active(self) -> bool:
+        return self.confirmed_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrollment:
+    """What the user is shown once to set up an authenticator app."""
+
+    secret: str  # base32, for typing in by hand
+    uri: str  # otpauth:// for the QR code
+
+
+@dataclass(frozen=True, slots=True)
+class MfaFactors:
+    totp: bool
+    recovery_codes_left: int
+
+    @property
+    def any(self) -> bool:
+        return self.totp

@@ -1,0 +1,247 @@
+"""MFA use cases: TOTP enrollment and verification, recovery codes, an admin's reset.
+
+- TOTP (RFC 6238, protocol/totp.py): the secret is made here (160 random bits, RFC 4226
+  section 4 R6), sealed at rest like signing keys (AES-256-GCM under a key of its own, bound to
+  the user id), and active only once a code from the authenticator proves the user holds it.
+  A code is accepted for one step of drift either side; its step is recorded with one atomic
+  compare-and-set (``TotpStore.use_step``), so a code wins once, on every replica, even when
+  submitted concurrently (RFC 6238 section 5.2).
+- Recovery codes (protocol/recovery_codes.py): ten at enrollment, shown once, stored as HMAC;
+  a new set replaces the old; each is used once, atomically; the user learns how many remain.
+- Every check is throttled like a password (per account and per client address, taken before
+  the check, given back on success: storage/throttle.py) and audited (ASVS 5.0 V6.3, V16).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ostiary.features.accounts.ports import LoginThrottle
+from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock
+from ostiary.features.mfa.models import MfaFactors, TotpEnrollment, TotpFactor
+from ostiary.features.mfa.ports import RecoveryCodeStore, TotpStore
+from ostiary.protocol import recovery_codes
+from ostiary.protocol.sealing import open_sealed, seal
+from ostiary.protocol.totp import Totp, secret_from_bytes
+
+__all__ = [
+    "RECOVERY_CODE_COUNT",
+    "MfaError",
+    "MfaKeys",
+    "MfaService",
+    "NotEnrolled",
+    "WrongCode",
+]
+
+RECOVERY_CODE_COUNT = 10
+_SECRET_BYTES = 20  # 160 bits: RFC 4226 section 4, requirement R6 (and its recommendation)
+
+
+class MfaError(AccountError):
+    """Base of MFA errors; ``str(err)`` is safe to show to the person concerned."""
+
+
+class NotEnrolled(MfaError):
+    def __init__(self) -> None:
+        super().__init__("No authenticator app is set up for this account.")
+
+
+class AlreadyEnrolled(MfaError):
+    def __init__(self) -> None:
+        super().__init__("An authenticator app is already set up; remove it first.")
+
+
+class WrongCode(MfaError):
+    def __init__(self) -> None:
+        super().__init__("That code is not valid. Codes can be used once.")
+
+
+@dataclass(frozen=True, slots=True)
+class MfaKeys:
+    """Keys derived from the deployment secret (web/runtime.py)."""
+
+    seal: bytes  # AES-256-GCM key of TOTP secrets at rest
+    pepper: bytes  # HMAC key of recovery codes
+
+
+class MfaService:
+    def __init__(
+        self,
+        totp: TotpStore,
+        codes: RecoveryCodeStore,
+        keys: MfaKeys,
+        throttle: LoginThrottle,
+        audit: AuditTrail,
+        clock: Clock,
+        *,
+        issuer_name: str,
+    ) -> None:
+        self._totp = totp
+        self._codes = codes
+        self._keys = keys
+        self._throttle = throttle
+        self._audit = audit
+        self._clock = clock
+        self._issuer_name = issuer_name
+
+    async def factors(self, user_id: str) -> MfaFactors:
+        factor = await self._totp.get(user_id)
+        return MfaFactors(
+            totp=factor is not None and factor.active,
+            recovery_codes_left=await self._codes.remaining(user_id),
+        )
+
+    # -- TOTP --------------------------------------------------------------------------------
+
+    async def start_totp(self, user_id: str, account_label: str) -> TotpEnrollment:
+        """A new secret, pending until :meth:`confirm_totp`; shown once (QR + text)."""
+        existing = await self._totp.get(user_id)
+        if existing is not None and existing.active:
+            raise AlreadyEnrolled()
+        secret = secret_from_bytes(secrets.token_bytes(_SECRET_BYTES))
+        factor = TotpFactor(
+            user_id=user_id,
+            sealed_secret=seal(self._keys.seal, secret.encode(), _bound(user_id)),
+            created_at=self._clock.now(),
+        )
+        await self._totp.put_pending(factor)
+        uri = Totp(secret).provisioning_uri(account=account_label, issuer=self._issuer_name)
+        return TotpEnrollment(secret=secret, uri=uri)
+
+    async def confirm_totp(self, user_id: str, code: str, *, ip: str | None) -> list[str]:
+        """Activate the pending secret with a code from the app; the recovery codes (shown
+        once) come back."""
+        factor = await self._totp.get(user_id)
+        if factor is None or factor.active:
+            raise NotEnrolled()
+        now = self._clock.now()
+        step = await self._throttled_match(factor, code, ip=ip, action="mfa.totp.confirm")
+        if not await self._totp.confirm(user_id, now, step):
+            raise WrongCode()  # another request confirmed (or restarted) it meanwhile
+        codes = await self._new_recovery_codes(user_id)
+        await self._audit.record("mfa.totp.enrolled", "success", actor=user_id, target=user_id)
+        return codes
+
+    async def verify_totp(self, user_id: str, code: str, *, ip: str | None) -> None:
+        """A sign-in's second step; raises :class:`WrongCode` (or ``LoginThrottled``)."""
+        factor = await self._totp.get(user_id)
+        if factor is None or not factor.active:
+            raise NotEnrolled()
+        step = await self._throttled_match(factor, code, ip=ip, action="mfa.totp.verify")
+        if not await self._totp.use_step(user_id, step):
+            # The same code won a concurrent request a moment ago: this one is a replay.
+            await self._fail(user_id, ip, "mfa.totp.verify", "replayed")
+            raise WrongCode()
+        await self._audit.record("mfa.totp.verify", "success", actor=user_id, ip=ip)
+
+    async def remove_totp(self, user_id: str, *, actor: str | None) -> bool:
+        removed = await self._totp.delete(user_id)
+        await self._codes.delete_all(user_id)
+        if removed:
+            await self._audit.record("mfa.totp.removed", "success", actor=actor, target=user_id)
+        return removed
+
+    # -- recovery codes ----------------------------------------------------------------------
+
+    async def regenerate_recovery_codes(self, user_id: str) -> list[str]:
+        if not (await self.factors(user_id)).totp:
+            raise NotEnrolled()
+        codes = await self._new_recovery_codes(user_id)
+        await self._audit.record(
+            "mfa.recovery_codes.regenerated", "success", actor=user_id, target=user_id
+        )
+        return codes
+
+    async def use_recovery_code(self, user_id: str, code: str, *, ip: str | None) -> int:
+        """Spend one recovery code (the second step of a sign-in); how many are left."""
+        attempt = await self._take_slot(user_id, ip)
+        canonical = recovery_codes.normalize(code)
+        used = canonical is not None and await self._codes.consume(
+            user_id, recovery_codes.digest(self._keys.pepper, canonical), self._clock.now()
+        )
+        if not used:
+            await self._fail(user_id, ip, "mfa.recovery_code.use", "bad_code")
+            raise WrongCode()
+        await self._give_back(user_id, ip, attempt)
+        left = await self._codes.remaining(user_id)
+        await self._audit.record(
+            "mfa.recovery_code.use", "success", actor=user_id, ip=ip, details={"remaining": left}
+        )
+        return left
+
+    # -- administration ----------------------------------------------------------------------
+
+    async def reset(self, user_id: str, *, actor: str | None) -> MfaFactors:
+        """Remove every factor (``ostiary users reset-mfa``); what the user had comes back."""
+        before = await self.factors(user_id)
+        await self._totp.delete(user_id)
+        await self._codes.delete_all(user_id)
+        await self._audit.record(
+            "mfa.reset",
+            "success",
+            actor=actor,
+            target=user_id,
+            details={"totp": before.totp, "recovery_codes": before.recovery_codes_left},
+        )
+        return before
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _new_recovery_codes(self, user_id: str) -> list[str]:
+        codes = [
+            recovery_codes.format_code(secrets.token_bytes(recovery_codes.CODE_BYTES))
+            for _ in range(RECOVERY_CODE_COUNT)
+        ]
+        digests = [recovery_codes.digest(self._keys.pepper, c) for c in codes]
+        await self._codes.replace(user_id, digests, self._clock.now())
+        return codes
+
+    async def _throttled_match(
+        self, factor: TotpFactor, code: str, *, ip: str | None, action: str
+    ) -> int:
+        attempt = await self._take_slot(factor.user_id, ip)
+        secret = open_sealed(self._keys.seal, factor.sealed_secret, _bound(factor.user_id))
+        totp = Totp(
+            secret.decode(),
+            digits=factor.digits,
+            period=factor.period,
+            algorithm=factor.algorithm,  # type: ignore[arg-type]
+        )
+        step = totp.match_step(code, self._clock.now(), last_used_step=factor.last_used_step)
+        if step is None:
+            await self._fail(factor.user_id, ip, action, "bad_code")
+            raise WrongCode()
+        await self._give_back(factor.user_id, ip, attempt)
+        return step
+
+    async def _take_slot(self, user_id: str, ip: str | None) -> str:
+        attempt = secrets.token_urlsafe(16)
+        wait = await self._throttle.acquire(_keys(user_id, ip), attempt, self._clock.now())
+        if wait > 0:
+            await self._audit.record(
+                "mfa.throttled", "failure", target=user_id, ip=ip, details={"wait": wait}
+            )
+            raise LoginThrottled(wait)
+        return attempt
+
+    async def _give_back(self, user_id: str, ip: str | None, attempt: str) -> None:
+        ip_key, account_key = _keys(user_id, ip)
+        await self._throttle.release((ip_key,), attempt)
+        await self._throttle.clear(account_key)
+
+    async def _fail(self, user_id: str, ip: str | None, action: str, reason: str) -> None:
+        await self._audit.record(
+            action, "failure", target=user_id, ip=ip, details={"reason": reason}
+        )
+
+
+def _bound(user_id: str) -> bytes:
+    return f"totp:{user_id}".encode()
+
+
+def _keys(user_id: str, ip: str | None) -> tuple[str, str]:
+    # "mfa:" is not "ip:", so it has the per-account limit (storage/throttle.py).
+    return (f"ip:{ip or 'unknown'}", f"mfa:{user_id}")

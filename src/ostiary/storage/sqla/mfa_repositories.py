@@ -1,0 +1,113 @@
+"""SQL adapters of the MFA feature's ports (features/mfa/ports.py).
+
+The two atomic steps are single statements whose ``WHERE`` holds the condition, so concurrent
+requests on any number of replicas serialize on the row: ``use_step`` updates only when the new
+step is later than the stored one, ``consume`` only a code not used yet; ``rowcount`` says who
+won.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from ostiary.features.mfa.models import TotpFactor
+from ostiary.storage.sqla.tables import recovery_codes, totp_factors
+from ostiary.storage.sqla.uow import Connection
+
+__all__ = ["SqlRecoveryCodeStore", "SqlTotpStore"]
+
+_TOTP_FIELDS = [c.name for c in totp_factors.columns]
+
+
+class SqlTotpStore:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def get(self, user_id: str) -> TotpFactor | None:
+        query = select(totp_factors).where(totp_factors.c.user_id == user_id)
+        row = (await self._conn.execute(query)).first()
+        if row is None:
+            return None
+        return TotpFactor(**{name: row._mapping[name] for name in _TOTP_FIELDS})
+
+    async def put_pending(self, factor: TotpFactor) -> None:
+        await self._conn.execute(
+            delete(totp_factors).where(
+                totp_factors.c.user_id == factor.user_id, totp_factors.c.confirmed_at.is_(None)
+            )
+        )
+        values = {name: getattr(factor, name) for name in _TOTP_FIELDS}
+        values["confirmed_at"] = None
+        await self._conn.execute(insert(totp_factors).values(**values))
+
+    async def confirm(self, user_id: str, confirmed_at: datetime, step: int) -> bool:
+        result = await self._conn.execute(
+            update(totp_factors)
+            .where(totp_factors.c.user_id == user_id, totp_factors.c.confirmed_at.is_(None))
+            .values(confirmed_at=confirmed_at, last_used_step=step)
+        )
+        return bool(result.rowcount == 1)
+
+    async def use_step(self, user_id: str, step: int) -> bool:
+        result = await self._conn.execute(
+            update(totp_factors)
+            .where(
+                and_(
+                    totp_factors.c.user_id == user_id,
+                    totp_factors.c.confirmed_at.is_not(None),
+                    or_(
+                        totp_factors.c.last_used_step.is_(None),
+                        totp_factors.c.last_used_step < step,
+                    ),
+                )
+            )
+            .values(last_used_step=step)
+        )
+        return bool(result.rowcount == 1)
+
+    async def delete(self, user_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(totp_factors).where(totp_factors.c.user_id == user_id)
+        )
+        return bool(result.rowcount)
+
+
+class SqlRecoveryCodeStore:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def replace(self, user_id: str, digests: list[str], created_at: datetime) -> None:
+        await self.delete_all(user_id)
+        await self._conn.execute(
+            insert(recovery_codes),
+            [
+                {"user_id": user_id, "code_hash": d, "created_at": created_at, "used_at": None}
+                for d in digests
+            ],
+        )
+
+    async def consume(self, user_id: str, digest: str, used_at: datetime) -> bool:
+        result = await self._conn.execute(
+            update(recovery_codes)
+            .where(
+                recovery_codes.c.user_id == user_id,
+                recovery_codes.c.code_hash == digest,
+                recovery_codes.c.used_at.is_(None),
+            )
+            .values(used_at=used_at)
+        )
+        return bool(result.rowcount == 1)
+
+    async def remaining(self, user_id: str) -> int:
+        query = select(func.count()).where(
+            recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None)
+        )
+        return int((await self._conn.execute(query)).scalar_one())
+
+    async def delete_all(self, user_id: str) -> int:
+        result = await self._conn.execute(
+            delete(recovery_codes).where(recovery_codes.c.user_id == user_id)
+        )
+        return int(result.rowcount)
