@@ -31,6 +31,17 @@ PINNED_KEYS = {
         "022728c29b75357877c6c9ca229a062c4591613319c7a5dc5c3299b0a31465f4"
     ),
     "ostiary/token-hmac": "2b2b50d4c4ef999f29e83178a3fda47f573d7e682b60c4457daa7ab6c0ac8fc5",
+    # Pinned on 2026-12-02: TOTP secrets sealed at rest, recovery-code digests, and the names
+    # of the sign-in throttle's Redis keys.
+    "ostiary/mfa-secret-encryption": (
+        "470c02d4c0f37e485dfcf2f411b6f71e01a283df8085fe26346b79b77dac18c3"
+    ),
+    "ostiary/recovery-code-hmac": (
+        "8c803f70e88d485f7290e98617cfd1d42ef008943393950c52cd602929c93ede"
+    ),
+    "ostiary/login-throttle-keys": (
+        "6acb03a4d90ae455c82e24d6a37ba59f944b9e19b4892faaafc11db2d54b7da9"
+    ),
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated
