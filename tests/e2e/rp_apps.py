@@ -16,6 +16,7 @@ import contextlib
 import selectors
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -127,10 +128,86 @@ def app_process(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> It
         app.stop()
 
 
+DJANGO_COMMON = '''
+"""What every relying-party Django project of the tests has (``from rp_common import *``)."""
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = os.environ["RP_SECRET_KEY"]
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "rp_urls"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "rp.sqlite3"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+LOGGING = {
+    "version": 1,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django": {"handlers": ["stderr"], "level": "WARNING"},
+        "mozilla_django_oidc": {"handlers": ["stderr"], "level": "DEBUG"},
+    },
+}
+'''
+
+DJANGO_VIEWS = '''
+"""The page the relying parties land on: who is signed in to Django, and a sign-out form."""
+from django.http import HttpResponse
+from django.middleware.csrf import get_token
+from django.utils.html import format_html
+
+
+def me(request):
+    if not request.user.is_authenticated:
+        return HttpResponse('<p id="anonymous">Not signed in.</p>')
+    return HttpResponse(format_html(
+        '<p>Signed in to Django as <span id="email">{}</span>.</p>'
+        '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken"'
+        ' value="{}"><button type="submit" id="rp-sign-out">Sign out</button></form>',
+        request.user.email,
+        request.GET.get("logout", ""),
+        get_token(request),
+    ))
+'''
+
+
 @contextlib.contextmanager
-def django_process(project: Path, settings_module: str) -> Iterator[AppProcess]:
-    """``rp_process.py django`` for the project written in ``project``."""
-    env = {"DJANGO_SETTINGS_MODULE": settings_module, "PYTHONPATH": str(project)}
+def django_process(project: Path, settings: str, urls: str) -> Iterator[AppProcess]:
+    """``rp_process.py django`` for a project written in ``project``: ``rp_common.py``
+    (:data:`DJANGO_COMMON`), ``rp_views.py`` (``me``: who is signed in; ``?logout=PATH`` adds a
+    sign-out form posting there), and the test's ``rp_settings.py`` and ``rp_urls.py``."""
+    files = {
+        "rp_common.py": DJANGO_COMMON,
+        "rp_views.py": DJANGO_VIEWS,
+        "rp_settings.py": settings,
+        "rp_urls.py": urls,
+    }
+    for name, text in files.items():
+        (project / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    env = {"DJANGO_SETTINGS_MODULE": "rp_settings", "PYTHONPATH": str(project)}
     with app_process([sys.executable, str(RP_PROCESS), "django"], cwd=project, env=env) as app:
         yield app
 
@@ -182,7 +259,9 @@ def approve_if_asked(page: Any) -> bool:
 
 def sign_in_at_ostiary(page: Any, server: Server, email: str, password: str) -> None:
     """On Ostiary's sign-in page (where the RP sent the browser): sign in, then consent."""
-    assert page.url.startswith(f"{server.base_url}/login"), page.url
+    assert page.url.startswith(f"{server.base_url}/login"), (
+        f"not sent to Ostiary's sign-in page but to {page.url}\n{server.logs_tail(5)}"
+    )
     browser_sign_in(page, email, password)
     if page.url.startswith(server.base_url):
         assert approve_if_asked(page), f"stuck at Ostiary: {page.url}\n{page.content()[:2000]}"

@@ -18,7 +18,6 @@ example from the allauth docs (socialaccount/providers/openid_connect)::
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,57 +39,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 PROVIDER_ID = "ostiary"
 
-SETTINGS = '''
-"""Settings of a minimal Django project using django-allauth's openid_connect provider."""
+SETTINGS = """
 import os
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = os.environ["RP_SECRET_KEY"]
-DEBUG = False
-ALLOWED_HOSTS = ["127.0.0.1"]
+from rp_common import *
+
 INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
+    *INSTALLED_APPS,
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
 ]
-MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "allauth.account.middleware.AccountMiddleware",
-]
-ROOT_URLCONF = "rp_urls"
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "rp.sqlite3"}}
+MIDDLEWARE = [*MIDDLEWARE, "allauth.account.middleware.AccountMiddleware"]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-USE_TZ = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 LOGIN_REDIRECT_URL = "/me/"
-LOGGING = {
-    "version": 1,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"django": {"handlers": ["stderr"], "level": "WARNING"}},
-}
 
 SOCIALACCOUNT_PROVIDERS = {
     "openid_connect": {
@@ -109,32 +76,20 @@ SOCIALACCOUNT_PROVIDERS = {
         ],
     }
 }
-'''
+"""
 
-URLS = '''
-from django.http import HttpResponse
+URLS = """
 from django.urls import include, path
-from django.utils.html import format_html
-
-
-def me(request):
-    if not request.user.is_authenticated:
-        return HttpResponse('<p id="anonymous">Not signed in.</p>')
-    return HttpResponse(format_html(
-        '<p>Signed in to Django as <span id="email">{}</span>.</p>', request.user.email
-    ))
-
+from rp_views import me
 
 urlpatterns = [path("accounts/", include("allauth.urls")), path("me/", me)]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     project = tmp_path_factory.mktemp("allauth-rp")
-    (project / "rp_settings.py").write_text(textwrap.dedent(SETTINGS), encoding="utf-8")
-    (project / "rp_urls.py").write_text(textwrap.dedent(URLS), encoding="utf-8")
-    with django_process(project, "rp_settings") as app:
+    with django_process(project, SETTINGS, URLS) as app:
         client = register_rp(
             server,
             "Django allauth",
@@ -150,7 +105,6 @@ def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
             }
         )
         yield app
-
 
 
 @needs_server("client_secret_post for a client registered with the default (basic)")
