@@ -108,7 +108,7 @@ def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
 
 
 @needs_server("client_secret_post for a client registered with the default (basic)")
-def test_allauth_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:
+def test_allauth_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 
     email = server.create_users("allauth", password=STRONG_PASSWORD)["allauth"]

@@ -115,7 +115,7 @@ def rp(server: Server) -> Iterator[FlaskRp]:
 
 
 @needs_server("PKCE mode nonce (default for confidential clients)")
-def test_flask_authlib_signs_in_and_out(chromium: Any, server: Server, rp: FlaskRp) -> None:
+def test_flask_authlib_signs_in_and_out(chromium: Any, server: Server, rp: FlaskRp) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 
     email = server.create_users("flask", password=STRONG_PASSWORD)["flask"]

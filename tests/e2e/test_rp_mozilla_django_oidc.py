@@ -96,7 +96,7 @@ def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
     "client_secret_post for a client registered with the default (basic)",
     "RS256 ID tokens by default",
 )
-def test_rs256_only_rp_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:
+def test_rs256_only_rp_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 
     email = server.create_users("mozilla", password=STRONG_PASSWORD)["mozilla"]

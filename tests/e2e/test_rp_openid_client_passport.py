@@ -57,7 +57,7 @@ def rp(server: Server, js_deps: Path) -> Iterator[AppProcess]:  # noqa: F811 (im
 
 
 @needs_server("client_secret_post for a client registered with the default (basic)")
-def test_passport_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:
+def test_passport_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 
     email = server.create_users("passport", password=STRONG_PASSWORD)["passport"]
