@@ -69,8 +69,10 @@ class AppProcess:
     """An RP app in a process: ``{"port": N}`` on stdout, one JSON line of environment
     variables in on stdin, ``{"ready": true}`` on stdout; stderr goes to ``log_path``."""
 
-    def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> None:
-        self.log_path = cwd / "rp.stderr.log"
+    def __init__(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_dir: Path
+    ) -> None:
+        self.log_path = log_dir / "rp.stderr.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 list(argv),
@@ -120,8 +122,11 @@ class AppProcess:
 
 
 @contextlib.contextmanager
-def app_process(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Iterator[AppProcess]:
-    app = AppProcess(argv, cwd=cwd, env=env)
+def app_process(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_dir: Path
+) -> Iterator[AppProcess]:
+    """An :class:`AppProcess`, stopped on exit; its stderr goes to ``log_dir``/rp.stderr.log."""
+    app = AppProcess(argv, cwd=cwd, env=env, log_dir=log_dir)
     try:
         yield app
     finally:
@@ -208,7 +213,8 @@ def django_process(project: Path, settings: str, urls: str) -> Iterator[AppProce
     for name, text in files.items():
         (project / name).write_text(textwrap.dedent(text), encoding="utf-8")
     env = {"DJANGO_SETTINGS_MODULE": "rp_settings", "PYTHONPATH": str(project)}
-    with app_process([sys.executable, str(RP_PROCESS), "django"], cwd=project, env=env) as app:
+    argv = [sys.executable, str(RP_PROCESS), "django"]
+    with app_process(argv, cwd=project, env=env, log_dir=project) as app:
         yield app
 
 

@@ -36,8 +36,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def rp(server: Server, js_deps: Path) -> Iterator[AppProcess]:  # noqa: F811 (imported fixture)
-    with app_process(["node", "passport_app.mjs"], cwd=js_deps, env={}) as app:
+def rp(
+    server: Server,
+    js_deps: Path,  # noqa: F811 (imported fixture)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AppProcess]:
+    logs = tmp_path_factory.mktemp("passport-rp")
+    with app_process(["node", "passport_app.mjs"], cwd=js_deps, env={}, log_dir=logs) as app:
         client = register_rp(
             server,
             "Express Passport",
