@@ -36,6 +36,7 @@ __all__ = [
     "ClaimsRequest",
     "parse_claims_request",
     "validate_claims",
+    "validate_name",
 ]
 
 ADDRESS_FIELDS = ("formatted", "street_address", "locality", "region", "postal_code", "country")
@@ -88,6 +89,11 @@ def _text(claim: str, value: object, limit: int = _MAX_TEXT) -> str:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ClaimError(claim, f"{claim} contains control characters.")
     return value
+
+
+def validate_name(value: object) -> str:
+    """The ``name`` claim (section 5.1: full name in displayable form), trimmed."""
+    return _text("name", value)
 
 
 def _url(claim: str, value: str) -> str:
