@@ -371,7 +371,8 @@ class AccountService:
         """Change the name, the e-mail's verified flag and standard claims (OIDC Core 5.1).
 
         Everything is validated before anything is stored (``InvalidProfile``); ``updated_at``
-        moves only when a value changed (it is the ``updated_at`` claim, section 5.1). The
+        moves only when a value changed (it is the ``updated_at`` claim, section 5.1); a changed
+        phone number loses its verification unless it is set in the same call. The
         audit event names the changed fields, never their values (personal data).
         """
         user = await self._users.get(user_id)
@@ -383,6 +384,9 @@ class AccountService:
         except ClaimError as exc:
             raise InvalidProfile(exc) from exc
         merged = dict(user.claims)
+        phone = updates.get("phone_number", merged.get("phone_number"))
+        if phone != merged.get("phone_number") and "phone_number_verified" not in updates:
+            updates["phone_number_verified"] = None  # a new number is not verified yet
         for claim, value in updates.items():
             if value is None:
                 merged.pop(claim, None)
