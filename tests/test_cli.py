@@ -165,3 +165,57 @@ def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
             "sessions": 0,
         }
     }
+
+
+# -- users create --email-verified, users update (OIDC Core 5.1 standard claims) ------------
+
+
+def test_users_create_email_verified_and_update_claims(tmp_path: Path) -> None:
+    env = {"OSTIARY_DATA_DIR": str(tmp_path / "d"), "OSTIARY_SECRET_KEY": KEY}
+    assert _invoke("migrate", env=env).exit_code == 0
+    created = _invoke(
+        *("users", "create", "--email", "v@example.com", "--email-verified", "--json"), env=env
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["email_verified"] is True
+    plain = _invoke("users", "create", "--email", "p@example.com", "--json", env=env)
+    assert json.loads(plain.stdout)["email_verified"] is False
+
+    updated = _invoke(
+        *("users", "update", "p@example.com", "--name", "Pat Doe", "--given-name", "Pat"),
+        *("--phone-number", "+1 415 555 0123", "--phone-number-verified"),
+        *("--address-street", "1 Main St", "--address-country", "US", "--email-verified"),
+        *("--zoneinfo", "America/Los_Angeles", "--birthdate", "1990"),
+        "--json",
+        env=env,
+    )
+    assert updated.exit_code == 0, updated.output
+    data = json.loads(updated.stdout)
+    assert data["name"] == "Pat Doe" and data["email_verified"] is True
+    assert data["claims"] == {
+        "given_name": "Pat",
+        "phone_number": "+14155550123",
+        "phone_number_verified": True,
+        "address": {"street_address": "1 Main St", "country": "US"},
+        "zoneinfo": "America/Los_Angeles",
+        "birthdate": "1990",
+    }
+    # Address options change only the fields given; "" removes a claim.
+    again = _invoke(
+        *("users", "update", "p@example.com", "--address-country", "CA", "--given-name", ""),
+        *("--no-email-verified", "--json"),
+        env=env,
+    )
+    data = json.loads(again.stdout)
+    assert data["claims"]["address"] == {"street_address": "1 Main St", "country": "CA"}
+    assert "given_name" not in data["claims"] and data["email_verified"] is False
+
+
+def test_users_update_refuses_invalid_claims_with_one_line(tmp_path: Path) -> None:
+    env = {"OSTIARY_DATA_DIR": str(tmp_path / "d"), "OSTIARY_SECRET_KEY": KEY}
+    assert _invoke("migrate", env=env).exit_code == 0
+    _invoke("users", "create", "--email", "p@example.com", env=env)
+    bad = _invoke("users", "update", "p@example.com", "--website", "javascript:x", env=env)
+    assert "website must be an http:// or https:// URL" in _one_line_error(bad)
+    unknown = _invoke("users", "update", "nobody@example.com", "--nickname", "x", env=env)
+    assert "No such user" in _one_line_error(unknown)

@@ -232,7 +232,7 @@ async def test_wrong_pkce_verifier_and_wrong_redirect_uri(
         ({"code_challenge_method": "plain"}, "invalid_request"),
         ({"code_challenge": None}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
-        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"scope": "admin"}, "invalid_scope"),
         ({"resource": "https://other.example"}, "invalid_target"),
     ],
 )

@@ -135,7 +135,11 @@ def clients_create(
     json: JsonOpt = False,
 ) -> None:
     """Register an OAuth client; its secret is printed once and never again."""
-    from ostiary.features.clients.service import ClientRegistration, InvalidClientMetadata
+    from ostiary.features.clients.service import (
+        DEFAULT_SCOPES,
+        ClientRegistration,
+        InvalidClientMetadata,
+    )
 
     registration = ClientRegistration(
         name=name,
@@ -143,7 +147,7 @@ def clients_create(
         public=public,
         post_logout_redirect_uris=tuple(post_logout_redirect_uri or ()),
         grant_types=tuple(grant_type) if grant_type else ("authorization_code", "refresh_token"),
-        scopes=tuple(scope) if scope else ("openid", "profile", "email", "offline_access"),
+        scopes=tuple(scope) if scope else DEFAULT_SCOPES,
         resources=tuple(resource or ()),
         introspection_audiences=tuple(introspect_audience or ()),
         auth_method=auth_method,

@@ -23,6 +23,8 @@ def _user_dict(user: Any) -> dict[str, Any]:
         "email_verified": user.email_verified,
         "disabled": user.disabled,
         "created_at": user.created_at.isoformat(),
+        "updated_at": user.updated_at.isoformat(),
+        "claims": dict(user.claims),
     }
 
 
@@ -41,6 +43,13 @@ def users_create(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    email_verified: Annotated[
+        bool,
+        typer.Option(
+            "--email-verified/--no-email-verified",
+            help="Mark the e-mail address as verified (the email_verified claim).",
+        ),
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Create a user; a strong password is generated and printed when none is given."""
@@ -49,7 +58,9 @@ def users_create(
 
     async def work(rt: Any) -> Any:
         async with rt.unit() as unit:
-            return await unit.accounts.create_user(email, password, name=name, actor="cli")
+            return await unit.accounts.create_user(
+                email, password, name=name, email_verified=email_verified, actor="cli"
+            )
 
     user = run(load(), work)
     data = _user_dict(user)
@@ -173,3 +184,109 @@ def users_set_password(
     typer.echo(f"password changed for {user.email}")
     if ended:
         typer.echo(f"{ended[0]} session(s) and {ended[1]} refresh grant(s) ended")
+
+
+def _claim_option(claim: str, help_text: str) -> Any:
+    return typer.Option(f"--{claim.replace('_', '-')}", help=help_text)
+
+
+@app.command("update")
+def users_update(
+    email: str,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    email_verified: Annotated[
+        bool | None,
+        typer.Option("--email-verified/--no-email-verified", help="The email_verified claim."),
+    ] = None,
+    given_name: Annotated[str | None, _claim_option("given_name", "Given name.")] = None,
+    family_name: Annotated[str | None, _claim_option("family_name", "Family name.")] = None,
+    middle_name: Annotated[str | None, _claim_option("middle_name", "Middle name.")] = None,
+    nickname: Annotated[str | None, _claim_option("nickname", "Nickname.")] = None,
+    preferred_username: Annotated[
+        str | None, _claim_option("preferred_username", "Preferred username.")
+    ] = None,
+    picture: Annotated[str | None, _claim_option("picture", "Picture URL (https).")] = None,
+    website: Annotated[str | None, _claim_option("website", "Web page URL (https).")] = None,
+    gender: Annotated[str | None, _claim_option("gender", "Gender.")] = None,
+    birthdate: Annotated[
+        str | None, _claim_option("birthdate", "YYYY-MM-DD, or YYYY (year only).")
+    ] = None,
+    zoneinfo: Annotated[
+        str | None, _claim_option("zoneinfo", "Time zone, such as Europe/Paris.")
+    ] = None,
+    locale: Annotated[str | None, _claim_option("locale", "Language tag, such as en-US.")] = None,
+    phone_number: Annotated[
+        str | None, _claim_option("phone_number", "E.164, such as +14155550123.")
+    ] = None,
+    phone_number_verified: Annotated[
+        bool | None,
+        typer.Option(
+            "--phone-number-verified/--no-phone-number-verified",
+            help="The phone_number_verified claim.",
+        ),
+    ] = None,
+    address_formatted: Annotated[
+        str | None, typer.Option("--address-formatted", help="Full mailing address.")
+    ] = None,
+    address_street: Annotated[
+        str | None, typer.Option("--address-street", help="Street address.")
+    ] = None,
+    address_locality: Annotated[
+        str | None, typer.Option("--address-locality", help="City or locality.")
+    ] = None,
+    address_region: Annotated[
+        str | None, typer.Option("--address-region", help="State, province or region.")
+    ] = None,
+    address_postal_code: Annotated[
+        str | None, typer.Option("--address-postal-code", help="Postal code.")
+    ] = None,
+    address_country: Annotated[
+        str | None, typer.Option("--address-country", help="Country.")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a user's name, email_verified and standard claims (OpenID Connect Core 5.1).
+
+    Only the options given change; an empty value ("") removes a claim. The address options
+    change only the address fields given.
+    """
+    given = {
+        "given_name": given_name,
+        "family_name": family_name,
+        "middle_name": middle_name,
+        "nickname": nickname,
+        "preferred_username": preferred_username,
+        "picture": picture,
+        "website": website,
+        "gender": gender,
+        "birthdate": birthdate,
+        "zoneinfo": zoneinfo,
+        "locale": locale,
+        "phone_number": phone_number,
+        "phone_number_verified": phone_number_verified,
+    }
+    claims: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    address = {
+        "formatted": address_formatted,
+        "street_address": address_street,
+        "locality": address_locality,
+        "region": address_region,
+        "postal_code": address_postal_code,
+        "country": address_country,
+    }
+    address_given = {k: v for k, v in address.items() if v is not None}
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_by_email(email)
+            if address_given:
+                claims["address"] = {**user.claims.get("address", {}), **address_given}
+            return await unit.accounts.update_profile(
+                user.id, name=name, email_verified=email_verified, claims=claims, actor="cli"
+            )
+
+    user = run(load(), work)
+    if json:
+        print_json(_user_dict(user))
+        return
+    typer.echo(f"updated {user.email}")

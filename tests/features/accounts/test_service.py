@@ -385,3 +385,55 @@ async def test_known_devices_off_sets_no_cookie_and_honours_none(
                 )
     finally:
         await off.close()
+
+
+# -- the profile: standard claims (OIDC Core 5.1) ----------------------------------------------
+
+
+async def test_update_profile_stores_claims_bumps_updated_at_and_audits_names_only(
+    runtime: Any, clock: Any
+) -> None:
+    from ostiary.features.accounts.service import InvalidProfile
+
+    user = await _create(runtime)
+    clock.advance(timedelta(minutes=5))
+    async with runtime.unit() as unit:
+        await unit.accounts.update_profile(
+            user.id,
+            name="Alice Liddell",
+            email_verified=True,
+            claims={"phone_number": "+44 20 7946 0018", "address": {"country": "GB"}},
+            actor=user.id,
+        )
+    async with runtime.unit() as unit:
+        stored = await unit.accounts.get(user.id)
+        events = await SqlAuditStore(unit.conn).recent(1)
+    assert stored.name == "Alice Liddell" and stored.email_verified is True
+    assert stored.claims == {"phone_number": "+442079460018", "address": {"country": "GB"}}
+    assert stored.updated_at == user.created_at + timedelta(minutes=5)
+    assert events[0].action == "user.update"
+    assert events[0].details == {"changed": ["address", "phone_number", "name", "email_verified"]}
+    assert "+44" not in str(events[0].details)  # personal data stays out of the audit trail
+
+    # Invalid input: a clear error, nothing stored; clearing a claim removes it.
+    async with runtime.unit() as unit:
+        with pytest.raises(InvalidProfile, match=r"E\.164") as caught:
+            await unit.accounts.update_profile(
+                user.id, claims={"nickname": "Al", "phone_number": "call me"}
+            )
+    assert caught.value.claim == "phone_number"
+    clock.advance(timedelta(minutes=5))
+    async with runtime.unit() as unit:
+        await unit.accounts.update_profile(user.id, claims={"phone_number": ""})
+        again = await unit.accounts.get(user.id)
+    assert again.claims == {"address": {"country": "GB"}}
+    assert again.updated_at == stored.updated_at + timedelta(minutes=5)
+
+
+async def test_update_profile_without_a_change_keeps_updated_at(runtime: Any, clock: Any) -> None:
+    user = await _create(runtime)
+    clock.advance(timedelta(minutes=5))
+    async with runtime.unit() as unit:
+        await unit.accounts.update_profile(user.id, name="Alice", claims={"nickname": ""})
+        stored = await unit.accounts.get(user.id)
+    assert stored.updated_at == user.updated_at

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 __all__ = ["User", "normalize_email"]
 
@@ -24,3 +25,6 @@ class User:
     password_hash: str | None = None
     email_verified: bool = False
     disabled: bool = False
+    # The other standard claims of OIDC Core section 5.1 (protocol/claims.py EDITABLE_CLAIMS),
+    # validated; only those with a value are present.
+    claims: dict[str, Any] = field(default_factory=dict)

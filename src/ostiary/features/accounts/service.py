@@ -10,8 +10,11 @@ out: ``protocol/device_cookies.py``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import uuid
+import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +24,7 @@ from ostiary.features.accounts.ports import AccountListener, LoginThrottle, User
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clock import Clock
+from ostiary.protocol.claims import ClaimError, validate_claims, validate_name
 from ostiary.protocol.device_cookies import (
     issue_device_cookie,
     new_device_id,
@@ -33,6 +37,7 @@ __all__ = [
     "AccountError",
     "AccountService",
     "EmailTaken",
+    "InvalidProfile",
     "KnownDevices",
     "LoginThrottled",
     "SignInFailed",
@@ -59,6 +64,20 @@ class InvalidEmail(AccountError):
 
 class WeakPassword(AccountError):
     pass
+
+
+class InvalidProfile(AccountError):
+    """A standard claim that cannot be stored; ``claim`` names the field at fault."""
+
+    def __init__(self, error: ClaimError) -> None:
+        super().__init__(str(error))
+        self.claim = error.claim
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """The tz database names this machine knows (zoneinfo reads them once)."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 class UnknownUser(AccountError):
@@ -337,4 +356,63 @@ class AccountService:
         await self._users.update(user)
         self._generations.bump(user.id)
         await self._audit.record("user.password_change", "success", actor=actor, target=user.id)
+        return user
+
+    async def update_profile(
+        self,
+        user_id: str,
+        *,
+        name: str | None = None,
+        email_verified: bool | None = None,
+        claims: Mapping[str, object] | None = None,
+        actor: str | None = None,
+        ip: str | None = None,
+    ) -> User:
+        """Change the name, the e-mail's verified flag and standard claims (OIDC Core 5.1).
+
+        Everything is validated before anything is stored (``InvalidProfile``); ``updated_at``
+        moves only when a value changed (it is the ``updated_at`` claim, section 5.1); a changed
+        phone number loses its verification unless it is set in the same call. The
+        audit event names the changed fields, never their values (personal data).
+        """
+        user = await self._users.get(user_id)
+        if user is None:
+            raise UnknownUser()
+        try:
+            new_name = validate_name(name) if name is not None else user.name
+            updates = validate_claims(claims or {}, time_zones=_time_zones())
+        except ClaimError as exc:
+            raise InvalidProfile(exc) from exc
+        merged = dict(user.claims)
+        phone = updates.get("phone_number", merged.get("phone_number"))
+        if phone != merged.get("phone_number") and "phone_number_verified" not in updates:
+            updates["phone_number_verified"] = None  # a new number is not verified yet
+        for claim, value in updates.items():
+            if value is None:
+                merged.pop(claim, None)
+            else:
+                merged[claim] = value
+        changed = sorted(
+            k for k in set(merged) | set(user.claims) if merged.get(k) != user.claims.get(k)
+        )
+        if new_name != user.name:
+            changed.append("name")
+        if email_verified is not None and email_verified != user.email_verified:
+            changed.append("email_verified")
+        if changed:
+            user.name = new_name
+            user.claims = merged
+            if email_verified is not None:
+                user.email_verified = email_verified
+            user.updated_at = self._clock.now()
+            await self._users.update(user)
+            self._generations.bump(user.id)
+        await self._audit.record(
+            "user.update",
+            "success",
+            actor=actor,
+            target=user.id,
+            ip=ip,
+            details={"changed": changed},
+        )
         return user

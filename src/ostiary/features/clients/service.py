@@ -39,9 +39,17 @@ from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import digest_matches, new_secret, secret_digest
 from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_uri
 
-__all__ = ["ClientCache", "ClientRegistration", "ClientService", "InvalidClientMetadata"]
+__all__ = [
+    "DEFAULT_SCOPES",
+    "ClientCache",
+    "ClientRegistration",
+    "ClientService",
+    "InvalidClientMetadata",
+]
 
 SECRET_PREFIX = "ost_cs_"  # noqa: S105 (a prefix, not a secret)
+# OIDC Core 5.4 claim scopes included, so that a generic relying party gets what it asks for.
+DEFAULT_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
 _MIN_TOKEN_TTL = 30  # seconds, as the global settings
 _SCOPE_CHARS = set(
     "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
@@ -59,7 +67,7 @@ class ClientRegistration:
     public: bool = False
     post_logout_redirect_uris: tuple[str, ...] = ()
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
-    scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
     resources: tuple[str, ...] = ()
     introspection_audiences: tuple[str, ...] = ()
     auth_method: str | None = None

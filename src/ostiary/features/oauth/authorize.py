@@ -1,6 +1,10 @@
 """Validation of authorization requests (RFC 6749 section 4.1.1, OAuth 2.1 section 4.1.1,
 OpenID Connect Core 1.0 section 3.1.2.1, RFC 7636 section 4.3, RFC 8707 section 2).
 
+Scopes the client may not have are dropped (RFC 6749 section 3.3, ``granted_scopes``); the
+``claims`` parameter (OpenID Connect Core 1.0 section 5.5) is parsed here and kept only on
+OpenID requests.
+
 Two kinds of failure, as RFC 6749 section 4.1.2.1 requires:
 
 - the client or the redirect URI cannot be trusted (unknown client, unregistered redirect URI):
@@ -15,10 +19,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ostiary.features.clients.models import Client
+from ostiary.protocol.claims import ClaimsRequest, parse_claims_request
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.pkce import is_valid_challenge
 from ostiary.protocol.redirect_uris import matches_registered
-from ostiary.protocol.scopes import ScopeError, parse_scope
+from ostiary.protocol.scopes import ScopeError, granted_scopes, parse_scope
 
 __all__ = [
     "AuthorizationError",
@@ -59,6 +64,7 @@ class AuthorizationRequest:
     acr_values: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+    claims_request: ClaimsRequest | None = None
 
     @property
     def scope(self) -> str:
@@ -114,12 +120,15 @@ def validate_authorization_request(
     if not is_valid_challenge(challenge):
         raise fail("invalid_request", "code_challenge is not a valid S256 challenge.")
     try:
-        scopes = parse_scope(params.get("scope"))
+        scopes = granted_scopes(parse_scope(params.get("scope")), client.scopes)
     except ScopeError as exc:
         raise fail("invalid_scope", str(exc)) from exc
-    not_allowed = [s for s in scopes if s not in client.scopes]
-    if not_allowed:
-        raise fail("invalid_scope", f"Scope not allowed for this client: {' '.join(not_allowed)}.")
+    claims_request = None
+    if params.get("claims") and "openid" in scopes:
+        try:
+            claims_request = parse_claims_request(params["claims"])
+        except ValueError as exc:
+            raise fail("invalid_request", str(exc)) from exc
     resources = resources_multi or ((params["resource"],) if params.get("resource") else ())
     for resource in resources:
         parts = urlsplit(resource)
@@ -145,4 +154,5 @@ def validate_authorization_request(
         login_hint=params.get("login_hint") or None,
         acr_values=parse_scope(params.get("acr_values")) if params.get("acr_values") else (),
         resources=resources,
+        claims_request=claims_request,
     )

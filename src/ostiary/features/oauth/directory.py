@@ -23,11 +23,13 @@ class AccountDirectory:
         self._accounts = accounts
         self._sessions = sessions
 
-    async def user_claims(self, user_id: str, scopes: tuple[str, ...]) -> dict[str, Any] | None:
+    async def user_claims(
+        self, user_id: str, scopes: tuple[str, ...], extra: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
         user = await self._accounts.get_cached(user_id)
         if user is None or user.disabled:
             return None
-        return user_claims_for(user, scopes)
+        return user_claims_for(user, scopes, extra)
 
     async def session_active(self, sid: str) -> bool:
         return await self._sessions.is_active(sid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "RevocationKind"]
 
@@ -30,6 +30,8 @@ class AuthorizationCode:
     consumed_at: datetime | None = None
     family_id: str | None = None
     access_jti: str | None = None
+    # The ``claims`` request parameter (OIDC Core 5.5), ClaimsRequest.to_json(); None: none.
+    claims_request: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -47,6 +49,8 @@ class RefreshFamily:
     acr: str | None = None
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # As on the code it came from: refreshed ID tokens release the same claims.
+    claims_request: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -65,3 +69,6 @@ class Consent:
     scopes: list[str]
     created_at: datetime
     updated_at: datetime
+    # Claims approved one by one through the ``claims`` parameter (OIDC Core 5.5), beyond
+    # those of the approved scopes.
+    claims: list[str] = field(default_factory=list)

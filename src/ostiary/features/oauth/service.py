@@ -11,6 +11,12 @@ a Refresh Token that allows offline access", and a first-party label is our sett
 user's choice. A request that cannot show the page (``prompt=none``) has ``offline_access``
 ignored, as section 11 says, rather than refused. Only ``response_type=code`` exists here, so
 the "code is returned" condition always holds.
+
+Claims (OIDC Core sections 5.4 and 5.5): userinfo releases the claims of the granted scopes
+plus those the ``claims`` parameter asked for in its ``userinfo`` member (the access token
+names them in ``ost_claims``, tokens.py); only claims with a value are released. A claim asked
+for one by one is the user's to approve like a scope: the consent page lists it, and the
+consent remembers it (``Consent.claims``).
 """
 
 from __future__ import annotations
@@ -30,14 +36,16 @@ from ostiary.features.oauth.grants import GRANT_HANDLERS, GrantContext, TokenRes
 from ostiary.features.oauth.grants.refresh_token import REFRESH_PREFIX
 from ostiary.features.oauth.models import AuthorizationCode, Consent
 from ostiary.features.oauth.ports import ConsentStore
+from ostiary.features.oauth.tokens import CLAIMS_CLAIM
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.sessions.models import Session
+from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import acr_for
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 from ostiary.protocol.scopes import CLAIMS_BY_SCOPE, parse_scope
 
-__all__ = ["OAuthService"]
+__all__ = ["OAuthService", "extra_claims", "user_claims_for"]
 
 CODE_PREFIX = "ost_ac_"
 OFFLINE_ACCESS = "offline_access"
@@ -73,15 +81,27 @@ class OAuthService:
             if not wanted:
                 return False
         consent = await self._consents.get(user_id, request.client.client_id)
-        return consent is None or not wanted <= set(consent.scopes)
+        if consent is None or not wanted <= set(consent.scopes):
+            return True
+        return not set(extra_claims(request)) <= set(consent.claims)
 
-    async def grant_consent(self, user_id: str, client: Client, scopes: tuple[str, ...]) -> None:
+    async def grant_consent(
+        self, user_id: str, client: Client, request: AuthorizationRequest
+    ) -> None:
         now = self._ctx.now()
         existing = await self._consents.get(user_id, client.client_id)
-        merged = list(dict.fromkeys([*(existing.scopes if existing else []), *scopes]))
+        merged = list(dict.fromkeys([*(existing.scopes if existing else []), *request.scopes]))
+        claims = list(
+            dict.fromkeys([*(existing.claims if existing else []), *extra_claims(request)])
+        )
         await self._consents.put(
             Consent(
-                user_id, client.client_id, merged, existing.created_at if existing else now, now
+                user_id,
+                client.client_id,
+                merged,
+                existing.created_at if existing else now,
+                now,
+                claims,
             )
         )
         self._generations.bump(user_id)
@@ -126,6 +146,7 @@ class OAuthService:
                 nonce=request.nonce,
                 amr=list(session.amr),
                 acr=acr_for(session.amr),
+                claims_request=request.claims_request.to_json() if request.claims_request else None,
             )
         )
         return value
@@ -290,7 +311,9 @@ class OAuthService:
         scopes = parse_scope(str(claims.get("scope", "")))
         if "openid" not in scopes:
             raise ProtocolError("insufficient_scope", "The openid scope is required.")
-        info = await self._ctx.users.user_claims(str(claims["sub"]), scopes)
+        asked = claims.get(CLAIMS_CLAIM)
+        extra = tuple(c for c in asked if isinstance(c, str)) if isinstance(asked, list) else ()
+        info = await self._ctx.users.user_claims(str(claims["sub"]), scopes, extra)
         if info is None:
             raise ProtocolError("invalid_token", "The user is no longer active.")
         return {"sub": claims["sub"], **info}
@@ -344,15 +367,41 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
     return []
 
 
-def user_claims_for(user: Any, scopes: tuple[str, ...]) -> dict[str, Any]:
-    """OIDC Core section 5.4 claims of a user for the granted scopes."""
-    claims: dict[str, Any] = {}
+def extra_claims(request: AuthorizationRequest) -> tuple[str, ...]:
+    """The user's claims the ``claims`` parameter asks for beyond those of the requested
+    scopes (OIDC Core 5.5): they need the user's consent like a scope."""
+    if request.claims_request is None:
+        return ()
+    covered = {c for s in request.scopes for c in CLAIMS_BY_SCOPE.get(s, ())}
+    asked = (
+        *request.claims_request.user_claims("userinfo"),
+        *request.claims_request.user_claims("id_token"),
+    )
+    return tuple(dict.fromkeys(c for c in asked if c not in covered))
+
+
+def user_claims_for(
+    user: Any, scopes: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """OIDC Core 5.4 claims of a user for the granted scopes, plus the ``extra`` ones asked
+    for by name (section 5.5); a claim without a value is left out."""
     wanted = {c for s in scopes for c in CLAIMS_BY_SCOPE.get(s, ())}
-    if "name" in wanted and user.name:
-        claims["name"] = user.name
-    if "updated_at" in wanted:
-        claims["updated_at"] = int(user.updated_at.astimezone(UTC).timestamp())
-    if "email" in wanted:
-        claims["email"] = user.email
-        claims["email_verified"] = bool(user.email_verified)
-    return claims
+    wanted.update(c for c in extra if c in RELEASABLE_CLAIMS)
+    if not wanted:
+        return {}
+    values: dict[str, Any] = {
+        "name": user.name,
+        "email": user.email,
+        "email_verified": bool(user.email_verified),
+        "updated_at": int(user.updated_at.astimezone(UTC).timestamp()),
+        **user.claims,
+    }
+    if values.get("phone_number"):
+        values["phone_number_verified"] = bool(values.get("phone_number_verified"))
+    else:
+        values.pop("phone_number_verified", None)
+    return {
+        name: value
+        for name, value in values.items()
+        if name in wanted and value is not None and value != "" and value != {}
+    }

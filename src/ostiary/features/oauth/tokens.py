@@ -9,6 +9,9 @@
   expect, but a revocation at 12:00:00.4 must not cover a token issued at 12:00:00.7), and
   ``ost_family``, the refresh token family the token was minted from (revoking a refresh token
   revokes the access tokens of its family, RFC 7009 section 2.1).
+- ``ost_claims`` (RFC 7519 section 4.3): the user's claims the ``claims`` request parameter
+  asked for at the userinfo endpoint (OpenID Connect Core 1.0 section 5.5), by name only, so
+  that userinfo releases them for this token and no other.
 - OIDC Core section 2: ID token ``iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp``;
   section 3.1.3.6 ``at_hash``; OIDC Front-Channel / Back-Channel Logout: ``sid``.
 - No key can sign (a fresh database before the first key exists, a changed secret key): RFC
@@ -29,6 +32,7 @@ from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import left_half_hash
 
 __all__ = [
+    "CLAIMS_CLAIM",
     "EPOCH",
     "FAMILY_CLAIM",
     "ISSUED_AT_US_CLAIM",
@@ -40,6 +44,7 @@ __all__ = [
 
 ISSUED_AT_US_CLAIM = "ost_iat_us"
 FAMILY_CLAIM = "ost_family"
+CLAIMS_CLAIM = "ost_claims"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -61,6 +66,7 @@ class AccessTokenRequest:
     acr: str | None = None
     amr: list[str] | None = None
     family_id: str | None = None
+    userinfo_claims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,8 @@ class TokenMinter:
             claims["acr"] = request.acr
         if request.amr:
             claims["amr"] = list(request.amr)
+        if request.userinfo_claims:
+            claims[CLAIMS_CLAIM] = list(request.userinfo_claims)
         signer = await self._signer("at+jwt", now)
         return MintedToken(signer.sign(claims), jti, ttl, claims)
 

@@ -263,6 +263,7 @@ class SqlConsentStore:
                 user_id=consent.user_id,
                 client_id=consent.client_id,
                 scopes=list(consent.scopes),
+                claims=list(consent.claims),
                 created_at=consent.created_at,
                 updated_at=consent.updated_at,
             )
@@ -283,7 +284,12 @@ class SqlConsentStore:
 
 def _consent(row: Any) -> Consent:
     return Consent(
-        row.user_id, row.client_id, list(row.scopes or []), row.created_at, row.updated_at
+        row.user_id,
+        row.client_id,
+        list(row.scopes or []),
+        row.created_at,
+        row.updated_at,
+        list(row.claims or []),
     )
 
 

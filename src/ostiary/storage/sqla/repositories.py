@@ -36,6 +36,7 @@ def _user(row: Any) -> User:
         password_hash=row.password_hash,
         email_verified=row.email_verified,
         disabled=row.disabled,
+        claims=dict(row.claims or {}),
     )
 
 
@@ -77,6 +78,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "password_hash": user.password_hash,
         "email_verified": user.email_verified,
         "disabled": user.disabled,
+        "claims": dict(user.claims),
         "created_at": user.created_at,
         "updated_at": user.updated_at,
     }

@@ -81,6 +81,8 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # OIDC Core 5.1 standard claims beyond name and e-mail (migration 0007).
+    Column("claims", JSON, nullable=False, server_default=text("'{}'")),
 )
 
 sessions = Table(
@@ -172,6 +174,7 @@ consents = Table(
     Column("scopes", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("claims", JSON, nullable=False, server_default=text("'[]'")),  # migration 0007
 )
 
 authorization_codes = Table(
@@ -199,6 +202,7 @@ authorization_codes = Table(
     Column("consumed_at", UtcDateTime, nullable=True),
     Column("family_id", String(64), nullable=True),
     Column("access_jti", String(64), nullable=True),
+    Column("claims_request", JSON, nullable=True),  # migration 0007
     Index("ix_authorization_codes_expires_at", "expires_at"),  # retention (migration 0008)
 )
 
@@ -223,6 +227,7 @@ refresh_families = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revoked_reason", String(64), nullable=True),
+    Column("claims_request", JSON, nullable=True),  # migration 0007
     Index("ix_refresh_families_user_client", "user_id", "client_id"),
     Index("ix_refresh_families_sid", "sid"),
     Index("ix_refresh_families_expires_at", "expires_at"),  # retention (migration 0008)

@@ -32,6 +32,7 @@ from ostiary.features.oauth.authorize import (
     redirect_with,
     validate_authorization_request,
 )
+from ostiary.features.oauth.service import extra_claims
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.web.deps import client_ip, read_form, runtime_of
@@ -54,7 +55,30 @@ _SCOPE_TEXT = {
     "openid": "Sign you in with your Ostiary account",
     "profile": "See your name",
     "email": "See your e-mail address",
+    "phone": "See your phone number",
+    "address": "See your postal address",
     "offline_access": "Stay signed in to the application when you are away",
+}
+# Claims asked for one by one (OIDC Core 5.5), beyond those of the requested scopes.
+_CLAIM_TEXT = {
+    "name": "your name",
+    "given_name": "your given name",
+    "family_name": "your family name",
+    "middle_name": "your middle name",
+    "nickname": "your nickname",
+    "preferred_username": "your preferred username",
+    "picture": "your profile picture",
+    "website": "your website",
+    "gender": "your gender",
+    "birthdate": "your date of birth",
+    "zoneinfo": "your time zone",
+    "locale": "your language",
+    "updated_at": "when your profile last changed",
+    "email": "your e-mail address",
+    "email_verified": "whether your e-mail address is verified",
+    "phone_number": "your phone number",
+    "phone_number_verified": "whether your phone number is verified",
+    "address": "your postal address",
 }
 _AUTH_AFTER = "_ost_auth_after"  # our signed marker: the sign-in we asked for (sign_in_proofs)
 _CHOSEN = "_ost_account_chosen"  # our signed marker: the user chose the signed-in account
@@ -290,6 +314,7 @@ def _consent_page(request: Request, auth: AuthorizationRequest, received: _Recei
     """The form carries the whole request, our signed markers included: the consent POST
     checks the sign-in demands again (OIDC Core 3.1.2.1) before it issues a code."""
     scopes = [(s, _SCOPE_TEXT.get(s, f"Use the “{s}” permission")) for s in auth.scopes]
+    scopes += [(f"claim:{c}", f"See {_CLAIM_TEXT[c]}") for c in extra_claims(auth)]
     markers = {k: received.params[k] for k in _MARKERS if k in received.params}
     return render_form(
         request,
@@ -417,7 +442,7 @@ async def consent(request: Request) -> Response:
         if isinstance(gate, Response):
             return gate
         session, user = gate
-        await unit.oauth.grant_consent(user.id, auth.client, auth.scopes)
+        await unit.oauth.grant_consent(user.id, auth.client, auth)
         await unit.audit.record(
             "consent.grant",
             "success",

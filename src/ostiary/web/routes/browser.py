@@ -323,7 +323,7 @@ async def account(request: Request) -> Response:
                 apps.append(
                     {
                         "client": client,
-                        "scopes": " ".join(consent.scopes),
+                        "scopes": " ".join([*consent.scopes, *consent.claims]),
                         "since": consent.created_at,
                     }
                 )

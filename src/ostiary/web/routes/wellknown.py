@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ostiary.features.clients.assertions import ASSERTION_ALGS
+from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.web.deps import runtime_of
 
@@ -85,7 +86,14 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
             "none",
         ],
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": [
+            "openid",
+            "profile",
+            "email",
+            "address",
+            "phone",
+            "offline_access",
+        ],
         "authorization_response_iss_parameter_supported": True,
     }
     if openid:
@@ -108,14 +116,11 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
                     "azp",
                     "at_hash",
                     "sid",
-                    "name",
-                    "email",
-                    "email_verified",
-                    "updated_at",
+                    *sorted(RELEASABLE_CLAIMS),
                 ],
                 "prompt_values_supported": ["none", "login", "consent", "select_account"],
                 "acr_values_supported": list(ACR_VALUES_SUPPORTED),
-                "claims_parameter_supported": False,
+                "claims_parameter_supported": True,
                 "request_parameter_supported": False,
                 "request_uri_parameter_supported": False,
             }

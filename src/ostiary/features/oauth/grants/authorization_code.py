@@ -22,6 +22,7 @@ from ostiary.features.oauth.grants.base import (
     GrantContext,
     TokenResponse,
     UserTokens,
+    requested_claims,
     token_audience,
 )
 from ostiary.features.oauth.grants.refresh_token import issue_refresh_token, new_family
@@ -68,7 +69,9 @@ class AuthorizationCodeGrant:
         if session_expires_at is None:
             raise ProtocolError("invalid_grant", _INVALID, hint="session ended")
         scopes = parse_scope(code.scope)
-        claims = await ctx.users.user_claims(code.user_id, scopes)
+        claims = await ctx.users.user_claims(
+            code.user_id, scopes, requested_claims(code, "id_token")
+        )
         if claims is None:
             raise ProtocolError("invalid_grant", _INVALID, hint="user disabled or deleted")
         family = None
@@ -86,6 +89,7 @@ class AuthorizationCodeGrant:
                 auth_time=code.auth_time,
                 amr=code.amr,
                 acr=code.acr,
+                claims_request=code.claims_request,
             )
         tokens = UserTokens(
             ctx,

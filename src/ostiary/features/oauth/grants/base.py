@@ -4,7 +4,8 @@
 refresh token grant (RFC 6749 section 5.1 via section 6) return for a user: an RFC 9068 access
 token and, when ``openid`` is granted, an OpenID Connect ID token (Core 1.0 sections 2 and
 3.1.3.3, ``at_hash`` per 3.1.3.6), both carrying the sign-in the code or refresh family records
-(``sid``, ``auth_time``, ``acr``, ``amr``).
+(``sid``, ``auth_time``, ``acr``, ``amr``) and the claims the ``claims`` parameter asked for
+(Core 1.0 section 5.5; the access token names the userinfo ones).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ostiary.features.clock import Clock
 from ostiary.features.oauth.ports import AuthorizationCodeStore, RefreshTokenStore
 from ostiary.features.oauth.revocation import RevocationService
 from ostiary.features.oauth.tokens import AccessTokenRequest, MintedToken, TokenMinter
+from ostiary.protocol.claims import ClaimsRequest
 from ostiary.protocol.forms import form_values
 from ostiary.protocol.oauth_errors import ProtocolError
 
@@ -30,6 +32,7 @@ __all__ = [
     "TokenResponse",
     "UserDirectory",
     "UserTokens",
+    "requested_claims",
     "token_audience",
 ]
 
@@ -92,8 +95,11 @@ class OAuthPolicy:
 class UserDirectory(Protocol):
     """What grants need to know of users and sessions (served by other features' services)."""
 
-    async def user_claims(self, user_id: str, scopes: tuple[str, ...]) -> dict[str, Any] | None:
-        """Claims for the ID token / userinfo, or None if the user is gone or disabled."""
+    async def user_claims(
+        self, user_id: str, scopes: tuple[str, ...], extra: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
+        """Claims for the ID token / userinfo (those of ``scopes`` and the ``extra`` ones
+        asked for by name), or None if the user is gone or disabled."""
         ...
 
     async def session_active(self, sid: str) -> bool:
@@ -141,6 +147,15 @@ class SignInRecord(Protocol):
     def amr(self) -> list[str]: ...
     @property
     def resources(self) -> list[str]: ...
+    @property
+    def claims_request(self) -> dict[str, Any] | None: ...
+
+
+def requested_claims(sign_in: SignInRecord, target: str) -> tuple[str, ...]:
+    """The user's claims the sign-in's ``claims`` parameter asked for at ``target``
+    ("userinfo" or "id_token"; OIDC Core 5.5)."""
+    request = ClaimsRequest.from_json(sign_in.claims_request)
+    return request.user_claims(target) if request is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +193,7 @@ class UserTokens:
                 acr=sign_in.acr,
                 amr=sign_in.amr,
                 family_id=self.family_id,
+                userinfo_claims=requested_claims(sign_in, "userinfo"),
             ),
             self.now,
         )

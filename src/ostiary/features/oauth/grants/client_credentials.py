@@ -1,5 +1,6 @@
 """The client credentials grant (RFC 6749 section 4.4; RFC 9068 section 2.2: ``sub`` is the
-client id). Confidential clients only; scopes limited to the client's allowed set; no refresh
+client id). Confidential clients only; scopes limited to the client's allowed set (the others
+dropped, RFC 6749 section 3.3, and the granted ``scope`` returned); no refresh
 token (section 4.4.3) and no ID token. ``resource`` (RFC 8707 section 2, may repeat) picks
 audiences among the client's registered resources; without it, the token is for all of them
 (or for this issuer when none are registered)."""
@@ -10,7 +11,7 @@ from ostiary.features.clients.models import Client
 from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, token_audience
 from ostiary.features.oauth.tokens import AccessTokenRequest
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
+from ostiary.protocol.scopes import ScopeError, format_scope, granted_scopes, parse_scope
 
 __all__ = ["ClientCredentialsGrant"]
 
@@ -29,11 +30,10 @@ class ClientCredentialsGrant:
             raise ProtocolError("invalid_scope", str(exc)) from exc
         if "openid" in requested or "offline_access" in requested:
             raise ProtocolError("invalid_scope", "openid and offline_access need a user.")
-        not_allowed = [s for s in requested if s not in client.scopes]
-        if not_allowed:
-            raise ProtocolError(
-                "invalid_scope", f"Scope not allowed for this client: {' '.join(not_allowed)}."
-            )
+        try:
+            requested = granted_scopes(requested, client.scopes)
+        except ScopeError as exc:
+            raise ProtocolError("invalid_scope", str(exc)) from exc
         audience = token_audience(form, client.resources, ctx.policy.issuer)
         scope = format_scope(requested)
         access = await ctx.minter.access_token(

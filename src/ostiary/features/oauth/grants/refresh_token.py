@@ -1,6 +1,7 @@
 """The refresh token grant, with rotation and reuse detection.
 
-- RFC 6749 section 6: refreshing; the new scope must be a subset of the original one.
+- RFC 6749 section 6: refreshing; the new scope must be a subset of the original one (a wider
+  one is refused); section 3.3: a scope the client may no longer have is dropped.
 - RFC 8707 section 2.2: ``resource`` may narrow the new access token's audience to resources
   of the original grant (the family keeps them all), ``invalid_target`` otherwise.
 - RFC 9700 section 4.14.2 / OAuth 2.1 section 4.3.1: refresh tokens of public clients are
@@ -23,19 +24,20 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ostiary.features.clients.models import Client
 from ostiary.features.oauth.grants.base import (
     GrantContext,
     TokenResponse,
     UserTokens,
+    requested_claims,
     token_audience,
 )
 from ostiary.features.oauth.models import RefreshFamily, RefreshToken
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
-from ostiary.protocol.scopes import ScopeError, format_scope, parse_scope
+from ostiary.protocol.scopes import ScopeError, format_scope, granted_scopes, parse_scope
 
 __all__ = [
     "REFRESH_PREFIX",
@@ -60,6 +62,7 @@ def new_family(
     amr: list[str],
     acr: str | None,
     not_after: datetime | None = None,
+    claims_request: dict[str, Any] | None = None,
 ) -> RefreshFamily:
     """A new family; ``not_after`` caps its expiry (a session-bound family's session's)."""
     now = ctx.now()
@@ -76,6 +79,7 @@ def new_family(
         acr=acr,
         created_at=now,
         expires_at=min(expires_at, not_after) if not_after is not None else expires_at,
+        claims_request=claims_request,
     )
 
 
@@ -137,6 +141,11 @@ class RefreshTokenGrant:
             raise ProtocolError("invalid_scope", str(exc)) from exc
         if not set(requested) <= set(original):
             raise ProtocolError("invalid_scope", "A refresh cannot widen the original scope.")
+        try:
+            # A scope the client may no longer have is dropped (RFC 6749 section 3.3).
+            requested = granted_scopes(requested, client.scopes)
+        except ScopeError as exc:
+            raise ProtocolError("invalid_scope", str(exc)) from exc
         audience = token_audience(form, family.resources, ctx.policy.issuer)
         # Everything is minted first and the rotation is the grant's last step and only write:
         # the response exists only if the spend happened, and a spend never happens without
@@ -154,7 +163,12 @@ class RefreshTokenGrant:
         refresh_token, successor = new_refresh_token(ctx, family)
         id_token_claims = None
         if "openid" in requested:
-            id_token_claims = await ctx.users.user_claims(family.user_id, requested) or {}
+            id_token_claims = (
+                await ctx.users.user_claims(
+                    family.user_id, requested, requested_claims(family, "id_token")
+                )
+                or {}
+            )
         # OpenID Connect Core 1.0 section 12.2: the new ID token keeps the original auth_time
         # and carries no nonce.
         response = await tokens.response(
