@@ -19,7 +19,7 @@ class AuthorizationCode:
     sid: str
     redirect_uri: str
     scope: str
-    code_challenge: str
+    code_challenge: str | None  # None: issued without PKCE (the client's mode allowed it)
     auth_time: datetime
     created_at: datetime
     expires_at: datetime
@@ -30,6 +30,8 @@ class AuthorizationCode:
     consumed_at: datetime | None = None
     family_id: str | None = None
     access_jti: str | None = None
+    # RFC 6749 section 4.1.3: if redirect_uri was in the authorization request, /token needs it.
+    redirect_uri_sent: bool = False
 
 
 @dataclass(slots=True)

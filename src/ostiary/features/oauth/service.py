@@ -126,6 +126,7 @@ class OAuthService:
                 nonce=request.nonce,
                 amr=list(session.amr),
                 acr=acr_for(session.amr),
+                redirect_uri_sent=request.redirect_uri_sent,
             )
         )
         return value
