@@ -63,6 +63,7 @@ __all__ = [
 _T = TypeVar("_T")
 SECRET_PREFIX = "ost_cs_"  # noqa: S105 (a prefix, not a secret)
 _MIN_TOKEN_TTL = 30  # seconds, as the global settings
+_MIN_REFRESH_TTL = 60
 _SCOPE_CHARS = set(
     "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
@@ -313,6 +314,10 @@ class ClientService:
                     f"the {label} token lifetime must be {_MIN_TOKEN_TTL} to "
                     f"{self._token_ttl_max} seconds (OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS)"
                 )
+        if reg.refresh_token_ttl is not None and reg.refresh_token_ttl < _MIN_REFRESH_TTL:
+            raise InvalidClientMetadata(
+                f"the refresh token lifetime must be at least {_MIN_REFRESH_TTL} seconds"
+            )
         audiences = [_check_audience(a) for a in dict.fromkeys(reg.introspection_audiences)]
         if audiences and reg.public:
             raise InvalidClientMetadata("public clients cannot introspect tokens")
