@@ -115,6 +115,25 @@ class ClientChanges:
     clear_ttls: frozenset[str] = frozenset()
 
 
+# What ClientService.update may change; everything else (id, secrets, keys, disabled, and any
+# field not listed) is kept as stored.
+_UPDATABLE = (
+    "name",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "grant_types",
+    "scopes",
+    "resources",
+    "introspection_audiences",
+    "token_endpoint_auth_method",
+    "access_token_ttl",
+    "id_token_ttl",
+    "refresh_token_ttl",
+    "first_party",
+    "pkce",
+)
+
+
 class ClientCache:
     """Bounded, short-TTL cache of client records for the token endpoint's hot path.
 
@@ -240,9 +259,9 @@ class ClientService:
                 f"this client has no secret, so it cannot use {method}; register a new client"
             )
         updated = replace(
-            checked,
-            created_at=current.created_at,
-            disabled=current.disabled,
+            current,
+            **{name: getattr(checked, name) for name in _UPDATABLE},
+            updated_at=checked.updated_at,
             # A client that no longer uses a secret keeps none that could be tried.
             secret_hash=current.secret_hash if method in SECRET_METHODS else None,
             previous_secret_hash=(
