@@ -219,3 +219,95 @@ def test_users_update_refuses_invalid_claims_with_one_line(tmp_path: Path) -> No
     assert "website must be an http:// or https:// URL" in _one_line_error(bad)
     unknown = _invoke("users", "update", "nobody@example.com", "--nickname", "x", env=env)
     assert "No such user" in _one_line_error(unknown)
+
+
+# -- clients create --pkce, clients update -------------------------------------------------
+
+
+def _cli_json(data_dir: Path, *args: str) -> Any:
+    result = _invoke("--data-dir", str(data_dir), *args, "--json", env={"OSTIARY_SECRET_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_clients_create_takes_a_pkce_mode(tmp_path: Path) -> None:
+    _cli_json(tmp_path, "migrate")
+    made = _cli_json(
+        tmp_path, "clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb"
+    )
+    legacy = _cli_json(
+        tmp_path, "clients", "create", "--name", "L", "--redirect-uri", "https://l.example/cb",
+        "--pkce", "optional",
+    )  # fmt: skip
+    spa = _cli_json(
+        tmp_path, "clients", "create", "--name", "S", "--redirect-uri", "https://s.example/cb",
+        "--public",
+    )  # fmt: skip
+    assert (made["pkce"], legacy["pkce"], spa["pkce"]) == ("nonce", "optional", "required")
+    listed = {c["client_id"]: c["pkce"] for c in _cli_json(tmp_path, "clients", "list")}
+    assert listed[legacy["client_id"]] == "optional"
+    refused = _invoke(
+        "--data-dir", str(tmp_path), "clients", "create", "--name", "P", "--public",
+        "--redirect-uri", "https://p.example/cb", "--pkce", "nonce",
+        env={"OSTIARY_SECRET_KEY": KEY},
+    )  # fmt: skip
+    assert "PKCE" in _one_line_error(refused)
+
+
+def test_clients_update_changes_what_is_given_and_keeps_id_and_secret(tmp_path: Path) -> None:
+    _cli_json(tmp_path, "migrate")
+    made = _cli_json(
+        tmp_path, "clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb",
+        "--redirect-uri", "https://a.example/cb2", "--post-logout-redirect-uri",
+        "https://a.example/bye", "--resource", "https://api.example", "--access-token-ttl", "600",
+    )  # fmt: skip
+    client_id = made["client_id"]
+    updated = _cli_json(
+        tmp_path, "clients", "update", client_id, "--redirect-uri", "https://a.example/new",
+        "--scope", "openid", "--scope", "email", "--pkce", "required", "--auth-method",
+        "client_secret_post", "--id-token-ttl", "120", "--access-token-ttl", "0",
+        "--no-resources", "--first-party",
+    )  # fmt: skip
+    assert updated["client_id"] == client_id and "client_secret" not in updated
+    assert updated["redirect_uris"] == ["https://a.example/new"]  # the list was replaced
+    assert updated["scopes"] == ["openid", "email"] and updated["pkce"] == "required"
+    assert updated["token_endpoint_auth_method"] == "client_secret_post"
+    assert (updated["access_token_ttl"], updated["id_token_ttl"]) == (None, 120)
+    assert updated["resources"] == [] and updated["first_party"] is True
+    assert updated["post_logout_redirect_uris"] == ["https://a.example/bye"]  # kept
+    listed = [c for c in _cli_json(tmp_path, "clients", "list") if c["client_id"] == client_id]
+    assert listed == [updated]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--redirect-uri", "http://a.example/cb"],
+        ["--pkce", "plain"],
+        ["--auth-method", "none"],
+        ["--grant-type", "implicit"],
+        ["--refresh-token-ttl", "5"],
+        ["--resource", "https://api.example", "--no-resources"],
+    ],
+)
+def test_clients_update_refuses_what_create_refuses(tmp_path: Path, args: list[str]) -> None:
+    _cli_json(tmp_path, "migrate")
+    made = _cli_json(
+        tmp_path, "clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb"
+    )
+    env = {"OSTIARY_SECRET_KEY": KEY}
+    result = _invoke(
+        "--data-dir", str(tmp_path), "clients", "update", made["client_id"], *args, env=env
+    )
+    _one_line_error(result)
+    del made["client_secret"]
+    assert _cli_json(tmp_path, "clients", "list") == [made]  # nothing written
+
+
+def test_clients_update_of_an_unknown_client_fails(tmp_path: Path) -> None:
+    _cli_json(tmp_path, "migrate")
+    result = _invoke(
+        "--data-dir", str(tmp_path), "clients", "update", "ost_nobody", "--pkce", "required",
+        env={"OSTIARY_SECRET_KEY": KEY},
+    )  # fmt: skip
+    assert "ost_nobody" in _one_line_error(result)

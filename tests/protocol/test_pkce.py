@@ -2,7 +2,14 @@
 
 import pytest
 
-from ostiary.protocol.pkce import is_valid_challenge, is_valid_verifier, s256_challenge, verify_s256
+from ostiary.protocol.pkce import (
+    PkceMode,
+    is_valid_challenge,
+    is_valid_verifier,
+    omission_refused,
+    s256_challenge,
+    verify_s256,
+)
 
 # RFC 7636 appendix B.
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -38,3 +45,23 @@ def test_challenge_grammar() -> None:
     assert not is_valid_challenge(RFC_CHALLENGE + "=")
     assert not is_valid_challenge(RFC_VERIFIER[:42])
     assert not is_valid_challenge("plain-value-that-is-not-43-chars")
+
+
+@pytest.mark.parametrize(
+    ("mode", "openid", "nonce", "allowed"),
+    [
+        ("required", True, True, False),
+        ("required", False, False, False),
+        ("nonce", True, True, True),
+        ("nonce", True, False, False),
+        ("nonce", False, True, False),
+        ("nonce", False, False, False),
+        ("optional", False, False, True),
+        ("optional", True, True, True),
+    ],
+)
+def test_omission_allowed_per_mode(
+    mode: PkceMode, openid: bool, nonce: bool, allowed: bool
+) -> None:
+    # RFC 9700 section 2.1.1: a confidential OpenID client's nonce may stand in for PKCE.
+    assert (omission_refused(mode, openid=openid, nonce=nonce) is None) is allowed

@@ -28,6 +28,10 @@ def _client_dict(client: Any) -> dict[str, Any]:
         "resources": client.resources,
         "introspection_audiences": client.introspection_audiences,
         "first_party": client.first_party,
+        "pkce": client.pkce,
+        "access_token_ttl": client.access_token_ttl,
+        "id_token_ttl": client.id_token_ttl,
+        "refresh_token_ttl": client.refresh_token_ttl,
         "disabled": client.disabled,
         "created_at": client.created_at.isoformat(),
     }
@@ -43,6 +47,13 @@ def _read_jwks(path: Path) -> dict[str, Any]:
     if any(isinstance(k, dict) and "d" in k for k in data["keys"]):
         fail(f"{path} contains a private key; register public keys only")
     return data
+
+
+_PKCE_HELP = (
+    "When PKCE (S256) is needed: required (always), nonce (default for confidential "
+    "clients: PKCE, or an OpenID request with a nonce; RFC 9700 section 2.1.1) or optional "
+    "(weaker: legacy OAuth 2.0 clients only). Public clients are always required."
+)
 
 
 @app.command("create")
@@ -94,6 +105,7 @@ def clients_create(
     first_party: Annotated[
         bool, typer.Option("--first-party", help="Trusted: users are not asked to consent.")
     ] = False,
+    pkce: Annotated[str | None, typer.Option("--pkce", help=_PKCE_HELP)] = None,
     jwks_file: Annotated[
         Path | None,
         typer.Option(
@@ -157,6 +169,7 @@ def clients_create(
         access_token_ttl=access_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
         id_token_ttl=id_token_ttl,
+        pkce=pkce,
     )
 
     async def work(rt: Any) -> Any:
@@ -246,3 +259,111 @@ def clients_delete(client_id: str, json: JsonOpt = False) -> None:
         typer.echo(f"deleted client {client_id}")
     if not deleted:
         fail(f"no client {client_id!r}")
+
+
+_REPLACES = " Replaces the whole list (repeat the option for each value)."
+
+
+@app.command("update")
+def clients_update(
+    client_id: str,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Exact redirect URI." + _REPLACES)
+    ] = None,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option("--post-logout-redirect-uri", help=_REPLACES.strip())
+    ] = None,
+    no_post_logout_redirect_uris: Annotated[
+        bool, typer.Option("--no-post-logout-redirect-uris", help="Remove them all.")
+    ] = False,
+    grant_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-type",
+            help="authorization_code, refresh_token, client_credentials." + _REPLACES,
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="Allowed scope." + _REPLACES)
+    ] = None,
+    resource: Annotated[
+        list[str] | None, typer.Option("--resource", help="Allowed audience URI." + _REPLACES)
+    ] = None,
+    no_resources: Annotated[
+        bool, typer.Option("--no-resources", help="Remove every allowed resource.")
+    ] = False,
+    introspect_audience: Annotated[
+        list[str] | None,
+        typer.Option("--introspect-audience", help="As at create." + _REPLACES),
+    ] = None,
+    no_introspect_audiences: Annotated[
+        bool, typer.Option("--no-introspect-audiences", help="Remove them all.")
+    ] = False,
+    auth_method: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-method",
+            help="client_secret_basic or client_secret_post for a client with a secret (it "
+            "may use either anyway); private_key_jwt if it has keys",
+        ),
+    ] = None,
+    pkce: Annotated[str | None, typer.Option("--pkce", help=_PKCE_HELP)] = None,
+    first_party: Annotated[
+        bool | None,
+        typer.Option("--first-party/--third-party", help="Whether users are asked to consent."),
+    ] = None,
+    access_token_ttl: Annotated[
+        int | None, typer.Option("--access-token-ttl", min=0, help="Seconds; 0: global default.")
+    ] = None,
+    id_token_ttl: Annotated[
+        int | None, typer.Option("--id-token-ttl", min=0, help="Seconds; 0: global default.")
+    ] = None,
+    refresh_token_ttl: Annotated[
+        int | None,
+        typer.Option("--refresh-token-ttl", min=0, help="Seconds; 0: global default."),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a client's registration; its id and secret stay. Options not given are kept;
+    a list option given replaces the whole list. Running servers see the change within
+    seconds (their client cache)."""
+    from ostiary.features.clients.service import ClientChanges, InvalidClientMetadata
+
+    def listed(values: list[str] | None, clear: bool) -> tuple[str, ...] | None:
+        if clear and values:
+            fail("give a list option or its --no-... option, not both")
+        return () if clear else (tuple(values) if values is not None else None)
+
+    ttls = {
+        "access_token_ttl": access_token_ttl,
+        "id_token_ttl": id_token_ttl,
+        "refresh_token_ttl": refresh_token_ttl,
+    }
+    changes = ClientChanges(
+        name=name,
+        redirect_uris=listed(redirect_uri, False),
+        post_logout_redirect_uris=listed(post_logout_redirect_uri, no_post_logout_redirect_uris),
+        grant_types=listed(grant_type, False),
+        scopes=listed(scope, False),
+        resources=listed(resource, no_resources),
+        introspection_audiences=listed(introspect_audience, no_introspect_audiences),
+        auth_method=auth_method,
+        pkce=pkce,
+        first_party=first_party,
+        clear_ttls=frozenset(k for k, v in ttls.items() if v == 0),
+        **{k: v or None for k, v in ttls.items()},
+    )
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            return await unit.clients.update(client_id, changes, actor="cli")
+
+    try:
+        client = run(load(), work)
+    except InvalidClientMetadata as exc:
+        fail(str(exc))
+    if json:
+        print_json(_client_dict(client))
+        return
+    typer.echo(f"updated client {client.client_id} ({client.name})")

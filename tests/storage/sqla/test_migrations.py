@@ -95,3 +95,76 @@ async def test_current_revision_without_alembic(empty_database: str) -> None:
         assert await current_revision(engine) == HEAD_REVISION
     finally:
         await engine.dispose()
+
+
+def test_0005_keeps_existing_clients_at_pkce_required(empty_database: str) -> None:
+    """Upgrading changes no client's behaviour; the previous release can still insert clients
+    and codes (server defaults), and a downgrade keeps codes issued without PKCE unusable."""
+    from sqlalchemy import text
+
+    client_columns = (
+        "client_id, name, client_type, token_endpoint_auth_method, redirect_uris, "
+        "post_logout_redirect_uris, grant_types, scopes, resources, first_party, disabled, "
+        "created_at, updated_at"
+    )
+    client_values = (
+        "'{id}', 'App', 'confidential', 'client_secret_basic', '[]', '[]', '[]', '[]', '[]', "
+        "false, false, '2026-01-01 00:00:00', '2026-01-01 00:00:00'"
+    )
+
+    def insert_client(client_id: str) -> object:
+        def run(conn: Connection) -> None:
+            values = client_values.format(id=client_id)
+            conn.execute(text(f"INSERT INTO clients ({client_columns}) VALUES ({values})"))
+            conn.commit()
+
+        return run
+
+    def pkce_of(conn: Connection) -> dict[str, str]:
+        rows = conn.execute(text("SELECT client_id, pkce FROM clients")).all()
+        return {row[0]: row[1] for row in rows}
+
+    def insert_code(challenge: str | None) -> object:
+        def run(conn: Connection) -> None:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_verified, name, disabled, created_at, "
+                    "updated_at) VALUES ('u1', 'a@example.com', true, '', false, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO authorization_codes (code_hash, client_id, user_id, sid, "
+                    "redirect_uri, scope, resources, code_challenge, auth_time, amr, created_at, "
+                    "expires_at) VALUES ('h1', 'old', 'u1', 's1', 'https://a.example/cb', "
+                    "'openid', '[]', :challenge, '2026-01-01 00:00:00', '[]', "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:01:00')"
+                ),
+                {"challenge": challenge},
+            )
+            conn.commit()
+
+        return run
+
+    def code_row(conn: Connection) -> tuple[object, ...]:
+        return tuple(conn.execute(text("SELECT * FROM authorization_codes")).one()._mapping.items())
+
+    upgrade(empty_database, "0004")
+    _inspect(empty_database, insert_client("old"))
+    upgrade(empty_database)
+    _inspect(empty_database, insert_client("inserted_by_0004_code"))
+    assert _inspect(empty_database, pkce_of) == {
+        "old": "required",
+        "inserted_by_0004_code": "required",
+    }
+    _inspect(empty_database, insert_code(None))  # a code issued without PKCE
+    row = dict(_inspect(empty_database, code_row))  # type: ignore[call-overload]
+    assert row["code_challenge"] is None and not row["redirect_uri_sent"]
+    downgrade(empty_database, "0004")
+    row = dict(_inspect(empty_database, code_row))  # type: ignore[call-overload]
+    assert row["code_challenge"] == "" and "redirect_uri_sent" not in row
+    assert "pkce" not in _inspect(
+        empty_database,
+        lambda conn: {c["name"] for c in inspect(conn).get_columns("clients")},
+    )  # type: ignore[operator]

@@ -6,7 +6,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["AUTH_METHODS", "GRANT_TYPES", "AuthMethod", "Client", "ClientType", "GrantType"]
+from ostiary.protocol.pkce import PKCE_MODES, PkceMode
+
+__all__ = [
+    "AUTH_METHODS",
+    "GRANT_TYPES",
+    "PKCE_MODES",
+    "SECRET_METHODS",
+    "AuthMethod",
+    "Client",
+    "ClientType",
+    "GrantType",
+    "PkceMode",
+]
 
 ClientType = Literal["confidential", "public"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -17,6 +29,8 @@ AUTH_METHODS: tuple[AuthMethod, ...] = (
     "private_key_jwt",
     "none",
 )
+# RFC 6749 section 2.3.1: a client that holds a secret may send it either way.
+SECRET_METHODS: frozenset[AuthMethod] = frozenset({"client_secret_basic", "client_secret_post"})
 GRANT_TYPES: tuple[GrantType, ...] = ("authorization_code", "refresh_token", "client_credentials")
 
 
@@ -42,6 +56,8 @@ class Client:
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
     first_party: bool = False
+    # When the client may go without PKCE (protocol/pkce.py); see ``effective_pkce``.
+    pkce: PkceMode = "required"
     disabled: bool = False
     secret_hash: str | None = None
     previous_secret_hash: str | None = None
@@ -50,3 +66,8 @@ class Client:
     @property
     def is_public(self) -> bool:
         return self.client_type == "public"
+
+    @property
+    def effective_pkce(self) -> PkceMode:
+        """Public clients always need PKCE (RFC 9700 section 2.1.1), whatever is stored."""
+        return "required" if self.is_public else self.pkce

@@ -9,6 +9,16 @@
   destination policy (OWASP SSRF Prevention Cheat Sheet).
 - RFC 7662 section 4: a confidential client registered with ``introspection_audiences`` is a
   resource server for those audiences (see ``OAuthService.introspect`` for the rule).
+- RFC 9700 section 2.1.1: ``pkce`` (``protocol/pkce.py``) defaults to ``nonce`` for
+  confidential clients; public clients are always ``required``, and registering them with
+  another mode is refused rather than silently changed.
+- RFC 6749 section 2.3.1: a client registered with ``client_secret_basic`` or
+  ``client_secret_post`` may authenticate with either (the registered one is its preference);
+  ``private_key_jwt`` and ``none`` clients only with their own method.
+- An update (:meth:`ClientService.update`) is validated by the same code as a registration and
+  never changes the client id or secret. Other processes see it as they see a rotated secret or
+  a deletion: SQLite nodes drop their client cache when the database changes (within the 1 s
+  sync), others when the cached entry expires (``ClientCache`` ttl, 5 s).
 - Secrets are 256-bit random values with the ``ost_cs_`` prefix, shown once and stored as
   HMAC-SHA256 under a server pepper (ARCHITECTURE.md, "machine secrets are high-entropy": a
   slow password hash would add nothing but latency). Rotation keeps the previous secret valid
@@ -18,19 +28,22 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clients.models import (
     AUTH_METHODS,
     GRANT_TYPES,
+    PKCE_MODES,
+    SECRET_METHODS,
     AuthMethod,
     Client,
     ClientType,
     GrantType,
+    PkceMode,
 )
 from ostiary.features.clients.ports import ClientStore
 from ostiary.features.clock import Clock
@@ -42,15 +55,18 @@ from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_u
 __all__ = [
     "DEFAULT_SCOPES",
     "ClientCache",
+    "ClientChanges",
     "ClientRegistration",
     "ClientService",
     "InvalidClientMetadata",
 ]
 
+_T = TypeVar("_T")
 SECRET_PREFIX = "ost_cs_"  # noqa: S105 (a prefix, not a secret)
 # OIDC Core 5.4 claim scopes included, so that a generic relying party gets what it asks for.
 DEFAULT_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
 _MIN_TOKEN_TTL = 30  # seconds, as the global settings
+_MIN_REFRESH_TTL = 60
 _SCOPE_CHARS = set(
     "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
@@ -78,6 +94,47 @@ class ClientRegistration:
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
     client_id: str | None = None
+    pkce: str | None = None  # default: "required" for public clients, else "nonce"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientChanges:
+    """What :meth:`ClientService.update` changes; None keeps the current value, and a list
+    given replaces the whole list. ``clear_ttls`` names TTLs to reset to the global default."""
+
+    name: str | None = None
+    redirect_uris: tuple[str, ...] | None = None
+    post_logout_redirect_uris: tuple[str, ...] | None = None
+    grant_types: tuple[str, ...] | None = None
+    scopes: tuple[str, ...] | None = None
+    resources: tuple[str, ...] | None = None
+    introspection_audiences: tuple[str, ...] | None = None
+    auth_method: str | None = None
+    pkce: str | None = None
+    first_party: bool | None = None
+    access_token_ttl: int | None = None
+    id_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    clear_ttls: frozenset[str] = frozenset()
+
+
+# What ClientService.update may change; everything else (id, secrets, keys, disabled, and any
+# field not listed) is kept as stored.
+_UPDATABLE = (
+    "name",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "grant_types",
+    "scopes",
+    "resources",
+    "introspection_audiences",
+    "token_endpoint_auth_method",
+    "access_token_ttl",
+    "id_token_ttl",
+    "refresh_token_ttl",
+    "first_party",
+    "pkce",
+)
 
 
 class ClientCache:
@@ -154,6 +211,83 @@ class ClientService:
     ) -> tuple[Client, str | None]:
         """Create a client; returns it and its secret (None for public clients), shown once."""
         reg = registration
+        client = self._validated(reg)
+        method = client.token_endpoint_auth_method
+        secret = None if reg.public or method == "private_key_jwt" else new_secret(SECRET_PREFIX)
+        client.secret_hash = secret_digest(self._pepper, secret) if secret else None
+        await self._store.add(client)
+        await self._audit.record(
+            "client.create",
+            "success",
+            actor=actor,
+            target=client.client_id,
+            details={"type": client.client_type, "auth_method": method, "pkce": client.pkce},
+        )
+        return client, secret
+
+    async def update(
+        self, client_id: str, changes: ClientChanges, *, actor: str | None = None
+    ) -> Client:
+        """Change a registration, validated as at :meth:`register`; id and secret stay."""
+        current = await self._store.get(client_id)
+        if current is None:
+            raise LookupError(f"no client {client_id!r}")
+        reg = ClientRegistration(
+            name=_or(changes.name, current.name),
+            redirect_uris=_or(changes.redirect_uris, tuple(current.redirect_uris)),
+            public=current.is_public,
+            post_logout_redirect_uris=_or(
+                changes.post_logout_redirect_uris, tuple(current.post_logout_redirect_uris)
+            ),
+            grant_types=_or(changes.grant_types, tuple(current.grant_types)),
+            scopes=_or(changes.scopes, tuple(current.scopes)),
+            resources=_or(changes.resources, tuple(current.resources)),
+            introspection_audiences=_or(
+                changes.introspection_audiences, tuple(current.introspection_audiences)
+            ),
+            auth_method=_or(changes.auth_method, current.token_endpoint_auth_method),
+            first_party=_or(changes.first_party, current.first_party),
+            jwks=current.jwks,
+            jwks_uri=current.jwks_uri,
+            access_token_ttl=_ttl(changes, "access_token_ttl", current.access_token_ttl),
+            id_token_ttl=_ttl(changes, "id_token_ttl", current.id_token_ttl),
+            refresh_token_ttl=_ttl(changes, "refresh_token_ttl", current.refresh_token_ttl),
+            client_id=current.client_id,
+            pkce=_or(changes.pkce, current.pkce),
+        )
+        checked = self._validated(reg)
+        method = checked.token_endpoint_auth_method
+        if method in SECRET_METHODS and current.secret_hash is None:
+            raise InvalidClientMetadata(
+                f"this client has no secret, so it cannot use {method}; register a new client"
+            )
+        updated = replace(
+            current,
+            **{name: getattr(checked, name) for name in _UPDATABLE},
+            updated_at=checked.updated_at,
+            # A client that no longer uses a secret keeps none that could be tried.
+            secret_hash=current.secret_hash if method in SECRET_METHODS else None,
+            previous_secret_hash=(
+                current.previous_secret_hash if method in SECRET_METHODS else None
+            ),
+            previous_secret_expires_at=(
+                current.previous_secret_expires_at if method in SECRET_METHODS else None
+            ),
+        )
+        changed = sorted(
+            name
+            for name in Client.__slots__
+            if name != "updated_at" and getattr(updated, name) != getattr(current, name)
+        )
+        await self._store.update(updated)
+        self._cache.invalidate(client_id)
+        await self._audit.record(
+            "client.update", "success", actor=actor, target=client_id, details={"changed": changed}
+        )
+        return updated
+
+    def _validated(self, reg: ClientRegistration) -> Client:
+        """The client ``reg`` describes, every rule checked; no secret yet."""
         name = reg.name.strip()
         if not name or len(name) > 200:
             raise InvalidClientMetadata("a client needs a name of at most 200 characters")
@@ -202,12 +336,23 @@ class ClientService:
                     f"the {label} token lifetime must be {_MIN_TOKEN_TTL} to "
                     f"{self._token_ttl_max} seconds (OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS)"
                 )
+        if reg.refresh_token_ttl is not None and reg.refresh_token_ttl < _MIN_REFRESH_TTL:
+            raise InvalidClientMetadata(
+                f"the refresh token lifetime must be at least {_MIN_REFRESH_TTL} seconds"
+            )
         audiences = [_check_audience(a) for a in dict.fromkeys(reg.introspection_audiences)]
         if audiences and reg.public:
             raise InvalidClientMetadata("public clients cannot introspect tokens")
+        pkce_name = reg.pkce or ("required" if reg.public else "nonce")
+        pkce: PkceMode | None = next((m for m in PKCE_MODES if m == pkce_name), None)
+        if pkce is None:
+            raise InvalidClientMetadata(
+                f"unknown PKCE mode {pkce_name!r} (required|nonce|optional)"
+            )
+        if reg.public and pkce != "required":
+            raise InvalidClientMetadata("public clients always need PKCE (pkce 'required')")
         now = self._clock.now()
-        secret = None if reg.public or method == "private_key_jwt" else new_secret(SECRET_PREFIX)
-        client = Client(
+        return Client(
             client_id=reg.client_id or "ost_" + secrets.token_urlsafe(12),
             name=name,
             client_type=client_type,
@@ -226,17 +371,8 @@ class ClientService:
             id_token_ttl=reg.id_token_ttl,
             refresh_token_ttl=reg.refresh_token_ttl,
             first_party=reg.first_party,
-            secret_hash=secret_digest(self._pepper, secret) if secret else None,
+            pkce=pkce,
         )
-        await self._store.add(client)
-        await self._audit.record(
-            "client.create",
-            "success",
-            actor=actor,
-            target=client.client_id,
-            details={"type": client_type, "auth_method": method},
-        )
-        return client, secret
 
     async def get(self, client_id: str) -> Client | None:
         """Cached lookup (hot path)."""
@@ -320,15 +456,18 @@ class ClientService:
         """Authenticate a client at the token, introspection or revocation endpoint.
 
         RFC 6749 section 2.3 / 5.2: an unknown client, a wrong secret, or a method other than
-        the registered one is ``invalid_client``. ``private_key_jwt`` assertions are checked by
-        the caller with :mod:`ostiary.features.clients.assertions` before this is reached.
+        the registered one is ``invalid_client``; the two secret methods count as one (section
+        2.3.1: the server supports both for a client that holds a secret). ``private_key_jwt``
+        assertions are checked by the caller with :mod:`ostiary.features.clients.assertions`
+        before this is reached.
         """
         client = await self.get(client_id)
         if client is None or client.disabled:
             raise ProtocolError(
                 "invalid_client", "Client authentication failed.", hint="unknown or disabled client"
             )
-        if method != client.token_endpoint_auth_method:
+        registered = client.token_endpoint_auth_method
+        if method != registered and not (method in SECRET_METHODS and registered in SECRET_METHODS):
             raise ProtocolError(
                 "invalid_client",
                 "Client authentication failed.",
@@ -341,3 +480,14 @@ class ClientService:
                 "invalid_client", "Client authentication failed.", hint="wrong secret"
             )
         return client
+
+
+def _or(value: _T | None, current: _T) -> _T:
+    return current if value is None else value
+
+
+def _ttl(changes: ClientChanges, name: str, current: int | None) -> int | None:
+    if name in changes.clear_ttls:
+        return None  # back to the global default
+    value: int | None = getattr(changes, name)
+    return current if value is None else value

@@ -5,6 +5,11 @@ Scopes the client may not have are dropped (RFC 6749 section 3.3, ``granted_scop
 ``claims`` parameter (OpenID Connect Core 1.0 section 5.5) is parsed here and kept only on
 OpenID requests.
 
+- ``redirect_uri`` may be omitted when the client has exactly one registered (OAuth 2.1
+  section 4.1.1), except in an OpenID Connect request, where Core section 3.1.2.1 requires it.
+  Whether it was sent is kept with the code: RFC 6749 section 4.1.3 then requires it at /token.
+- PKCE per the client's mode (``protocol/pkce.py``: RFC 9700 section 2.1.1); ``plain`` never.
+
 Two kinds of failure, as RFC 6749 section 4.1.2.1 requires:
 
 - the client or the redirect URI cannot be trusted (unknown client, unregistered redirect URI):
@@ -21,7 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from ostiary.features.clients.models import Client
 from ostiary.protocol.claims import ClaimsRequest, parse_claims_request
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.protocol.pkce import is_valid_challenge
+from ostiary.protocol.pkce import is_valid_challenge, omission_refused
 from ostiary.protocol.redirect_uris import matches_registered
 from ostiary.protocol.scopes import ScopeError, granted_scopes, parse_scope
 
@@ -55,7 +60,7 @@ class AuthorizationRequest:
     client: Client
     redirect_uri: str
     scopes: tuple[str, ...]
-    code_challenge: str
+    code_challenge: str | None
     state: str | None = None
     nonce: str | None = None
     prompt: frozenset[str] = frozenset()
@@ -65,6 +70,7 @@ class AuthorizationRequest:
     resources: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
     claims_request: ClaimsRequest | None = None
+    redirect_uri_sent: bool = True
 
     @property
     def scope(self) -> str:
@@ -88,7 +94,12 @@ def validate_authorization_request(
     if client.disabled:
         raise UntrustedAuthorizationRequest("This application has been disabled.")
     redirect_uri = params.get("redirect_uri", "")
-    if not redirect_uri and len(client.redirect_uris) == 1:
+    redirect_uri_sent = bool(redirect_uri)
+    if not redirect_uri_sent and "openid" in params.get("scope", "").split(" "):
+        raise UntrustedAuthorizationRequest(
+            "redirect_uri is required in an OpenID Connect request."
+        )
+    if not redirect_uri_sent and len(client.redirect_uris) == 1:
         redirect_uri = client.redirect_uris[0]  # OAuth 2.1 section 4.1.1 allows omission
     if not redirect_uri or not matches_registered(
         redirect_uri, client.redirect_uris, loopback_any_port=client.is_public
@@ -112,12 +123,12 @@ def validate_authorization_request(
     if "authorization_code" not in client.grant_types:
         raise fail("unauthorized_client", "This client may not use the authorization code grant.")
     method = params.get("code_challenge_method")
-    challenge = params.get("code_challenge", "")
-    if not challenge:
-        raise fail("invalid_request", "PKCE is required: send code_challenge (S256).")
-    if method != "S256":
+    challenge = params.get("code_challenge") or None
+    if challenge is None and method is not None:
+        raise fail("invalid_request", "code_challenge_method was sent without code_challenge.")
+    if challenge is not None and method != "S256":
         raise fail("invalid_request", "code_challenge_method must be S256.")
-    if not is_valid_challenge(challenge):
+    if challenge is not None and not is_valid_challenge(challenge):
         raise fail("invalid_request", "code_challenge is not a valid S256 challenge.")
     try:
         scopes = granted_scopes(parse_scope(params.get("scope")), client.scopes)
@@ -129,6 +140,13 @@ def validate_authorization_request(
             claims_request = parse_claims_request(params["claims"])
         except ValueError as exc:
             raise fail("invalid_request", str(exc)) from exc
+    if challenge is None:
+        # On the granted scopes: an openid the client may not have does not excuse PKCE.
+        refused = omission_refused(
+            client.effective_pkce, openid="openid" in scopes, nonce=bool(params.get("nonce"))
+        )
+        if refused:
+            raise fail("invalid_request", refused)
     resources = resources_multi or ((params["resource"],) if params.get("resource") else ())
     for resource in resources:
         parts = urlsplit(resource)
@@ -155,4 +173,5 @@ def validate_authorization_request(
         acr_values=parse_scope(params.get("acr_values")) if params.get("acr_values") else (),
         resources=resources,
         claims_request=claims_request,
+        redirect_uri_sent=redirect_uri_sent,
     )

@@ -19,7 +19,7 @@ class AuthorizationCode:
     sid: str
     redirect_uri: str
     scope: str
-    code_challenge: str
+    code_challenge: str | None  # None: issued without PKCE (the client's mode allowed it)
     auth_time: datetime
     created_at: datetime
     expires_at: datetime
@@ -32,6 +32,8 @@ class AuthorizationCode:
     access_jti: str | None = None
     # The ``claims`` request parameter (OIDC Core 5.5), ClaimsRequest.to_json(); None: none.
     claims_request: dict[str, Any] | None = None
+    # RFC 6749 section 4.1.3: if redirect_uri was in the authorization request, /token needs it.
+    redirect_uri_sent: bool = False
 
 
 @dataclass(slots=True)

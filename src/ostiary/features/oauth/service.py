@@ -147,6 +147,7 @@ class OAuthService:
                 amr=list(session.amr),
                 acr=acr_for(session.amr),
                 claims_request=request.claims_request.to_json() if request.claims_request else None,
+                redirect_uri_sent=request.redirect_uri_sent,
             )
         )
         return value

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -153,6 +154,9 @@ clients = Table(
     Column("id_token_ttl", Integer, nullable=True),
     Column("refresh_token_ttl", Integer, nullable=True),
     Column("first_party", Boolean, nullable=False),
+    # required | nonce | optional (protocol/pkce.py); the default keeps the previous release's
+    # inserts at the behaviour it had (PKCE always).
+    Column("pkce", String(16), nullable=False, server_default=text("'required'")),
     Column("disabled", Boolean, nullable=False),
     Column("secret_hash", String(64), nullable=True),
     Column("previous_secret_hash", String(64), nullable=True),
@@ -193,7 +197,7 @@ authorization_codes = Table(
     Column("scope", String(2000), nullable=False),
     Column("resources", JSON, nullable=False),
     Column("nonce", String(512), nullable=True),
-    Column("code_challenge", String(128), nullable=False),
+    Column("code_challenge", String(128), nullable=True),
     Column("auth_time", UtcDateTime, nullable=False),
     Column("amr", JSON, nullable=False),
     Column("acr", String(64), nullable=True),
@@ -203,6 +207,7 @@ authorization_codes = Table(
     Column("family_id", String(64), nullable=True),
     Column("access_jti", String(64), nullable=True),
     Column("claims_request", JSON, nullable=True),  # migration 0007
+    Column("redirect_uri_sent", Boolean, nullable=False, server_default=false()),
     Index("ix_authorization_codes_expires_at", "expires_at"),  # retention (migration 0008)
 )
 

@@ -7,7 +7,8 @@ are served by web/fastlane.py, outside FastAPI's routing. Per request they read 
 headers once and build the response headers as one prebuilt list.
 
 - RFC 6749 section 2.3.1: client_secret_basic (``Authorization: Basic``, form-urlencoded id
-  and secret) and client_secret_post; a failed Basic authentication is 401 with
+  and secret) and client_secret_post, either for a client that holds a secret; one method per
+  request (section 2.3); a failed Basic authentication is 401 with
   ``WWW-Authenticate`` (section 5.2). Every token response has ``Cache-Control: no-store``
   (section 5.1).
 - RFC 7662 (introspection, client-authenticated; section 4: only a resource server registered
@@ -145,9 +146,9 @@ async def authenticate_client(
 ) -> Client:
     """One authentication method per request (RFC 6749 section 2.3)."""
     basic = _basic_credentials(authorization)
+    if ("client_assertion" in form) + ("client_secret" in form) + (basic is not None) > 1:
+        raise ProtocolError("invalid_request", "Use one client authentication method.")
     if basic is not None:
-        if "client_secret" in form:
-            raise ProtocolError("invalid_request", "Use one client authentication method.")
         client_id = basic[0]
         if form.get("client_id", client_id) != client_id:
             raise ProtocolError("invalid_client", "client_id does not match the credentials.")

@@ -2,9 +2,15 @@
 
 Checks, in the order of RFC 6749 section 4.1.3 and RFC 7636 section 4.6:
 the code exists, is unexpired (60 s at most) and unused; it was issued to this client; the
-``redirect_uri`` is identical to the one in the authorization request; the PKCE verifier
-hashes to the stored challenge; ``resource`` values, if any, were granted with the code (RFC
-8707 section 2.2, ``invalid_target``); the session it was issued in is still alive.
+``redirect_uri`` is present if it was in the authorization request, and identical to the one
+used there; the PKCE verifier hashes to the stored challenge; ``resource`` values, if any, were
+granted with the code (RFC 8707 section 2.2, ``invalid_target``); the session it was issued in
+is still alive.
+
+No PKCE downgrade (RFC 9700 section 2.1.1): a code issued with a challenge needs its verifier,
+and a ``code_verifier`` sent for a code issued without one is refused (the client's mode
+allowed no PKCE at /authorize; an attacker who injected such a code must not pass by adding a
+verifier of their own). A public client never redeems a code without PKCE.
 
 The refresh family is bound to that session unless ``offline_access`` was granted (OpenID
 Connect Core 1.0 section 11; see ``refresh_token.py``).
@@ -57,13 +63,13 @@ class AuthorizationCodeGrant:
             raise ProtocolError("invalid_grant", _INVALID, hint="code of another client")
         if now >= code.expires_at:
             raise ProtocolError("invalid_grant", _INVALID, hint="expired code")
+        if code.redirect_uri_sent and "redirect_uri" not in form:
+            raise ProtocolError(
+                "invalid_request", "redirect_uri is required: the authorization request had it."
+            )
         if form.get("redirect_uri", code.redirect_uri) != code.redirect_uri:
             raise ProtocolError("invalid_grant", "redirect_uri does not match the request.")
-        verifier = form.get("code_verifier", "")
-        if not verifier:
-            raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
-        if not verify_s256(verifier, code.code_challenge):
-            raise ProtocolError("invalid_grant", "PKCE verification failed.")
+        self._check_pkce(client, code.code_challenge, form)
         audience = token_audience(form, code.resources, ctx.policy.issuer)
         session_expires_at = await ctx.users.session_expires_at(code.sid)
         if session_expires_at is None:
@@ -119,6 +125,23 @@ class AuthorizationCodeGrant:
             id_token_claims=claims if "openid" in scopes else None,
             nonce=code.nonce,
         )
+
+    @staticmethod
+    def _check_pkce(client: Client, challenge: str | None, form: dict[str, str]) -> None:
+        if challenge is None:
+            if "code_verifier" in form:
+                raise ProtocolError(
+                    "invalid_grant",
+                    "code_verifier sent, but the authorization request had no code_challenge.",
+                )
+            if client.is_public:  # /authorize refuses these; never trust a stored row alone
+                raise ProtocolError("invalid_grant", _INVALID, hint="public client without PKCE")
+            return
+        verifier = form.get("code_verifier", "")
+        if not verifier:
+            raise ProtocolError("invalid_request", "code_verifier is required (PKCE).")
+        if not verify_s256(verifier, challenge):
+            raise ProtocolError("invalid_grant", "PKCE verification failed.")
 
     async def _revoke_what_it_produced(
         self, ctx: GrantContext, family_id: str | None, access_jti: str | None
