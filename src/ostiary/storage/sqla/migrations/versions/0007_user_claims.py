@@ -45,11 +45,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("refresh_families", schema=None) as batch_op:
-        batch_op.drop_column("claims_request")
-    with op.batch_alter_table("authorization_codes", schema=None) as batch_op:
-        batch_op.drop_column("claims_request")
-    with op.batch_alter_table("consents", schema=None) as batch_op:
-        batch_op.drop_column("claims")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("claims")
+    # Not in batches: on SQLite a batch copies and drops each table, and with foreign keys on
+    # dropping ``users`` or ``refresh_families`` cascades to every session, code, consent and
+    # refresh token. SQLite 3.35+ drops a column in place.
+    op.drop_column("refresh_families", "claims_request")
+    op.drop_column("authorization_codes", "claims_request")
+    op.drop_column("consents", "claims")
+    op.drop_column("users", "claims")
