@@ -444,3 +444,32 @@ async def test_a_login_hint_for_another_user_with_prompt_none_is_login_required(
         query = _query_of(await browser.get(url))
     assert query["error"] == ["login_required"] and query["state"] == [state]
     assert "code" not in query
+
+
+@pytest.mark.parametrize("redirect", ["com.example.app:/callback", "http://[::1]:8765/callback"])
+async def test_form_post_to_a_uri_a_form_cannot_reach_is_an_error_in_the_query(
+    setup: Setup, redirect: str
+) -> None:
+    """A private-use scheme cannot take a POST; a CSP form-action cannot name an IPv6 host."""
+    async with setup.app.state.runtime.unit() as unit:
+        native, _ = await unit.clients.register(
+            ClientRegistration(name="Native", redirect_uris=(redirect,), public=True)
+        )
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": native.client_id,
+            "redirect_uri": redirect,
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            "state": "s1",
+            "response_mode": "form_post",
+        }
+    )
+    async with _browser(setup.app) as browser:
+        response = await browser.get(f"/authorize?{query}")
+    assert response.status_code == 303, response.text[:300]
+    location = response.headers["location"]
+    assert location.startswith(redirect + "?"), location
+    params = parse_qs(urlsplit(location).query)
+    assert params["error"] == ["invalid_request"] and params["state"] == ["s1"]

@@ -89,6 +89,13 @@ def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def _form_post_target(redirect_uri: str) -> bool:
+    """A browser cannot POST to a native app's private-use scheme, and a CSP ``form-action``
+    source cannot name an IPv6 literal host (CSP Level 3 section 2.3.1, host-source)."""
+    parts = urlsplit(redirect_uri)
+    return parts.scheme in ("http", "https") and "[" not in parts.netloc
+
+
 def validate_authorization_request(
     params: dict[str, str],
     client: Client | None,
@@ -120,8 +127,8 @@ def validate_authorization_request(
     requested_mode = mode = params.get("response_mode") or "query"
     if "response_mode" in suspect or mode not in RESPONSE_MODES:
         mode = "query"  # the default of response_type=code (Multiple Response Types 2.1)
-    elif mode == "form_post" and urlsplit(redirect_uri).scheme not in ("http", "https"):
-        mode = "query"  # a browser cannot POST to a native app's private-use URI scheme
+    elif mode == "form_post" and not _form_post_target(redirect_uri):
+        mode = "query"
 
     def fail(error: str, description: str) -> AuthorizationError:
         return AuthorizationError(
@@ -129,7 +136,7 @@ def validate_authorization_request(
         )
 
     if suspect:
-        names = ", ".join(sorted(suspect))
+        names = ", ".join(sorted(n[:32] for n in suspect)[:8])  # names are the sender's too
         raise fail("invalid_request", f"Parameters repeated or too long: {names}.")
     if requested_mode != mode:
         raise fail("invalid_request", "response_mode must be query or form_post (http(s) only).")
