@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -589,9 +589,20 @@ def test_malformed_and_oversized_requests_get_4xx_never_5xx(setup: Setup) -> Non
             "code_challenge": _CHALLENGE,
             "code_challenge_method": "S256",
         }
-        queries = {
+        # RFC 6749 4.1.2.1: with a good client and redirect URI, an over-long or repeated
+        # parameter is an error redirect, never a 5xx.
+        redirected = {
             "authorize 60 KB scope": urlencode({**authorize, "scope": "a" * 60_000}),
             "authorize repeated response_type": urlencode(authorize) + "&response_type=code",
+        }
+        for case, query in redirected.items():
+            response = http.get("/authorize?" + query, headers={"Accept": "text/html"})
+            location = response.headers.get("location", "")
+            if response.status_code != 303 or not location.startswith(REDIRECT + "?"):
+                failures.append(f"{case}: {response.status_code} {response.headers}")
+            elif parse_qs(urlsplit(location).query)["error"] != ["invalid_request"]:
+                failures.append(f"{case}: {location}")
+        queries = {
             "authorize invalid UTF-8 client_id": "response_type=code&client_id=%ff%fe",
             "authorize NUL": urlencode(authorize) + "&state=%00",
             "authorize 65 fields": urlencode(authorize) + "".join(f"&x{i}=1" for i in range(65)),

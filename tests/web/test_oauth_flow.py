@@ -564,16 +564,39 @@ async def test_end_session_with_id_token_hint(
     assert result.json() == {"active": False}
 
 
-async def test_end_session_refuses_unregistered_post_logout_uri(
+async def test_end_session_with_an_unregistered_post_logout_uri_asks_then_signs_out_here(
     app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
 ) -> None:
+    """RP-Initiated Logout 1.0 section 3: an unregistered post_logout_redirect_uri is never
+    followed. The user is asked (even with a valid id_token_hint: the request is not what the
+    client registered), then signed out and shown the signed-out page here."""
     _, token, _ = await _code_flow(app, client, setup)
+    evil = "https://evil.example/"
     query = urlencode(
-        {"id_token_hint": token["id_token"], "post_logout_redirect_uri": "https://evil.example/"}
+        {"id_token_hint": token["id_token"], "post_logout_redirect_uri": evil, "state": "s"}
     )
-    response = await client.get(f"/end_session?{query}", headers={"Accept": "text/html"})
-    assert response.status_code == 400 and "location" not in response.headers
-    assert (await client.get("/account")).status_code == 200
+    page = await client.get(f"/end_session?{query}", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "logout-confirm" in page.text
+    assert 'id="not-returned"' in page.text and evil not in page.text
+    assert (await client.get("/account")).status_code == 200  # nothing ended before asking
+    import html
+
+    form = page.text.split('id="logout-confirm">')[1].split("</form>")[0]
+    fields = dict(
+        (html.unescape(n), html.unescape(v))
+        for n, v in (
+            (f.split('name="')[1].split('"')[0], f.split('value="')[1].split('"')[0])
+            for f in form.split("<input")[1:]
+        )
+    )
+    fields["post_logout_redirect_uri"] = evil  # put back by hand: still not followed
+    done = await client.post("/end_session", data=fields)
+    assert done.status_code == 200 and "location" not in done.headers
+    assert "You are signed out" in done.text and evil not in done.text
+    assert (await client.get("/account")).status_code == 303  # signed out
+    auth = (setup["client"].client_id, setup["secret"])
+    result = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
+    assert result.json() == {"active": False}
 
 
 async def test_prompt_login_asks_a_signed_in_user_again(

@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from ostiary.web.pages import render
 
-__all__ = ["PageError", "install_error_handlers"]
+__all__ = ["PageError", "install_error_handlers", "page_error_response"]
 
 log = structlog.get_logger("ostiary.web")
 
@@ -77,6 +77,12 @@ def error_response(
 
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
+    return page_error_response(request, exc)
+
+
+def page_error_response(request: Request, exc: PageError) -> Response:
+    """The answer to a :class:`PageError`, for a route that must not raise it (its
+    transaction has to commit, e.g. to keep the audit event of the failure)."""
     if _wants_html(request) or request.method == "POST":
         response: Response = render(
             "error.html",

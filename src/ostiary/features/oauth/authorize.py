@@ -1,5 +1,7 @@
 """Validation of authorization requests (RFC 6749 section 4.1.1, OAuth 2.1 section 4.1.1,
-OpenID Connect Core 1.0 section 3.1.2.1, RFC 7636 section 4.3, RFC 8707 section 2).
+OpenID Connect Core 1.0 section 3.1.2.1, RFC 7636 section 4.3, RFC 8707 section 2,
+OAuth 2.0 Multiple Response Type Encoding Practices section 2.1 and OAuth 2.0 Form Post
+Response Mode section 2: ``response_mode`` ``query`` or ``form_post``).
 
 Scopes the client may not have are dropped (RFC 6749 section 3.3, ``granted_scopes``); the
 ``claims`` parameter (OpenID Connect Core 1.0 section 5.5) is parsed here and kept only on
@@ -15,7 +17,12 @@ Two kinds of failure, as RFC 6749 section 4.1.2.1 requires:
 - the client or the redirect URI cannot be trusted (unknown client, unregistered redirect URI):
   :class:`UntrustedAuthorizationRequest`, shown to the user, NEVER redirected;
 - anything else: :class:`AuthorizationError`, sent back to the (verified) redirect URI with
-  ``error``, ``state`` and ``iss`` (RFC 9207).
+  ``error``, ``state`` and ``iss`` (RFC 9207), in the requested response mode.
+
+A parameter given twice or longer than the limit (RFC 6749 section 3.1: "MUST NOT be included
+more than once") is an ``invalid_request`` error redirect once the client and its redirect URI
+are known good; when ``client_id`` or ``redirect_uri`` is the bad one, nothing can be trusted
+and the error is shown. A bad ``state`` or ``response_mode`` is not echoed or followed.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ __all__ = [
 
 _PROMPTS = {"none", "login", "consent", "select_account"}
 _MAX_PARAM = 2048
+RESPONSE_MODES = ("query", "form_post")
 
 
 class UntrustedAuthorizationRequest(Exception):
@@ -48,11 +56,19 @@ class UntrustedAuthorizationRequest(Exception):
 
 class AuthorizationError(ProtocolError):
     def __init__(
-        self, error: str, description: str, *, redirect_uri: str, state: str | None
+        self,
+        error: str,
+        description: str,
+        *,
+        redirect_uri: str,
+        state: str | None,
+        response_mode: str = "query",
+        hint: str = "",
     ) -> None:
-        super().__init__(error, description)
+        super().__init__(error, description, hint=hint)
         self.redirect_uri = redirect_uri
         self.state = state
+        self.response_mode = response_mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,7 @@ class AuthorizationRequest:
     extra: dict[str, str] = field(default_factory=dict)
     claims_request: ClaimsRequest | None = None
     redirect_uri_sent: bool = True
+    response_mode: str = "query"
 
     @property
     def scope(self) -> str:
@@ -84,11 +101,25 @@ def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def _form_post_target(redirect_uri: str) -> bool:
+    """A browser cannot POST to a native app's private-use scheme, and a CSP ``form-action``
+    source cannot name an IPv6 literal host (CSP Level 3 section 2.3.1, host-source)."""
+    parts = urlsplit(redirect_uri)
+    return parts.scheme in ("http", "https") and "[" not in parts.netloc
+
+
 def validate_authorization_request(
-    params: dict[str, str], client: Client | None, *, resources_multi: tuple[str, ...] = ()
+    params: dict[str, str],
+    client: Client | None,
+    *,
+    resources_multi: tuple[str, ...] = (),
+    repeated: tuple[str, ...] = (),
 ) -> AuthorizationRequest:
-    if any(len(v) > _MAX_PARAM for v in params.values()):
-        raise UntrustedAuthorizationRequest("A request parameter is too long.")
+    """``params`` holds the first value of each parameter; ``repeated`` names those given
+    more than once (``resource`` may repeat, RFC 8707 section 2, and is not among them)."""
+    for name in ("client_id", "redirect_uri"):
+        if name in repeated or len(params.get(name, "")) > _MAX_PARAM:
+            raise UntrustedAuthorizationRequest(f"The {name} parameter is repeated or too long.")
     if client is None:
         raise UntrustedAuthorizationRequest("Unknown client.")
     if client.disabled:
@@ -107,19 +138,31 @@ def validate_authorization_request(
         raise UntrustedAuthorizationRequest(
             "The redirect URI is not registered for this application."
         )
-    state = params.get("state") or None
+    suspect = set(repeated) | {k for k, v in params.items() if len(v) > _MAX_PARAM}
+    suspect |= {"resource" for r in resources_multi if len(r) > _MAX_PARAM}
+    state = (params.get("state") or None) if "state" not in suspect else None
+    requested_mode = mode = params.get("response_mode") or "query"
+    if "response_mode" in suspect or mode not in RESPONSE_MODES:
+        mode = "query"  # the default of response_type=code (Multiple Response Types 2.1)
+    elif mode == "form_post" and not _form_post_target(redirect_uri):
+        mode = "query"
 
     def fail(error: str, description: str) -> AuthorizationError:
-        return AuthorizationError(error, description, redirect_uri=redirect_uri, state=state)
+        return AuthorizationError(
+            error, description, redirect_uri=redirect_uri, state=state, response_mode=mode
+        )
 
+    if suspect:
+        names = ", ".join(sorted(n[:32] for n in suspect)[:8])  # names are the sender's too
+        raise fail("invalid_request", f"Parameters repeated or too long: {names}.")
+    if requested_mode != mode:
+        raise fail("invalid_request", "response_mode must be query or form_post (http(s) only).")
     if "request" in params:
         raise fail("request_not_supported", "Request objects are not supported.")
     if "request_uri" in params:
         raise fail("request_uri_not_supported", "request_uri is not supported.")
     if params.get("response_type") != "code":
         raise fail("unsupported_response_type", "Only response_type=code is supported.")
-    if params.get("response_mode", "query") != "query":
-        raise fail("invalid_request", "Only response_mode=query is supported.")
     if "authorization_code" not in client.grant_types:
         raise fail("unauthorized_client", "This client may not use the authorization code grant.")
     method = params.get("code_challenge_method")
@@ -174,4 +217,5 @@ def validate_authorization_request(
         resources=resources,
         claims_request=claims_request,
         redirect_uri_sent=redirect_uri_sent,
+        response_mode=mode,
     )

@@ -2,16 +2,19 @@
 
 - RFC 6749 section 3.1 / 4.1.1 (GET and POST), section 4.1.2.1 (errors: never redirect to an
   unverified redirect URI; otherwise redirect with ``error`` and ``state``).
-- RFC 9207: every authorization response carries ``iss``.
+- RFC 9207: every authorization response carries ``iss``; OAuth 2.0 Form Post Response Mode:
+  ``response_mode=form_post`` (web/authorization_response.py), kept through sign-in and consent.
 - OpenID Connect Core 1.0 section 3.1.2.1: ``prompt`` (none, login, consent, select_account),
   ``max_age``, ``login_hint``, ``id_token_hint``; section 3.1.2.6: ``login_required``,
   ``consent_required``. A browser holds one session, so ``select_account`` offers that account
-  or a sign-in with another; signing in is itself the choice. The markers that stop the
-  sign-in loop are signed server state (web/sign_in_proofs.py), and the consent POST checks
-  the demands again.
+  or a sign-in with another; signing in is itself the choice. A ``login_hint`` that names
+  another user than the signed-in one asks the same question (with ``prompt=none``:
+  ``login_required``). The markers that stop the sign-in loop are signed server state
+  (web/sign_in_proofs.py), and the consent POST checks the demands again.
 - RFC 8707 section 2: ``resource`` may repeat; every value survives sign-in and consent.
 - OpenID Connect RP-Initiated Logout 1.0 section 2/3: ``id_token_hint``,
-  ``post_logout_redirect_uri`` (exact match), ``state``, ``client_id``.
+  ``post_logout_redirect_uri`` (exact match), ``state``, ``client_id``. An unregistered
+  ``post_logout_redirect_uri`` is never followed: the user is asked, then signed out here.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from ostiary.features.accounts.models import User
+from ostiary.features.accounts.models import User, normalize_email
 from ostiary.features.oauth.authorize import (
     AuthorizationError,
     AuthorizationRequest,
@@ -35,8 +39,9 @@ from ostiary.features.oauth.authorize import (
 from ostiary.features.oauth.service import extra_claims
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
+from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
-from ostiary.web.errors import PageError
+from ostiary.web.errors import PageError, page_error_response
 from ostiary.web.pages import render
 from ostiary.web.routes.browser import (
     FORM_ERRORS,
@@ -50,6 +55,7 @@ from ostiary.web.runtime import Unit
 from ostiary.web.sign_in_proofs import SignInProofs
 
 router = APIRouter(tags=["oauth"])
+log = structlog.get_logger("ostiary.oauth")
 
 _SCOPE_TEXT = {
     "openid": "Sign you in with your Ostiary account",
@@ -93,26 +99,45 @@ def _issuer(unit: Unit) -> str:
     return unit.settings.issuer or ""
 
 
-def _error_redirect(unit: Unit, error: AuthorizationError) -> Response:
-    params = {"error": error.error, "error_description": error.description, "iss": _issuer(unit)}
-    if error.state:
-        params["state"] = error.state
-    return _redirect(redirect_with(error.redirect_uri, params))
+async def _error_redirect(
+    unit: Unit, request: Request, received: _Received, error: AuthorizationError
+) -> Response:
+    client_id = received.params.get("client_id")
+    return await refused(unit, request, error, client_id=client_id, issuer=_issuer(unit))
 
 
-def _refuse(unit: Unit, auth: AuthorizationRequest, error: str, description: str) -> Response:
-    return _error_redirect(
-        unit,
-        AuthorizationError(error, description, redirect_uri=auth.redirect_uri, state=auth.state),
+async def _refuse(
+    unit: Unit, request: Request, auth: AuthorizationRequest, error: str, description: str
+) -> Response:
+    failure = AuthorizationError(
+        error,
+        description,
+        redirect_uri=auth.redirect_uri,
+        state=auth.state,
+        response_mode=auth.response_mode,
     )
+    return await refused(
+        unit, request, failure, client_id=auth.client.client_id, issuer=_issuer(unit)
+    )
+
+
+async def _untrusted(unit: Unit, request: Request, client_id: str | None, message: str) -> Response:
+    """Shown, never redirected (RFC 6749 4.1.2.1); answered, not raised, so that the audit
+    event of the failure commits."""
+    await record_failure(
+        unit, request, client_id=client_id, error="invalid_request", description=message
+    )
+    return page_error_response(request, PageError(400, message))
 
 
 @dataclass(frozen=True, slots=True)
 class _Received:
-    """An authorization request as received: single values, plus every ``resource``."""
+    """An authorization request as received: the first value of each parameter, every
+    ``resource``, and the names of the other parameters that were given more than once."""
 
     params: dict[str, str]
     resources: tuple[str, ...]
+    repeated: tuple[str, ...] = ()
 
     def pairs(self) -> list[tuple[str, str]]:
         """The request without our markers; ``resource`` may repeat (RFC 8707 section 2)."""
@@ -124,20 +149,13 @@ class _Received:
 
 
 def _parse_request(raw: str) -> _Received:
-    """Parse a query or form; every parameter but ``resource`` must be unique (RFC 6749 3.1)."""
-    pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=64)
-    resources = tuple(v for k, v in pairs if k == "resource")
-    try:
-        form = parse_form(raw.encode()) if raw else {}
-    except FormError:
-        others = urlencode([(k, v) for k, v in pairs if k != "resource"]).encode()
-        try:
-            form = parse_form(others)
-        except FormError as exc:
-            raise PageError(400, f"Malformed authorization request: {exc}.") from exc
-        if resources:
-            form["resource"] = resources[0]
-    return _Received(form, resources)
+    """Parse a query or form (FormError: malformed). A repeated parameter (only ``resource``
+    may repeat, RFC 8707 section 2) is noted for validation, which refuses it (RFC 6749 3.1)
+    by an error redirect when the client and redirect URI are good."""
+    names = frozenset(k for k, _ in parse_qsl(raw, keep_blank_values=True, max_num_fields=64))
+    form = parse_form(raw.encode(), repeatable=names)
+    repeated = tuple(sorted(n for n in names if n != "resource" and len(form.values_of(n)) > 1))
+    return _Received(dict(form), form.values_of("resource"), repeated)
 
 
 def _proofs(request: Request) -> SignInProofs:
@@ -172,7 +190,7 @@ def _login_redirect(
 
 
 async def _id_token_hint(
-    unit: Unit, auth: AuthorizationRequest, params: dict[str, str]
+    unit: Unit, request: Request, auth: AuthorizationRequest, params: dict[str, str]
 ) -> dict[str, Any] | Response | None:
     """OIDC Core 3.1.2.1 ``id_token_hint``: the claims of an ID token we issued to this client
     (expired ones too: it names a past sign-in), an error redirect if it is anything else."""
@@ -183,8 +201,9 @@ async def _id_token_hint(
     aud = claims.get("aud") if claims else None
     audiences = aud if isinstance(aud, list) else [aud]
     if claims is None or auth.client.client_id not in audiences or not claims.get("sub"):
-        return _refuse(
+        return await _refuse(
             unit,
+            request,
             auth,
             "invalid_request",
             "id_token_hint is not an ID token this server issued to this client.",
@@ -206,7 +225,7 @@ async def _sign_in_gate(
     ``prompt=select_account``: signing in for this request, or a signed choice, is the choice.
     """
     now = runtime_of(request).clock.now()
-    hint = await _id_token_hint(unit, auth, received.params)
+    hint = await _id_token_hint(unit, request, auth, received.params)
     if isinstance(hint, Response):
         return hint
     found = await signed_in(unit, request)
@@ -222,7 +241,9 @@ async def _sign_in_gate(
     )
     wrong_user = hint is not None and found is not None and hint["sub"] != found[1].id
     if fresh and wrong_user:
-        return _refuse(unit, auth, "login_required", "The user signed in is not the one named.")
+        return await _refuse(
+            unit, request, auth, "login_required", "The user signed in is not the one named."
+        )
     stale = found is not None and (
         "login" in auth.prompt
         or (
@@ -233,15 +254,26 @@ async def _sign_in_gate(
     if found is None or (not fresh and (stale or wrong_user)):
         if "none" in auth.prompt:
             why = "not the one named" if found is not None and wrong_user else "not signed in"
-            return _refuse(unit, auth, "login_required", f"The user is {why}.")
+            return await _refuse(unit, request, auth, "login_required", f"The user is {why}.")
         return _login_redirect(unit, request, received, now, force=found is not None)
     session, user = found
     chosen = fresh or proofs.account_chosen(
         received.params.get(_CHOSEN), received.pairs(), now=now, session_cookie=cookie
     )
-    if "select_account" in auth.prompt and not chosen:
+    switch = _hints_another_user(auth, user)
+    if switch and not chosen and "none" in auth.prompt:
+        return await _refuse(
+            unit, request, auth, "login_required", "login_hint names another user."
+        )
+    if ("select_account" in auth.prompt or switch) and not chosen:
         return _select_account_page(unit, request, auth, user.email, received, now)
     return session, user
+
+
+def _hints_another_user(auth: AuthorizationRequest, user: User) -> bool:
+    """OIDC Core 3.1.2.1 ``login_hint`` (an e-mail address or our ``sub``) names someone else."""
+    hint = auth.login_hint
+    return bool(hint) and hint != user.id and normalize_email(hint or "") != user.email
 
 
 def _select_account_page(
@@ -276,27 +308,37 @@ async def _authorize(request: Request) -> Response:
             raw = (await request.body()).decode("utf-8", errors="strict")
         else:
             raw = request.url.query
-        received = _parse_request(raw)
+        received: _Received | str = _parse_request(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise PageError(400, "Malformed authorization request.") from exc
+        received = f"Malformed authorization request: {exc}."
     async with rt.unit() as unit:
-        client = await unit.clients.get(received.params.get("client_id", ""))
+        if isinstance(received, str):
+            return await _untrusted(unit, request, None, received)
+        client_id = received.params.get("client_id", "")
+        client = await unit.clients.get(client_id) if len(client_id) <= 128 else None
         try:
             auth = validate_authorization_request(
-                received.params, client, resources_multi=received.resources
+                received.params,
+                client,
+                resources_multi=received.resources,
+                repeated=received.repeated,
             )
         except UntrustedAuthorizationRequest as exc:
-            raise PageError(400, str(exc)) from exc
+            return await _untrusted(unit, request, client_id, str(exc))
         except AuthorizationError as exc:
-            return _error_redirect(unit, exc)
+            return await _error_redirect(unit, request, received, exc)
         found = await _sign_in_gate(unit, request, auth, received)
         if isinstance(found, Response):
             return found
         session, user = found
         if await unit.oauth.needs_consent(user.id, auth) or "consent" in auth.prompt:
             if "none" in auth.prompt:
-                return _refuse(
-                    unit, auth, "consent_required", "The user has not approved this application."
+                return await _refuse(
+                    unit,
+                    request,
+                    auth,
+                    "consent_required",
+                    "The user has not approved this application.",
                 )
             return _consent_page(request, auth, received)
         return await _issue(unit, auth, session)
@@ -307,7 +349,7 @@ async def _issue(unit: Unit, auth: AuthorizationRequest, session: Session) -> Re
     params = {"code": code, "iss": _issuer(unit)}
     if auth.state:
         params["state"] = auth.state
-    return _redirect(redirect_with(auth.redirect_uri, params))
+    return deliver(auth.redirect_uri, params, auth.response_mode)
 
 
 def _consent_page(request: Request, auth: AuthorizationRequest, received: _Received) -> Response:
@@ -329,7 +371,10 @@ _AUTHORIZE_DOC: dict[str, Any] = {
     "summary": "Authorization endpoint (RFC 6749 section 3.1; code flow with PKCE S256)",
     "response_class": Response,
     "responses": {
-        200: {"description": "Consent page", "content": {"text/html": {}}},
+        200: {
+            "description": "Consent page, or the response_mode=form_post form",
+            "content": {"text/html": {}},
+        },
         303: {"description": "Redirect to the client, or to sign-in"},
         413: {"description": "Body too large"},
         400: {
@@ -361,6 +406,7 @@ _AUTHORIZE_PARAMS = _query(
     "login_hint",
     "acr_values",
     "resource",
+    "response_mode",
 )
 
 
@@ -418,12 +464,15 @@ async def consent(request: Request) -> Response:
         client = await unit.clients.get(received.params.get("client_id", ""))
         try:
             auth = validate_authorization_request(
-                received.params, client, resources_multi=received.resources
+                received.params,
+                client,
+                resources_multi=received.resources,
+                repeated=received.repeated,
             )
         except UntrustedAuthorizationRequest as exc:
             raise PageError(400, str(exc)) from exc
         except AuthorizationError as exc:
-            return _error_redirect(unit, exc)
+            return await _error_redirect(unit, request, received, exc)
         found = await signed_in(unit, request)
         if found is None:
             raise PageError(401, "Your session has ended. Sign in again.")
@@ -436,7 +485,9 @@ async def consent(request: Request) -> Response:
                 target=auth.client.client_id,
                 ip=client_ip(request),
             )
-            return _refuse(unit, auth, "access_denied", "The user denied the request.")
+            return await _refuse(
+                unit, request, auth, "access_denied", "The user denied the request."
+            )
         # The request's sign-in demands hold here too, not only on the way to this form.
         gate = await _sign_in_gate(unit, request, auth, received)
         if isinstance(gate, Response):
@@ -519,13 +570,25 @@ async def _end_session(request: Request) -> Response:
             raise PageError(400, "client_id does not match the id_token_hint.")
         client = await unit.clients.get(client_id) if client_id else None
         target = params.get("post_logout_redirect_uri")
-        if target and (client is None or target not in client.post_logout_redirect_uris):
-            raise PageError(400, "post_logout_redirect_uri is not registered for this client.")
+        unregistered = bool(target) and (
+            client is None or target not in client.post_logout_redirect_uris
+        )
+        if unregistered:
+            # RP-Initiated Logout 3: never redirect there; ask, sign out, stay here.
+            log.info(
+                "oauth_error",
+                endpoint="/end_session",
+                error="invalid_request",
+                hint="post_logout_redirect_uri is not registered for this client",
+                client_id=client.client_id if client else None,
+            )
+            del params["post_logout_redirect_uri"]
+            target = None
         found = await signed_in(unit, request)
         same_user = bool(found and hint and hint.get("sub") == found[1].id)
-        if found is not None and not same_user and not confirmed:
+        if found is not None and (unregistered or not same_user) and not confirmed:
             # Without proof that the RP speaks for this user, ask (RP-Initiated Logout 2).
-            return _logout_confirm_page(request, params, client)
+            return _logout_confirm_page(request, params, client, unregistered=unregistered)
         if confirmed:
             require_csrf(request, params.get("csrf_token"))
         if found is not None:
@@ -541,9 +604,13 @@ async def _end_session(request: Request) -> Response:
     return response
 
 
-def _logout_confirm_page(request: Request, params: dict[str, str], client: Any) -> Response:
+def _logout_confirm_page(
+    request: Request, params: dict[str, str], client: Any, *, unregistered: bool
+) -> Response:
     fields = {k: v for k, v in params.items() if k != "csrf_token"}
-    return render_form(request, "logout_confirm.html", fields=fields, client=client)
+    return render_form(
+        request, "logout_confirm.html", fields=fields, client=client, unregistered=unregistered
+    )
 
 
 _END_DOC: dict[str, Any] = {
