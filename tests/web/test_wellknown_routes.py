@@ -76,7 +76,7 @@ async def test_a_key_this_process_signs_with_is_in_the_jwks_it_serves_at_once(
                 second = await unit.keys.rotate("RS256", lead=timedelta(0))
             clock.advance(timedelta(seconds=6))  # past the signer's key-list cache
             async with rt.unit() as unit:
-                assert (await unit.keys.signer()).kid == second.kid
+                assert (await unit.keys.signer("RS256")).kid == second.kid
             body = (await client.get("/.well-known/jwks.json")).json()
         assert second.kid in {k["kid"] for k in body["keys"]}
     finally:

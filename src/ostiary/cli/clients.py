@@ -27,6 +27,9 @@ def _client_dict(client: Any) -> dict[str, Any]:
         "scopes": client.scopes,
         "resources": client.resources,
         "introspection_audiences": client.introspection_audiences,
+        # None: the deployment default (OSTIARY_ID_TOKEN_SIGNING_ALG / ..._ACCESS_TOKEN_...).
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "access_token_signed_response_alg": client.access_token_signed_response_alg,
         "first_party": client.first_party,
         "disabled": client.disabled,
         "created_at": client.created_at.isoformat(),
@@ -132,6 +135,22 @@ def clients_create(
             help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
         ),
     ] = None,
+    id_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--id-token-alg",
+            help="ES256, RS256 or EdDSA: the ID token signing algorithm "
+            "(id_token_signed_response_alg; default OSTIARY_ID_TOKEN_SIGNING_ALG, RS256).",
+        ),
+    ] = None,
+    access_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--access-token-alg",
+            help="ES256, RS256 or EdDSA: the access token signing algorithm "
+            "(default OSTIARY_ACCESS_TOKEN_SIGNING_ALG, ES256).",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Register an OAuth client; its secret is printed once and never again."""
@@ -153,6 +172,8 @@ def clients_create(
         access_token_ttl=access_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
         id_token_ttl=id_token_ttl,
+        id_token_signed_response_alg=id_token_alg,
+        access_token_signed_response_alg=access_token_alg,
     )
 
     async def work(rt: Any) -> Any:

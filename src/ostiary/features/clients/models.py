@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from ostiary.protocol.jose import Alg
+
 __all__ = ["AUTH_METHODS", "GRANT_TYPES", "AuthMethod", "Client", "ClientType", "GrantType"]
 
 ClientType = Literal["confidential", "public"]
@@ -41,6 +43,11 @@ class Client:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    # The JWS algorithm of the client's ID tokens (OpenID Connect Dynamic Client Registration
+    # 1.0 section 2) and access tokens (RFC 9068 section 2.1: any asymmetric algorithm); None:
+    # the deployment default (OSTIARY_ID_TOKEN_SIGNING_ALG, OSTIARY_ACCESS_TOKEN_SIGNING_ALG).
+    id_token_signed_response_alg: Alg | None = None
+    access_token_signed_response_alg: Alg | None = None
     first_party: bool = False
     disabled: bool = False
     secret_hash: str | None = None

@@ -7,6 +7,9 @@
   server will fetch, so it must pass :func:`ostiary.protocol.destinations.check_fetch_url`
   (``https``, no userinfo or fragment, no internal address literal) under the deployment's
   destination policy (OWASP SSRF Prevention Cheat Sheet).
+- OpenID Connect Dynamic Client Registration 1.0 section 2 ``id_token_signed_response_alg``
+  and its access-token counterpart (RFC 9068 section 2.1): one of the deployment's enabled
+  signing algorithms, or None for the deployment default.
 - RFC 7662 section 4: a confidential client registered with ``introspection_audiences`` is a
   resource server for those audiences (see ``OAuthService.introspect`` for the rule).
 - Secrets are 256-bit random values with the ``ost_cs_`` prefix, shown once and stored as
@@ -35,6 +38,7 @@ from ostiary.features.clients.models import (
 from ostiary.features.clients.ports import ClientStore
 from ostiary.features.clock import Clock
 from ostiary.protocol.destinations import DestinationPolicy, DestinationRefused, check_fetch_url
+from ostiary.protocol.jose import SUPPORTED_ALGS, Alg
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import digest_matches, new_secret, secret_digest
 from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_uri
@@ -69,6 +73,8 @@ class ClientRegistration:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    id_token_signed_response_alg: str | None = None
+    access_token_signed_response_alg: str | None = None
     client_id: str | None = None
 
 
@@ -129,6 +135,7 @@ class ClientService:
         *,
         jwks_uri_policy: DestinationPolicy | None = None,
         token_ttl_max: timedelta = timedelta(days=1),
+        signing_algs: tuple[Alg, ...] = SUPPORTED_ALGS,
     ) -> None:
         self._store = store
         self._pepper = pepper
@@ -140,6 +147,7 @@ class ClientService:
         # on (config.TokenSlice.max_token_ttl: OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS, or a
         # global TTL if longer).
         self._token_ttl_max = int(token_ttl_max.total_seconds())
+        self._signing_algs = signing_algs
 
     async def register(
         self, registration: ClientRegistration, *, actor: str | None = None
@@ -194,6 +202,8 @@ class ClientService:
                     f"the {label} token lifetime must be {_MIN_TOKEN_TTL} to "
                     f"{self._token_ttl_max} seconds (OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS)"
                 )
+        id_alg = self._signing_alg("ID", reg.id_token_signed_response_alg)
+        access_alg = self._signing_alg("access", reg.access_token_signed_response_alg)
         audiences = [_check_audience(a) for a in dict.fromkeys(reg.introspection_audiences)]
         if audiences and reg.public:
             raise InvalidClientMetadata("public clients cannot introspect tokens")
@@ -217,6 +227,8 @@ class ClientService:
             access_token_ttl=reg.access_token_ttl,
             id_token_ttl=reg.id_token_ttl,
             refresh_token_ttl=reg.refresh_token_ttl,
+            id_token_signed_response_alg=id_alg,
+            access_token_signed_response_alg=access_alg,
             first_party=reg.first_party,
             secret_hash=secret_digest(self._pepper, secret) if secret else None,
         )
@@ -229,6 +241,17 @@ class ClientService:
             details={"type": client_type, "auth_method": method},
         )
         return client, secret
+
+    def _signing_alg(self, label: str, name: str | None) -> Alg | None:
+        if name is None:
+            return None
+        alg = next((a for a in self._signing_algs if a == name), None)
+        if alg is None:
+            raise InvalidClientMetadata(
+                f"the {label} token algorithm must be one of {', '.join(self._signing_algs)} "
+                "(OSTIARY_SIGNING_ALGS)"
+            )
+        return alg
 
     async def get(self, client_id: str) -> Client | None:
         """Cached lookup (hot path)."""
