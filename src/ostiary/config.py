@@ -379,5 +379,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        if not where:  # a check across settings names them in its message
+            raise ConfigError(f"invalid settings: {first['msg']}") from exc
         raise ConfigError(f"invalid setting OSTIARY_{where.upper()}: {first['msg']}") from exc

@@ -82,3 +82,23 @@ async def test_a_key_this_process_signs_with_is_in_the_jwks_it_serves_at_once(
     finally:
         await other.close()
         await rt.close()
+
+
+async def test_discovery_lists_the_enabled_id_token_algorithms(
+    backend: Backend, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """OIDC Discovery 1.0 section 3 ``id_token_signing_alg_values_supported``: what a client
+    may be registered for (OSTIARY_SIGNING_ALGS), RS256 among them by default (Core 15.1)."""
+    for algs, expected in (
+        (None, ["ES256", "RS256", "EdDSA"]),
+        ("RS256,ES256", ["ES256", "RS256"]),
+    ):
+        extra = {} if algs is None else {"signing_algs": algs}
+        app = create_app(make_settings(backend, tmp_path, **extra), clock=clock)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                doc = (await c.get("/.well-known/openid-configuration")).json()
+        finally:
+            await app.state.runtime.close()
+        assert doc["id_token_signing_alg_values_supported"] == expected
