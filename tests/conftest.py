@@ -71,10 +71,10 @@ _RSA_POOL_SIZE = 8
 
 @pytest.fixture(scope="session", autouse=True)
 def pooled_rsa_keys() -> Iterator[None]:
-    """Hand out RSA-3072 signing keys from a small pool generated once per test process.
+    """Hand out RSA signing keys from a small pool generated once per test process.
 
     Every server start now creates an RS256 key beside the ES256 and EdDSA ones, and an
-    RSA-3072 key takes about half a second of CPU to generate: across the suite's per-test
+    RSA key takes a tenth of a second or more of CPU to generate: across the suite's per-test
     databases that would be minutes. The keys are real and distinct within a test (eight in
     turn; no test makes more than eight RS256 keys in one database, which would collide on
     kid). Servers started by the e2e tests are separate processes and generate their own.
