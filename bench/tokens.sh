@@ -15,6 +15,9 @@
 #   DUR=8                               seconds per load
 #   SCENARIOS="token introspect refresh" which loads to run
 #   CONCURRENCY="1 16 64"               which concurrency levels
+#   ID_TOKEN_ALG=RS256                  the refresh client's ID token algorithm (--id-token-alg;
+#                                       unset: the deployment default, RS256); access tokens
+#                                       stay ES256
 #   REF=<commit>                        benchmark a committed tree (git archive of src/, put
 #                                       first on PYTHONPATH) instead of the working tree
 #   VENV=.venv                          the virtual environment that runs the server and CLI
@@ -81,7 +84,8 @@ if [[ " $SCENARIOS " == *" refresh "* ]]; then
   echo "$PASSWORD" | $OSTIARY users create --email "$EMAIL" --password-stdin >/dev/null
   RCLIENT=$($OSTIARY clients create --name bench-refresh --redirect-uri "$REDIRECT" \
     --grant-type authorization_code --grant-type refresh_token \
-    --scope openid --scope offline_access --first-party --json)
+    --scope openid --scope offline_access --first-party \
+    ${ID_TOKEN_ALG:+--id-token-alg "$ID_TOKEN_ALG"} --json)
   RID=$(echo "$RCLIENT" | json_field client_id)
   RSECRET=$(echo "$RCLIENT" | json_field client_secret)
   RBASIC=$(printf '%s:%s' "$RID" "$RSECRET" | base64 -w0)

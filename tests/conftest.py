@@ -66,6 +66,38 @@ async def _pg_exec(url: str, *statements: str) -> None:
         await conn.close()
 
 
+_RSA_POOL_SIZE = 8
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pooled_rsa_keys() -> Iterator[None]:
+    """Hand out RSA signing keys from a small pool generated once per test process.
+
+    Every server start now creates an RS256 key beside the ES256 and EdDSA ones, and an
+    RSA key takes a tenth of a second or more of CPU to generate: across the suite's per-test
+    databases that would be minutes. The keys are real and distinct within a test (eight in
+    turn; no test makes more than eight RS256 keys in one database, which would collide on
+    kid). Servers started by the e2e tests are separate processes and generate their own.
+    """
+    from ostiary.features.keys import service
+    from ostiary.protocol.jose import generate_private_key
+
+    pool: list[Any] = []
+    turn = iter(range(1 << 62))
+
+    def pooled(alg: Any) -> Any:
+        if alg != "RS256":
+            return generate_private_key(alg)
+        index = next(turn) % _RSA_POOL_SIZE
+        if index == len(pool):
+            pool.append(generate_private_key(alg))
+        return pool[index]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "generate_private_key", pooled)
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A fresh, migrated PostgreSQL database for this test process; dropped at the end."""

@@ -196,3 +196,40 @@ def test_known_device_cookie_settings(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert throttle.device_cookie_name == "__Host-ostiary_device"
     monkeypatch.setenv("OSTIARY_LOGIN_KNOWN_DEVICE_DAYS", "0")
     assert load_settings(data_dir=tmp_path).throttle.known_device_ttl is None
+
+
+def test_signing_algorithms_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = load_settings().tokens
+    assert tokens.signing_algs == ("ES256", "RS256", "EdDSA")
+    assert (tokens.id_token_alg, tokens.access_token_alg) == ("RS256", "ES256")
+    monkeypatch.setenv("OSTIARY_SIGNING_ALGS", "EdDSA, ES256")
+    monkeypatch.setenv("OSTIARY_ID_TOKEN_SIGNING_ALG", "EdDSA")
+    tokens = load_settings().tokens
+    assert tokens.signing_algs == ("ES256", "EdDSA")
+    assert (tokens.id_token_alg, tokens.access_token_alg) == ("EdDSA", "ES256")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OSTIARY_SIGNING_ALGS": "ES256,HS256"},
+        {"OSTIARY_SIGNING_ALGS": " , "},
+        {"OSTIARY_SIGNING_ALGS": "ES256"},  # the RS256 ID token default is not enabled
+        {"OSTIARY_SIGNING_ALGS": "RS256", "OSTIARY_ACCESS_TOKEN_SIGNING_ALG": "ES256"},
+    ],
+)
+def test_signing_algorithms_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="SIGNING_ALG"):
+        load_settings()
+
+
+def test_the_former_single_signing_alg_is_the_default_of_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OSTIARY_SIGNING_ALG", "EdDSA")
+    tokens = load_settings().tokens
+    assert (tokens.id_token_alg, tokens.access_token_alg) == ("EdDSA", "EdDSA")
+    monkeypatch.setenv("OSTIARY_ID_TOKEN_SIGNING_ALG", "RS256")  # an explicit one wins
+    assert load_settings().tokens.id_token_alg == "RS256"

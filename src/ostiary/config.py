@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ostiary.protocol.destinations import DestinationPolicy, is_loopback_host
+from ostiary.protocol.jose import SUPPORTED_ALGS, Alg
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -58,7 +59,9 @@ class TokenSlice:
     refresh_token_ttl: timedelta
     max_token_ttl: timedelta
     key_publish_lead: timedelta
-    signing_alg: Literal["ES256", "RS256", "EdDSA"]
+    signing_algs: tuple[Alg, ...]
+    id_token_alg: Alg
+    access_token_alg: Alg
     jwks_max_age: int
 
 
@@ -108,7 +111,17 @@ class Settings(BaseSettings):
     client_token_ttl_max_seconds: int = Field(default=86400, ge=30, le=86400)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=3650)
     key_publish_lead_seconds: int = Field(default=600, ge=0)
-    signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    # The JWS algorithms tokens are signed with, comma-separated: each has a key of its own,
+    # created at start, rotated with `ostiary keys rotate` and published in JWKS.
+    signing_algs: str = ",".join(SUPPORTED_ALGS)
+    # Defaults for clients registered without `--id-token-alg` / `--access-token-alg`. ID
+    # tokens: RS256, the one algorithm every relying party accepts (OpenID Connect Core 1.0
+    # section 15.1; several accept nothing else). Access tokens: ES256, cheaper to sign and
+    # verified by our own resource servers against JWKS.
+    id_token_signing_alg: Alg = "RS256"  # noqa: S105 (an algorithm name)
+    access_token_signing_alg: Alg = "ES256"  # noqa: S105
+    # Deprecated (one algorithm for every token): when set, the default of both the above.
+    signing_alg: Alg | None = None
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
 
     # A client's jwks_uri may reach loopback, private, link-local and other non-public
@@ -157,6 +170,29 @@ class Settings(BaseSettings):
         # Strict (no host bits): uvicorn parses entries strictly too.
         _networks(value, strict=True, hint=" (write 0.0.0.0/0,::/0 to trust every peer)")
         return ",".join(entry.strip() for entry in value.split(",") if entry.strip())
+
+    @field_validator("signing_algs")
+    @classmethod
+    def _signing_algs_are_supported(cls, value: str) -> str:
+        algs = [entry.strip() for entry in value.split(",") if entry.strip()]
+        unknown = [alg for alg in algs if alg not in SUPPORTED_ALGS]
+        if unknown or not algs:
+            raise ValueError(f"list one or more of {', '.join(SUPPORTED_ALGS)}")
+        return ",".join(dict.fromkeys(algs))
+
+    @model_validator(mode="after")
+    def _default_algs_are_enabled(self) -> Settings:
+        if self.signing_alg is not None:
+            for name in ("id_token_signing_alg", "access_token_signing_alg"):
+                if name not in self.model_fields_set:
+                    setattr(self, name, self.signing_alg)
+        enabled = self.signing_algs.split(",")
+        for name in ("id_token_signing_alg", "access_token_signing_alg"):
+            if getattr(self, name) not in enabled:
+                raise ValueError(
+                    f"OSTIARY_{name.upper()}={getattr(self, name)} is not in OSTIARY_SIGNING_ALGS"
+                )
+        return self
 
     @field_validator("issuer")
     @classmethod
@@ -267,7 +303,9 @@ class Settings(BaseSettings):
             refresh_token_ttl=timedelta(days=self.refresh_token_ttl_days),
             max_token_ttl=timedelta(seconds=longest),
             key_publish_lead=timedelta(seconds=self.key_publish_lead_seconds),
-            signing_alg=self.signing_alg,
+            signing_algs=tuple(a for a in SUPPORTED_ALGS if a in self.signing_algs.split(",")),
+            id_token_alg=self.id_token_signing_alg,
+            access_token_alg=self.access_token_signing_alg,
             jwks_max_age=self.jwks_max_age_seconds,
         )
 
@@ -348,5 +386,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        if not where:  # a check across settings names them in its message
+            raise ConfigError(f"invalid settings: {first['msg']}") from exc
         raise ConfigError(f"invalid setting OSTIARY_{where.upper()}: {first['msg']}") from exc

@@ -147,8 +147,9 @@ def test_create_without_password_prints_a_working_generated_one(server: Server) 
 
 def test_keys_list_and_jwks_agree_and_rotation_publishes_the_next_key(server: Server) -> None:
     rows = _ok_json(server.cli("keys", "list", "--json"))
-    active = [row for row in rows if row["state"] == "active"]
+    active = [row for row in rows if row["state"] == "active" and row["alg"] == "EdDSA"]
     assert len(active) == 1, rows
+    assert {row["alg"] for row in rows if row["state"] == "active"} == {"ES256", "RS256", "EdDSA"}
     old_kid = active[0]["kid"]
 
     jwks = _jwks(server)

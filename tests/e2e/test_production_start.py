@@ -99,7 +99,12 @@ def test_migrate_create_client_serve_replicas_then_client_credentials(
             for process, port in zip(replicas, ports, strict=True):
                 _wait_ready(process, f"http://127.0.0.1:{port}", issuer)
             keys = orjson.loads(_ok(run_cli(env, "keys", "list", "--json", cwd=tmp_path)))
-            assert [k["state"] for k in keys] == ["active"], keys
+            # Exactly one key per algorithm, though the replicas started together.
+            assert sorted((k["alg"], k["state"]) for k in keys) == [
+                ("ES256", "active"),
+                ("EdDSA", "active"),
+                ("RS256", "active"),
+            ], keys
             for port in ports:
                 base_url = f"http://127.0.0.1:{port}"
                 with OAuth2Client(

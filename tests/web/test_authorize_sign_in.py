@@ -52,7 +52,7 @@ class Setup:
 @pytest.fixture
 async def setup(app: Any) -> Setup:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         grace = await unit.accounts.create_user(GRACE, PASSWORD, name="Grace")
         ada = await unit.accounts.create_user(ADA, PASSWORD, name="Ada")
         web, secret = await unit.clients.register(
@@ -157,7 +157,7 @@ async def _subject(setup: Setup, url: str, verifier: str, callback: str) -> str:
     )
     async with _browser(setup.app) as b:
         keys = KeySet.import_key_set((await b.get("/.well-known/jwks.json")).json())
-    return str(jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims["sub"])
+    return str(jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims["sub"])
 
 
 # -- item 4: the markers are the server's, not the client's -------------------------------

@@ -41,7 +41,7 @@ def _basic(client_id: str, secret: str) -> str:
 @pytest.fixture
 async def clients(app: Any) -> dict[str, Any]:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         machine, secret = await unit.clients.register(
             ClientRegistration(
                 name="Batch", grant_types=("client_credentials",), scopes=("models:read",)

@@ -132,7 +132,7 @@ def first_reads(
 @pytest.fixture
 async def registered(app: Any) -> tuple[str, str]:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         await unit.accounts.create_user(EMAIL, PASSWORD, email_verified=True)
         client, secret = await unit.clients.register(
             ClientRegistration(name="Racer", redirect_uris=(REDIRECT,))

@@ -770,7 +770,7 @@ async def test_malformed_basic_credentials_are_a_401(
 async def signing_keys(request: pytest.FixtureRequest, app: Any) -> str:
     if request.param == "with-a-signing-key":
         async with app.state.runtime.unit() as unit:
-            await unit.keys.ensure_key("ES256")
+            await unit.keys.ensure_keys()
     return str(request.param)
 
 

@@ -31,7 +31,7 @@ ISSUER = "http://testserver"
 async def setup(app: Any) -> dict[str, Any]:
     rt = app.state.runtime
     async with rt.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         user = await unit.accounts.create_user(
             EMAIL, PASSWORD, name="Grace Hopper", email_verified=True
         )
@@ -148,7 +148,7 @@ async def test_code_flow_with_pkce_tokens_and_userinfo(
     # A password sign-in (amr "pwd") is the password class, in both tokens (RFC 9068
     # section 2.2.1, OIDC Core section 2).
     assert claims["amr"] == ["pwd"] and claims["acr"] == ACR_ONE_FACTOR
-    id_token = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
+    id_token = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
     assert id_token["acr"] == ACR_ONE_FACTOR and id_token["amr"] == ["pwd"]
     assert id_token["aud"] == setup["client"].client_id and id_token["nonce"] == nonce
     assert id_token["sid"] == claims["sid"] and id_token["azp"] == setup["client"].client_id
@@ -365,7 +365,7 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
     # (a session-bound grant: without offline_access, see test_session_tokens.py).
     _, token, nonce = await _code_flow(app, client, setup, scope="openid profile email")
     keys = await _jwks(client)
-    first = jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims
+    first = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
     assert first["nonce"] == nonce
     clock.advance(timedelta(minutes=5))
     auth = (setup["client"].client_id, setup["secret"])
@@ -383,7 +383,7 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
         "refresh_token",
         "id_token",
     ]
-    again = jwt.decode(refreshed["id_token"], keys, algorithms=["ES256"]).claims
+    again = jwt.decode(refreshed["id_token"], keys, algorithms=["RS256"]).claims
     assert set(again) == set(first) - {"nonce"}
     for name in set(first) - {"nonce", "iat", "exp", "at_hash"}:
         assert again[name] == first[name], name
@@ -714,7 +714,7 @@ async def test_prompt_select_account_offers_the_session_or_another_account(
         token = await oauth.fetch_token(
             f"{ISSUER}/token", authorization_response=location, code_verifier=verifier
         )
-        return str(jwt.decode(token["id_token"], keys, algorithms=["ES256"]).claims["sub"])
+        return str(jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims["sub"])
 
     def request() -> tuple[AsyncOAuth2Client, str, str]:
         oauth = _oauth(app, setup["client"].client_id, setup["secret"])

@@ -41,7 +41,7 @@ async def test_no_signing_key_is_not_ready_and_the_token_endpoint_answers_503(
         )
     response = await client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"]["signing_key"].startswith("no active signing key")
+    assert response.json()["checks"]["signing_key"].startswith("no active ES256 signing key")
     token = await client.post(
         "/token", data={"grant_type": "client_credentials"}, auth=(machine.client_id, secret)
     )

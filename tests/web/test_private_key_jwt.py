@@ -32,7 +32,7 @@ def clock() -> FrozenClock:
 async def keyed_client(app: Any) -> tuple[Any, RSAKey]:
     key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         client, secret = await unit.clients.register(
             ClientRegistration(
                 name="signed",

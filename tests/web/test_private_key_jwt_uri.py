@@ -65,7 +65,7 @@ async def local_app(backend: Backend, tmp_path: Path, clock: FrozenClock) -> Asy
 async def _register(app: Any, jwks_uri: str) -> Any:
     """Through the runtime's own wiring: the settings' jwks_uri policy applies."""
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         client, secret = await unit.clients.register(
             ClientRegistration(
                 name="keys by uri",

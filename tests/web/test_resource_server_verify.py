@@ -19,7 +19,7 @@ async def test_real_tokens_verify_offline_and_revocation_via_introspection(
 ) -> None:
     now = app.state.runtime.clock.now
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         machine, secret = await unit.clients.register(
             ClientRegistration(
                 name="svc",

@@ -63,7 +63,7 @@ async def test_access_token_revoked_on_one_node_is_inactive_on_another(
     node_a, node_b = create_app(settings, clock=clock), create_app(settings, clock=clock)
     rt_a, rt_b = node_a.state.runtime, node_b.state.runtime
     async with rt_a.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         machine, secret = await unit.clients.register(
             ClientRegistration(name="m", grant_types=("client_credentials",), scopes=("x",))
         )

@@ -94,7 +94,7 @@ async def _nodes(settings: Any, clock: Any) -> AsyncIterator[tuple[Runtime, Runt
     node_a, node_b = Runtime(settings, clock=clock), Runtime(settings, clock=clock)
     try:
         async with node_a.unit() as unit:
-            await unit.keys.ensure_key("ES256")
+            await unit.keys.ensure_keys()
         yield node_a, node_b
     finally:
         await node_a.close()
@@ -209,7 +209,7 @@ async def test_another_process_revokes_on_sqlite(backend: Backend, tmp_path: Pat
     poll: asyncio.Task[None] | None = None
     try:
         async with node.unit() as unit:
-            await unit.keys.ensure_key("ES256")
+            await unit.keys.ensure_keys()
         token = await _mint(node, node.clock.now())
         assert node.external_writes is not None
         poll = asyncio.create_task(node.sync_revocations_forever(interval=0.01))

@@ -40,7 +40,7 @@ OTHER = "https://other.example"
 @pytest.fixture
 async def setup(app: Any, client: httpx.AsyncClient) -> dict[str, Any]:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         user = await unit.accounts.create_user("ada@example.com", PASSWORD, email_verified=True)
         clients: dict[str, Any] = {}
         for name, registration in {

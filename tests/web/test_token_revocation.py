@@ -30,7 +30,7 @@ from tests.web.test_oauth_flow import EMAIL, ISSUER, REDIRECT, _authorize, _oaut
 @pytest.fixture
 async def web_client(app: Any) -> tuple[str, str]:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         await unit.accounts.create_user(EMAIL, PASSWORD, name="Grace", email_verified=True)
         client, secret = await unit.clients.register(
             ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))

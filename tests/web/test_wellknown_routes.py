@@ -76,9 +76,29 @@ async def test_a_key_this_process_signs_with_is_in_the_jwks_it_serves_at_once(
                 second = await unit.keys.rotate("RS256", lead=timedelta(0))
             clock.advance(timedelta(seconds=6))  # past the signer's key-list cache
             async with rt.unit() as unit:
-                assert (await unit.keys.signer()).kid == second.kid
+                assert (await unit.keys.signer("RS256")).kid == second.kid
             body = (await client.get("/.well-known/jwks.json")).json()
         assert second.kid in {k["kid"] for k in body["keys"]}
     finally:
         await other.close()
         await rt.close()
+
+
+async def test_discovery_lists_the_enabled_id_token_algorithms(
+    backend: Backend, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """OIDC Discovery 1.0 section 3 ``id_token_signing_alg_values_supported``: what a client
+    may be registered for (OSTIARY_SIGNING_ALGS), RS256 among them by default (Core 15.1)."""
+    for algs, expected in (
+        (None, ["ES256", "RS256", "EdDSA"]),
+        ("RS256,ES256", ["ES256", "RS256"]),
+    ):
+        extra = {} if algs is None else {"signing_algs": algs}
+        app = create_app(make_settings(backend, tmp_path, **extra), clock=clock)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                doc = (await c.get("/.well-known/openid-configuration")).json()
+        finally:
+            await app.state.runtime.close()
+        assert doc["id_token_signing_alg_values_supported"] == expected

@@ -27,6 +27,9 @@ def _client_dict(client: Any) -> dict[str, Any]:
         "scopes": client.scopes,
         "resources": client.resources,
         "introspection_audiences": client.introspection_audiences,
+        # None: the deployment default (OSTIARY_ID_TOKEN_SIGNING_ALG / ..._ACCESS_TOKEN_...).
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "access_token_signed_response_alg": client.access_token_signed_response_alg,
         "first_party": client.first_party,
         "pkce": client.pkce,
         "access_token_ttl": client.access_token_ttl,
@@ -144,6 +147,22 @@ def clients_create(
             help="Seconds (default global; at most OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS).",
         ),
     ] = None,
+    id_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--id-token-alg",
+            help="ES256, RS256 or EdDSA: the ID token signing algorithm "
+            "(id_token_signed_response_alg; default OSTIARY_ID_TOKEN_SIGNING_ALG, RS256).",
+        ),
+    ] = None,
+    access_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--access-token-alg",
+            help="ES256, RS256 or EdDSA: the access token signing algorithm "
+            "(default OSTIARY_ACCESS_TOKEN_SIGNING_ALG, ES256).",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Register an OAuth client; its secret is printed once and never again."""
@@ -170,6 +189,8 @@ def clients_create(
         refresh_token_ttl=refresh_token_ttl,
         id_token_ttl=id_token_ttl,
         pkce=pkce,
+        id_token_signed_response_alg=id_token_alg,
+        access_token_signed_response_alg=access_token_alg,
     )
 
     async def work(rt: Any) -> Any:
@@ -309,6 +330,20 @@ def clients_update(
         ),
     ] = None,
     pkce: Annotated[str | None, typer.Option("--pkce", help=_PKCE_HELP)] = None,
+    id_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--id-token-alg",
+            help="ES256, RS256, EdDSA, or default (OSTIARY_ID_TOKEN_SIGNING_ALG)",
+        ),
+    ] = None,
+    access_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--access-token-alg",
+            help="ES256, RS256, EdDSA, or default (OSTIARY_ACCESS_TOKEN_SIGNING_ALG)",
+        ),
+    ] = None,
     first_party: Annotated[
         bool | None,
         typer.Option("--first-party/--third-party", help="Whether users are asked to consent."),
@@ -350,6 +385,8 @@ def clients_update(
         introspection_audiences=listed(introspect_audience, no_introspect_audiences),
         auth_method=auth_method,
         pkce=pkce,
+        id_token_alg=id_token_alg,
+        access_token_alg=access_token_alg,
         first_party=first_party,
         clear_ttls=frozenset(k for k, v in ttls.items() if v == 0),
         **{k: v or None for k, v in ttls.items()},

@@ -37,7 +37,14 @@ def keys_list(json: JsonOpt = False) -> None:
 
 @app.command("rotate")
 def keys_rotate(
-    alg: Annotated[str, typer.Option("--alg", help="ES256, RS256 or EdDSA.")] = "ES256",
+    alg: Annotated[
+        str | None,
+        typer.Option(
+            "--alg",
+            help="ES256, RS256 or EdDSA: rotate that algorithm's key only (default: every "
+            "algorithm in OSTIARY_SIGNING_ALGS).",
+        ),
+    ] = None,
     lead: Annotated[
         int | None,
         typer.Option(
@@ -49,23 +56,31 @@ def keys_rotate(
     ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Add a new signing key: published in JWKS now, signing after the lead time."""
+    """Add a new signing key per algorithm: published in JWKS now, signing after the lead
+    time. Tokens of the other algorithms keep their keys."""
     from datetime import timedelta
 
-    from ostiary.protocol.jose import SUPPORTED_ALGS
-
-    if alg not in SUPPORTED_ALGS:
-        fail(f"--alg must be one of {', '.join(SUPPORTED_ALGS)}")
+    settings = load()
+    enabled = settings.tokens.signing_algs
+    if alg is not None and alg not in enabled:
+        fail(f"--alg must be one of {', '.join(enabled)} (OSTIARY_SIGNING_ALGS)")
+    algs = [a for a in enabled if alg is None or a == alg]
 
     async def work(rt: Any) -> Any:
         async with rt.unit() as unit:
-            return await unit.keys.rotate(
-                alg, lead=None if lead is None else timedelta(seconds=lead), actor="cli"
-            )
+            wait = None if lead is None else timedelta(seconds=lead)
+            return [await unit.keys.rotate(a, lead=wait, actor="cli") for a in algs]
 
-    key = run(load(), work)
-    data = {"kid": key.kid, "alg": key.alg, "activates_at": key.activates_at.isoformat()}
+    keys = run(settings, work)
+    rows = [
+        {"kid": key.kid, "alg": key.alg, "activates_at": key.activates_at.isoformat()}
+        for key in keys
+    ]
     if json:
-        print_json(data)
+        # One algorithm: the key itself (as before); all of them: a list.
+        print_json(rows[0] if alg is not None else rows)
         return
-    typer.echo(f"new {key.alg} key {key.kid}: published now, signs from {data['activates_at']}")
+    for row in rows:
+        typer.echo(
+            f"new {row['alg']} key {row['kid']}: published now, signs from {row['activates_at']}"
+        )

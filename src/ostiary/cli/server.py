@@ -99,12 +99,12 @@ def dev(
 
 
 async def _bootstrap_dev(rt: Any, data_dir: Path) -> dict[str, str]:
-    """First signing key and dev admin; the admin's password is kept in the data dir (0600)."""
+    """First signing keys and dev admin; the admin's password is kept in the data dir (0600)."""
     from ostiary.features.accounts.service import UnknownUser
 
     admin_file = data_dir / DEV_ADMIN_FILE
     async with rt.unit() as unit:
-        await unit.keys.ensure_key(rt.settings.signing_alg)
+        await unit.keys.ensure_keys()
         try:
             await unit.accounts.get_by_email(DEV_ADMIN_EMAIL)
         except UnknownUser:

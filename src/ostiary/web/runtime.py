@@ -172,6 +172,8 @@ class Runtime:
             id_token_ttl=tokens.id_token_ttl,
             refresh_token_ttl=tokens.refresh_token_ttl,
             client_token_ttl_max=tokens.max_token_ttl,
+            id_token_alg=tokens.id_token_alg,
+            access_token_alg=tokens.access_token_alg,
         )
         s = settings.sessions
         self.session_policy = SessionPolicy(
@@ -273,19 +275,21 @@ class Runtime:
             await asyncio.sleep(interval)
 
     async def ensure_signing_key(self, interval: float = 1.0) -> None:
-        """Create the first signing key if the database has none (issue 9, item 6: a fresh
-        production database must issue tokens without a manual step).
+        """Create a first signing key for each enabled algorithm that has no usable one
+        (issue 9, item 6: a fresh production database must issue tokens without a manual
+        step; issue 10: one key per algorithm, OSTIARY_SIGNING_ALGS).
 
         Run by the server at start. Retries while the database is unreachable or not yet
-        migrated (``ostiary migrate`` may run after the replicas start); returns once a key
-        exists. Replicas starting together create exactly one key (``KeyService.ensure_key``).
+        migrated (``ostiary migrate`` may run after the replicas start); returns once every
+        algorithm has a key. Replicas starting together create exactly one key per algorithm
+        (``KeyService.ensure_key``).
         """
         last_error = None
         while True:
             try:
                 async with self.unit() as unit:
-                    key = await unit.keys.ensure_key(self.settings.signing_alg, actor="system")
-                if key is not None:
+                    keys = await unit.keys.ensure_keys(actor="system")
+                for key in keys:
                     log.info("signing_key_created", kid=key.kid, alg=key.alg)
                 return
             except asyncio.CancelledError:
@@ -417,6 +421,7 @@ class Unit:
             rt.clients_cache,
             jwks_uri_policy=rt.settings.jwks_uri,
             token_ttl_max=rt.settings.tokens.max_token_ttl,
+            signing_algs=rt.settings.tokens.signing_algs,
         )
 
     @cached_property
@@ -500,6 +505,7 @@ class Unit:
             publish_lead=tokens.key_publish_lead,
             signers=rt.signers,
             audit=self.audit,
+            algs=tokens.signing_algs,
         )
 
 

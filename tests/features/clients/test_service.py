@@ -114,6 +114,8 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(
         {"redirect_uris": CB, "pkce": "plain"},
         {"redirect_uris": CB, "public": True, "pkce": "nonce"},
         {"redirect_uris": CB, "public": True, "pkce": "optional"},
+        {"redirect_uris": CB, "id_token_signed_response_alg": "HS256"},
+        {"redirect_uris": CB, "access_token_signed_response_alg": "none"},
     ],
 )
 async def test_invalid_registrations_are_refused(runtime: Any, kw: dict[str, Any]) -> None:

@@ -168,3 +168,108 @@ def test_0005_keeps_existing_clients_at_pkce_required(empty_database: str) -> No
         empty_database,
         lambda conn: {c["name"] for c in inspect(conn).get_columns("clients")},
     )  # type: ignore[operator]
+
+
+def _old_rows(conn: Connection, keys: list[tuple[str, str, int]]) -> None:
+    """Rows as the release before 0006 wrote them: keys (kid, alg, activation day), a client."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import JSON, Boolean, LargeBinary, column, insert, table
+
+    from ostiary.storage.sqla.tables import UtcDateTime
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old_keys = table(
+        "signing_keys",
+        column("kid"),
+        column("alg"),
+        column("public_jwk", JSON()),
+        column("sealed_private_key", LargeBinary()),
+        column("created_at", UtcDateTime()),
+        column("activates_at", UtcDateTime()),
+    )
+    for kid, alg, day in keys:
+        when = t0 + timedelta(days=day)
+        conn.execute(
+            insert(old_keys).values(
+                kid=kid,
+                alg=alg,
+                public_jwk={},
+                sealed_private_key=b"x",
+                created_at=when,
+                activates_at=when,
+            )
+        )
+    old_clients = table(
+        "clients",
+        *(column(n) for n in ("client_id", "name", "client_type", "token_endpoint_auth_method")),
+        *(column(n, JSON()) for n in ("redirect_uris", "post_logout_redirect_uris")),
+        *(column(n, JSON()) for n in ("grant_types", "scopes", "resources")),
+        *(column(n, Boolean()) for n in ("first_party", "disabled")),
+        column("created_at", UtcDateTime()),
+        column("updated_at", UtcDateTime()),
+    )
+    conn.execute(
+        insert(old_clients).values(
+            client_id="old",
+            name="Old",
+            client_type="confidential",
+            token_endpoint_auth_method="client_secret_basic",
+            redirect_uris=[],
+            post_logout_redirect_uris=[],
+            grant_types=[],
+            scopes=[],
+            resources=[],
+            first_party=False,
+            disabled=False,
+            created_at=t0,
+            updated_at=t0,
+        )
+    )
+    conn.commit()
+
+
+def _after(conn: Connection) -> tuple[dict[str, object], tuple[object, object]]:
+    from sqlalchemy import select
+
+    from ostiary.storage.sqla.tables import clients, signing_keys
+
+    retired = dict(conn.execute(select(signing_keys.c.kid, signing_keys.c.retired_at)).all())
+    algs = conn.execute(
+        select(clients.c.id_token_signed_response_alg, clients.c.access_token_signed_response_alg)
+    ).one()
+    return retired, tuple(algs)
+
+
+@pytest.mark.parametrize(
+    ("keys", "client_algs"),
+    [
+        # Rotated ES256 -> RS256 -> ES256 -> RS256: clients got RS256; each key keeps the
+        # window the single ring gave it, so no ES256 key signs again.
+        ([("a", "ES256", 0), ("b", "RS256", 1), ("c", "ES256", 2), ("d", "RS256", 3)], "RS256"),
+        ([("a", "ES256", 0), ("b", "ES256", 1)], "ES256"),  # never switched: ES256, as before
+        ([], None),  # no key, no token yet: the new defaults
+    ],
+)
+def test_0006_keeps_what_existing_clients_receive_and_each_key_its_window(
+    empty_database: str, keys: list[tuple[str, str, int]], client_algs: str | None
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    upgrade(empty_database, "0004")
+    _inspect(empty_database, lambda conn: _old_rows(conn, keys))
+    upgrade(empty_database, "0006")
+    retired, algs = _inspect(empty_database, _after)  # type: ignore[misc]
+    assert algs == (client_algs, client_algs)
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    if len(keys) == 4:
+        assert retired == {
+            "a": day + timedelta(days=1),
+            "b": day + timedelta(days=2),
+            "c": day + timedelta(days=3),
+            "d": None,
+        }
+    else:
+        assert set(retired.values()) <= {None}
+    downgrade(empty_database, "0004")
+    upgrade(empty_database, "0006")

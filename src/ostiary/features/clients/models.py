@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from ostiary.protocol.jose import Alg
 from ostiary.protocol.pkce import PKCE_MODES, PkceMode
 
 __all__ = [
@@ -55,6 +56,11 @@ class Client:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    # The JWS algorithm of the client's ID tokens (OpenID Connect Dynamic Client Registration
+    # 1.0 section 2) and access tokens (RFC 9068 section 2.1: any asymmetric algorithm); None:
+    # the deployment default (OSTIARY_ID_TOKEN_SIGNING_ALG, OSTIARY_ACCESS_TOKEN_SIGNING_ALG).
+    id_token_signed_response_alg: Alg | None = None
+    access_token_signed_response_alg: Alg | None = None
     first_party: bool = False
     # When the client may go without PKCE (protocol/pkce.py); see ``effective_pkce``.
     pkce: PkceMode = "required"

@@ -7,6 +7,9 @@
   server will fetch, so it must pass :func:`ostiary.protocol.destinations.check_fetch_url`
   (``https``, no userinfo or fragment, no internal address literal) under the deployment's
   destination policy (OWASP SSRF Prevention Cheat Sheet).
+- OpenID Connect Dynamic Client Registration 1.0 section 2 ``id_token_signed_response_alg``
+  and its access-token counterpart (RFC 9068 section 2.1): one of the deployment's enabled
+  signing algorithms, or None for the deployment default.
 - RFC 7662 section 4: a confidential client registered with ``introspection_audiences`` is a
   resource server for those audiences (see ``OAuthService.introspect`` for the rule).
 - RFC 9700 section 2.1.1: ``pkce`` (``protocol/pkce.py``) defaults to ``nonce`` for
@@ -48,6 +51,7 @@ from ostiary.features.clients.models import (
 from ostiary.features.clients.ports import ClientStore
 from ostiary.features.clock import Clock
 from ostiary.protocol.destinations import DestinationPolicy, DestinationRefused, check_fetch_url
+from ostiary.protocol.jose import SUPPORTED_ALGS, Alg
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.opaque_secrets import digest_matches, new_secret, secret_digest
 from ostiary.protocol.redirect_uris import RedirectUriError, validate_redirect_uri
@@ -93,6 +97,8 @@ class ClientRegistration:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    id_token_signed_response_alg: str | None = None
+    access_token_signed_response_alg: str | None = None
     client_id: str | None = None
     pkce: str | None = None  # default: "required" for public clients, else "nonce"
 
@@ -115,6 +121,9 @@ class ClientChanges:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    # An algorithm name, or "default" for the deployment's (OSTIARY_*_SIGNING_ALG).
+    id_token_alg: str | None = None
+    access_token_alg: str | None = None
     clear_ttls: frozenset[str] = frozenset()
 
 
@@ -133,6 +142,8 @@ _UPDATABLE = (
     "id_token_ttl",
     "refresh_token_ttl",
     "first_party",
+    "id_token_signed_response_alg",
+    "access_token_signed_response_alg",
     "pkce",
 )
 
@@ -167,6 +178,13 @@ class ClientCache:
         self._entries.pop(client_id, None)
 
 
+def _alg(change: str | None, current: str | None) -> str | None:
+    """An update's algorithm: unchanged (None), the deployment default ("default"), or one."""
+    if change is None:
+        return current
+    return None if change == "default" else change
+
+
 def _check_scope_token(scope: str) -> str:
     # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
     if not scope or any(ch not in _SCOPE_CHARS or ch in '"\\' for ch in scope):
@@ -194,6 +212,7 @@ class ClientService:
         *,
         jwks_uri_policy: DestinationPolicy | None = None,
         token_ttl_max: timedelta = timedelta(days=1),
+        signing_algs: tuple[Alg, ...] = SUPPORTED_ALGS,
     ) -> None:
         self._store = store
         self._pepper = pepper
@@ -205,6 +224,7 @@ class ClientService:
         # on (config.TokenSlice.max_token_ttl: OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS, or a
         # global TTL if longer).
         self._token_ttl_max = int(token_ttl_max.total_seconds())
+        self._signing_algs = signing_algs
 
     async def register(
         self, registration: ClientRegistration, *, actor: str | None = None
@@ -254,6 +274,12 @@ class ClientService:
             refresh_token_ttl=_ttl(changes, "refresh_token_ttl", current.refresh_token_ttl),
             client_id=current.client_id,
             pkce=_or(changes.pkce, current.pkce),
+            id_token_signed_response_alg=_alg(
+                changes.id_token_alg, current.id_token_signed_response_alg
+            ),
+            access_token_signed_response_alg=_alg(
+                changes.access_token_alg, current.access_token_signed_response_alg
+            ),
         )
         checked = self._validated(reg)
         method = checked.token_endpoint_auth_method
@@ -340,6 +366,8 @@ class ClientService:
             raise InvalidClientMetadata(
                 f"the refresh token lifetime must be at least {_MIN_REFRESH_TTL} seconds"
             )
+        id_alg = self._signing_alg("ID", reg.id_token_signed_response_alg)
+        access_alg = self._signing_alg("access", reg.access_token_signed_response_alg)
         audiences = [_check_audience(a) for a in dict.fromkeys(reg.introspection_audiences)]
         if audiences and reg.public:
             raise InvalidClientMetadata("public clients cannot introspect tokens")
@@ -370,9 +398,22 @@ class ClientService:
             access_token_ttl=reg.access_token_ttl,
             id_token_ttl=reg.id_token_ttl,
             refresh_token_ttl=reg.refresh_token_ttl,
+            id_token_signed_response_alg=id_alg,
+            access_token_signed_response_alg=access_alg,
             first_party=reg.first_party,
             pkce=pkce,
         )
+
+    def _signing_alg(self, label: str, name: str | None) -> Alg | None:
+        if name is None:
+            return None
+        alg = next((a for a in self._signing_algs if a == name), None)
+        if alg is None:
+            raise InvalidClientMetadata(
+                f"the {label} token algorithm must be one of {', '.join(self._signing_algs)} "
+                "(OSTIARY_SIGNING_ALGS)"
+            )
+        return alg
 
     async def get(self, client_id: str) -> Client | None:
         """Cached lookup (hot path)."""

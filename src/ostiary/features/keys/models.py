@@ -19,3 +19,6 @@ class SigningKey:
     sealed_private_key: bytes
     created_at: datetime
     activates_at: datetime
+    # Set only by migration 0006 on a key that the deployment's old single algorithm switch
+    # retired (see protocol/keyring.KeyWindow).
+    retired_at: datetime | None = None

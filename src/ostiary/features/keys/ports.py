@@ -15,6 +15,6 @@ class SigningKeyStore(Protocol):
     async def add(self, key: SigningKey) -> None: ...
 
     async def add_first(self, key: SigningKey) -> bool:
-        """Insert ``key`` only if the store holds no key, atomically across processes (a
-        database-level guard, not a process lock); True if it was inserted."""
+        """Insert ``key`` only if the store holds no unretired key of ``key.alg``, atomically
+        across processes (a database-level guard, not a process lock); True if inserted."""
         ...

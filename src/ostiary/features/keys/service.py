@@ -1,7 +1,10 @@
 """Signing key use cases: rotate, the ring at time t, JWKS, and the signer of the moment.
 
 OpenID Connect Core 1.0 section 10.1.1 (publish before use), RFC 7517 section 5 (JWK Set).
-The ring's windows are computed in ``ostiary.protocol.keyring``.
+The ring's windows are computed in ``ostiary.protocol.keyring``, one chain per algorithm:
+each enabled algorithm (ES256, RS256, EdDSA; OpenID Connect Core 1.0 section 15.1 makes RS256
+mandatory to implement) has a current key, and a client's tokens are signed with the key of
+the algorithm it is registered for, so rotating one algorithm changes nothing for the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ostiary.features.clock import Clock
 from ostiary.features.keys.models import SigningKey
 from ostiary.features.keys.ports import SigningKeyStore
 from ostiary.protocol.jose import (
+    SUPPORTED_ALGS,
     Alg,
     JwsSigner,
     generate_private_key,
@@ -57,6 +61,8 @@ class SignerCache:
 
 
 class KeyService:
+    """The deployment's signing keys: one chain per enabled algorithm (``algs``)."""
+
     def __init__(
         self,
         store: SigningKeyStore,
@@ -67,6 +73,7 @@ class KeyService:
         publish_lead: timedelta,
         signers: SignerCache | None = None,
         audit: AuditTrail | None = None,
+        algs: tuple[Alg, ...] = SUPPORTED_ALGS,
     ) -> None:
         self._store = store
         self._kek = kek
@@ -75,39 +82,56 @@ class KeyService:
         self._publish_lead = publish_lead
         self._signers = signers or SignerCache()
         self._audit = audit
+        self.algs = algs
 
     async def rotate(
         self, alg: Alg, *, lead: timedelta | None = None, actor: str | None = None
     ) -> SigningKey:
-        """Add a key: published now, signing from ``now + lead`` (default: configured lead).
+        """Add a key of ``alg``: published now, signing from ``now + lead`` (default: the
+        configured lead). Keys of the other algorithms are not touched.
 
-        The very first key activates at once: nothing has been signed, nobody caches JWKS yet.
+        An algorithm's first key signs at once (see :meth:`_first_activation`).
         """
         now = self._clock.now()
         existing = await self._store.all()
-        wait = timedelta(0) if not existing else (self._publish_lead if lead is None else lead)
-        key = self._new_key(alg, now, now + wait)
+        ring = self._ring_of(existing)
+        if ring.usable(alg):
+            activates_at = now + (self._publish_lead if lead is None else lead)
+        else:
+            activates_at = _first_activation(existing, alg, now)
+        key = self._new_key(alg, now, activates_at)
         await self._store.add(key)
         await self._added(key, actor)
         return key
 
+    async def ensure_keys(self, *, actor: str | None = None) -> list[SigningKey]:
+        """:meth:`ensure_key` for every enabled algorithm; the keys created."""
+        created = []
+        for alg in self.algs:
+            key = await self.ensure_key(alg, actor=actor)
+            if key is not None:
+                created.append(key)
+        return created
+
     async def ensure_key(self, alg: Alg, *, actor: str | None = None) -> SigningKey | None:
-        """Create the first key if there is none; returns it, or None if keys exist.
+        """Create a first key of ``alg`` if it has no usable one; returns it, or None.
 
         Safe when several processes call it at once on one database (replicas starting
-        together): the store inserts the key only if none exists, under a database-level
-        guard, so exactly one key results and the others return None.
+        together): the store inserts the key only if ``alg`` has no unretired key, under a
+        database-level guard, so exactly one key results and the others return None.
         """
-        if await self._store.all():
+        existing = await self._store.all()
+        if self._ring_of(existing).usable(alg):
             return None  # the common case on every start after the first: no key generated
-        key = self._new_key(alg, self._clock.now())
+        now = self._clock.now()
+        key = self._new_key(alg, now, _first_activation(existing, alg, now))
         if not await self._store.add_first(key):
             self._signers.keys = None
             return None
         await self._added(key, actor)
         return key
 
-    def _new_key(self, alg: Alg, now: datetime, activates_at: datetime | None = None) -> SigningKey:
+    def _new_key(self, alg: Alg, now: datetime, activates_at: datetime) -> SigningKey:
         private = generate_private_key(alg)
         jwk = public_jwk(private, alg)
         kid = str(jwk["kid"])
@@ -117,7 +141,7 @@ class KeyService:
             public_jwk=jwk,
             sealed_private_key=seal(self._kek, private_key_der(private), kid.encode()),
             created_at=now,
-            activates_at=activates_at or now,
+            activates_at=activates_at,
         )
 
     async def _added(self, key: SigningKey, actor: str | None) -> None:
@@ -140,11 +164,15 @@ class KeyService:
         self._signers.keys = (now, keys)
         return keys
 
+    def _ring_of(self, keys: list[SigningKey]) -> SigningKeyRing:
+        windows = (
+            KeyWindow(k.kid, k.alg, k.created_at, k.activates_at, k.retired_at) for k in keys
+        )
+        return SigningKeyRing(windows, self._max_token_ttl)
+
     async def ring(self) -> tuple[SigningKeyRing, dict[str, SigningKey]]:
         keys = await self._keys()
-        by_kid = {k.kid: k for k in keys}
-        windows = (KeyWindow(k.kid, k.created_at, k.activates_at) for k in keys)
-        return SigningKeyRing(windows, self._max_token_ttl), by_kid
+        return self._ring_of(keys), {k.kid: k for k in keys}
 
     async def verification_keys(self) -> KeySet | None:
         """Public keys of every stored key, parsed once per key set (for our own tokens);
@@ -170,11 +198,11 @@ class KeyService:
         """Every key with its state now (for ``ostiary keys list``)."""
         now = self._clock.now()
         ring, by_kid = await self.ring()
-        active = ring.active_at(now)
+        active = {w.kid for w in (ring.active_at(now, alg) for alg in SUPPORTED_ALGS) if w}
         published = {w.kid for w in ring.published_at(now)}
         rows = []
         for key in sorted(by_kid.values(), key=lambda k: k.activates_at, reverse=True):
-            if active is not None and key.kid == active.kid:
+            if key.kid in active:
                 state = "active"
             elif key.activates_at > now:
                 state = "next"
@@ -197,19 +225,26 @@ class KeyService:
         return rows
 
     async def can_sign(self) -> str | None:
-        """None if a key can sign now, else why not (for readiness probes)."""
-        try:
-            await self.signer()
-        except NoSigningKey as exc:
-            return str(exc)
+        """None if every enabled algorithm has a key that can sign now, else why not (for
+        readiness probes)."""
+        for alg in self.algs:
+            try:
+                await self.signer(alg)
+            except NoSigningKey as exc:
+                return str(exc)
         return None
 
-    async def signer(self, typ: str = "JWT", now: datetime | None = None) -> JwsSigner:
-        """The signer of the key active now; raises :class:`NoSigningKey` when none can sign."""
+    async def signer(self, alg: Alg, typ: str = "JWT", now: datetime | None = None) -> JwsSigner:
+        """The signer of the ``alg`` key active now; raises :class:`NoSigningKey` when none
+        can sign (``alg`` not enabled, no key of it active, or its key does not open)."""
+        if alg not in self.algs:
+            raise NoSigningKey(f"{alg} is not an enabled signing algorithm (OSTIARY_SIGNING_ALGS)")
         ring, by_kid = await self.ring()
-        window = ring.active_at(now or self._clock.now())
+        window = ring.active_at(now or self._clock.now(), alg)
         if window is None:
-            raise NoSigningKey("no active signing key; run `ostiary keys rotate`")
+            raise NoSigningKey(
+                f"no active {alg} signing key; run `ostiary keys rotate --alg {alg}`"
+            )
         cache_key = f"{window.kid}|{typ}"
         cached = self._signers.get(cache_key)
         if cached is not None:
@@ -219,8 +254,28 @@ class KeyService:
             der = open_sealed(self._kek, stored.sealed_private_key, stored.kid.encode())
         except SealError as exc:
             raise NoSigningKey(
-                f"the active signing key {stored.kid} does not open under this secret key"
+                f"the active {alg} signing key {stored.kid} does not open under this secret key"
             ) from exc
         signer = JwsSigner(stored.kid, stored.alg, load_private_key(der), typ=typ)
         self._signers.put_as(cache_key, signer)
         return signer
+
+
+def _first_activation(existing: list[SigningKey], alg: Alg, now: datetime) -> datetime:
+    """When a first (or first usable) key of ``alg`` starts to sign.
+
+    At once: no token of ``alg`` has been signed yet (or its last key was retired), so no
+    verifier can hold a JWKS that lacks the key it will be verified with. In a database that
+    holds keys of other algorithms, "at once" is dated a microsecond before the activation of
+    the latest activated key: the new key already signs here (its own chain only follows the
+    retired keys of ``alg``), and a replica of the previous release, which still reads every
+    key as one chain (migration 0006), keeps signing with the key it signs with now instead of
+    switching every client to the new algorithm during a rolling upgrade.
+    """
+    activated = [k.activates_at for k in existing if k.activates_at <= now]
+    if not activated:
+        return now
+    before_latest = max(activated) - timedelta(microseconds=1)
+    own = [k.activates_at for k in existing if k.alg == alg]
+    after_own = max(own) + timedelta(microseconds=1) if own else before_latest
+    return min(now, max(before_latest, after_own))

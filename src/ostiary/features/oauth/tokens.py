@@ -14,6 +14,9 @@
   that userinfo releases them for this token and no other.
 - OIDC Core section 2: ID token ``iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp``;
   section 3.1.3.6 ``at_hash``; OIDC Front-Channel / Back-Channel Logout: ``sid``.
+- Each token is signed with the key of the algorithm its client is registered for
+  (``OAuthPolicy.id_alg`` / ``access_alg``): OpenID Connect Dynamic Client Registration 1.0
+  section 2 ``id_token_signed_response_alg``; RFC 9068 section 2.1 for access tokens.
 - No key can sign (a fresh database before the first key exists, a changed secret key): RFC
   6749 section 5.2 has no code for it, so the answer is 503 ``temporarily_unavailable`` (the
   code of section 4.1.2.1 for the same condition), never a 500.
@@ -27,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ostiary.features.keys.service import KeyService, NoSigningKey
-from ostiary.protocol.jose import JwsSigner
+from ostiary.protocol.jose import Alg, JwsSigner
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import left_half_hash
 
@@ -61,6 +64,7 @@ class AccessTokenRequest:
     scope: str
     audience: list[str]
     ttl: timedelta
+    alg: Alg = "ES256"
     sid: str | None = None
     auth_time: datetime | None = None
     acr: str | None = None
@@ -82,9 +86,9 @@ class TokenMinter:
         self._keys = keys
         self._issuer = issuer
 
-    async def _signer(self, typ: str, now: datetime) -> JwsSigner:
+    async def _signer(self, alg: Alg, typ: str, now: datetime) -> JwsSigner:
         try:
-            return await self._keys.signer(typ=typ, now=now)
+            return await self._keys.signer(alg, typ=typ, now=now)
         except NoSigningKey as exc:
             raise ProtocolError(
                 "temporarily_unavailable",
@@ -124,7 +128,7 @@ class TokenMinter:
             claims["amr"] = list(request.amr)
         if request.userinfo_claims:
             claims[CLAIMS_CLAIM] = list(request.userinfo_claims)
-        signer = await self._signer("at+jwt", now)
+        signer = await self._signer(request.alg, "at+jwt", now)
         return MintedToken(signer.sign(claims), jti, ttl, claims)
 
     async def id_token(
@@ -134,6 +138,7 @@ class TokenMinter:
         subject: str,
         now: datetime,
         ttl: timedelta,
+        alg: Alg,
         auth_time: datetime,
         nonce: str | None,
         sid: str | None,
@@ -143,7 +148,7 @@ class TokenMinter:
         extra_claims: dict[str, Any] | None = None,
     ) -> str:
         iat = int(now.timestamp())
-        signer = await self._signer("JWT", now)
+        signer = await self._signer(alg, "JWT", now)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,

@@ -168,12 +168,14 @@ class SqlSessionStore:
 
 
 class SqlSigningKeyStore:
-    """``add_first`` is the guard that makes the first key unique when several replicas start
-    together on a fresh database: on PostgreSQL a transaction-scoped advisory lock serializes
-    the "is there a key? insert one" of concurrent transactions (under READ COMMITTED, two
-    ``INSERT ... WHERE NOT EXISTS`` would both see an empty table); SQLite transactions hold
-    the database's write lock from ``BEGIN IMMEDIATE`` (``engine.py``), across processes."""
+    """``add_first`` is the guard that makes an algorithm's first key unique when several
+    replicas start together on a fresh database: on PostgreSQL a transaction-scoped advisory
+    lock serializes the "is there a key? insert one" of concurrent transactions (under READ
+    COMMITTED, two ``INSERT ... WHERE NOT EXISTS`` would both see an empty table); SQLite
+    transactions hold the database's write lock from ``BEGIN IMMEDIATE`` (``engine.py``),
+    across processes."""
 
+    # One lock for every algorithm: starts are rare, and each takes it once per algorithm.
     _FIRST_KEY_LOCK_ID = 0x05_71A7_4B01  # arbitrary, constant: "first signing key"
 
     def __init__(self, conn: Connection) -> None:
@@ -189,6 +191,7 @@ class SqlSigningKeyStore:
                 sealed_private_key=bytes(r.sealed_private_key),
                 created_at=r.created_at,
                 activates_at=r.activates_at,
+                retired_at=r.retired_at,
             )
             for r in rows
         ]
@@ -200,7 +203,10 @@ class SqlSigningKeyStore:
             )
         # Each statement reads what committed before it (READ COMMITTED), so a key committed
         # by the transaction that held the lock before us is seen here.
-        if (await self._conn.execute(select(signing_keys.c.kid).limit(1))).first() is not None:
+        usable = select(signing_keys.c.kid).where(
+            signing_keys.c.alg == key.alg, signing_keys.c.retired_at.is_(None)
+        )
+        if (await self._conn.execute(usable.limit(1))).first() is not None:
             return False
         await self.add(key)
         return True
@@ -214,6 +220,7 @@ class SqlSigningKeyStore:
                 sealed_private_key=key.sealed_private_key,
                 created_at=key.created_at,
                 activates_at=key.activates_at,
+                retired_at=key.retired_at,
             )
         )
 

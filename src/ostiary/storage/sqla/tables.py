@@ -112,6 +112,8 @@ signing_keys = Table(
     Column("sealed_private_key", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("activates_at", UtcDateTime, nullable=False),
+    # Migration 0006: a key the old single-algorithm switch retired (protocol/keyring.py).
+    Column("retired_at", UtcDateTime, nullable=True),
 )
 
 audit_events = Table(
@@ -153,6 +155,11 @@ clients = Table(
     Column("access_token_ttl", Integer, nullable=True),
     Column("id_token_ttl", Integer, nullable=True),
     Column("refresh_token_ttl", Integer, nullable=True),
+    # OpenID Connect Dynamic Client Registration 1.0 section 2 / RFC 9068 practice: the JWS
+    # algorithm of the client's ID and access tokens; NULL: the deployment default
+    # (migration 0006).
+    Column("id_token_signed_response_alg", String(16), nullable=True),
+    Column("access_token_signed_response_alg", String(16), nullable=True),
     Column("first_party", Boolean, nullable=False),
     # required | nonce | optional (protocol/pkce.py); the default keeps the previous release's
     # inserts at the behaviour it had (PKCE always).

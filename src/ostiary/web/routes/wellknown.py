@@ -11,6 +11,7 @@ verifier that honours it always sees a new key before it signs (OIDC Core sectio
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from starlette.responses import Response
 
 from ostiary.features.clients.assertions import ASSERTION_ALGS
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
+from ostiary.protocol.jose import SUPPORTED_ALGS
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.web.deps import runtime_of
 
@@ -53,8 +55,11 @@ async def jwks(request: Request) -> Response:
     )
 
 
-def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
-    """What is implemented, exactly (OIDC Discovery 1.0 section 3, RFC 8414 section 2)."""
+def discovery_document(
+    issuer: str, *, openid: bool, signing_algs: Sequence[str] = SUPPORTED_ALGS
+) -> dict[str, Any]:
+    """What is implemented, exactly (OIDC Discovery 1.0 section 3, RFC 8414 section 2);
+    ``signing_algs``: the enabled token signing algorithms (OSTIARY_SIGNING_ALGS)."""
     doc: dict[str, Any] = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -102,7 +107,7 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
                 "userinfo_endpoint": f"{issuer}/userinfo",
                 "end_session_endpoint": f"{issuer}/end_session",
                 "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+                "id_token_signing_alg_values_supported": list(signing_algs),
                 "claims_supported": [
                     "sub",
                     "iss",
@@ -133,9 +138,10 @@ def discovery_document(issuer: str, *, openid: bool) -> dict[str, Any]:
     summary="OpenID Provider metadata (OpenID Connect Discovery 1.0)",
 )
 async def openid_configuration(request: Request) -> Response:
-    issuer = runtime_of(request).oauth_policy.issuer
+    rt = runtime_of(request)
+    algs = rt.settings.tokens.signing_algs
     return Response(
-        orjson.dumps(discovery_document(issuer, openid=True)),
+        orjson.dumps(discovery_document(rt.oauth_policy.issuer, openid=True, signing_algs=algs)),
         media_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
@@ -146,9 +152,10 @@ async def openid_configuration(request: Request) -> Response:
     summary="Authorization server metadata (RFC 8414)",
 )
 async def oauth_metadata(request: Request) -> Response:
-    issuer = runtime_of(request).oauth_policy.issuer
+    rt = runtime_of(request)
+    algs = rt.settings.tokens.signing_algs
     return Response(
-        orjson.dumps(discovery_document(issuer, openid=True)),
+        orjson.dumps(discovery_document(rt.oauth_policy.issuer, openid=True, signing_algs=algs)),
         media_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )

@@ -22,6 +22,7 @@ from ostiary.features.oauth.revocation import RevocationService
 from ostiary.features.oauth.tokens import AccessTokenRequest, MintedToken, TokenMinter
 from ostiary.protocol.claims import ClaimsRequest
 from ostiary.protocol.forms import form_values
+from ostiary.protocol.jose import Alg
 from ostiary.protocol.oauth_errors import ProtocolError
 
 __all__ = [
@@ -68,6 +69,16 @@ class OAuthPolicy:
     # OSTIARY_CLIENT_TOKEN_TTL_MAX_SECONDS), so that no token outlives the revocations that
     # cover it or the signing key that verifies it.
     client_token_ttl_max: timedelta | None = None
+    # Deployment defaults for clients registered without their own algorithms
+    # (config.TokenSlice; RS256 ID tokens per OpenID Connect Core 1.0 section 15.1).
+    id_token_alg: Alg = "RS256"  # noqa: S105 (an algorithm name)
+    access_token_alg: Alg = "ES256"  # noqa: S105
+
+    def id_alg(self, client: Client) -> Alg:
+        return client.id_token_signed_response_alg or self.id_token_alg
+
+    def access_alg(self, client: Client) -> Alg:
+        return client.access_token_signed_response_alg or self.access_token_alg
 
     def _client_ttl(self, seconds: int) -> timedelta:
         ttl = timedelta(seconds=seconds)
@@ -188,6 +199,7 @@ class UserTokens:
                 scope=self.scope,
                 audience=self.audience or sign_in.resources or [ctx.policy.issuer],
                 ttl=ctx.policy.access_ttl(self.client),
+                alg=ctx.policy.access_alg(self.client),
                 sid=sign_in.sid,
                 auth_time=sign_in.auth_time,
                 acr=sign_in.acr,
@@ -226,6 +238,7 @@ class UserTokens:
                 subject=sign_in.user_id,
                 now=self.now,
                 ttl=ctx.policy.id_ttl(client),
+                alg=ctx.policy.id_alg(client),
                 auth_time=sign_in.auth_time,
                 nonce=nonce,
                 sid=sign_in.sid,

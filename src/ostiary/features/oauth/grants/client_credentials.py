@@ -43,6 +43,7 @@ class ClientCredentialsGrant:
                 scope=scope,
                 audience=audience,
                 ttl=ctx.policy.access_ttl(client),
+                alg=ctx.policy.access_alg(client),
             ),
             ctx.now(),
         )
