@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from werkzeug.serving import make_server
 
 from tests.e2e.harness import Server, base_env
@@ -34,24 +33,12 @@ __all__ = [
     "AppProcess",
     "approve_if_asked",
     "browser_page",
-    "needs_server",
     "register_rp",
     "wsgi_thread",
 ]
 
 RP_PROCESS = Path(__file__).with_name("rp_process.py")
 START_TIMEOUT_S = 60.0  # busy CI machines; Django's migrations take ~2 s on a quiet one
-
-
-def needs_server(*features: str) -> pytest.MarkDecorator:
-    """Marks an RP test that the server cannot pass yet: it needs the issue 10 ``features``.
-
-    Strict: once the server has them the test passes, XPASS fails the run, and this marker
-    must go (search for ``needs_server(``).
-    """
-    return pytest.mark.xfail(
-        strict=True, reason="needs issue 10 server features: " + ", ".join(features)
-    )
 
 
 def register_rp(server: Server, name: str, *args: str) -> dict[str, Any]:

@@ -36,12 +36,9 @@ from tests.e2e.oauth_fixtures import (
     decode_verified,
     fetch_jwks,
 )
-from tests.e2e.rp_apps import needs_server, register_rp
+from tests.e2e.rp_apps import register_rp
 
-pytestmark = [
-    pytest.mark.e2e,
-    needs_server("PKCE mode nonce (the suite sends no PKCE)"),
-]
+pytestmark = [pytest.mark.e2e]
 
 REDIRECT = "http://127.0.0.1:9/cert/callback"  # never followed: nothing listens
 BASIC_SCOPES = ["openid", "profile", "email", "address", "phone"]
@@ -144,7 +141,6 @@ def test_scope_profile_email_address_phone(rp: Rp) -> None:
     assert userinfo["email"] == rp.email
 
 
-@needs_server("the claims request parameter (Core 5.5)")
 def test_claims_request_parameter(rp: Rp) -> None:
     """OP-claims-essential / OP-claims-auth_time-essential (Core 5.5)."""
     claims_request = {"userinfo": {"email": None}, "id_token": {"auth_time": {"essential": True}}}
@@ -198,7 +194,6 @@ def test_id_token_hint(rp: Rp) -> None:
         assert hinted["sub"] == claims["sub"]
 
 
-@needs_server("response_mode=form_post")
 def test_form_post_response_mode(rp: Rp) -> None:
     """OP-Response-form_post (OAuth 2.0 Form Post Response Mode section 2): an auto-submitting
     form posting code, state and iss to the redirect URI, which the page's CSP allows."""

@@ -30,7 +30,6 @@ from tests.e2e.rp_apps import (
     AppProcess,
     browser_page,
     django_process,
-    needs_server,
     register_rp,
     sign_in_at_ostiary,
 )
@@ -107,7 +106,6 @@ def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
         yield app
 
 
-@needs_server("client_secret_post for a client registered with the default (basic)")
 def test_allauth_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 

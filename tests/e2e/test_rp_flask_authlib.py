@@ -28,7 +28,6 @@ from tests.e2e.httpflow import STRONG_PASSWORD
 from tests.e2e.oauth_fixtures import chromium, one_backend  # noqa: F401 (fixtures)
 from tests.e2e.rp_apps import (
     browser_page,
-    needs_server,
     register_rp,
     sign_in_at_ostiary,
     wsgi_thread,
@@ -114,7 +113,6 @@ def rp(server: Server) -> Iterator[FlaskRp]:
         yield FlaskRp(origin, client)
 
 
-@needs_server("PKCE mode nonce (default for confidential clients)")
 def test_flask_authlib_signs_in_and_out(chromium: Any, server: Server, rp: FlaskRp) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 

@@ -29,7 +29,6 @@ from tests.e2e.rp_apps import (
     AppProcess,
     browser_page,
     django_process,
-    needs_server,
     register_rp,
     sign_in_at_ostiary,
 )
@@ -91,11 +90,6 @@ def rp(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
         yield app
 
 
-@needs_server(
-    "PKCE mode nonce",
-    "client_secret_post for a client registered with the default (basic)",
-    "RS256 ID tokens by default",
-)
 def test_rs256_only_rp_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 

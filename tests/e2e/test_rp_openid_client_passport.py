@@ -27,7 +27,6 @@ from tests.e2e.rp_apps import (
     AppProcess,
     app_process,
     browser_page,
-    needs_server,
     register_rp,
     sign_in_at_ostiary,
 )
@@ -61,7 +60,6 @@ def rp(
         yield app
 
 
-@needs_server("client_secret_post for a client registered with the default (basic)")
 def test_passport_signs_in_and_out(chromium: Any, server: Server, rp: AppProcess) -> None:  # noqa: F811 (imported fixture)
     from playwright.sync_api import expect
 
