@@ -235,10 +235,36 @@ async def test_claims_parameter_userinfo_and_id_token_members_survive_refresh(
     assert again["phone_number"] == "+14155550123"
 
 
-async def test_essential_acr_that_cannot_be_met_does_not_fail(
+@pytest.mark.parametrize(
+    "acr",
+    [{"essential": True, "values": ["urn:example:mfa"]}, {"essential": True, "value": "x"}],
+)
+async def test_essential_acr_that_cannot_be_met_is_a_failed_authentication(
+    client: httpx.AsyncClient, setup: dict[str, Any], acr: dict[str, Any]
+) -> None:
+    """Core 5.5.1.1: "If this is an Essential Claim and the requirement cannot be met, then
+    the Authorization Server MUST treat that outcome as a failed authentication attempt"."""
+    query = {
+        "response_type": "code",
+        "client_id": setup["client"].client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid",
+        "state": "s",
+        "nonce": "n",
+        "claims": json.dumps({"id_token": {"acr": acr}}),
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    response = await client.get("/authorize?" + urlencode(query))
+    assert response.status_code == 303
+    got = parse_qs(urlsplit(response.headers["location"]).query)
+    assert got["error"] == ["unmet_authentication_requirements"] and got["state"] == ["s"]
+
+
+async def test_a_voluntary_acr_that_cannot_be_met_gets_what_was_achieved(
     app: Any, client: httpx.AsyncClient, profiled: dict[str, Any]
 ) -> None:
-    request = {"id_token": {"acr": {"essential": True, "values": ["urn:example:mfa"]}}}
+    request = {"id_token": {"acr": {"values": ["urn:example:mfa"]}}}
     _, token, _ = await _flow(app, client, profiled, "openid", claims=json.dumps(request))
     assert (await _id_claims(client, token))["acr"] == ACR_ONE_FACTOR
 

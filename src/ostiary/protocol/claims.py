@@ -230,6 +230,15 @@ class ClaimsRequest:
             return None
         return self.id_token["acr"] or {}
 
+    def essential_acr_unmet(self, achievable: tuple[str, ...]) -> bool:
+        """Section 5.5.1.1: an essential ``acr`` with ``value``/``values`` none of which this
+        server can achieve; that "MUST" be treated as a failed authentication."""
+        spec = self.acr()
+        if not spec or not spec.get("essential"):
+            return False
+        wanted = [spec["value"]] if "value" in spec else list(spec.get("values") or [])
+        return bool(wanted) and not any(value in achievable for value in wanted)
+
 
 def _member(target: str, value: object) -> dict[str, dict[str, Any] | None]:
     if value is None:

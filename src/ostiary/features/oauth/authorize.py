@@ -33,6 +33,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from ostiary.features.clients.models import Client
 from ostiary.protocol.claims import ClaimsRequest, parse_claims_request
 from ostiary.protocol.oauth_errors import ProtocolError
+from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.protocol.pkce import is_valid_challenge, omission_refused
 from ostiary.protocol.redirect_uris import matches_registered
 from ostiary.protocol.scopes import ScopeError, granted_scopes, parse_scope
@@ -183,6 +184,14 @@ def validate_authorization_request(
             claims_request = parse_claims_request(params["claims"])
         except ValueError as exc:
             raise fail("invalid_request", str(exc)) from exc
+        if claims_request.essential_acr_unmet(ACR_VALUES_SUPPORTED):
+            # Core 5.5.1.1: a failed authentication; the error code of OpenID Connect Core
+            # Error Code unmet_authentication_requirements 1.0. (Step-up to a class a
+            # session lacks but could reach is the MFA feature's.)
+            raise fail(
+                "unmet_authentication_requirements",
+                "No authentication this server offers meets the essential acr values.",
+            )
     if challenge is None:
         # On the granted scopes: an openid the client may not have does not excuse PKCE.
         refused = omission_refused(
