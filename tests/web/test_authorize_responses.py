@@ -54,7 +54,7 @@ class Setup:
 @pytest.fixture
 async def setup(app: Any) -> Setup:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         grace = await unit.accounts.create_user(GRACE, PASSWORD, name="Grace")
         ada = await unit.accounts.create_user(ADA, PASSWORD, name="Ada")
         client, secret = await unit.clients.register(

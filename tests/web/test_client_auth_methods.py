@@ -34,7 +34,7 @@ def clock() -> FrozenClock:
 
 async def _register(app: Any, **kw: Any) -> tuple[str, str | None]:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         client, secret = await unit.clients.register(
             ClientRegistration(name="m", grant_types=("client_credentials",), scopes=("x",), **kw)
         )

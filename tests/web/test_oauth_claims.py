@@ -99,7 +99,7 @@ async def test_nothing_usable_or_openid_not_allowed_is_invalid_scope(
     app: Any, client: httpx.AsyncClient, scope: str, fragment: str
 ) -> None:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         narrow, _ = await unit.clients.register(
             ClientRegistration(name="API", redirect_uris=(REDIRECT,), scopes=("models:read",))
         )

@@ -23,7 +23,7 @@ CB = "https://app.example/cb"
 @pytest.fixture(autouse=True)
 async def _user_and_key(app: Any) -> None:
     async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_key("ES256")
+        await unit.keys.ensure_keys()
         await unit.accounts.create_user(EMAIL, PASSWORD, email_verified=True)
 
 
