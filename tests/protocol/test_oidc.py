@@ -3,7 +3,13 @@
 import base64
 import hashlib
 
-from ostiary.protocol.oidc import ACR_ONE_FACTOR, ACR_VALUES_SUPPORTED, acr_for, left_half_hash
+from ostiary.protocol.oidc import (
+    ACR_MFA,
+    ACR_ONE_FACTOR,
+    ACR_VALUES_SUPPORTED,
+    acr_for,
+    left_half_hash,
+)
 
 
 def test_at_hash_es256_is_left_half_of_sha256() -> None:
@@ -32,3 +38,10 @@ def test_acr_is_the_class_of_the_methods_used() -> None:
     assert acr_for([]) is None
     assert acr_for(["pwd", "otp"]) is None
     assert acr_for(["hwk"]) is None
+
+
+def test_password_and_one_time_code_is_the_multi_factor_class() -> None:
+    # RFC 8176 section 2: "otp" for the code, "mfa" since two factors were used.
+    assert acr_for(["pwd", "otp", "mfa"]) == acr_for(["mfa", "pwd", "otp"]) == ACR_MFA
+    assert ACR_MFA in ACR_VALUES_SUPPORTED
+    assert ACR_MFA != ACR_ONE_FACTOR

@@ -10,6 +10,10 @@
   that was achieved, whatever was asked for. Only classes a sign-in can reach today are
   advertised (``ACR_VALUES_SUPPORTED``); a set of methods with no class gets no ``acr`` at all
   rather than a wrong one.
+- Classes (README, "Authentication classes"): ``urn:ostiary:acr:password`` is one knowledge
+  factor (amr ``pwd``); ``urn:ostiary:acr:mfa`` is the password and a one-time code from an
+  authenticator app or a recovery code (amr ``pwd otp mfa``, RFC 8176 section 2: ``mfa`` since
+  two factors were used).
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from __future__ import annotations
 import base64
 import hashlib
 
-__all__ = ["ACR_ONE_FACTOR", "ACR_VALUES_SUPPORTED", "acr_for", "left_half_hash"]
+__all__ = ["ACR_MFA", "ACR_ONE_FACTOR", "ACR_VALUES_SUPPORTED", "acr_for", "left_half_hash"]
 
 # One factor, a knowledge factor: the password form (amr "pwd").
 ACR_ONE_FACTOR = "urn:ostiary:acr:password"
-ACR_VALUES_SUPPORTED: tuple[str, ...] = (ACR_ONE_FACTOR,)
-_CLASSES: dict[frozenset[str], str] = {frozenset({"pwd"}): ACR_ONE_FACTOR}
+# Two factors: the password and a one-time code (TOTP, RFC 6238, or a recovery code).
+ACR_MFA = "urn:ostiary:acr:mfa"
+ACR_VALUES_SUPPORTED: tuple[str, ...] = (ACR_ONE_FACTOR, ACR_MFA)
+_CLASSES: dict[frozenset[str], str] = {
+    frozenset({"pwd"}): ACR_ONE_FACTOR,
+    frozenset({"pwd", "otp", "mfa"}): ACR_MFA,
+}
 
 
 def left_half_hash(value: str, alg: str) -> str:

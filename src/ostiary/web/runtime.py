@@ -6,7 +6,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``authorize-proof`` (MAC of /authorize's sign-in markers, web/sign_in_proofs.py),
 ``login-throttle-keys`` (names of the sign-in throttle's Redis keys, storage/throttle.py),
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
-(HMAC key of stored recovery codes).
+(HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
+password and its second factor, web/second_step.py).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from ostiary.storage.sqla.tables import (
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
+from ostiary.web.second_step import SecondStepTickets
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -125,6 +127,7 @@ class Runtime:
         self.csrf_key = derive_key(secret, "ostiary/csrf")
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
+        self.second_step = SecondStepTickets(derive_key(secret, "ostiary/second-step"))
         self.mfa_keys = MfaKeys(
             seal=derive_key(secret, "ostiary/mfa-secret-encryption"),
             pepper=derive_key(secret, "ostiary/recovery-code-hmac"),
@@ -409,6 +412,12 @@ class Unit:
             rt.clock,
             issuer_name=rt.settings.mfa_issuer_name,
         )
+
+    @cached_property
+    def spent_tickets(self) -> SqlAssertionReplayStore:
+        """Second-step tickets already used (web/second_step.py): the single-use table of
+        client assertion ids, with its own key prefix, expiry and retention rule."""
+        return SqlAssertionReplayStore(self.conn)
 
     @cached_property
     def clients(self) -> ClientService:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -22,6 +23,7 @@ from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.pages import render
 from ostiary.web.runtime import Runtime, Unit
+from ostiary.web.second_step import TICKET_TTL_SECONDS, ticket_cookie_name
 
 router = APIRouter(tags=["browser"])
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -100,7 +102,7 @@ def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-def _set_session_cookie(rt: Runtime, response: Response, value: str) -> None:
+def set_session_cookie(rt: Runtime, response: Response, value: str) -> None:
     s = rt.settings.sessions
     response.set_cookie(
         s.cookie_name,
@@ -223,6 +225,7 @@ async def login(request: Request) -> Response:
         )
     ip = client_ip(request)
     failure: AccountError | None = None
+    second_step = False
     password = form.get("password", "")
     async with rt.unit() as unit:
         accounts = unit.accounts
@@ -240,18 +243,10 @@ async def login(request: Request) -> Response:
             except AccountError as exc:
                 failure = exc
             else:
-                previous = request.cookies.get(rt.settings.sessions.cookie_name)
-                old = await unit.sessions.resolve(previous) if previous else None
-                if old is not None:
-                    # A fresh session id on every authentication (ASVS V3.2.1, fixation);
-                    # the old one ends like any sign-out: cache, tokens, every node.
-                    await unit.sessions.end(old, ip=ip, reason="signed_in_again")
-                cookie, _session = await unit.sessions.start(
-                    signed_in.user.id,
-                    list(signed_in.amr),
-                    ip=ip,
-                    user_agent=request.headers.get("user-agent"),
-                )
+                # A user with a second factor is not signed in by the password alone.
+                second_step = (await unit.mfa.factors(signed_in.user.id)).totp
+                if not second_step:
+                    cookie = await start_session(unit, request, signed_in.user.id, signed_in.amr)
     if failure is not None:
         if isinstance(failure, LoginThrottled):
             return _login_page(
@@ -265,9 +260,46 @@ async def login(request: Request) -> Response:
         return _login_page(
             request, next_path=next_path, email=email, status_code=401, error=str(failure)
         )
-    response = _redirect(next_path)
-    _set_session_cookie(rt, response, cookie)
+    if second_step:
+        response = _to_second_step(rt, request, signed_in.user.id, next_path)
+    else:
+        response = _redirect(next_path)
+        set_session_cookie(rt, response, cookie)
     _set_device_cookie(rt, response, signed_in.device_cookie)
+    return response
+
+
+async def start_session(
+    unit: Unit, request: Request, user_id: str, amr: tuple[str, ...] | list[str]
+) -> str:
+    """A new session for a completed sign-in; its cookie value."""
+    ip = client_ip(request)
+    previous = request.cookies.get(unit.settings.sessions.cookie_name)
+    old = await unit.sessions.resolve(previous) if previous else None
+    if old is not None:
+        # A fresh session id on every authentication (ASVS V3.2.1, fixation);
+        # the old one ends like any sign-out: cache, tokens, every node.
+        await unit.sessions.end(old, ip=ip, reason="signed_in_again")
+    cookie, _session = await unit.sessions.start(
+        user_id, list(amr), ip=ip, user_agent=request.headers.get("user-agent")
+    )
+    return cookie
+
+
+def _to_second_step(rt: Runtime, request: Request, user_id: str, next_path: str) -> Response:
+    """To the code page with a signed ticket for this user and browser (web/second_step.py)."""
+    browser, _new = csrf_guard(request).browser_id(request)  # the login form's CSRF cookie
+    ticket = rt.second_step.issue(user_id, now=rt.clock.now(), browser=browser)
+    response = _redirect("/login/second-step?" + urlencode({"next": next_path}))
+    response.set_cookie(
+        ticket_cookie_name(rt.settings.sessions.cookie_secure),
+        ticket,
+        max_age=TICKET_TTL_SECONDS,
+        httponly=True,
+        secure=rt.settings.sessions.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
     return response
 
 
@@ -392,5 +424,7 @@ __all__ = [
     "render_form",
     "require_csrf",
     "router",
+    "set_session_cookie",
     "signed_in",
+    "start_session",
 ]

@@ -1,0 +1,205 @@
+"""A sign-in's second step: the authenticator code, or a recovery code instead.
+
+After the password (web/routes/browser.py ``login``) a user with an active TOTP factor holds a
+signed, single-use ticket (web/second_step.py) and no session yet. This page asks for the
+code; a correct one starts the session with ``amr`` ``pwd otp mfa`` (RFC 8176 section 2) and
+continues to ``next`` as a one-factor sign-in does. Codes are checked, throttled and audited by
+features/mfa (RFC 6238 section 5.2: a code is accepted once). OWASP ASVS 4.0 V2.8, V4.2.2
+(CSRF on the form), V5.1.5 (``next`` is a local path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.mfa.service import NotEnrolled
+from ostiary.protocol.redirects import safe_local_path
+from ostiary.web.deps import client_ip, read_form, runtime_of
+from ostiary.web.pages import render
+from ostiary.web.routes.browser import (
+    FORM_ERRORS,
+    csrf_guard,
+    render_form,
+    set_session_cookie,
+    start_session,
+)
+from ostiary.web.runtime import Runtime
+from ostiary.web.second_step import SecondStepTicket, ticket_cookie_name
+
+__all__ = ["MFA_AMR", "router"]
+
+router = APIRouter(tags=["browser"])
+
+# RFC 8176 section 2: password, one-time code, and "mfa" since two factors were used.
+MFA_AMR = ("pwd", "otp", "mfa")
+_MAX_CODE_LEN = 64
+
+_HTML: dict[str, Any] = {"content": {"text/html": {}}}
+_CODE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string"},
+                        "method": {"type": "string", "enum": ["totp", "recovery"]},
+                        "csrf_token": {"type": "string"},
+                        "next": {"type": "string"},
+                    },
+                    "required": ["code", "csrf_token"],
+                }
+            }
+        },
+    }
+}
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _cookie_name(rt: Runtime) -> str:
+    return ticket_cookie_name(rt.settings.sessions.cookie_secure)
+
+
+def _ticket(rt: Runtime, request: Request) -> SecondStepTicket | None:
+    browser = request.cookies.get(csrf_guard(request).cookie_name)
+    value = request.cookies.get(_cookie_name(rt))
+    return rt.second_step.read(value, now=rt.clock.now(), browser=browser)
+
+
+def _back_to_login(rt: Runtime, next_path: str) -> Response:
+    """No valid ticket (none, expired, forged, spent): the sign-in starts again."""
+    response = _redirect("/login?" + urlencode({"next": next_path}))
+    response.delete_cookie(
+        _cookie_name(rt), path="/", secure=rt.settings.sessions.cookie_secure, httponly=True
+    )
+    return response
+
+
+def _page(
+    request: Request,
+    *,
+    next_path: str,
+    method: str,
+    error: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = render_form(
+        request,
+        "second_step.html",
+        status_code=status_code,
+        next=next_path,
+        method=method,
+        error=error,
+        left=None,
+        other_url="/login/second-step?"
+        + urlencode({"next": next_path, "method": "totp" if method == "recovery" else "recovery"}),
+    )
+    response.headers.update(headers or {})
+    return response
+
+
+@router.get(
+    "/login/second-step",
+    summary="Second step of a sign-in: authenticator or recovery code",
+    response_class=Response,
+    responses={200: _HTML, 303: {"description": "No pending sign-in: to /login"}},
+)
+async def second_step_page(
+    request: Request, next: str | None = None, method: str | None = None
+) -> Response:
+    rt = runtime_of(request)
+    next_path = safe_local_path(next)
+    if _ticket(rt, request) is None:
+        return _back_to_login(rt, next_path)
+    return _page(request, next_path=next_path, method=_method(method))
+
+
+def _method(value: str | None) -> str:
+    return "recovery" if value == "recovery" else "totp"
+
+
+class _TicketSpent(Exception):
+    """Raised inside the unit of work so that the code it spent is rolled back too."""
+
+
+@router.post(
+    "/login/second-step",
+    summary="Finish a sign-in with an authenticator or recovery code",
+    response_class=Response,
+    openapi_extra=_CODE_BODY,
+    responses={**FORM_ERRORS, 303: {"description": "Signed in, or to /login"}, 429: _HTML},
+)
+async def second_step(request: Request) -> Response:
+    rt = runtime_of(request)
+    form = await read_form(request)
+    next_path = safe_local_path(form.get("next"))
+    method = _method(form.get("method"))
+    ticket = _ticket(rt, request)
+    if ticket is None:
+        return _back_to_login(rt, next_path)
+    if not csrf_guard(request).is_valid(request, form.get("csrf_token")):
+        return _page(
+            request,
+            next_path=next_path,
+            method=method,
+            status_code=403,
+            error="This form expired. Please try again.",
+        )
+    code = form.get("code", "")[:_MAX_CODE_LEN]
+    ip = client_ip(request)
+    failure: AccountError | None = None
+    left: int | None = None
+    try:
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_cached(ticket.user_id)
+            if user is None or user.disabled:
+                return _back_to_login(rt, next_path)
+            try:
+                if method == "recovery":
+                    left = await unit.mfa.use_recovery_code(user.id, code, ip=ip)
+                else:
+                    await unit.mfa.verify_totp(user.id, code, ip=ip)
+            except NotEnrolled:
+                return _back_to_login(rt, next_path)  # factors reset meanwhile
+            except AccountError as exc:  # a wrong code (audited), or throttled
+                failure = exc
+            else:
+                if not await unit.spent_tickets.remember(ticket.spent_key, ticket.expires_at):
+                    raise _TicketSpent
+                cookie = await start_session(unit, request, user.id, MFA_AMR)
+    except _TicketSpent:
+        return _back_to_login(rt, next_path)
+    if isinstance(failure, LoginThrottled):
+        return _page(
+            request,
+            next_path=next_path,
+            method=method,
+            status_code=429,
+            error=str(failure),
+            headers={"Retry-After": str(failure.retry_after)},
+        )
+    if failure is not None:
+        return _page(
+            request, next_path=next_path, method=method, status_code=401, error=str(failure)
+        )
+    response: Response
+    if left is None:
+        response = _redirect(next_path)
+    else:
+        # A recovery code was spent: say how many remain before going on.
+        response = render("second_step.html", next=next_path, method=method, left=left)
+    response.delete_cookie(
+        _cookie_name(rt), path="/", secure=rt.settings.sessions.cookie_secure, httponly=True
+    )
+    set_session_cookie(rt, response, cookie)
+    return response

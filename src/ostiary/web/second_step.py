@@ -1,0 +1,102 @@
+"""The signed ticket between a sign-in's password step and its second factor.
+
+OWASP ASVS 4.0 V2.8 / 5.0 V6.3 (multi-factor authentication): a correct password alone is not a
+session when the user holds a second factor. The browser gets a short-lived ticket instead, in
+a cookie of its own, that the code page needs. It is an HMAC-SHA256 (RFC 2104; key derived from
+the deployment secret, ``ostiary/second-step``) over:
+
+- its time of issue (good for :data:`TICKET_TTL_SECONDS`: five minutes to type a code);
+- a random nonce, spent when the second step succeeds (single use, on every replica: the nonce
+  is remembered in the database until the ticket would have expired);
+- the user id the password proved (the ticket cannot sign in anyone else);
+- the browser (its random pre-session CSRF cookie, :mod:`ostiary.web.csrf`): a ticket copied
+  to another browser does not verify.
+
+Nothing in it is secret; the MAC makes it unforgeable, and it carries no password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+__all__ = ["TICKET_TTL_SECONDS", "SecondStepTicket", "SecondStepTickets", "ticket_cookie_name"]
+
+TICKET_TTL_SECONDS = 300
+_CLOCK_SKEW_SECONDS = 60  # issued by a replica whose clock runs a little ahead
+_MAX_LEN = 512
+
+
+def ticket_cookie_name(secure: bool) -> str:
+    return "__Host-ostiary_second_step" if secure else "ostiary_second_step"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+def _field(value: str) -> bytes:
+    """Length-prefixed, so that no two field lists give the same MAC input."""
+    data = value.encode()
+    return str(len(data)).encode() + b":" + data
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStepTicket:
+    user_id: str
+    nonce: str  # spent once, when the second factor is accepted
+    issued: int  # Unix time
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.issued + TICKET_TTL_SECONDS, UTC)
+
+    @property
+    def spent_key(self) -> str:
+        """The nonce's key in the single-use table (64 hex characters)."""
+        return hashlib.sha256(f"second-step|{self.nonce}".encode()).hexdigest()
+
+
+class SecondStepTickets:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, issued: str, nonce: str, user_id: str, browser: str) -> str:
+        msg = b"second-step" + b"".join(_field(f) for f in (issued, nonce, user_id, browser))
+        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
+
+    def issue(self, user_id: str, *, now: datetime, browser: str) -> str:
+        issued = str(int(now.timestamp()))
+        nonce = secrets.token_urlsafe(16)
+        mac = self._mac(issued, nonce, user_id, browser)
+        return f"{issued}.{nonce}.{_b64(user_id.encode())}.{mac}"
+
+    def read(
+        self, value: str | None, *, now: datetime, browser: str | None
+    ) -> SecondStepTicket | None:
+        """The ticket if this server made it for this browser and it has not expired."""
+        if not value or not browser or len(value) > _MAX_LEN or value.count(".") != 3:
+            return None
+        issued, nonce, user_b64, mac = value.split(".")
+        if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
+            return None
+        age = int(now.timestamp()) - int(issued)
+        if not -_CLOCK_SKEW_SECONDS <= age <= TICKET_TTL_SECONDS:
+            return None
+        try:
+            user_id = _unb64(user_b64)
+        except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
+            return None
+        expected = self._mac(issued, nonce, user_id, browser)
+        if not hmac.compare_digest(expected.encode(), mac.encode()):
+            return None
+        return SecondStepTicket(user_id=user_id, nonce=nonce, issued=int(issued))

@@ -1,0 +1,374 @@
+"""A sign-in's second step (issue 11 section 4), in-process over ASGI, on every backend.
+
+After the password, a user with an authenticator app holds only a signed, single-use ticket
+(web/second_step.py); the code page turns it into a session with ``amr`` pwd otp mfa (RFC 8176)
+and the multi-factor ``acr``. Codes come from pyotp with the secret the user was shown; ID
+tokens are fetched with Authlib and verified with joserfc against the published JWKS.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+import pytest
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from ostiary.features.clients.service import ClientRegistration
+from ostiary.features.clock import FrozenClock
+from ostiary.protocol.oidc import ACR_MFA, ACR_ONE_FACTOR
+from ostiary.storage.sqla.tables import audit_events
+from tests.web.helpers import PASSWORD, csrf_from, sign_in
+
+EMAIL = "ada@example.com"
+TICKET = "ostiary_second_step"
+SESSION = "ostiary_session"
+STEP = timedelta(seconds=30)
+REDIRECT = "https://app.example/callback"
+
+
+class Enrolled:
+    def __init__(self, user_id: str, app: pyotp.TOTP, codes: list[str]) -> None:
+        self.user_id = user_id
+        self.app = app  # the user's authenticator
+        self.recovery_codes = codes
+
+
+async def _enroll(app: Any, clock: FrozenClock, email: str = EMAIL) -> Enrolled:
+    runtime = app.state.runtime
+    async with runtime.unit() as unit:
+        user = await unit.accounts.create_user(email, PASSWORD, name="Ada")
+        enrollment = await unit.mfa.start_totp(user.id, email)
+    totp = pyotp.TOTP(enrollment.secret)
+    async with runtime.unit() as unit:
+        codes = await unit.mfa.confirm_totp(user.id, totp.at(clock.now()), ip=None)
+    clock.advance(STEP)  # the confirming code's step is spent
+    return Enrolled(user.id, totp, codes)
+
+
+@pytest.fixture
+async def ada(app: Any, clock: FrozenClock) -> Enrolled:
+    return await _enroll(app, clock)
+
+
+def _browser(app: Any, ip: str = "203.0.113.7") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(ip, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def _password(client: httpx.AsyncClient, next_path: str = "/account") -> httpx.Response:
+    response = await sign_in(client, EMAIL, next_path=next_path)
+    assert response.status_code == 303, response.text[:300]
+    return response
+
+
+async def _submit(
+    client: httpx.AsyncClient, code: str, *, method: str = "totp", next_path: str = "/account"
+) -> httpx.Response:
+    page = await client.get("/login/second-step", params={"next": next_path, "method": method})
+    assert page.status_code == 200, page.headers.get("location")
+    return await client.post(
+        "/login/second-step",
+        data={
+            "code": code,
+            "method": method,
+            "csrf_token": csrf_from(page.text),
+            "next": next_path,
+        },
+    )
+
+
+def _replace_cookie(client: httpx.AsyncClient, name: str, value: str) -> None:
+    client.cookies.delete(name)
+    client.cookies.set(name, value)
+
+
+async def _session_amr(app: Any, user_id: str) -> list[list[str]]:
+    async with app.state.runtime.unit() as unit:
+        return [s.amr for s in await unit.sessions.list_for_user(user_id)]
+
+
+# -- the password alone is not a session --------------------------------------------------
+
+
+async def test_password_then_totp_signs_in_with_mfa_amr(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    response = await _password(client)
+    assert response.headers["location"] == "/login/second-step?next=%2Faccount"
+    assert SESSION not in response.cookies and TICKET in response.cookies
+    ticket_cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in ticket_cookie and "SameSite=lax" in ticket_cookie
+    assert (await client.get("/account")).status_code == 303  # not signed in yet
+    assert await _session_amr(app, ada.user_id) == []
+
+    page = await client.get("/login/second-step?next=/account")
+    assert 'autocomplete="one-time-code"' in page.text
+    assert 'href="/login/second-step?next=%2Faccount&amp;method=recovery"' in page.text
+
+    done = await _submit(client, ada.app.at(clock.now()))
+    assert done.status_code == 303 and done.headers["location"] == "/account"
+    assert SESSION in done.cookies
+    assert (await client.get("/account")).status_code == 200
+    assert await _session_amr(app, ada.user_id) == [["pwd", "otp", "mfa"]]
+
+
+async def test_a_user_without_a_factor_signs_in_with_the_password_alone(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    async with app.state.runtime.unit() as unit:
+        user = await unit.accounts.create_user(EMAIL, PASSWORD)
+    response = await _password(client)
+    assert response.headers["location"] == "/account" and SESSION in response.cookies
+    assert await _session_amr(app, user.id) == [["pwd"]]
+
+
+async def test_a_wrong_code_is_shown_again_audited_and_the_ticket_still_works(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    good = ada.app.at(clock.now())
+    wrong = f"{(int(good) + 1) % 1_000_000:06d}"
+    refused = await _submit(client, wrong)
+    assert refused.status_code == 401
+    assert 'id="second-step-error"' in refused.text and "not valid" in refused.text
+    assert SESSION not in refused.cookies
+    assert await _session_amr(app, ada.user_id) == []
+    async with app.state.runtime.unit() as unit:
+        rows = (
+            await unit.conn.execute(
+                select(audit_events.c.action, audit_events.c.outcome).where(
+                    audit_events.c.target == ada.user_id
+                )
+            )
+        ).all()
+    assert ("mfa.totp.verify", "failure") in [tuple(r) for r in rows]
+    assert (await _submit(client, good)).status_code == 303
+
+
+async def test_a_code_used_once_is_refused_at_the_next_sign_in(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    code = ada.app.at(clock.now())
+    await _password(client)
+    assert (await _submit(client, code)).status_code == 303
+    page = await client.get("/account")
+    await client.post("/logout", data={"csrf_token": csrf_from(page.text)})
+    await _password(client)
+    replayed = await _submit(client, code)  # RFC 6238 section 5.2: same step, same code
+    assert replayed.status_code == 401
+    assert await _session_amr(app, ada.user_id) == []
+
+
+async def test_wrong_codes_are_throttled_with_a_429_page(
+    client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    good = int(ada.app.at(clock.now()))
+    statuses = []
+    for i in range(1, 15):
+        statuses.append((await _submit(client, f"{(good + 7 * i) % 1_000_000:06d}")).status_code)
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}
+    throttled = await _submit(client, ada.app.at(clock.now()))
+    assert throttled.status_code == 429 and "Retry-After" in throttled.headers
+
+
+async def test_a_recovery_code_signs_in_and_says_how_many_are_left(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled
+) -> None:
+    await _password(client)
+    page = await client.get("/login/second-step?next=/account&method=recovery")
+    assert 'id="code"' in page.text and "Recovery code" in page.text
+    done = await _submit(client, ada.recovery_codes[0], method="recovery")
+    assert done.status_code == 200 and SESSION in done.cookies
+    assert "9 recovery codes left" in done.text
+    assert 'href="/account"' in done.text
+    assert await _session_amr(app, ada.user_id) == [["pwd", "otp", "mfa"]]
+    # Spent: the same recovery code does not work twice.
+    page = await client.get("/account")
+    await client.post("/logout", data={"csrf_token": csrf_from(page.text)})
+    await _password(client)
+    again = await _submit(client, ada.recovery_codes[0], method="recovery")
+    assert again.status_code == 401
+
+
+# -- the ticket is the server's, for one user, one browser, five minutes, once ------------
+
+
+async def test_the_code_page_without_a_ticket_goes_back_to_sign_in(
+    client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    response = await client.get("/login/second-step?next=/account")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Faccount"
+    page = await client.get("/login")
+    posted = await client.post(
+        "/login/second-step",
+        data={"code": ada.app.at(clock.now()), "csrf_token": csrf_from(page.text)},
+    )
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?")
+    assert SESSION not in posted.cookies
+
+
+async def test_a_tampered_ticket_is_refused(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    issued, nonce, user, mac = client.cookies[TICKET].split(".")
+    forged_mac = ("A" if mac[0] != "A" else "B") + mac[1:]
+    for forged in (
+        f"{issued}.{nonce}.{user}.{forged_mac}",
+        f"{int(issued) + 200}.{nonce}.{user}.{mac}",  # a longer life
+        f"{issued}.{secrets.token_urlsafe(16)}.{user}.{mac}",  # a fresh nonce
+        "not-a-ticket",
+    ):
+        _replace_cookie(client, TICKET, forged)
+        response = await client.get("/login/second-step")
+        assert response.status_code == 303, forged
+    page = await client.get("/login")
+    posted = await client.post(
+        "/login/second-step",
+        data={"code": ada.app.at(clock.now()), "csrf_token": csrf_from(page.text)},
+    )
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?")
+    assert await _session_amr(app, ada.user_id) == []
+
+
+async def test_a_ticket_cannot_sign_in_another_user(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    grace = await _enroll(app, clock, "grace@example.com")
+    await _password(client)  # Ada's password
+    issued, nonce, _user, mac = client.cookies[TICKET].split(".")
+    grace_b64 = base64.urlsafe_b64encode(grace.user_id.encode()).rstrip(b"=").decode()
+    _replace_cookie(client, TICKET, f"{issued}.{nonce}.{grace_b64}.{mac}")
+    assert (await client.get("/login/second-step")).status_code == 303
+    assert await _session_amr(app, grace.user_id) == []
+
+
+async def test_an_expired_ticket_is_refused(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    page = await client.get("/login/second-step")
+    clock.advance(timedelta(seconds=301))
+    posted = await client.post(
+        "/login/second-step",
+        data={"code": ada.app.at(clock.now()), "csrf_token": csrf_from(page.text)},
+    )
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?")
+    assert await _session_amr(app, ada.user_id) == []
+
+
+async def test_a_ticket_copied_to_another_browser_is_refused(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    ticket = client.cookies[TICKET]
+    async with _browser(app, "198.51.100.4") as other:
+        await other.get("/login")  # its own CSRF cookie
+        _replace_cookie(other, TICKET, ticket)
+        assert (await other.get("/login/second-step")).status_code == 303
+    assert await _session_amr(app, ada.user_id) == []
+
+
+async def test_a_spent_ticket_cannot_be_used_again(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    ticket = client.cookies[TICKET]
+    assert (await _submit(client, ada.app.at(clock.now()))).status_code == 303
+    assert TICKET not in client.cookies  # cleared on success
+    clock.advance(STEP)  # a new, valid code: only the ticket is replayed
+    client.cookies.delete(SESSION)
+    _replace_cookie(client, TICKET, ticket)
+    page = await client.get("/login")
+    replayed = await client.post(
+        "/login/second-step",
+        data={"code": ada.app.at(clock.now()), "csrf_token": csrf_from(page.text)},
+    )
+    assert replayed.status_code == 303 and replayed.headers["location"].startswith("/login?")
+    assert SESSION not in replayed.cookies
+    assert await _session_amr(app, ada.user_id) == [["pwd", "otp", "mfa"]]  # the first only
+    # The code that request carried was not spent: it still signs in a real second step.
+    await _password(client)
+    assert (await _submit(client, ada.app.at(clock.now()))).status_code == 303
+
+
+async def test_the_code_form_needs_its_csrf_token(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    response = await client.post(
+        "/login/second-step", data={"code": ada.app.at(clock.now()), "csrf_token": "0" * 64}
+    )
+    assert response.status_code == 403
+    assert await _session_amr(app, ada.user_id) == []
+
+
+# -- OpenID Connect: the round trip carries amr and the multi-factor acr -------------------
+
+
+async def test_authorize_round_trip_gives_an_id_token_with_mfa_amr_and_acr(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    async with app.state.runtime.unit() as unit:
+        await unit.keys.ensure_keys()
+        registered, secret = await unit.clients.register(
+            ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))
+        )
+    oauth = AsyncOAuth2Client(
+        client_id=registered.client_id,
+        client_secret=secret,
+        redirect_uri=REDIRECT,
+        scope="openid",
+        code_challenge_method="S256",
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+    )
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(
+        "http://testserver/authorize", code_verifier=verifier, nonce="n-1"
+    )
+    to_login = await client.get(url)
+    assert to_login.status_code == 303
+    next_path = parse_qs(urlsplit(to_login.headers["location"]).query)["next"][0]
+    second = await _password(client, next_path=next_path)
+    assert second.headers["location"].startswith("/login/second-step?")
+    back = await _submit(client, ada.app.at(clock.now()), next_path=next_path)
+    assert back.status_code == 303 and back.headers["location"] == next_path
+    response = await client.get(back.headers["location"])
+    if response.status_code == 200 and "consent-form" in response.text:
+        query = html.unescape(response.text.split('name="request" value="')[1].split('"')[0])
+        response = await client.post(
+            "/authorize/consent",
+            data={"csrf_token": csrf_from(response.text), "request": query, "decision": "allow"},
+        )
+    callback = response.headers["location"]
+    assert callback.startswith(REDIRECT) and "code=" in callback
+    token = await oauth.fetch_token(
+        "http://testserver/token", authorization_response=callback, code_verifier=verifier
+    )
+    keys = KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
+    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256", "ES256"]).claims
+    assert claims["sub"] == ada.user_id
+    assert claims["amr"] == ["pwd", "otp", "mfa"]
+    assert claims["acr"] == ACR_MFA
+    access = jwt.decode(token["access_token"], keys, algorithms=["RS256", "ES256"]).claims
+    assert access["acr"] == ACR_MFA and access["amr"] == ["pwd", "otp", "mfa"]
+
+
+async def test_discovery_publishes_both_classes(client: httpx.AsyncClient) -> None:
+    metadata = (await client.get("/.well-known/openid-configuration")).json()
+    assert metadata["acr_values_supported"] == [ACR_ONE_FACTOR, ACR_MFA]
