@@ -171,3 +171,18 @@ def test_any_claims_parameter_parses_or_raises_value_error(raw: str) -> None:
         request = None
         message = str(exc)
     assert isinstance(request, ClaimsRequest) or message
+
+
+@pytest.mark.parametrize(
+    ("acr", "expected"),
+    [
+        ({"essential": True, "values": ["a", "b"]}, ("a", "b")),
+        ({"essential": True, "value": "a"}, ("a",)),
+        ({"values": ["a"]}, ()),  # voluntary (Core 5.5.1.1)
+        ({"essential": False, "value": "a"}, ()),
+        (None, ()),
+    ],
+)
+def test_essential_acr_values(acr: dict[str, Any] | None, expected: tuple[str, ...]) -> None:
+    request = parse_claims_request(json.dumps({"id_token": {"acr": acr}}))
+    assert request.essential_acr() == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -320,15 +321,13 @@ async def test_the_code_form_needs_its_csrf_token(
 # -- OpenID Connect: the round trip carries amr and the multi-factor acr -------------------
 
 
-async def test_authorize_round_trip_gives_an_id_token_with_mfa_amr_and_acr(
-    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
-) -> None:
+async def _oauth_client(app: Any) -> AsyncOAuth2Client:
     async with app.state.runtime.unit() as unit:
         await unit.keys.ensure_keys()
         registered, secret = await unit.clients.register(
             ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))
         )
-    oauth = AsyncOAuth2Client(
+    return AsyncOAuth2Client(
         client_id=registered.client_id,
         client_secret=secret,
         redirect_uri=REDIRECT,
@@ -337,36 +336,146 @@ async def test_authorize_round_trip_gives_an_id_token_with_mfa_amr_and_acr(
         transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
     )
+
+
+def _authorization_url(oauth: AsyncOAuth2Client, **extra: str) -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     url, _ = oauth.create_authorization_url(
-        "http://testserver/authorize", code_verifier=verifier, nonce="n-1"
+        "http://testserver/authorize", code_verifier=verifier, nonce="n-1", **extra
     )
-    to_login = await client.get(url)
-    assert to_login.status_code == 303
-    next_path = parse_qs(urlsplit(to_login.headers["location"]).query)["next"][0]
-    second = await _password(client, next_path=next_path)
-    assert second.headers["location"].startswith("/login/second-step?")
-    back = await _submit(client, ada.app.at(clock.now()), next_path=next_path)
-    assert back.status_code == 303 and back.headers["location"] == next_path
-    response = await client.get(back.headers["location"])
+    return url, verifier
+
+
+async def _allow_if_asked(client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
     if response.status_code == 200 and "consent-form" in response.text:
         query = html.unescape(response.text.split('name="request" value="')[1].split('"')[0])
         response = await client.post(
             "/authorize/consent",
             data={"csrf_token": csrf_from(response.text), "request": query, "decision": "allow"},
         )
-    callback = response.headers["location"]
-    assert callback.startswith(REDIRECT) and "code=" in callback
+    return response
+
+
+async def _password_and_code(
+    client: httpx.AsyncClient, login_location: str, code: str
+) -> httpx.Response:
+    """From the /login URL /authorize sent us to, through both steps, back to /authorize."""
+    assert login_location.startswith("/login?"), login_location
+    next_path = parse_qs(urlsplit(login_location).query)["next"][0]
+    page = await client.get(login_location)  # reauth=1 shows it to a signed-in browser too
+    second = await client.post(
+        "/login",
+        data={
+            "email": EMAIL,
+            "password": PASSWORD,
+            "csrf_token": csrf_from(page.text),
+            "next": next_path,
+        },
+    )
+    assert second.headers["location"].startswith("/login/second-step?")
+    back = await _submit(client, code, next_path=next_path)
+    assert back.status_code == 303 and back.headers["location"] == next_path
+    return await _allow_if_asked(client, await client.get(next_path))
+
+
+async def _claims(
+    client: httpx.AsyncClient, oauth: AsyncOAuth2Client, callback: str, verifier: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Redeem the code with Authlib; the ID and access token claims, verified with joserfc."""
+    assert callback.startswith(REDIRECT) and "code=" in callback, callback
     token = await oauth.fetch_token(
         "http://testserver/token", authorization_response=callback, code_verifier=verifier
     )
     keys = KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
-    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256", "ES256"]).claims
-    assert claims["sub"] == ada.user_id
-    assert claims["amr"] == ["pwd", "otp", "mfa"]
-    assert claims["acr"] == ACR_MFA
-    access = jwt.decode(token["access_token"], keys, algorithms=["RS256", "ES256"]).claims
+    algs = ["RS256", "ES256"]
+    return (
+        jwt.decode(token["id_token"], keys, algorithms=algs).claims,
+        jwt.decode(token["access_token"], keys, algorithms=algs).claims,
+    )
+
+
+def _error_of(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text[:300]
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT), location
+    return parse_qs(urlsplit(location).query)["error"][0]
+
+
+async def test_authorize_round_trip_gives_an_id_token_with_mfa_amr_and_acr(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    oauth = await _oauth_client(app)
+    url, verifier = _authorization_url(oauth)
+    to_login = await client.get(url)
+    assert to_login.status_code == 303
+    done = await _password_and_code(client, to_login.headers["location"], ada.app.at(clock.now()))
+    id_claims, access = await _claims(client, oauth, done.headers["location"], verifier)
+    assert id_claims["sub"] == ada.user_id
+    assert id_claims["amr"] == ["pwd", "otp", "mfa"]
+    assert id_claims["acr"] == ACR_MFA
     assert access["acr"] == ACR_MFA and access["amr"] == ["pwd", "otp", "mfa"]
+
+
+# -- step-up: an essential acr of the multi-factor class (OIDC Core 5.5.1.1) ---------------
+
+_ESSENTIAL_MFA = json.dumps({"id_token": {"acr": {"essential": True, "values": [ACR_MFA]}}})
+
+
+async def _password_session_then_enrolled(
+    app: Any, client: httpx.AsyncClient, clock: FrozenClock
+) -> Enrolled:
+    """A session from before the user set up an authenticator: amr ["pwd"] only."""
+    async with app.state.runtime.unit() as unit:
+        user = await unit.accounts.create_user(EMAIL, PASSWORD)
+    assert SESSION in (await _password(client)).cookies
+    async with app.state.runtime.unit() as unit:
+        enrollment = await unit.mfa.start_totp(user.id, EMAIL)
+    totp = pyotp.TOTP(enrollment.secret)
+    async with app.state.runtime.unit() as unit:
+        codes = await unit.mfa.confirm_totp(user.id, totp.at(clock.now()), ip=None)
+    clock.advance(STEP)
+    return Enrolled(user.id, totp, codes)
+
+
+async def test_an_essential_mfa_acr_steps_a_password_session_up_to_the_second_factor(
+    app: Any, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    user = await _password_session_then_enrolled(app, client, clock)
+    oauth = await _oauth_client(app)
+    # Without the essential request the password session is enough (and gets its class).
+    url, verifier = _authorization_url(oauth, acr_values=ACR_MFA)  # voluntary: no step-up
+    done = await _allow_if_asked(client, await client.get(url))
+    id_claims, _ = await _claims(client, oauth, done.headers["location"], verifier)
+    assert id_claims["acr"] == ACR_ONE_FACTOR and id_claims["amr"] == ["pwd"]
+
+    url, verifier = _authorization_url(oauth, claims=_ESSENTIAL_MFA)
+    asked = await client.get(url)
+    assert asked.status_code == 303 and asked.headers["location"].startswith("/login?")
+    assert "reauth=1" in asked.headers["location"]
+    done = await _password_and_code(client, asked.headers["location"], user.app.at(clock.now()))
+    id_claims, access = await _claims(client, oauth, done.headers["location"], verifier)
+    assert id_claims["acr"] == ACR_MFA and id_claims["amr"] == ["pwd", "otp", "mfa"]
+    assert access["acr"] == ACR_MFA
+
+
+async def test_an_essential_mfa_acr_with_prompt_none_is_login_required(
+    app: Any, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    await _password_session_then_enrolled(app, client, clock)
+    oauth = await _oauth_client(app)
+    url, _ = _authorization_url(oauth, claims=_ESSENTIAL_MFA, prompt="none")
+    assert _error_of(await client.get(url)) == "login_required"
+
+
+async def test_an_essential_mfa_acr_for_a_user_without_a_factor_is_unmet(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    async with app.state.runtime.unit() as unit:
+        await unit.accounts.create_user(EMAIL, PASSWORD)
+    await _password(client)
+    oauth = await _oauth_client(app)
+    url, _ = _authorization_url(oauth, claims=_ESSENTIAL_MFA)
+    assert _error_of(await client.get(url)) == "unmet_authentication_requirements"
 
 
 async def test_discovery_publishes_both_classes(client: httpx.AsyncClient) -> None:

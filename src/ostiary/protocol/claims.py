@@ -230,6 +230,15 @@ class ClaimsRequest:
             return None
         return self.id_token["acr"] or {}
 
+    def essential_acr(self) -> tuple[str, ...]:
+        """Section 5.5.1.1: the ``acr`` values of an essential request, one of which the
+        sign-in must meet (empty when the request is voluntary or names none)."""
+        spec = self.acr()
+        if not spec or not spec.get("essential"):
+            return ()
+        wanted = [spec["value"]] if "value" in spec else list(spec.get("values") or [])
+        return tuple(value for value in wanted if isinstance(value, str))
+
     def essential_acr_unmet(self, achievable: tuple[str, ...]) -> bool:
         """Section 5.5.1.1: an essential ``acr`` with ``value``/``values`` none of which this
         server can achieve; that "MUST" be treated as a failed authentication."""

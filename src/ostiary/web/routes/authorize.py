@@ -39,6 +39,7 @@ from ostiary.features.oauth.authorize import (
 from ostiary.features.oauth.service import extra_claims
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
+from ostiary.protocol.oidc import ACR_MFA, acr_for
 from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError, page_error_response
@@ -267,7 +268,47 @@ async def _sign_in_gate(
         )
     if ("select_account" in auth.prompt or switch) and not chosen:
         return _select_account_page(unit, request, auth, user.email, received, now)
+    step_up = await _essential_acr_gate(unit, request, auth, received, found, fresh=fresh)
+    if step_up is not None:
+        return step_up
     return session, user
+
+
+async def _essential_acr_gate(
+    unit: Unit,
+    request: Request,
+    auth: AuthorizationRequest,
+    received: _Received,
+    found: tuple[Session, User],
+    *,
+    fresh: bool,
+) -> Response | None:
+    """OIDC Core 5.5.1.1: an essential ``acr`` the session does not meet is a step-up.
+
+    The multi-factor class is within reach of a user with an authenticator app: the browser
+    signs in again (``prompt=login`` semantics, password then code). Otherwise, or when a
+    sign-in made for this request still does not meet it, the authentication failed:
+    ``unmet_authentication_requirements``. (``acr_values`` alone is voluntary, section
+    3.1.2.1: the token carries the class achieved.)
+    """
+    wanted = auth.claims_request.essential_acr() if auth.claims_request else ()
+    session, user = found
+    if not wanted or acr_for(session.amr) in wanted:
+        return None
+    reachable = ACR_MFA in wanted and (await unit.mfa.factors(user.id)).totp
+    if fresh or not reachable:
+        return await _refuse(
+            unit,
+            request,
+            auth,
+            "unmet_authentication_requirements",
+            "The sign-in does not meet the essential acr values.",
+        )
+    if "none" in auth.prompt:
+        return await _refuse(
+            unit, request, auth, "login_required", "A sign-in with a second factor is needed."
+        )
+    return _login_redirect(unit, request, received, runtime_of(request).clock.now(), force=True)
 
 
 def _hints_another_user(auth: AuthorizationRequest, user: User) -> bool:
