@@ -145,6 +145,9 @@ class Settings(BaseSettings):
 
     # The name authenticator apps show beside a TOTP entry (the otpauth:// URI's issuer).
     mfa_issuer_name: str = Field(default="Ostiary", min_length=1, max_length=64)
+    # Every user needs a second factor: one without is sent to set it up after the password,
+    # and /authorize issues nothing for a session signed in without one.
+    mfa_required: bool = False
 
     # Every node deletes expired revocations, codes, refresh families, sessions and assertion
     # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).

@@ -481,3 +481,53 @@ async def test_an_essential_mfa_acr_for_a_user_without_a_factor_is_unmet(
 async def test_discovery_publishes_both_classes(client: httpx.AsyncClient) -> None:
     metadata = (await client.get("/.well-known/openid-configuration")).json()
     assert metadata["acr_values_supported"] == [ACR_ONE_FACTOR, ACR_MFA]
+
+
+# -- OSTIARY_MFA_REQUIRED: a user without a factor sets one up before OAuth ----------------
+
+
+@pytest.fixture
+async def strict_app(backend: Any, tmp_path: Any, clock: FrozenClock) -> Any:
+    from ostiary.web.app import create_app
+    from tests.conftest import make_settings
+
+    application = create_app(make_settings(backend, tmp_path, mfa_required=True), clock=clock)
+    yield application
+    await application.state.runtime.close()
+
+
+async def test_mfa_required_sends_a_user_without_a_factor_to_set_one_up(
+    strict_app: Any, clock: FrozenClock
+) -> None:
+    async with strict_app.state.runtime.unit() as unit:
+        await unit.accounts.create_user(EMAIL, PASSWORD)
+    oauth = await _oauth_client(strict_app)
+    async with _browser(strict_app) as browser:
+        signed = await _password(browser)
+        assert signed.headers["location"] == "/account/security?next=%2Faccount"
+        assert SESSION in signed.cookies  # signed in, to reach the set-up page
+        url, _ = _authorization_url(oauth)
+        to_setup = await browser.get(url)
+        assert to_setup.status_code == 303
+        location = to_setup.headers["location"]
+        assert location.startswith("/account/security?next=")
+        back = parse_qs(urlsplit(location).query)["next"][0]
+        assert back.startswith("/authorize?") and "code_challenge=" in back
+        url, _ = _authorization_url(oauth, prompt="none")
+        assert _error_of(await browser.get(url)) == "interaction_required"
+
+
+async def test_mfa_required_steps_a_password_session_up_once_a_factor_exists(
+    strict_app: Any, clock: FrozenClock
+) -> None:
+    oauth = await _oauth_client(strict_app)
+    async with _browser(strict_app) as browser:
+        user = await _password_session_then_enrolled(strict_app, browser, clock)
+        url, verifier = _authorization_url(oauth)
+        asked = await browser.get(url)
+        assert asked.status_code == 303 and "reauth=1" in asked.headers["location"]
+        done = await _password_and_code(
+            browser, asked.headers["location"], user.app.at(clock.now())
+        )
+        id_claims, _ = await _claims(browser, oauth, done.headers["location"], verifier)
+        assert id_claims["acr"] == ACR_MFA

@@ -289,13 +289,24 @@ async def _essential_acr_gate(
     signs in again (``prompt=login`` semantics, password then code). Otherwise, or when a
     sign-in made for this request still does not meet it, the authentication failed:
     ``unmet_authentication_requirements``. (``acr_values`` alone is voluntary, section
-    3.1.2.1: the token carries the class achieved.)
+    3.1.2.1: the token carries the class achieved.) With ``OSTIARY_MFA_REQUIRED`` every
+    request needs the multi-factor class: a user without a factor is sent to set one up.
     """
     wanted = auth.claims_request.essential_acr() if auth.claims_request else ()
     session, user = found
-    if not wanted or acr_for(session.amr) in wanted:
+    achieved = acr_for(session.amr)
+    required = unit.settings.mfa_required and achieved != ACR_MFA
+    if not required and (not wanted or achieved in wanted):
         return None
-    reachable = ACR_MFA in wanted and (await unit.mfa.factors(user.id)).totp
+    has_factor = (await unit.mfa.factors(user.id)).totp
+    if required and not has_factor:
+        if "none" in auth.prompt:
+            return await _refuse(
+                unit, request, auth, "interaction_required", "A second factor must be set up."
+            )
+        back = "/authorize?" + received.query()
+        return _redirect("/account/security?" + urlencode({"next": back}))
+    reachable = has_factor and (required or ACR_MFA in wanted)
     if fresh or not reachable:
         return await _refuse(
             unit,

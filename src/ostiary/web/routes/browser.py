@@ -262,6 +262,11 @@ async def login(request: Request) -> Response:
         )
     if second_step:
         response = _to_second_step(rt, request, signed_in.user.id, next_path)
+    elif rt.settings.mfa_required:
+        # OSTIARY_MFA_REQUIRED and no factor yet: set one up first (web/routes/authorize.py
+        # issues nothing to a session without one).
+        response = _redirect("/account/security?" + urlencode({"next": next_path}))
+        set_session_cookie(rt, response, cookie)
     else:
         response = _redirect(next_path)
         set_session_cookie(rt, response, cookie)
