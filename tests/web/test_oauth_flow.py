@@ -19,7 +19,7 @@ from joserfc.jwk import KeySet
 
 from ostiary.features.clients.service import ClientRegistration
 from ostiary.features.clock import FrozenClock
-from ostiary.protocol.oidc import ACR_ONE_FACTOR
+from ostiary.protocol.oidc import ACR_MFA, ACR_ONE_FACTOR
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
 EMAIL = "grace@example.com"
@@ -130,7 +130,7 @@ async def test_discovery_documents(client: httpx.AsyncClient) -> None:
     assert oidc["code_challenge_methods_supported"] == ["S256"]
     assert oidc["response_types_supported"] == ["code"]
     assert oidc["authorization_response_iss_parameter_supported"] is True
-    assert oidc["acr_values_supported"] == [ACR_ONE_FACTOR]
+    assert oidc["acr_values_supported"] == [ACR_ONE_FACTOR, ACR_MFA]
 
 
 async def test_code_flow_with_pkce_tokens_and_userinfo(
