@@ -8,6 +8,7 @@ tokens are fetched with Authlib and verified with joserfc against the published 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import json
@@ -531,3 +532,31 @@ async def test_mfa_required_steps_a_password_session_up_once_a_factor_exists(
         )
         id_claims, _ = await _claims(browser, oauth, done.headers["location"], verifier)
         assert id_claims["acr"] == ACR_MFA
+
+
+async def test_one_ticket_submitted_twice_at_once_makes_one_session(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled
+) -> None:
+    """Two valid recovery codes raced on one ticket: exactly one sign-in wins."""
+    await _password(client)
+    page = await client.get("/login/second-step?method=recovery")
+    token = csrf_from(page.text)
+
+    twin = _browser(app)  # the same browser's cookies, sent on a second connection
+    for name, value in client.cookies.items():
+        twin.cookies.set(name, value)
+
+    async def submit(browser: httpx.AsyncClient, code: str) -> httpx.Response:
+        return await browser.post(
+            "/login/second-step",
+            data={"code": code, "method": "recovery", "csrf_token": token, "next": "/account"},
+        )
+
+    async with twin:
+        results = await asyncio.gather(
+            submit(client, ada.recovery_codes[0]), submit(twin, ada.recovery_codes[1])
+        )
+    assert sorted(r.status_code for r in results) == [200, 303]
+    assert await _session_amr(app, ada.user_id) == [["pwd", "otp", "mfa"]]
+    async with app.state.runtime.unit() as unit:
+        assert (await unit.mfa.factors(ada.user_id)).recovery_codes_left == 9  # loser's kept
