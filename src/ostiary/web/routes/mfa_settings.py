@@ -4,7 +4,8 @@
   (the ``otpauth://`` URI; segno, inline SVG) and as base32 text, and becomes active only when a
   code from the app proves the user holds it. Ten recovery codes are then shown once.
 - Every POST is CSRF-checked (OWASP ASVS V4.2.2); pages that hold a secret or recovery codes
-  are ``Cache-Control: no-store`` (ASVS V8.2.1), so neither the browser nor a proxy keeps them.
+  are ``Cache-Control: no-store`` (ASVS V8.2.1; web/pages.py sends it with every page), so
+  neither the browser nor a proxy keeps them.
 - Changing factors needs a recent sign-in (ASVS 5.0 V6.2 / V7.5, re-authentication before a
   sensitive change): a session signed in longer ago than ``OSTIARY_MFA_REAUTH_SECONDS`` is sent
   to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here.
@@ -53,11 +54,6 @@ def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers=_NO_STORE)
 
 
-def _no_store(response: Response) -> Response:
-    response.headers.update(_NO_STORE)
-    return response
-
-
 def _qr_svg(uri: str) -> str:
     # Inline SVG (no script, no data: URL, fits the page CSP); light modules drawn so the code
     # scans on a dark theme too. Error level M: ISO/IEC 18004's usual default.
@@ -67,7 +63,7 @@ def _qr_svg(uri: str) -> str:
 def _setup_page(
     request: Request, enrollment: TotpEnrollment, error: str = "", status_code: int = 200
 ) -> Response:
-    page = render_form(
+    return render_form(
         request,
         "mfa_totp_setup.html",
         status_code=status_code,
@@ -76,11 +72,10 @@ def _setup_page(
         secret=enrollment.secret,
         error=error,
     )
-    return _no_store(page)
 
 
 def _codes_page(request: Request, codes: list[str], *, first: bool) -> Response:
-    return _no_store(render_form(request, "mfa_recovery_codes.html", codes=codes, first=first))
+    return render_form(request, "mfa_recovery_codes.html", codes=codes, first=first)
 
 
 async def _form_session(request: Request) -> tuple[dict[str, str], Session, User]:
@@ -115,7 +110,7 @@ async def security_page(request: Request) -> Response:
     async with runtime_of(request).unit() as unit:
         factors = await unit.mfa.factors(found[1].id)
     notice = _NOTICES.get(request.query_params.get("notice", ""), "")
-    return _no_store(render_form(request, "mfa_security.html", factors=factors, notice=notice))
+    return render_form(request, "mfa_security.html", factors=factors, notice=notice)
 
 
 @router.post(
