@@ -235,3 +235,21 @@ async def test_changing_factors_needs_a_recent_sign_in(
     factors = await _factors(app, user.id)
     assert factors.totp is False and factors.recovery_codes_left == 0
     assert "was removed" in (await client.get(removed.headers["location"])).text
+
+
+async def test_wrong_codes_are_throttled_per_account(
+    client: httpx.AsyncClient, user: Any, clock: FrozenClock
+) -> None:
+    await sign_in(client, EMAIL)
+    setup = await _start(client)
+    totp = pyotp.TOTP(_secret(setup.text))
+    near = {totp.at(clock.now() + timedelta(seconds=30 * d)) for d in (-1, 0, 1)}
+    wrong = next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
+    form = {"csrf_token": csrf_from(setup.text), "code": wrong}
+    statuses = [
+        (await client.post(f"{PAGE}/totp/confirm", data=form)).status_code for _ in range(10)
+    ]
+    assert statuses == [400] * 10
+    form["code"] = totp.at(clock.now())  # even the right code waits now
+    throttled = await client.post(f"{PAGE}/totp/confirm", data=form)
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
