@@ -94,7 +94,8 @@ async def test_enroll_shows_qr_and_secret_then_the_recovery_codes_once(
 ) -> None:
     await sign_in(client, EMAIL)
     before = await client.get(PAGE)
-    assert 'id="start-totp"' in before.text and (await _factors(app, user.id)).totp is False
+    assert 'id="start-totp"' in before.text and 'id="continue-totp"' not in before.text
+    assert (await _factors(app, user.id)).totp is False
 
     setup = await _start(client)
     assert setup.status_code == 200
@@ -106,6 +107,7 @@ async def test_enroll_shows_qr_and_secret_then_the_recovery_codes_once(
     parsed = pyotp.parse_uri(uri.group(1).replace("&amp;", "&"))
     assert parsed.secret == secret and parsed.issuer == "Ostiary" and parsed.name == EMAIL
     assert (await _factors(app, user.id)).totp is False  # pending until a code proves it
+    assert 'href="/account/security/totp" id="continue-totp"' in (await client.get(PAGE)).text
 
     confirmed = await client.post(
         f"{PAGE}/totp/confirm",

@@ -107,10 +107,14 @@ async def security_page(request: Request) -> Response:
     found = await current_session(request)
     if found is None:
         return _redirect(f"/login?next={PAGE}")
+    user = found[1]
     async with runtime_of(request).unit() as unit:
-        factors = await unit.mfa.factors(found[1].id)
+        factors = await unit.mfa.factors(user.id)
+        pending = not factors.totp and await unit.mfa.pending_totp(user.id, user.email)
     notice = _NOTICES.get(request.query_params.get("notice", ""), "")
-    return render_form(request, "mfa_security.html", factors=factors, notice=notice)
+    return render_form(
+        request, "mfa_security.html", factors=factors, pending=bool(pending), notice=notice
+    )
 
 
 @router.post(
