@@ -23,7 +23,17 @@ from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
 from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
-from ostiary.web.routes import authorize, browser, demo, docs, oauth, ops, profile, wellknown
+from ostiary.web.routes import (
+    authorize,
+    browser,
+    demo,
+    docs,
+    mfa_settings,
+    oauth,
+    ops,
+    profile,
+    wellknown,
+)
 from ostiary.web.runtime import Runtime
 
 __all__ = ["DEV_CLIENT_FILE", "create_app"]
@@ -98,6 +108,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(browser.router)
     app.include_router(profile.router)
+    app.include_router(mfa_settings.router)
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)
