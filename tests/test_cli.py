@@ -221,6 +221,69 @@ def test_users_update_refuses_invalid_claims_with_one_line(tmp_path: Path) -> No
     assert "No such user" in _one_line_error(unknown)
 
 
+# -- users reset-mfa, users list --json shows each user's factors ---------------------------
+
+
+def test_users_reset_mfa_and_list_show_the_factors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyotp
+
+    from ostiary.cli._common import run
+    from ostiary.config import load_settings
+
+    env = {"OSTIARY_DATA_DIR": str(tmp_path / "d"), "OSTIARY_SECRET_KEY": KEY}
+    assert _invoke("migrate", env=env).exit_code == 0
+    for email in ("m@example.com", "p@example.com"):
+        assert _invoke("users", "create", "--email", email, env=env).exit_code == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    async def enroll(rt: Any) -> None:  # as /account/security does, with the user's app
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_by_email("m@example.com")
+            enrollment = await unit.mfa.start_totp(user.id, user.email)
+            code = pyotp.TOTP(enrollment.secret).at(rt.clock.now())
+            await unit.mfa.confirm_totp(user.id, code, ip=None)
+            await unit.mfa.use_recovery_code(
+                user.id, (await unit.mfa.regenerate_recovery_codes(user.id))[0], ip=None
+            )
+
+    run(load_settings(), enroll)
+
+    listed = json.loads(_invoke("users", "list", "--json", env=env).stdout)
+    assert {u["email"]: u["mfa"] for u in listed} == {
+        "m@example.com": {"totp": True, "recovery_codes_left": 9},
+        "p@example.com": {"totp": False, "recovery_codes_left": 0},
+    }
+    reset = _invoke("users", "reset-mfa", "m@example.com", "--json", env=env)
+    assert reset.exit_code == 0, reset.output
+    data = json.loads(reset.stdout)
+    assert data["email"] == "m@example.com"
+    assert data["removed"] == {"totp": True, "recovery_codes_left": 9}
+    listed = json.loads(_invoke("users", "list", "--json", env=env).stdout)
+    assert all(u["mfa"] == {"totp": False, "recovery_codes_left": 0} for u in listed)
+    again = _invoke("users", "reset-mfa", "m@example.com", env=env)
+    assert again.exit_code == 0 and "m@example.com had no second factor" in again.stdout
+
+    async def resets(rt: Any) -> list[Any]:
+        from sqlalchemy import select
+
+        from ostiary.storage.sqla.tables import audit_events as a
+
+        async with rt.unit() as unit:
+            query = select(a.c.actor, a.c.details).where(a.c.action == "mfa.reset")
+            return list((await unit.conn.execute(query.order_by(a.c.seq))).all())
+
+    audited = run(load_settings(), resets)
+    assert [(r.actor, r.details) for r in audited] == [
+        ("cli", {"authenticator_app": True, "unused_codes": 9}),
+        ("cli", {"authenticator_app": False, "unused_codes": 0}),
+    ]
+    unknown = _invoke("users", "reset-mfa", "nobody@example.com", env=env)
+    assert "No such user" in _one_line_error(unknown)
+
+
 # -- clients create --pkce, clients update -------------------------------------------------
 
 

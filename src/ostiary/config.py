@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # Every user needs a second factor: one without is sent to set it up after the password,
     # and /authorize issues nothing for a session signed in without one.
     mfa_required: bool = False
+    # Changing second factors on /account/security needs a sign-in at most this old; an older
+    # one is asked to sign in again first (issue 11 section 4, ASVS 5.0 V6.2 re-authentication).
+    mfa_reauth_seconds: int = Field(default=600, ge=0, le=86400)
 
     # Every node deletes expired revocations, codes, refresh families, sessions and assertion
     # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).

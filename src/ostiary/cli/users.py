@@ -28,6 +28,10 @@ def _user_dict(user: Any) -> dict[str, Any]:
     }
 
 
+def _mfa_dict(factors: Any) -> dict[str, Any]:
+    return {"totp": factors.totp, "recovery_codes_left": factors.recovery_codes_left}
+
+
 def _read_password_stdin() -> str:
     line = sys.stdin.readline()
     password = line.rstrip("\r\n")
@@ -84,9 +88,11 @@ def users_list(
 
     async def work(rt: Any) -> Any:
         async with rt.unit() as unit:
-            return await unit.accounts.list_users(limit=limit, offset=offset)
+            users = await unit.accounts.list_users(limit=limit, offset=offset)
+            return users, await unit.mfa.factors_of([u.id for u in users])
 
-    rows = [_user_dict(u) for u in run(load(), work)]
+    users, factors = run(load(), work)
+    rows = [{**_user_dict(u), "mfa": _mfa_dict(factors[u.id])} for u in users]
     if json:
         print_json(rows)
         return
@@ -126,6 +132,27 @@ def users_enable(email: str, json: JsonOpt = False) -> None:
         print_json(_user_dict(user))
         return
     typer.echo(f"enabled {user.email}")
+
+
+@app.command("reset-mfa")
+def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
+    """Remove a user's second factors (authenticator app, recovery codes), audited: for a user
+    who lost them. Their next sign-in asks for the password only."""
+
+    async def work(rt: Any) -> tuple[Any, Any]:
+        async with rt.unit() as unit:
+            user = await unit.accounts.get_by_email(email)
+            return user, await unit.mfa.reset(user.id, actor="cli")
+
+    user, removed = run(load(), work)
+    if json:
+        print_json({**_user_dict(user), "removed": _mfa_dict(removed)})
+        return
+    if not removed.totp and not removed.recovery_codes_left:
+        typer.echo(f"{user.email} had no second factor")
+        return
+    app_part = "the authenticator app and " if removed.totp else ""
+    typer.echo(f"removed {app_part}{removed.recovery_codes_left} recovery code(s) of {user.email}")
 
 
 def _ended_dict(sessions: int, families: int) -> dict[str, int]:

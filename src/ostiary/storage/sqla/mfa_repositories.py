@@ -73,6 +73,14 @@ class SqlTotpStore:
         )
         return bool(result.rowcount)
 
+    async def active_among(self, user_ids: list[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        query = select(totp_factors.c.user_id).where(
+            totp_factors.c.user_id.in_(user_ids), totp_factors.c.confirmed_at.is_not(None)
+        )
+        return set((await self._conn.execute(query)).scalars())
+
 
 class SqlRecoveryCodeStore:
     def __init__(self, conn: Connection) -> None:
@@ -111,3 +119,14 @@ class SqlRecoveryCodeStore:
             delete(recovery_codes).where(recovery_codes.c.user_id == user_id)
         )
         return int(result.rowcount)
+
+    async def remaining_among(self, user_ids: list[str]) -> dict[str, int]:
+        if not user_ids:
+            return {}
+        query = (
+            select(recovery_codes.c.user_id, func.count().label("left"))
+            .where(recovery_codes.c.user_id.in_(user_ids), recovery_codes.c.used_at.is_(None))
+            .group_by(recovery_codes.c.user_id)
+        )
+        rows = (await self._conn.execute(query)).mappings()
+        return {row["user_id"]: int(row["left"]) for row in rows}
