@@ -560,3 +560,16 @@ async def test_one_ticket_submitted_twice_at_once_makes_one_session(
     assert await _session_amr(app, ada.user_id) == [["pwd", "otp", "mfa"]]
     async with app.state.runtime.unit() as unit:
         assert (await unit.mfa.factors(ada.user_id)).recovery_codes_left == 9  # loser's kept
+
+
+async def test_an_essential_password_acr_is_met_by_a_multi_factor_session(
+    app: Any, client: httpx.AsyncClient, ada: Enrolled, clock: FrozenClock
+) -> None:
+    await _password(client)
+    assert (await _submit(client, ada.app.at(clock.now()))).status_code == 303
+    oauth = await _oauth_client(app)
+    essential = json.dumps({"id_token": {"acr": {"essential": True, "value": ACR_ONE_FACTOR}}})
+    url, verifier = _authorization_url(oauth, claims=essential)
+    done = await _allow_if_asked(client, await client.get(url))
+    id_claims, _ = await _claims(client, oauth, done.headers["location"], verifier)
+    assert id_claims["acr"] == ACR_MFA  # the class achieved (5.5.1.1)

@@ -39,7 +39,7 @@ from ostiary.features.oauth.authorize import (
 from ostiary.features.oauth.service import extra_claims
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
-from ostiary.protocol.oidc import ACR_MFA, acr_for
+from ostiary.protocol.oidc import ACR_MFA, ACR_ONE_FACTOR, acr_for
 from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError, page_error_response
@@ -296,7 +296,9 @@ async def _essential_acr_gate(
     session, user = found
     achieved = acr_for(session.amr)
     required = unit.settings.mfa_required and achieved != ACR_MFA
-    if not required and (not wanted or achieved in wanted):
+    # The multi-factor class includes the password: it meets a request for the password class.
+    met = achieved in wanted or (achieved == ACR_MFA and ACR_ONE_FACTOR in wanted)
+    if not required and (not wanted or met):
         return None
     has_factor = (await unit.mfa.factors(user.id)).totp
     if required and not has_factor:
