@@ -6,8 +6,12 @@ import hashlib
 from ostiary.protocol.oidc import (
     ACR_MFA,
     ACR_ONE_FACTOR,
+    ACR_PHISHING_RESISTANT,
+    ACR_PHISHING_RESISTANT_HARDWARE,
     ACR_VALUES_SUPPORTED,
+    acr_answer,
     acr_for,
+    acr_meets,
     left_half_hash,
 )
 
@@ -45,3 +49,34 @@ def test_password_and_one_time_code_is_the_multi_factor_class() -> None:
     assert acr_for(["pwd", "otp", "mfa"]) == acr_for(["mfa", "pwd", "otp"]) == ACR_MFA
     assert ACR_MFA in ACR_VALUES_SUPPORTED
     assert ACR_MFA != ACR_ONE_FACTOR
+
+
+def test_a_passkey_is_phishing_resistant_and_hardware_protected_when_device_bound() -> None:
+    # OpenID EAP ACR values: "phr", and "phrh" when the key cannot leave the device (hwk).
+    assert acr_for(["swk", "mfa"]) == acr_for(["pwd", "swk", "mfa"]) == ACR_PHISHING_RESISTANT
+    assert acr_for(["hwk", "mfa"]) == ACR_PHISHING_RESISTANT_HARDWARE
+    assert acr_for(["pwd", "otp", "hwk", "mfa"]) == ACR_PHISHING_RESISTANT_HARDWARE
+    # A key without user verification or a second factor is not a class.
+    assert acr_for(["swk"]) is None
+    assert acr_for(["hwk"]) is None
+    assert ACR_VALUES_SUPPORTED == ("urn:ostiary:acr:password", ACR_MFA, "phr", "phrh")
+
+
+def test_a_stronger_class_meets_a_weaker_request_and_never_the_reverse() -> None:
+    order = list(ACR_VALUES_SUPPORTED)
+    for i, achieved in enumerate(order):
+        for j, wanted in enumerate(order):
+            assert acr_meets(achieved, wanted) is (i >= j), (achieved, wanted)
+    assert not acr_meets(None, ACR_ONE_FACTOR)
+    assert not acr_meets(ACR_PHISHING_RESISTANT_HARDWARE, "urn:example:unknown")
+
+
+def test_the_answer_is_the_strongest_requested_value_met_never_an_unrequested_one() -> None:
+    # OIDC Core 5.5.1.1: the acr returned matches one of the requested values.
+    assert acr_answer(["pwd", "otp", "mfa"], [ACR_ONE_FACTOR]) == ACR_ONE_FACTOR
+    assert acr_answer(["hwk", "mfa"], [ACR_ONE_FACTOR, ACR_MFA, "urn:x"]) == ACR_MFA
+    assert acr_answer(["hwk", "mfa"], [ACR_PHISHING_RESISTANT]) == ACR_PHISHING_RESISTANT
+    # Nothing requested is met (or nothing requested): the class achieved.
+    assert acr_answer(["pwd"], [ACR_MFA]) == ACR_ONE_FACTOR
+    assert acr_answer(["swk", "mfa"]) == ACR_PHISHING_RESISTANT
+    assert acr_answer([], [ACR_ONE_FACTOR]) is None

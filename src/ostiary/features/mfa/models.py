@@ -37,7 +37,9 @@ class TotpEnrollment:
 class MfaFactors:
     totp: bool
     recovery_codes_left: int
+    passkeys: int = 0  # WebAuthn credentials (amr "hwk" or "swk")
 
     @property
     def any(self) -> bool:
-        return self.totp
+        """Whether the password alone no longer signs this user in."""
+        return self.totp or self.passkeys > 0
