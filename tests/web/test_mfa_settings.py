@@ -213,7 +213,7 @@ async def test_changing_factors_needs_a_recent_sign_in(
 ) -> None:
     await sign_in(client, EMAIL)
     totp, old_codes = await _enroll(client, clock)
-    clock.advance(timedelta(seconds=app.state.runtime.settings.mfa_reauth_seconds + 1))
+    clock.advance(timedelta(seconds=app.state.runtime.settings.reauth_seconds + 1))
     page = await client.get(PAGE)
     for action in ("recovery-codes", "totp/remove", "totp/start"):
         stale = await client.post(f"{PAGE}/{action}", data={"csrf_token": csrf_from(page.text)})

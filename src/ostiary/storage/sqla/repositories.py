@@ -65,6 +65,15 @@ class SqlUserStore:
         del values["id"]
         await self._conn.execute(update(users).where(users.c.id == user.id).values(**values))
 
+    async def update_email(self, user: User) -> None:
+        # A savepoint: an address taken by a concurrent change or creation (the unique index
+        # decides) fails this statement only, and the caller's transaction goes on.
+        try:
+            async with self._conn.begin_nested():
+                await self.update(user)
+        except IntegrityError as exc:
+            raise EmailTaken() from exc
+
     async def list(self, limit: int = 100, offset: int = 0) -> list[User]:
         query = select(users).order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
         return [_user(r) for r in await self._conn.execute(query)]

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ostiary.features.accounts.models import User
-from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.accounts.service import AccountError, LoginThrottled, PasswordAttempt
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.csrf import CsrfGuard
@@ -239,12 +239,14 @@ async def login(request: Request) -> Response:
         attempt = await accounts.check_password(attempt, password)
         async with rt.unit() as unit:
             try:
-                signed_in = await unit.accounts.finish_sign_in(attempt, password)
+                # A user with a second factor is not signed in by the password alone.
+                second_step = await _has_second_factor(unit, attempt)
+                signed_in = await unit.accounts.finish_sign_in(
+                    attempt, password, second_step=second_step
+                )
             except AccountError as exc:
                 failure = exc
             else:
-                # A user with a second factor is not signed in by the password alone.
-                second_step = (await unit.mfa.factors(signed_in.user.id)).totp
                 if not second_step:
                     cookie = await start_session(unit, request, signed_in.user.id, signed_in.amr)
     if failure is not None:
@@ -272,6 +274,13 @@ async def login(request: Request) -> Response:
         set_session_cookie(rt, response, cookie)
     _set_device_cookie(rt, response, signed_in.device_cookie)
     return response
+
+
+async def _has_second_factor(unit: Unit, attempt: PasswordAttempt) -> bool:
+    """Whether a right password still needs a second step (asked only when it is right)."""
+    if not attempt.password_ok or attempt.user is None:
+        return False
+    return (await unit.mfa.factors(attempt.user.id)).totp
 
 
 async def start_session(

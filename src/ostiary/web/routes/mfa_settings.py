@@ -7,14 +7,14 @@
   are ``Cache-Control: no-store`` (ASVS V8.2.1; web/pages.py sends it with every page), so
   neither the browser nor a proxy keeps them.
 - Changing factors needs a recent sign-in (ASVS 5.0 V6.2 / V7.5, re-authentication before a
-  sensitive change): a session signed in longer ago than ``OSTIARY_MFA_REAUTH_SECONDS`` is sent
-  to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here.
+  sensitive change): a session signed in longer ago than ``OSTIARY_REAUTH_SECONDS`` is sent
+  to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here
+  (web/reauth.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, Request
@@ -27,6 +27,7 @@ from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.reauth import reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
 __all__ = ["router"]
@@ -88,13 +89,8 @@ async def _form_session(request: Request) -> tuple[dict[str, str], Session, User
 
 
 def _reauth_redirect(request: Request, session: Session, user: User) -> Response | None:
-    """To the sign-in form when the session's last sign-in is older than the setting."""
-    rt = runtime_of(request)
-    age = rt.clock.now().timestamp() - session.auth_time.timestamp()
-    if age <= rt.settings.mfa_reauth_seconds:
-        return None
-    query = urlencode({"next": PAGE, "reauth": "1", "login_hint": user.email})
-    return _redirect(f"/login?{query}")
+    """To the sign-in form when the session's last sign-in is too old (web/reauth.py)."""
+    return reauth_redirect(request, session, user, back_to=PAGE)
 
 
 @router.get(

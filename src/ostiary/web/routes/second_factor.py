@@ -177,6 +177,7 @@ async def second_step(request: Request) -> Response:
                 if not await unit.spent_tickets.remember(ticket.spent_key, ticket.expires_at):
                     raise _TicketSpent
                 cookie = await start_session(unit, request, user.id, MFA_AMR)
+                await unit.accounts.record_sign_in(user.id, MFA_AMR, ip=ip)
     except _TicketSpent:
         return _back_to_login(rt, next_path)
     if isinstance(failure, LoginThrottled):
