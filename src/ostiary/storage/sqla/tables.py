@@ -297,6 +297,13 @@ totp_factors = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime, nullable=True),
     Column("last_used_step", BigInteger, nullable=True),
+    # Pending enrollments only, for the purge (features/retention; migration 0011).
+    Index(
+        "ix_totp_factors_pending_created_at",
+        "created_at",
+        postgresql_where=text("confirmed_at IS NULL"),
+        sqlite_where=text("confirmed_at IS NULL"),
+    ),
 )
 
 recovery_codes = Table(
