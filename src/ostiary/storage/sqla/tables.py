@@ -97,6 +97,8 @@ sessions = Table(
     Column("last_seen", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("amr", JSON, nullable=False),
+    # {"pwd": unix time, "otp": unix time}: when each factor was used (migration 0011)
+    Column("factor_times", JSON, nullable=True),
     Column("ip", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
