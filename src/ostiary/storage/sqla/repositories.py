@@ -18,7 +18,7 @@ from ostiary.features.accounts.service import EmailTaken
 from ostiary.features.audit.models import AuditEvent
 from ostiary.features.audit.ports import ChainLinker
 from ostiary.features.keys.models import SigningKey
-from ostiary.features.sessions.models import Session
+from ostiary.features.sessions.models import Session, decode_factor_times, encode_factor_times
 from ostiary.protocol.audit_chain import GENESIS_HASH
 from ostiary.storage.sqla.tables import audit_events, sessions, signing_keys, users
 from ostiary.storage.sqla.uow import Connection
@@ -103,6 +103,7 @@ def _session(row: Any) -> Session:
         last_seen=row.last_seen,
         expires_at=row.expires_at,
         amr=list(row.amr or []),
+        factor_times=decode_factor_times(row.factor_times),
         ip=row.ip,
         user_agent=row.user_agent,
     )
@@ -123,6 +124,7 @@ class SqlSessionStore:
                 last_seen=session.last_seen,
                 expires_at=session.expires_at,
                 amr=list(session.amr),
+                factor_times=encode_factor_times(session.factor_times),
                 ip=session.ip,
                 user_agent=session.user_agent,
             )

@@ -8,6 +8,8 @@ redirects: ``next`` must be a local path).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -263,7 +265,7 @@ async def login(request: Request) -> Response:
             request, next_path=next_path, email=email, status_code=401, error=str(failure)
         )
     if second_step:
-        response = _to_second_step(rt, request, signed_in.user.id, next_path)
+        response = to_second_step(rt, request, signed_in.user.id, next_path)
     elif rt.settings.mfa_required:
         # OSTIARY_MFA_REQUIRED and no factor yet: set one up first (web/routes/authorize.py
         # issues nothing to a session without one).
@@ -284,9 +286,14 @@ async def _has_second_factor(unit: Unit, attempt: PasswordAttempt) -> bool:
 
 
 async def start_session(
-    unit: Unit, request: Request, user_id: str, amr: tuple[str, ...] | list[str]
+    unit: Unit,
+    request: Request,
+    user_id: str,
+    amr: tuple[str, ...] | list[str],
+    factor_times: Mapping[str, datetime] | None = None,
 ) -> str:
-    """A new session for a completed sign-in; its cookie value."""
+    """A new session for a completed sign-in (or step-up: ``factor_times`` carries the earlier
+    factors' times over); its cookie value."""
     ip = client_ip(request)
     previous = request.cookies.get(unit.settings.sessions.cookie_name)
     old = await unit.sessions.resolve(previous) if previous else None
@@ -295,16 +302,33 @@ async def start_session(
         # the old one ends like any sign-out: cache, tokens, every node.
         await unit.sessions.end(old, ip=ip, reason="signed_in_again")
     cookie, _session = await unit.sessions.start(
-        user_id, list(amr), ip=ip, user_agent=request.headers.get("user-agent")
+        user_id,
+        list(amr),
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+        factor_times=factor_times,
     )
     return cookie
 
 
-def _to_second_step(rt: Runtime, request: Request, user_id: str, next_path: str) -> Response:
-    """To the code page with a signed ticket for this user and browser (web/second_step.py)."""
-    browser, _new = csrf_guard(request).browser_id(request)  # the login form's CSRF cookie
-    ticket = rt.second_step.issue(user_id, now=rt.clock.now(), browser=browser)
-    response = _redirect("/login/second-step?" + urlencode({"next": next_path}))
+def to_second_step(
+    rt: Runtime,
+    request: Request,
+    user_id: str,
+    next_path: str,
+    *,
+    sid: str = "",
+    acr: str | None = None,
+) -> Response:
+    """To the second-factor page with a signed ticket for this user and browser
+    (web/second_step.py); ``sid`` names the session a step-up adds the factor to, ``acr`` the
+    class it must reach (the page offers the factors that reach it)."""
+    guard = csrf_guard(request)
+    browser, new_cookie = guard.browser_id(request)  # the login form's CSRF cookie
+    ticket = rt.second_step.issue(user_id, now=rt.clock.now(), browser=browser, sid=sid)
+    query = {"next": next_path} | ({"acr": acr} if acr else {})
+    response = _redirect("/login/second-step?" + urlencode(query))
+    guard.set_cookie(response, new_cookie)
     response.set_cookie(
         ticket_cookie_name(rt.settings.sessions.cookie_secure),
         ticket,
@@ -441,4 +465,5 @@ __all__ = [
     "set_session_cookie",
     "signed_in",
     "start_session",
+    "to_second_step",
 ]
