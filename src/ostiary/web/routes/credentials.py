@@ -32,6 +32,7 @@ from ostiary.features.accounts.service import (
     LoginThrottled,
     PasswordAttempt,
     SameEmail,
+    UnknownUser,
     WeakPassword,
 )
 from ostiary.features.sessions.models import Session
@@ -154,6 +155,8 @@ async def _begin(
             )
         except LoginThrottled as exc:
             throttled = exc
+        except UnknownUser as exc:  # the account went since the session was read
+            raise PageError(401, "Your session has ended. Sign in again.") from exc
     if throttled is not None:
         raise PageError(429, str(throttled), headers={"Retry-After": str(throttled.retry_after)})
     return accounts, attempt, checked
