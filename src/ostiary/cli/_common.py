@@ -15,7 +15,16 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ostiary.config import ConfigError, Settings, load_settings
 
-__all__ = ["JsonOpt", "fail", "load", "print_json", "root_options", "run", "write_private"]
+__all__ = [
+    "JsonOpt",
+    "fail",
+    "load",
+    "print_json",
+    "root_options",
+    "run",
+    "run_tenancy",
+    "write_private",
+]
 
 T = TypeVar("T")
 
@@ -68,6 +77,20 @@ def run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     except SQLAlchemyError as exc:
         first_line = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
         fail(f"database error ({first_line}); is the schema current? run `ostiary migrate`")
+
+
+def run_tenancy(settings: Settings, work: Callable[[Any], Awaitable[T]], json: bool) -> T:
+    """``run`` for organization and RBAC commands: a refused use case (its stable ``code``)
+    exits 1 with one line, or with ``{"error": code, "message": ...}`` under ``--json``."""
+    from ostiary.features.orgs.models import TenancyError
+
+    try:
+        return run(settings, work)
+    except TenancyError as exc:
+        if json:
+            print_json({"error": exc.code, "message": exc.message})
+            raise typer.Exit(1) from None
+        fail(f"{exc.message} ({exc.code})", 1)
 
 
 def write_private(path: Path, content: str) -> None:

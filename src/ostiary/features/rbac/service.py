@@ -532,6 +532,14 @@ class RbacService:
         group = await self.get_group(org_id, group_ref)
         return await self._store.group_members(org_id, group.id)
 
+    async def groups_of(self, org_id: str, user_id: str) -> list[Group]:
+        found = []
+        for group_id in await self._store.groups_of_user(org_id, user_id):
+            group = await self._store.get_group(org_id, group_id)
+            if group is not None:
+                found.append(group)
+        return sorted(found, key=lambda g: g.name)
+
     async def add_group_member(
         self, org_id: str, group_ref: str, user_id: str, *, actor: str | None
     ) -> None:
