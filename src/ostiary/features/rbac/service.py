@@ -366,11 +366,13 @@ class RbacService:
         )
         return assignment
 
-    async def _owners_left_without(self, org_id: str, user_id: str) -> int:
-        owners = await self._store.count_owners(org_id, OWNER)
+    async def _refuse_last_owner(self, org_id: str, user_id: str) -> None:
+        """``last_owner`` if the user is an owner of the organization and the only one."""
         held = await self._store.assignments_of(org_id, [("user", user_id)])
-        mine = any(a.role == OWNER and a.project_id is None for a in held)
-        return owners - (1 if mine else 0)
+        if not any(a.role == OWNER and a.project_id is None for a in held):
+            return
+        if await self._store.count_owners(org_id, OWNER) <= 1:
+            raise LastOwner("the organization must keep at least one owner")
 
     async def unassign(
         self,
@@ -385,8 +387,7 @@ class RbacService:
         scope = await self._scope(org_id, role, project_id)
         if role.id == OWNER and scope is None and principal[0] == "user":
             await self._orgs.lock(org_id)
-            if await self._owners_left_without(org_id, principal[1]) < 1:
-                raise LastOwner("the organization must keep at least one owner")
+            await self._refuse_last_owner(org_id, principal[1])
         if not await self._store.remove_assignment(org_id, principal, role.id, scope):
             raise NotFound(f"{role.name!r} is not assigned")
         await self._touched(org_id, [principal])
@@ -428,14 +429,8 @@ class RbacService:
             if a.project_id == scope
         ]
         current = {a.role for a in held}
-        if (
-            principal[0] == "user"
-            and scope is None
-            and OWNER in current
-            and OWNER not in wanted
-            and await self._owners_left_without(org_id, principal[1]) < 1
-        ):
-            raise LastOwner("the organization must keep at least one owner")
+        if principal[0] == "user" and scope is None and OWNER not in wanted:
+            await self._refuse_last_owner(org_id, principal[1])
         now = self._clock.now()
         for role_id in current - wanted.keys():
             await self._store.remove_assignment(org_id, principal, role_id, scope)
@@ -465,8 +460,7 @@ class RbacService:
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
         """orgs.MembershipListener: called under the organization's lock."""
-        if await self._owners_left_without(org_id, user_id) < 1:
-            raise LastOwner("the organization must keep at least one owner")
+        await self._refuse_last_owner(org_id, user_id)
         removed = await self._store.remove_assignments_of(org_id, ("user", user_id))
         left = await self._store.remove_user_from_groups(org_id, user_id)
         await self._touched(org_id, [("user", user_id)])
