@@ -273,11 +273,15 @@ async def test_a_cached_answer_is_served_until_a_change(runtime: Any) -> None:
 async def test_a_rolled_back_change_leaves_no_cached_trace(runtime: Any) -> None:
     user = await _user(runtime)
     org = await _org_with(runtime, user)
-    with pytest.raises(RuntimeError):
+
+    async def change_then_fail() -> None:
         async with runtime.unit() as unit:
             await unit.rbac.assign(org, ("user", user), "admin", actor=None)
             assert "members:manage" in await unit.rbac.effective_permissions(org, "user", user)
             raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await change_then_fail()
     assert await _perms(runtime, org, user) == frozenset()
     async with runtime.unit() as unit:
         count = (await unit.conn.execute(select(func.count()).select_from(roles))).scalar_one()
