@@ -182,3 +182,41 @@ def test_refusals_name_the_problem(env: dict[str, str]) -> None:
     assert "not_a_member" in _refused(outsider)
     missing_role = _run(env, "orgs", "members", "add", org, "--email", "cy@example.com")
     assert missing_role.exit_code != 0
+
+
+def test_a_refused_command_leaves_nothing_and_is_audited(env: dict[str, str]) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from ostiary.config import load_settings
+    from ostiary.storage.sqla.tables import audit_events
+    from ostiary.web.runtime import Runtime
+
+    org = "atomic-org"
+    _json(env, "orgs", "create", "--name", "Atomic", "--slug", org)
+    # The user is added, then the unknown role is refused: the membership is not kept.
+    refused = _run(
+        env, "orgs", "members", "add", org, "--email", "cy@example.com", "--role", "nope"
+    )
+    assert "not_found" in _refused(refused)
+    assert _json(env, "orgs", "members", "list", org)["items"] == []
+    outsider = _run(env, "groups", "add-member", org, "nobody", "--email", "cy@example.com")
+    assert "not_found" in _refused(outsider)
+
+    async def failures() -> list[tuple[str, str | None]]:
+        rt = Runtime(load_settings(data_dir=env["OSTIARY_DATA_DIR"], secret_key=KEY))
+        try:
+            async with rt.unit() as unit:
+                rows = await unit.conn.execute(
+                    select(audit_events.c.action, audit_events.c.details).where(
+                        audit_events.c.outcome == "failure"
+                    )
+                )
+                return [(r[0], r[1].get("code")) for r in rows]
+        finally:
+            await rt.close()
+
+    audited = asyncio.run(failures())
+    assert ("cli.members_add", "not_found") in audited
+    assert ("cli.groups_add_member", "not_found") in audited

@@ -49,11 +49,10 @@ def groups_create(
 ) -> None:
     """Create a group holding roles."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            group = await unit.rbac.create_group(found.id, name, roles=role, actor=None)
-            return await _group_dict(unit, found.id, group)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        group = await unit.rbac.create_group(found.id, name, roles=role, actor=None)
+        return await _group_dict(unit, found.id, group)
 
     data = run_tenancy(load(), work, json)
     if json:
@@ -64,15 +63,15 @@ def groups_create(
 
 def _membership(add: bool) -> Any:
     def command(org: OrgArg, group: GroupArg, email: EmailOpt, json: JsonOpt = False) -> None:
-        async def work(rt: Any) -> Any:
-            async with rt.unit() as unit:
-                found = await unit.orgs.resolve(org)
-                user = await resolve_user(unit, email)
-                change = unit.rbac.add_group_member if add else unit.rbac.remove_group_member
-                await change(found.id, group, user.id, actor=None)
-                return await _group_dict(unit, found.id, await unit.rbac.get_group(found.id, group))
+        async def work(unit: Any) -> Any:
+            found = await unit.orgs.resolve(org)
+            user = await resolve_user(unit, email)
+            change = unit.rbac.add_group_member if add else unit.rbac.remove_group_member
+            await change(found.id, group, user.id, actor=None)
+            return await _group_dict(unit, found.id, await unit.rbac.get_group(found.id, group))
 
-        data = run_tenancy(load(), work, json)
+        action = f"cli.groups_{'add' if add else 'remove'}_member"
+        data = run_tenancy(load(), work, json, action=action)
         if json:
             print_json(data)
             return
@@ -93,11 +92,10 @@ def groups_list(
 ) -> None:
     """List groups with their roles and members."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            items, next_cursor = await unit.rbac.list_groups(found.id, limit=limit, cursor=cursor)
-            return [await _group_dict(unit, found.id, g) for g in items], next_cursor
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        items, next_cursor = await unit.rbac.list_groups(found.id, limit=limit, cursor=cursor)
+        return [await _group_dict(unit, found.id, g) for g in items], next_cursor
 
     rows, next_cursor = run_tenancy(load(), work, json)
     if json:

@@ -94,14 +94,13 @@ def orgs_create(
 ) -> None:
     """Create an organization (optionally with its first owner)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            user = await resolve_user(unit, owner) if owner else None
-            org = await unit.orgs.create(name, slug=slug, actor=None)
-            if user is not None:
-                await unit.orgs.add_member(org.id, user.id, actor=None)
-                await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=None)
-            return org
+    async def work(unit: Any) -> Any:
+        user = await resolve_user(unit, owner) if owner else None
+        org = await unit.orgs.create(name, slug=slug, actor=None)
+        if user is not None:
+            await unit.orgs.add_member(org.id, user.id, actor=None)
+            await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=None)
+        return org
 
     org = run_tenancy(load(), work, json)
     if json:
@@ -114,9 +113,8 @@ def orgs_create(
 def orgs_list(limit: LimitOpt = 100, cursor: CursorOpt = None, json: JsonOpt = False) -> None:
     """List organizations, oldest first."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            return await unit.orgs.list_orgs(limit=limit, cursor=cursor)
+    async def work(unit: Any) -> Any:
+        return await unit.orgs.list_orgs(limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
     if json:
@@ -132,9 +130,8 @@ def orgs_list(limit: LimitOpt = 100, cursor: CursorOpt = None, json: JsonOpt = F
 def orgs_show(org: OrgArg, json: JsonOpt = False) -> None:
     """Show one organization."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            return await unit.orgs.resolve(org)
+    async def work(unit: Any) -> Any:
+        return await unit.orgs.resolve(org)
 
     found = run_tenancy(load(), work, json)
     if json:
@@ -155,10 +152,9 @@ def projects_create(
 ) -> None:
     """Create a project in an organization."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            return await unit.orgs.create_project(found.id, name, slug=slug, actor=None)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.orgs.create_project(found.id, name, slug=slug, actor=None)
 
     project = run_tenancy(load(), work, json)
     if json:
@@ -173,10 +169,9 @@ def projects_list(
 ) -> None:
     """List an organization's projects."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            return await unit.orgs.list_projects(found.id, limit=limit, cursor=cursor)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.orgs.list_projects(found.id, limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
     if json:
@@ -201,14 +196,13 @@ def members_add(
 ) -> None:
     """Add an existing user to an organization at once, with roles (at least one)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            user = await resolve_user(unit, email)
-            await unit.orgs.add_member(found.id, user.id, actor=None)
-            principal = ("user", user.id)
-            await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
-            return await member_dict(unit, found.id, user, None)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        await unit.orgs.add_member(found.id, user.id, actor=None)
+        principal = ("user", user.id)
+        await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
+        return await member_dict(unit, found.id, user, None)
 
     if not role:
         from ostiary.cli._common import fail
@@ -232,19 +226,16 @@ def members_list(
     """List members with their roles, groups and effective permissions (in the organization,
     or in one project with --project)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            project_id = (await unit.orgs.get_project(found.id, project)).id if project else None
-            members, next_cursor = await unit.orgs.list_members(
-                found.id, limit=limit, cursor=cursor
-            )
-            rows = []
-            for membership in members:
-                user = await unit.accounts.get(membership.user_id)
-                if user is not None:
-                    rows.append(await member_dict(unit, found.id, user, project_id))
-            return rows, next_cursor
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        project_id = (await unit.orgs.get_project(found.id, project)).id if project else None
+        members, next_cursor = await unit.orgs.list_members(found.id, limit=limit, cursor=cursor)
+        rows = []
+        for membership in members:
+            user = await unit.accounts.get(membership.user_id)
+            if user is not None:
+                rows.append(await member_dict(unit, found.id, user, project_id))
+        return rows, next_cursor
 
     rows, next_cursor = run_tenancy(load(), work, json)
     if json:
@@ -265,12 +256,11 @@ def members_remove(
 ) -> None:
     """Remove a member with their roles and group memberships (never the last owner)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            user = await resolve_user(unit, email)
-            await unit.orgs.remove_member(found.id, user.id, actor=None)
-            return user
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        await unit.orgs.remove_member(found.id, user.id, actor=None)
+        return user
 
     user = run_tenancy(load(), work, json)
     if json:
@@ -289,13 +279,12 @@ def members_set_roles(
 ) -> None:
     """Make these the member's direct roles (in the organization, or in --project)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            user = await resolve_user(unit, email)
-            principal = ("user", user.id)
-            await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
-            return await member_dict(unit, found.id, user, None)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        principal = ("user", user.id)
+        await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
+        return await member_dict(unit, found.id, user, None)
 
     data = run_tenancy(load(), work, json)
     if json:

@@ -49,18 +49,17 @@ def roles_create(
 ) -> None:
     """Create a custom role (a role with no permission is allowed: policies may name it)."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            return await unit.rbac.create_role(
-                found.id,
-                name,
-                permissions=permission,
-                includes=include,
-                project_id=project,
-                description=description,
-                actor=None,
-            )
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.rbac.create_role(
+            found.id,
+            name,
+            permissions=permission,
+            includes=include,
+            project_id=project,
+            description=description,
+            actor=None,
+        )
 
     role = run_tenancy(load(), work, json)
     if json:
@@ -75,10 +74,9 @@ def roles_list(
 ) -> None:
     """List roles: the built-in ones first, then custom roles by creation."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            return await unit.rbac.list_roles(found.id, limit=limit, cursor=cursor)
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.rbac.list_roles(found.id, limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
     names = {role.id: role.name for role in items}
@@ -121,18 +119,17 @@ def roles_update(
     """Change a custom role: given --permission / --include lists replace the current ones.
     Whoever holds it (directly, via a group or an including role) is recomputed at once."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            return await unit.rbac.update_role(
-                found.id,
-                role,
-                name=name,
-                description=description,
-                permissions=[] if clear_permissions else (permission or None),
-                includes=[] if clear_includes else (include or None),
-                actor=None,
-            )
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.rbac.update_role(
+            found.id,
+            role,
+            name=name,
+            description=description,
+            permissions=[] if clear_permissions else (permission or None),
+            includes=[] if clear_includes else (include or None),
+            actor=None,
+        )
 
     changed = run_tenancy(load(), work, json)
     if json:
@@ -145,12 +142,11 @@ def roles_update(
 def roles_delete(org: OrgArg, role: RoleArg, json: JsonOpt = False) -> None:
     """Delete a custom role with its assignments and the includes naming it."""
 
-    async def work(rt: Any) -> Any:
-        async with rt.unit() as unit:
-            found = await unit.orgs.resolve(org)
-            target = await unit.rbac.get_role(found.id, role)
-            await unit.rbac.delete_role(found.id, target.id, actor=None)
-            return target
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        target = await unit.rbac.get_role(found.id, role)
+        await unit.rbac.delete_role(found.id, target.id, actor=None)
+        return target
 
     deleted = run_tenancy(load(), work, json)
     if json:

@@ -197,6 +197,12 @@ async def test_another_organizations_ids_are_not_found_everywhere(runtime: Any) 
             rbac.create_role(acme.id, "x", includes=[role.id], actor=None),
             rbac.create_role(acme.id, "y", project_id=project.id, actor=None),
             rbac.create_group(acme.id, "h", roles=[role.id], actor=None),
+            rbac.add_group_member(acme.id, group.id, user, actor=None),
+            rbac.remove_group_member(acme.id, group.id, user, actor=None),
+            rbac.unassign(acme.id, ("group", group.id), role.id, actor=None),
+            rbac.set_roles(acme.id, ("group", group.id), [], actor=None),
+            unit.orgs.create_project(other.id + "x", "P", actor=None),
+            unit.orgs.list_members("no-such-org"),
         ]
         for attempt in attempts:
             with pytest.raises(NotFound):
