@@ -289,6 +289,9 @@ class RbacService:
         if permissions is not None:
             changed = replace(changed, permissions=_check_permissions(permissions))
         if includes is not None:
+            # Include edits take turns per organization: two concurrent edits, each adding
+            # one half of a cycle, would both pass a check made on the graph before the other.
+            await self._orgs.lock(org_id)
             included = await self._includes(org_id, includes, role.project_id)
             await self._refuse_cycle(org_id, role.id, included)
             changed = replace(changed, includes=included)
