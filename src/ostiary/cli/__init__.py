@@ -1,4 +1,5 @@
-"""The ``ostiary`` command: run the server and manage users, clients, keys and the audit trail.
+"""The ``ostiary`` command: run the server and manage users, clients, keys,
+organizations, roles, groups and the audit trail.
 
 Every command reads the same settings (``OSTIARY_*`` environment, ``.env``), so a CLI call and
 a running server share state. Commands that print data accept ``--json``. The data directory is,
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 
 from ostiary import __version__
-from ostiary.cli import audit, clients, config, keys, server, users
+from ostiary.cli import audit, clients, config, groups, keys, orgs, roles, server, users
 from ostiary.cli._common import root_options
 
 __all__ = ["app", "main"]
@@ -37,6 +38,9 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(config.app, name="config")
 app.add_typer(clients.app, name="clients")
+app.add_typer(orgs.app, name="orgs")
+app.add_typer(roles.app, name="roles")
+app.add_typer(groups.app, name="groups")
 
 
 def _version_callback(value: bool) -> None:

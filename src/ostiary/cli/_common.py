@@ -15,7 +15,16 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ostiary.config import ConfigError, Settings, load_settings
 
-__all__ = ["JsonOpt", "fail", "load", "print_json", "root_options", "run", "write_private"]
+__all__ = [
+    "JsonOpt",
+    "fail",
+    "load",
+    "print_json",
+    "root_options",
+    "run",
+    "run_tenancy",
+    "write_private",
+]
 
 T = TypeVar("T")
 
@@ -68,6 +77,48 @@ def run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     except SQLAlchemyError as exc:
         first_line = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
         fail(f"database error ({first_line}); is the schema current? run `ostiary migrate`")
+
+
+def run_tenancy(
+    settings: Settings,
+    work: Callable[[Any], Awaitable[T]],
+    json: bool,
+    *,
+    action: str | None = None,
+) -> T:
+    """Run ``work(unit)`` for an organization or RBAC command, in one unit of work.
+
+    A refused use case (``TenancyError``) leaves nothing of the attempt (``work`` runs in a
+    savepoint), is audited as a failure of ``cli.<command>`` with its stable code, and exits 1
+    with one line, or with ``{"error": code, "message": ...}`` under ``--json``.
+    """
+    from ostiary.features.orgs.models import TenancyError
+
+    audited_as = action or "cli." + work.__qualname__.split(".", 1)[0]  # the command's function
+
+    async def attempt(rt: Any) -> T:
+        refused: TenancyError | None = None
+        async with rt.unit() as unit:
+            try:
+                async with unit.conn.begin_nested():
+                    return await work(unit)
+            except TenancyError as exc:
+                refused = exc
+                await unit.audit.record(
+                    audited_as,
+                    "failure",
+                    details={"code": exc.code, "reason": exc.message[:200]},
+                )
+        assert refused is not None
+        raise refused
+
+    try:
+        return run(settings, attempt)
+    except TenancyError as exc:
+        if json:
+            print_json({"error": exc.code, "message": exc.message})
+            raise typer.Exit(1) from None
+        fail(f"{exc.message} ({exc.code})", 1)
 
 
 def write_private(path: Path, content: str) -> None:

@@ -8,15 +8,21 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
 password and its second factor, web/second_step.py).
+
+Effective permissions (features/rbac) are cached per node in ``permission_cache``; a change
+invalidates what it touches on every node through the revocation fan-out: an ``rbac`` row in
+the ``revocations`` table (the poll) and, once the change has committed, a pub/sub message
+(``Unit.permissions_changed``). Publishing only after the commit matters: a node told earlier
+could recompute from the old rows and cache them as current.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -42,6 +48,10 @@ from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.features.orgs.service import OrgService
+from ostiary.features.rbac.cache import PermissionCache, invalidation_key
+from ostiary.features.rbac.models import Principal
+from ostiary.features.rbac.service import RbacService
 from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
@@ -65,6 +75,7 @@ from ostiary.storage.sqla.oauth_repositories import (
     SqlRefreshTokenStore,
     SqlRevocationStore,
 )
+from ostiary.storage.sqla.org_repositories import SqlOrgStore, SqlRbacStore
 from ostiary.storage.sqla.repositories import (
     SqlAuditStore,
     SqlSessionStore,
@@ -169,6 +180,8 @@ class Runtime:
         self.clients_cache = ClientCache()
         self.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
         self.revoked = RevocationSet()
+        self.permission_cache = PermissionCache()
+        self.revoked.observers["rbac"] = self.permission_cache.invalidate
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
@@ -206,9 +219,13 @@ class Runtime:
                     # Entries cached from this transaction's reads may describe writes that are
                     # about to be rolled back: drop them all (rare, and only costs misses).
                     self.user_generations.clear()
+                    if unit.after_commit:
+                        self.permission_cache.clear()
                 raise
             finally:
                 unit.release()
+        for action in unit.after_commit:
+            await action()
 
     def session_ended(self, session: Session) -> bool:
         """Revoked by id, or its user disabled after it started (on any node)."""
@@ -323,6 +340,8 @@ class Unit:
         self._rt = runtime
         self.conn = conn
         self.settings = runtime.settings
+        # Run by ``Runtime.unit`` once the transaction has committed, in order.
+        self.after_commit: list[Callable[[], Awaitable[None]]] = []
 
     def release(self) -> None:
         """Drop the services built for this unit.
@@ -478,6 +497,55 @@ class Unit:
             generations=rt.user_generations,
             verified=rt.verified_tokens,
         )
+
+    @cached_property
+    def orgs(self) -> OrgService:
+        return OrgService(SqlOrgStore(self.conn), self.audit, self._rt.clock, listener=self)
+
+    @cached_property
+    def rbac(self) -> RbacService:
+        rt = self._rt
+        return RbacService(
+            SqlRbacStore(self.conn), self.orgs, self.audit, rt.clock, rt.permission_cache, self
+        )
+
+    async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to
+        lose the last owner)."""
+        await self.rbac.member_leaving(org_id, user_id, actor=actor)
+
+    async def permissions_changed(
+        self, org_id: str, principals: Collection[Principal] | None
+    ) -> None:
+        """rbac.PermissionInvalidator: an ``rbac`` row per key now (read by other nodes' poll
+        after the commit), this node's entries dropped now and again after the commit (an entry
+        computed meanwhile from the old rows), other nodes told by pub/sub after the commit."""
+        rt = self._rt
+        keys = (
+            [invalidation_key(org_id, None)]
+            if principals is None
+            else sorted({invalidation_key(org_id, p) for p in principals})
+        )
+        now = rt.clock.now()
+        expires = now + rt.settings.tokens.max_token_ttl  # every node polls well within it
+        store = SqlRevocationStore(self.conn)
+        for key in keys:
+            await store.add("rbac", key, now, expires)
+            rt.permission_cache.invalidate(key)
+        self.after_commit.append(lambda: self._announce(keys, now, expires))
+
+    async def _announce(self, keys: list[str], now: datetime, expires: datetime) -> None:
+        rt = self._rt
+        for key in keys:
+            rt.permission_cache.invalidate(key)
+        bus = rt.revocation_bus
+        if bus is None:
+            return
+        try:
+            for key in keys:
+                await bus.publish("rbac", key, now, expires)
+        except Exception as exc:  # the poll of the revocations table still carries it
+            log.warning("permission_invalidation_publish_failed", error=type(exc).__name__)
 
     batch = 1_000  # rows a retention batch deletes of each kind, in one transaction
 

@@ -20,7 +20,7 @@ revoked tokens) answers exactly and fast.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -55,11 +55,18 @@ class RevocationSet:
         # ids below it not loaded yet, with when they were first missed.
         self.last_id = 0
         self.unseen_ids: dict[int, datetime] = {}
+        # Kinds that are not revocations but invalidations of an in-process cache (``rbac``):
+        # handed to their observer as they arrive, by pub/sub or by the poll, and not kept.
+        self.observers: dict[str, Callable[[str], None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, kind: str, value: str, revoked_at: datetime, expires_at: datetime) -> None:
+        observer = self.observers.get(kind)
+        if observer is not None:
+            observer(value)
+            return
         key = (kind, value)
         existing = self._entries.get(key)
         if existing is not None:

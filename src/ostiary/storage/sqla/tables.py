@@ -15,9 +15,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     TypeDecorator,
+    UniqueConstraint,
     false,
     text,
 )
@@ -29,11 +31,19 @@ __all__ = [
     "client_assertions",
     "clients",
     "consents",
+    "group_members",
+    "groups",
+    "memberships",
     "metadata",
+    "organizations",
+    "projects",
     "recovery_codes",
     "refresh_families",
     "refresh_tokens",
     "revocations",
+    "role_assignments",
+    "role_includes",
+    "roles",
     "sessions",
     "signing_keys",
     "totp_factors",
@@ -315,4 +325,132 @@ recovery_codes = Table(
     Column("code_hash", String(64), primary_key=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
+)
+
+
+# -- organizations and RBAC (issue 12; ARCHITECTURE.md "Tenancy model": every org-owned row
+# carries organization_id, and every query on it is scoped by it) ----------------------------
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("slug", String(63), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("organization_id", "slug", name="uq_projects_organization_id_slug"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_memberships_user_id", "user_id"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # "" for an organization-level role (a NULL would defeat the unique constraint on
+    # PostgreSQL, where NULLs are distinct); the model says None.
+    Column("project_id", String(36), nullable=False, default=""),
+    Column("name", String(100), nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("permissions", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint(
+        "organization_id", "project_id", "name", name="uq_roles_organization_id_project_id_name"
+    ),
+)
+
+role_includes = Table(
+    "role_includes",
+    metadata,
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role_id", String(36), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("included", String(100), primary_key=True),  # a custom role id or a built-in name
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("principal_type", String(20), nullable=False),  # user | group | service_account
+    Column("principal_id", String(36), nullable=False),
+    Column("role", String(100), nullable=False),  # a custom role id or a built-in name
+    # "" for the whole organization (a NULL would defeat the unique constraint on PostgreSQL).
+    Column("project_id", String(36), nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("organization_id", "principal_type", "principal_id", "role", "project_id"),
+    Index("ix_role_assignments_organization_id_role", "organization_id", "role"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("organization_id", "name", name="uq_groups_organization_id_name"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("group_id", String(36), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_group_members_organization_id_user_id", "organization_id", "user_id"),
 )

@@ -1,0 +1,294 @@
+"""``ostiary orgs``: organizations, their projects and members (issue 12). ORG is an id or a
+slug; the CLI acts as the operator (audited with no actor) and needs no permission."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ostiary.cli._common import JsonOpt, load, print_json, run_tenancy
+
+__all__ = ["app", "org_dict", "resolve_user"]
+
+app = typer.Typer(help="Manage organizations, projects and members.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects of an organization.", no_args_is_help=True)
+members_app = typer.Typer(help="Members of an organization.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+app.add_typer(members_app, name="members")
+
+OrgArg = Annotated[str, typer.Argument(metavar="ORG", help="Organization id or slug.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=500)]
+CursorOpt = Annotated[str | None, typer.Option("--cursor", help="From a previous page.")]
+RolesOpt = Annotated[list[str], typer.Option("--role", help="Role name or id (repeatable).")]
+ProjectOpt = Annotated[
+    str | None, typer.Option("--project", help="Project id or slug: roles in that project.")
+]
+
+
+def org_dict(org: Any) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "slug": org.slug,
+        "name": org.name,
+        "created_at": org.created_at.isoformat(),
+        "updated_at": org.updated_at.isoformat(),
+    }
+
+
+def _project_dict(project: Any) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "organization_id": project.organization_id,
+        "slug": project.slug,
+        "name": project.name,
+        "created_at": project.created_at.isoformat(),
+    }
+
+
+async def resolve_user(unit: Any, email: str) -> Any:
+    """The user with this e-mail, or the tenancy ``not_found``."""
+    from ostiary.features.accounts.service import AccountError
+    from ostiary.features.orgs.models import NotFound
+
+    try:
+        return await unit.accounts.get_by_email(email)
+    except AccountError:
+        raise NotFound("no user with that e-mail address") from None
+
+
+async def member_dict(unit: Any, org_id: str, user: Any, project_id: str | None) -> dict[str, Any]:
+    from ostiary.protocol.permissions import ALL, PERMISSIONS
+
+    held = await unit.rbac.assignments_of(org_id, ("user", user.id))
+    effective = await unit.rbac.effective_permissions(org_id, "user", user.id, project_id)
+    names = {}
+    for assignment in held:
+        if assignment.role not in names:
+            names[assignment.role] = (await unit.rbac.get_role(org_id, assignment.role)).name
+    return {
+        "user_id": user.id,
+        "email": user.email,
+        "roles": [
+            {"role": names[a.role], "role_id": a.role, "project_id": a.project_id} for a in held
+        ],
+        "groups": [g.name for g in await unit.rbac.groups_of(org_id, user.id)],
+        "effective_permissions": sorted(effective),
+        "effective_permissions_expanded": sorted(PERMISSIONS)
+        if ALL in effective
+        else sorted(effective),
+    }
+
+
+# -- organizations ---------------------------------------------------------------------------
+
+
+@app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    slug: Annotated[str | None, typer.Option("--slug", help="Default: from the name.")] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="E-mail of an existing user made its owner.")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create an organization (optionally with its first owner)."""
+
+    async def work(unit: Any) -> Any:
+        user = await resolve_user(unit, owner) if owner else None
+        org = await unit.orgs.create(name, slug=slug, actor=None)
+        if user is not None:
+            await unit.orgs.add_member(org.id, user.id, actor=None)
+            await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=None)
+        return org
+
+    org = run_tenancy(load(), work, json)
+    if json:
+        print_json(org_dict(org))
+        return
+    typer.echo(f"created organization {org.slug} ({org.id})")
+
+
+@app.command("list")
+def orgs_list(limit: LimitOpt = 100, cursor: CursorOpt = None, json: JsonOpt = False) -> None:
+    """List organizations, oldest first."""
+
+    async def work(unit: Any) -> Any:
+        return await unit.orgs.list_orgs(limit=limit, cursor=cursor)
+
+    items, next_cursor = run_tenancy(load(), work, json)
+    if json:
+        print_json({"items": [org_dict(o) for o in items], "next_cursor": next_cursor})
+        return
+    for org in items:
+        typer.echo(f"{org.id}  {org.slug:<30} {org.name}")
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
+
+
+@app.command("show")
+def orgs_show(org: OrgArg, json: JsonOpt = False) -> None:
+    """Show one organization."""
+
+    async def work(unit: Any) -> Any:
+        return await unit.orgs.resolve(org)
+
+    found = run_tenancy(load(), work, json)
+    if json:
+        print_json(org_dict(found))
+        return
+    typer.echo(f"{found.id}  {found.slug}  {found.name}  (created {found.created_at:%Y-%m-%d})")
+
+
+# -- projects --------------------------------------------------------------------------------
+
+
+@projects_app.command("create")
+def projects_create(
+    org: OrgArg,
+    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    slug: Annotated[str | None, typer.Option("--slug", help="Default: from the name.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a project in an organization."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.orgs.create_project(found.id, name, slug=slug, actor=None)
+
+    project = run_tenancy(load(), work, json)
+    if json:
+        print_json(_project_dict(project))
+        return
+    typer.echo(f"created project {project.slug} ({project.id})")
+
+
+@projects_app.command("list")
+def projects_list(
+    org: OrgArg, limit: LimitOpt = 100, cursor: CursorOpt = None, json: JsonOpt = False
+) -> None:
+    """List an organization's projects."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.orgs.list_projects(found.id, limit=limit, cursor=cursor)
+
+    items, next_cursor = run_tenancy(load(), work, json)
+    if json:
+        print_json({"items": [_project_dict(p) for p in items], "next_cursor": next_cursor})
+        return
+    for project in items:
+        typer.echo(f"{project.id}  {project.slug:<30} {project.name}")
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+@members_app.command("add")
+def members_add(
+    org: OrgArg,
+    email: Annotated[str, typer.Option("--email", help="An existing user's e-mail.")],
+    role: RolesOpt,
+    project: ProjectOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Add an existing user to an organization at once, with roles (at least one)."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        await unit.orgs.add_member(found.id, user.id, actor=None)
+        principal = ("user", user.id)
+        await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
+        return await member_dict(unit, found.id, user, None)
+
+    if not role:
+        from ostiary.cli._common import fail
+
+        fail("give at least one --role (owner, admin, member, reader or a custom role)", 1)
+    data = run_tenancy(load(), work, json)
+    if json:
+        print_json(data)
+        return
+    typer.echo(f"added {data['email']} with {', '.join(r['role'] for r in data['roles'])}")
+
+
+@members_app.command("list")
+def members_list(
+    org: OrgArg,
+    project: ProjectOpt = None,
+    limit: LimitOpt = 100,
+    cursor: CursorOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List members with their roles, groups and effective permissions (in the organization,
+    or in one project with --project)."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        project_id = (await unit.orgs.get_project(found.id, project)).id if project else None
+        members, next_cursor = await unit.orgs.list_members(found.id, limit=limit, cursor=cursor)
+        rows = []
+        for membership in members:
+            user = await unit.accounts.get(membership.user_id)
+            if user is not None:
+                rows.append(await member_dict(unit, found.id, user, project_id))
+        return rows, next_cursor
+
+    rows, next_cursor = run_tenancy(load(), work, json)
+    if json:
+        print_json({"items": rows, "next_cursor": next_cursor})
+        return
+    for row in rows:
+        roles = ", ".join(r["role"] for r in row["roles"]) or "-"
+        typer.echo(f"{row['user_id']}  {row['email']:<40} {roles}")
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
+
+
+@members_app.command("remove")
+def members_remove(
+    org: OrgArg,
+    email: Annotated[str, typer.Option("--email", help="The member's e-mail.")],
+    json: JsonOpt = False,
+) -> None:
+    """Remove a member with their roles and group memberships (never the last owner)."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        await unit.orgs.remove_member(found.id, user.id, actor=None)
+        return user
+
+    user = run_tenancy(load(), work, json)
+    if json:
+        print_json({"user_id": user.id, "email": user.email, "removed": True})
+        return
+    typer.echo(f"removed {user.email}")
+
+
+@members_app.command("set-roles")
+def members_set_roles(
+    org: OrgArg,
+    email: Annotated[str, typer.Option("--email", help="The member's e-mail.")],
+    role: RolesOpt = [],  # noqa: B006 (typer reads the default; never mutated)
+    project: ProjectOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Make these the member's direct roles (in the organization, or in --project)."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        user = await resolve_user(unit, email)
+        principal = ("user", user.id)
+        await unit.rbac.set_roles(found.id, principal, role, project_id=project, actor=None)
+        return await member_dict(unit, found.id, user, None)
+
+    data = run_tenancy(load(), work, json)
+    if json:
+        print_json(data)
+        return
+    roles = ", ".join(r["role"] for r in data["roles"]) or "no roles"
+    typer.echo(f"{data['email']}: {roles}")

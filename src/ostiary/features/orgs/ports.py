@@ -1,0 +1,61 @@
+"""The store the organizations feature needs; the SQL adapter is
+storage/sqla/org_repositories.py. Every method on org-owned rows takes the organization id and
+is scoped by it."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from ostiary.features.orgs.models import Cursor, Membership, Organization, Project
+
+__all__ = ["MembershipListener", "OrgStore"]
+
+
+class OrgStore(Protocol):
+    async def add_org(self, org: Organization) -> bool:
+        """Insert; False if the slug is taken."""
+        ...
+
+    async def get_org(self, org_id: str) -> Organization | None: ...
+
+    async def get_org_by_slug(self, slug: str) -> Organization | None: ...
+
+    async def list_orgs(self, limit: int, after: Cursor | None) -> list[Organization]: ...
+
+    async def lock_org(self, org_id: str) -> bool:
+        """Hold the organization's row until the transaction ends (PostgreSQL: ``FOR
+        UPDATE``; SQLite's writers already take turns); False if it does not exist. Changes
+        that must keep an invariant over the whole organization (one owner at least) lock
+        first."""
+        ...
+
+    async def add_project(self, project: Project) -> bool:
+        """Insert; False if the slug is taken in the organization."""
+        ...
+
+    async def get_project(self, org_id: str, project_id: str) -> Project | None: ...
+
+    async def get_project_by_slug(self, org_id: str, slug: str) -> Project | None: ...
+
+    async def list_projects(
+        self, org_id: str, limit: int, after: Cursor | None
+    ) -> list[Project]: ...
+
+    async def add_membership(self, membership: Membership) -> Literal["added", "exists", "no_user"]:
+        """Insert; or say the user is a member already, or is no user at all."""
+        ...
+
+    async def get_membership(self, org_id: str, user_id: str) -> Membership | None: ...
+
+    async def remove_membership(self, org_id: str, user_id: str) -> bool: ...
+
+    async def list_memberships(
+        self, org_id: str, limit: int, after: Cursor | None
+    ) -> list[Membership]: ...
+
+
+class MembershipListener(Protocol):
+    """Told when a member is about to leave, inside the same transaction (RBAC drops their
+    group memberships and role assignments, and refuses to lose the last owner)."""
+
+    async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None: ...

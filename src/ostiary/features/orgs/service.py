@@ -1,0 +1,221 @@
+"""Organizations, projects and memberships (issue 12, section 1; ARCHITECTURE.md "Tenancy
+model").
+
+- An organization has a display name and a unique slug (protocol/permissions.py ``is_slug``:
+  the DNS label rule of RFC 1035 section 2.3.1), derived from the name when not given and then
+  made unique with a numeric suffix; ORG arguments accept an id or a slug.
+- Every lookup of an org-owned object takes the organization id and is scoped by it: another
+  organization's object is ``not_found``, never told apart from an absent one.
+- Every change is audited with its actor (a user id, or None for the CLI operator) and the
+  organization in the details; listings page by an opaque keyset cursor on (created_at, id).
+- A member leaves through :class:`MembershipListener` (RBAC drops their assignments and group
+  memberships, refusing to remove the last owner) under a lock of the organization's row, so
+  that two concurrent removals of the last two owners cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+import uuid
+from typing import TypeVar
+
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock
+from ostiary.features.orgs.models import (
+    Conflict,
+    InvalidInput,
+    Membership,
+    NotAMember,
+    NotFound,
+    Organization,
+    Project,
+    decode_cursor,
+    encode_cursor,
+)
+from ostiary.features.orgs.ports import MembershipListener, OrgStore
+from ostiary.protocol.permissions import derive_slug, is_slug
+
+__all__ = ["MAX_PAGE", "OrgService", "check_name"]
+
+MAX_PAGE = 500
+_SLUG_TRIES = 20
+_T = TypeVar("_T", Organization, Project, Membership)
+
+
+def check_name(value: str, what: str, limit: int = 200) -> str:
+    """A display name: trimmed, 1..limit characters, no control characters."""
+    name = value.strip()
+    if not name or len(name) > limit:
+        raise InvalidInput(f"{what} must be 1 to {limit} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise InvalidInput(f"{what} must not contain control characters")
+    return name
+
+
+def _check_slug(slug: str) -> str:
+    if not is_slug(slug):
+        raise InvalidInput(
+            "slug must be 2 to 63 characters of a-z, 0-9 and hyphens, "
+            "not starting or ending with a hyphen"
+        )
+    return slug
+
+
+def _page(items: list[_T], limit: int) -> tuple[list[_T], str | None]:
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    last = items[-1]
+    key = last.user_id if isinstance(last, Membership) else last.id
+    return items, encode_cursor(last.created_at, key)
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
+    return limit
+
+
+class OrgService:
+    def __init__(
+        self,
+        store: OrgStore,
+        audit: AuditTrail,
+        clock: Clock,
+        *,
+        listener: MembershipListener | None = None,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._listener = listener
+
+    async def _audit_change(
+        self, action: str, org_id: str, actor: str | None, target: str, **details: object
+    ) -> None:
+        await self._audit.record(
+            action,
+            "success",
+            actor=actor,
+            target=target,
+            details={"organization_id": org_id, **details},
+        )
+
+    # -- organizations ---------------------------------------------------------------------
+
+    async def create(
+        self, name: str, *, slug: str | None = None, actor: str | None
+    ) -> Organization:
+        name = check_name(name, "name")
+        now = self._clock.now()
+        candidates: list[str]
+        if slug is not None:
+            candidates = [_check_slug(slug)]
+        else:
+            base = derive_slug(name)
+            stem = base[:56].rstrip("-")
+            candidates = [base, *(f"{stem}-{n}" for n in range(2, _SLUG_TRIES))]
+            candidates.append(f"{stem}-{secrets.token_hex(3)}")  # crowded: a random suffix
+        for candidate in candidates:
+            org = Organization(str(uuid.uuid4()), candidate, name, now, now)
+            if await self._store.add_org(org):
+                await self._audit_change("org.create", org.id, actor, org.id, slug=org.slug)
+                return org
+        raise Conflict(f"the slug {candidates[0]!r} is taken")
+
+    async def get(self, org_id: str) -> Organization:
+        org = await self._store.get_org(org_id)
+        if org is None:
+            raise NotFound("no such organization")
+        return org
+
+    async def resolve(self, ref: str) -> Organization:
+        """An organization by id or by slug."""
+        org = await self._store.get_org(ref) if len(ref) <= 36 else None
+        if org is None and is_slug(ref):
+            org = await self._store.get_org_by_slug(ref)
+        if org is None:
+            raise NotFound("no such organization")
+        return org
+
+    async def list_orgs(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[Organization], str | None]:
+        items = await self._store.list_orgs(_limit(limit) + 1, decode_cursor(cursor))
+        return _page(items, limit)
+
+    async def lock(self, org_id: str) -> None:
+        if not await self._store.lock_org(org_id):
+            raise NotFound("no such organization")
+
+    # -- projects --------------------------------------------------------------------------
+
+    async def create_project(
+        self, org_id: str, name: str, *, slug: str | None = None, actor: str | None
+    ) -> Project:
+        await self.get(org_id)
+        name = check_name(name, "name")
+        chosen = _check_slug(slug) if slug is not None else derive_slug(name)
+        project = Project(str(uuid.uuid4()), org_id, chosen, name, self._clock.now())
+        if not await self._store.add_project(project):
+            raise Conflict(f"the organization has a project with the slug {chosen!r}")
+        await self._audit_change("org.project.create", org_id, actor, project.id, slug=project.slug)
+        return project
+
+    async def get_project(self, org_id: str, ref: str) -> Project:
+        """A project of this organization by id or slug; another organization's is not
+        found."""
+        project = await self._store.get_project(org_id, ref) if len(ref) <= 36 else None
+        if project is None and is_slug(ref):
+            project = await self._store.get_project_by_slug(org_id, ref)
+        if project is None:
+            raise NotFound("no such project")
+        return project
+
+    async def list_projects(
+        self, org_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[Project], str | None]:
+        await self.get(org_id)
+        items = await self._store.list_projects(org_id, _limit(limit) + 1, decode_cursor(cursor))
+        return _page(items, limit)
+
+    # -- members ---------------------------------------------------------------------------
+
+    async def add_member(self, org_id: str, user_id: str, *, actor: str | None) -> Membership:
+        await self.get(org_id)
+        membership = Membership(org_id, user_id, self._clock.now())
+        outcome = await self._store.add_membership(membership)
+        if outcome == "no_user":
+            raise NotFound("no such user")
+        if outcome == "exists":
+            raise Conflict("already a member of the organization")
+        await self._audit_change("org.member.add", org_id, actor, user_id)
+        return membership
+
+    async def is_member(self, org_id: str, user_id: str) -> bool:
+        return await self._store.get_membership(org_id, user_id) is not None
+
+    async def require_member(self, org_id: str, user_id: str) -> Membership:
+        membership = await self._store.get_membership(org_id, user_id)
+        if membership is None:
+            raise NotAMember("not a member of the organization")
+        return membership
+
+    async def remove_member(self, org_id: str, user_id: str, *, actor: str | None) -> None:
+        """Remove a member with their role assignments and group memberships in this
+        organization; refused (``last_owner``) when they are its last owner."""
+        await self.lock(org_id)
+        await self.require_member(org_id, user_id)
+        if self._listener is not None:
+            await self._listener.member_leaving(org_id, user_id, actor=actor)
+        await self._store.remove_membership(org_id, user_id)
+        await self._audit_change("org.member.remove", org_id, actor, user_id)
+
+    async def list_members(
+        self, org_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[Membership], str | None]:
+        await self.get(org_id)
+        after = decode_cursor(cursor)
+        items = await self._store.list_memberships(org_id, _limit(limit) + 1, after)
+        return _page(items, limit)
