@@ -29,7 +29,11 @@ def _user_dict(user: Any) -> dict[str, Any]:
 
 
 def _mfa_dict(factors: Any) -> dict[str, Any]:
-    return {"totp": factors.totp, "recovery_codes_left": factors.recovery_codes_left}
+    return {
+        "totp": factors.totp,
+        "recovery_codes_left": factors.recovery_codes_left,
+        "passkeys": factors.passkeys,
+    }
 
 
 def _read_password_stdin() -> str:
@@ -136,8 +140,8 @@ def users_enable(email: str, json: JsonOpt = False) -> None:
 
 @app.command("reset-mfa")
 def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
-    """Remove a user's second factors (authenticator app, recovery codes), audited: for a user
-    who lost them. Their next sign-in asks for the password only."""
+    """Remove a user's second factors (passkeys, authenticator app, recovery codes), audited:
+    for a user who lost them. Their next sign-in asks for the password only."""
 
     async def work(rt: Any) -> tuple[Any, Any]:
         async with rt.unit() as unit:
@@ -148,11 +152,15 @@ def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
     if json:
         print_json({**_user_dict(user), "removed": _mfa_dict(removed)})
         return
-    if not removed.totp and not removed.recovery_codes_left:
+    if not removed.totp and not removed.recovery_codes_left and not removed.passkeys:
         typer.echo(f"{user.email} had no second factor")
         return
-    app_part = "the authenticator app and " if removed.totp else ""
-    typer.echo(f"removed {app_part}{removed.recovery_codes_left} recovery code(s) of {user.email}")
+    parts = [f"{removed.passkeys} passkey(s)"] if removed.passkeys else []
+    parts += ["the authenticator app"] if removed.totp else []
+    parts.append(f"{removed.recovery_codes_left} recovery code(s)")
+    typer.echo(
+        f"removed {', '.join(parts[:-1])}{' and ' if parts[:-1] else ''}{parts[-1]} of {user.email}"
+    )
 
 
 def _ended_dict(sessions: int, families: int) -> dict[str, int]:

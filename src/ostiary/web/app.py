@@ -31,6 +31,8 @@ from ostiary.web.routes import (
     mfa_settings,
     oauth,
     ops,
+    passkey_sign_in,
+    passkeys,
     profile,
     second_factor,
     wellknown,
@@ -109,8 +111,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(browser.router)
     app.include_router(second_factor.router)
+    app.include_router(passkey_sign_in.router)
     app.include_router(profile.router)
     app.include_router(mfa_settings.router)
+    app.include_router(passkeys.router)
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)

@@ -429,10 +429,8 @@ class Unit:
 
     @cached_property
     def passkeys(self) -> PasskeyService:
-        """Passkey ceremonies; only when passkeys are on (``runtime.relying_party``)."""
+        """Passkeys; ceremonies raise ``PasskeysOff`` when ``runtime.relying_party`` is None."""
         rt = self._rt
-        if rt.relying_party is None:
-            raise RuntimeError("passkeys are off: check runtime.relying_party first")
         return PasskeyService(
             SqlPasskeyStore(self.conn), rt.relying_party, rt.throttle, self.audit, rt.clock
         )

@@ -66,6 +66,7 @@ __all__ = [
     "MAX_PASSKEYS",
     "PasskeyRefused",
     "PasskeyService",
+    "PasskeysOff",
     "RelyingParty",
     "UnknownPasskey",
     "credential_key",
@@ -83,6 +84,11 @@ Purpose = Literal["passwordless", "second-step"]
 class PasskeyRefused(MfaError):
     def __init__(self) -> None:
         super().__init__("That passkey could not be verified. Try again.")
+
+
+class PasskeysOff(MfaError):
+    def __init__(self) -> None:
+        super().__init__("Passkeys are not available on this server.")
 
 
 class UnknownPasskey(MfaError):
@@ -148,16 +154,23 @@ class PasskeyService:
     def __init__(
         self,
         store: PasskeyStore,
-        rp: RelyingParty,
+        rp: RelyingParty | None,
         throttle: LoginThrottle,
         audit: AuditTrail,
         clock: Clock,
     ) -> None:
         self._store = store
-        self._rp = rp
+        self._relying_party = rp
         self._throttle = throttle
         self._audit = audit
         self._clock = clock
+
+    @property
+    def _rp(self) -> RelyingParty:
+        """The relying party; ceremonies need one (listing, renaming, removing do not)."""
+        if self._relying_party is None:
+            raise PasskeysOff()
+        return self._relying_party
 
     @staticmethod
     def new_challenge() -> bytes:

@@ -173,7 +173,14 @@ def _login_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     response = render_form(
-        request, "login.html", status_code=status_code, next=next_path, error=error, email=email
+        request,
+        "login.html",
+        status_code=status_code,
+        next=next_path,
+        error=error,
+        email=email,
+        # Passwordless passkeys (web/routes/passkey_sign_in.py), when the settings allow them.
+        passkeys_on=runtime_of(request).relying_party is not None,
     )
     response.headers.update(headers or {})
     return response
@@ -244,7 +251,7 @@ async def login(request: Request) -> Response:
                 failure = exc
             else:
                 # A user with a second factor is not signed in by the password alone.
-                second_step = (await unit.mfa.factors(signed_in.user.id)).totp
+                second_step = (await unit.mfa.factors(signed_in.user.id)).any
                 if not second_step:
                     cookie = await start_session(unit, request, signed_in.user.id, signed_in.amr)
     if failure is not None:

@@ -6,6 +6,8 @@
 - Every POST is CSRF-checked (OWASP ASVS V4.2.2); pages that hold a secret or recovery codes
   are ``Cache-Control: no-store`` (ASVS V8.2.1; web/pages.py sends it with every page), so
   neither the browser nor a proxy keeps them.
+- Passkeys (WebAuthn) are listed here; adding, renaming and removing them is
+  web/routes/passkeys.py.
 - Changing factors needs a recent sign-in (ASVS 5.0 V6.2 / V7.5, re-authentication before a
   sensitive change): a session signed in longer ago than ``OSTIARY_MFA_REAUTH_SECONDS`` is sent
   to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here.
@@ -23,20 +25,27 @@ from starlette.responses import RedirectResponse, Response
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.service import LoginThrottled
 from ostiary.features.mfa.models import TotpEnrollment
+from ostiary.features.mfa.passkeys import credential_key
 from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
+from ostiary.web.runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["PAGE", "reauth_needed", "router"]
 
 router = APIRouter(tags=["browser"])
 
 PAGE = "/account/security"
 _NO_STORE = {"Cache-Control": "no-store"}
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
-_NOTICES = {"totp_removed": "The authenticator app was removed."}
+_NOTICES = {
+    "totp_removed": "The authenticator app was removed.",
+    "passkey_added": "The passkey was added.",
+    "passkey_renamed": "The passkey was renamed.",
+    "passkey_removed": "The passkey was removed.",
+}
 
 
 def _form_body(*fields: str) -> dict[str, Any]:
@@ -87,11 +96,15 @@ async def _form_session(request: Request) -> tuple[dict[str, str], Session, User
     return form, *found
 
 
+def reauth_needed(rt: Runtime, session: Session) -> bool:
+    """Whether the session's last sign-in is older than the setting allows for a change."""
+    age = rt.clock.now().timestamp() - session.auth_time.timestamp()
+    return age > rt.settings.mfa_reauth_seconds
+
+
 def _reauth_redirect(request: Request, session: Session, user: User) -> Response | None:
     """To the sign-in form when the session's last sign-in is older than the setting."""
-    rt = runtime_of(request)
-    age = rt.clock.now().timestamp() - session.auth_time.timestamp()
-    if age <= rt.settings.mfa_reauth_seconds:
+    if not reauth_needed(runtime_of(request), session):
         return None
     query = urlencode({"next": PAGE, "reauth": "1", "login_hint": user.email})
     return _redirect(f"/login?{query}")
@@ -99,7 +112,7 @@ def _reauth_redirect(request: Request, session: Session, user: User) -> Response
 
 @router.get(
     PAGE,
-    summary="Your second factors: authenticator app and recovery codes",
+    summary="Your second factors: passkeys, authenticator app and recovery codes",
     response_class=Response,
     responses={200: _HTML, 303: {"description": "Not signed in: to /login"}},
 )
@@ -108,12 +121,29 @@ async def security_page(request: Request) -> Response:
     if found is None:
         return _redirect(f"/login?next={PAGE}")
     user = found[1]
-    async with runtime_of(request).unit() as unit:
+    rt = runtime_of(request)
+    async with rt.unit() as unit:
         factors = await unit.mfa.factors(user.id)
         pending = not factors.totp and await unit.mfa.pending_totp(user.id, user.email)
+        passkeys = await unit.passkeys.list(user.id)
     notice = _NOTICES.get(request.query_params.get("notice", ""), "")
     return render_form(
-        request, "mfa_security.html", factors=factors, pending=bool(pending), notice=notice
+        request,
+        "mfa_security.html",
+        factors=factors,
+        pending=bool(pending),
+        notice=notice,
+        passkeys=[
+            {
+                "key": credential_key(p.credential_id),
+                "name": p.name,
+                "synced": p.backup_eligible,
+                "created_at": p.created_at,
+                "last_used_at": p.last_used_at,
+            }
+            for p in passkeys
+        ],
+        passkeys_on=rt.relying_party is not None,
     )
 
 
