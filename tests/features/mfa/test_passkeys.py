@@ -160,6 +160,7 @@ async def test_registration_with_a_wrong_challenge_origin_or_rp_id_stores_nothin
         options = json.loads(
             await unit.passkeys.registration_options(user_id, "u@example.com", "U", challenge)
         )
+    tamper = dict(tamper)  # the parameter is shared by every backend's run
     origin = tamper.pop("origin", ORIGIN)
     answer = SoftAuthenticator().create(options, origin, **tamper)
     failure: Exception | None = None
@@ -189,6 +190,7 @@ async def test_an_assertion_with_a_wrong_challenge_origin_or_rp_id_is_refused(
     user_id = await _user(runtime)
     device = SoftAuthenticator()
     await _register(runtime, user_id, device)
+    tamper = dict(tamper)  # the parameter is shared by every backend's run
     origin = tamper.pop("origin", None)
     if origin:
         challenge = secrets.token_bytes(32)
