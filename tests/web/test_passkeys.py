@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from ostiary.config import Settings
 from ostiary.features.clock import FrozenClock
+from ostiary.features.mfa.models import Passkey
+from ostiary.storage.sqla.mfa_repositories import SqlPasskeyStore
 from ostiary.storage.sqla.tables import audit_events, webauthn_credentials
 from tests.conftest import Backend, make_settings
 from tests.soft_authenticator import SoftAuthenticator
@@ -313,5 +315,29 @@ async def test_pages_say_so_when_the_issuer_cannot_carry_passkeys(
             assert off.status_code == 404 and off.json()["error"] == "passkeys_off"
             off = await c.post("/login/passkey/options", json={}, headers={"X-CSRF-Token": token})
             assert off.status_code == 404
+        # A user whose only factor is a passkey registered before the issuer changed: the
+        # second step offers the recovery code, not an authenticator code they do not have.
+        async with application.state.runtime.unit() as unit:
+            user = await unit.accounts.get_by_email(EMAIL)
+            await SqlPasskeyStore(unit.conn).add(
+                Passkey(
+                    credential_id=b"\x01" * 16,
+                    user_id=user.id,
+                    name="Old key",
+                    public_key=b"cose",
+                    sign_count=0,
+                    transports=(),
+                    aaguid="00000000-0000-0000-0000-000000000000",
+                    backup_eligible=True,
+                    backup_state=True,
+                    user_verified=True,
+                    created_at=clock.now(),
+                )
+            )
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            assert (await sign_in(c, EMAIL)).status_code == 303
+            step = await c.get("/login/second-step")
+            assert 'name="method" value="recovery"' in step.text
+            assert "use-passkey" not in step.text and "one-time-code" not in step.text
     finally:
         await application.state.runtime.close()

@@ -7,6 +7,7 @@ user verification, another user's credential, malformed JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -378,3 +379,23 @@ async def test_the_first_factor_gets_recovery_codes_and_they_go_with_the_last(
         )
         await unit.mfa.drop_orphan_recovery_codes(user_id)
         assert (await unit.mfa.factors(user_id)).recovery_codes_left == 0
+
+
+async def test_one_assertion_counter_raced_on_two_connections_wins_once(runtime: Any) -> None:
+    """WebAuthn section 7.2 step 22 under concurrency: the counter is stored by a
+    compare-and-set, so of two assertions carrying the same counter one is refused."""
+    user_id = await _user(runtime)
+    device = SoftAuthenticator()
+    await _register(runtime, user_id, device)
+
+    async def attempt() -> bool:
+        try:
+            await _authenticate(runtime, device, user_id, count=7)
+        except PasskeyRefused:
+            return False
+        return True
+
+    results = await asyncio.gather(attempt(), attempt())
+    assert sorted(results) == [False, True]
+    [row] = await _stored(runtime)
+    assert row.sign_count == 7

@@ -145,16 +145,18 @@ def _passkeys_usable(request: Request, factors: MfaFactors | None) -> bool:
 
 def _method(value: str | None, factors: MfaFactors | None = None, passkeys: bool = False) -> str:
     """The method asked for if the user has it; else a passkey (phishing-resistant) if they
-    have one, else the authenticator code."""
+    have one, else the authenticator code, else (passkeys only, and they are off on this
+    server) a recovery code."""
+    totp = factors is None or factors.totp
     if value == "recovery":
         return "recovery"
     if value == "passkey" and passkeys:
         return "passkey"
-    if value == "totp" and (factors is None or factors.totp):
+    if value == "totp" and totp:
         return "totp"
     if passkeys:
         return "passkey"
-    return "totp"
+    return "totp" if totp else "recovery"
 
 
 class _TicketSpent(Exception):
