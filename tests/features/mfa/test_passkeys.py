@@ -399,3 +399,21 @@ async def test_one_assertion_counter_raced_on_two_connections_wins_once(runtime:
     assert sorted(results) == [False, True]
     [row] = await _stored(runtime)
     assert row.sign_count == 7
+
+
+async def test_backup_eligibility_must_not_change_and_the_backup_state_may(
+    runtime: Any,
+) -> None:
+    user_id = await _user(runtime)
+    device = SoftAuthenticator(backup_eligible=True, backup_state=False)
+    await _register(runtime, user_id, device)
+    device.backup_state = True
+    assert (await _authenticate(runtime, device)).backup_state is True
+    device.backup_eligible, device.backup_state = False, False
+    with pytest.raises(PasskeyRefused):
+        await _authenticate(runtime, device)
+    [event] = await _failures(runtime, "login.passkey")
+    assert event["details"]["reason"] == "backup_eligibility_changed"
+    device.backup_eligible, device.backup_state = False, True  # BS without BE: impossible
+    with pytest.raises(PasskeyRefused):
+        await _authenticate(runtime, device)

@@ -11,6 +11,8 @@
   ``userHandle`` must be the credential's owner (step 6). The Ostiary user id is the user handle
   (section 5.4.3 asks for an opaque handle with no personal data): it is a random UUID made at
   account creation, says nothing about the person, and maps back to the account in one lookup.
+- Backup flags (section 6.1.3): backup eligibility (BE) is fixed at registration and must not
+  change at an assertion; the backup state (BS) may, and is stored at each use.
 - Signature counter (section 6.1.1, 7.2 step 22): a non-zero counter that does not increase may
   mean a cloned authenticator: the assertion is refused and audited (``mfa.passkey.cloned``).
   py_webauthn folds that check into its generic refusal, so it is given the counter 0 and the
@@ -28,7 +30,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from webauthn import (
     generate_authentication_options,
@@ -63,11 +65,14 @@ from ostiary.features.mfa.service import MfaError
 
 __all__ = [
     "CEREMONY_TIMEOUT_MS",
+    "MAX_NAME_LEN",
     "MAX_PASSKEYS",
+    "InvalidPasskeyName",
     "PasskeyRefused",
     "PasskeyService",
     "PasskeysOff",
     "RelyingParty",
+    "TooManyPasskeys",
     "UnknownPasskey",
     "credential_key",
     "passkey_name",
@@ -77,8 +82,6 @@ CEREMONY_TIMEOUT_MS = 300_000  # the signed challenge lives five minutes (web/we
 MAX_PASSKEYS = 20
 MAX_NAME_LEN = 64
 _MAX_ID_LEN = 1023  # WebAuthn Level 3 section 5.8.3: credential ids are at most 1023 bytes
-
-Purpose = Literal["passwordless", "second-step"]
 
 
 class PasskeyRefused(MfaError):
@@ -368,6 +371,12 @@ class PasskeyService:
         except Exception as exc:
             await self._fail(action, passkey.user_id, ip, "invalid_assertion", exc)
             raise PasskeyRefused() from exc
+        eligible = verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE
+        if eligible != passkey.backup_eligible:
+            # Section 6.1.3: the BE flag is fixed when a credential is made; an authenticator
+            # that reports another value is not the one registered (or is broken).
+            await self._fail(action, passkey.user_id, ip, "backup_eligibility_changed")
+            raise PasskeyRefused()
         stored, new = passkey.sign_count, verified.new_sign_count
         if (stored or new) and new <= stored:
             await self._audit.record(

@@ -43,6 +43,7 @@ from ostiary.web.routes.passkeys import (
 )
 from ostiary.web.runtime import Runtime
 from ostiary.web.second_step import SecondStepTicket, ticket_cookie_name
+from ostiary.web.webauthn_state import Purpose
 
 __all__ = ["router"]
 
@@ -82,7 +83,7 @@ def _throttled(exc: LoginThrottled) -> CeremonyFailed:
 
 
 def _options_response(
-    rt: Runtime, request: Request, options: str, purpose: Any, challenge: bytes, user_id: str
+    rt: Runtime, request: Request, options: str, purpose: Purpose, challenge: bytes, user_id: str
 ) -> Response:
     response = JSONResponse({"publicKey": json.loads(options)}, headers=_NO_STORE)
     set_state(rt, request, response, purpose, challenge, user_id)

@@ -44,6 +44,7 @@ __all__ = [
     "CeremonyFailed",
     "ceremony_state",
     "clear_state",
+    "credential_of",
     "json_error",
     "passkeys_off_error",
     "read_json",
@@ -110,9 +111,7 @@ async def read_json(request: Request, *, check_csrf: bool = True) -> dict[str, A
     if content_type != "application/json":
         raise CeremonyFailed(415, "unsupported_media_type", "Send the body as application/json.")
     if check_csrf and not csrf_guard(request).is_valid(request, request.headers.get(CSRF_HEADER)):
-        raise CeremonyFailed(
-            403, "csrf", "This page expired. Reload it and try again.", redirect=None
-        )
+        raise CeremonyFailed(403, "csrf", "This page expired. Reload it and try again.")
     raw = await request.body()
     if len(raw) > MAX_JSON_BYTES:
         raise CeremonyFailed(413, "too_large", "The request is too large.")
@@ -166,9 +165,7 @@ def ceremony_state(rt: Runtime, request: Request, purpose: Purpose) -> CeremonyS
     cookie = request.cookies.get(state_cookie_name(rt.settings.sessions.cookie_secure))
     state = rt.webauthn_states.read(cookie, purpose, now=rt.clock.now(), browser=_browser(request))
     if state is None:
-        raise CeremonyFailed(
-            400, "no_ceremony", "This passkey request expired. Try again.", redirect=None
-        )
+        raise CeremonyFailed(400, "no_ceremony", "This passkey request expired. Try again.")
     return state
 
 
