@@ -7,6 +7,7 @@ single-use challenges and tickets, disabled users, throttling, and the TOTP path
 
 from __future__ import annotations
 
+import html
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -340,3 +341,70 @@ async def test_with_totp_and_a_passkey_both_paths_work(
         assert (await _second_step(other, device)).status_code == 200
     amrs = await _amrs(app, user.id)
     assert ["pwd", "otp", "mfa"] in amrs and ["pwd", "swk", "mfa"] in amrs
+
+
+# -- what the relying party learns: acr and amr in the ID token --------------------------------
+
+REDIRECT = "https://app.example/callback"
+
+
+@pytest.mark.parametrize(
+    ("synced", "password", "acr", "amr"),
+    [
+        (False, False, "phrh", ["hwk", "mfa"]),
+        (True, False, "phr", ["swk", "mfa"]),
+        (False, True, "phrh", ["pwd", "hwk", "mfa"]),
+    ],
+    ids=["passwordless-hwk", "passwordless-swk", "second-step-hwk"],
+)
+async def test_the_id_token_carries_the_passkeys_acr_and_amr(
+    app: Any, client: httpx.AsyncClient, synced: bool, password: bool, acr: str, amr: list[str]
+) -> None:
+    """OIDC Core 2 (``acr``, ``amr``), RFC 8176; the token is fetched with Authlib and
+    verified with joserfc against the published JWKS."""
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    from ostiary.features.clients.service import ClientRegistration
+
+    device = SoftAuthenticator(backup_eligible=synced, backup_state=synced)
+    await _user_with_passkey(app, device)
+    if password:
+        await sign_in(client, EMAIL)
+        assert (await _second_step(client, device)).status_code == 200
+    else:
+        assert (await _passwordless(client, device)).status_code == 200
+    async with app.state.runtime.unit() as unit:
+        await unit.keys.ensure_keys()
+        registered, secret = await unit.clients.register(
+            ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))
+        )
+    oauth = AsyncOAuth2Client(
+        client_id=registered.client_id,
+        client_secret=secret,
+        redirect_uri=REDIRECT,
+        scope="openid",
+        code_challenge_method="S256",
+        transport=httpx.ASGITransport(app=app),
+    )
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(
+        f"{ORIGIN}/authorize", code_verifier=verifier, nonce="n-1"
+    )
+    answer = await client.get(url)
+    if answer.status_code == 200 and "consent-form" in answer.text:
+        request = html.unescape(answer.text.split('name="request" value="')[1].split('"')[0])
+        answer = await client.post(
+            "/authorize/consent",
+            data={"csrf_token": csrf_from(answer.text), "request": request, "decision": "allow"},
+        )
+    callback = answer.headers["location"]
+    assert callback.startswith(REDIRECT) and "code=" in callback, callback
+    token = await oauth.fetch_token(
+        f"{ORIGIN}/token", authorization_response=callback, code_verifier=verifier
+    )
+    keys = KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
+    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["iss"] == ORIGIN
+    assert claims["acr"] == acr and claims["amr"] == amr
