@@ -417,3 +417,20 @@ async def test_backup_eligibility_must_not_change_and_the_backup_state_may(
     device.backup_eligible, device.backup_state = False, True  # BS without BE: impossible
     with pytest.raises(PasskeyRefused):
         await _authenticate(runtime, device)
+
+
+async def test_removing_the_authenticator_app_keeps_the_codes_of_a_user_with_passkeys(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    import pyotp
+
+    user_id = await _user(runtime)
+    await _register(runtime, user_id, SoftAuthenticator())
+    async with runtime.unit() as unit:
+        enrollment = await unit.mfa.start_totp(user_id, "u@example.com")
+        await unit.mfa.confirm_totp(user_id, pyotp.TOTP(enrollment.secret).at(clock.now()), ip=None)
+        assert await unit.mfa.remove_totp(user_id, actor=user_id)
+        factors = await unit.mfa.factors(user_id)
+    assert factors.passkeys == 1 and factors.recovery_codes_left == 10
+    async with runtime.unit() as unit:
+        assert len(await unit.mfa.regenerate_recovery_codes(user_id)) == 10  # a passkey suffices
