@@ -5,6 +5,7 @@ with their user (ON DELETE CASCADE)."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -48,7 +49,8 @@ async def test_round_trip_and_unique_ids(runtime: Any, clock: FrozenClock) -> No
         store = SqlPasskeyStore(unit.conn)
         assert await store.add(key)
         assert not await store.add(_passkey(bob, clock, credential_id=key.credential_id))
-        assert await store.add(_passkey(alice, clock, name="Second"))
+        later = clock.now() + timedelta(seconds=1)
+        assert await store.add(_passkey(alice, clock, name="Second", created_at=later))
     async with runtime.unit() as unit:
         store = SqlPasskeyStore(unit.conn)
         assert await store.get(key.credential_id) == key
