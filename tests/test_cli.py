@@ -296,6 +296,12 @@ def test_users_reset_mfa_and_list_show_the_factors(
     assert all(u["mfa"] == {"totp": False, "recovery_codes_left": 0, "passkeys": 0} for u in listed)
     again = _invoke("users", "reset-mfa", "m@example.com", env=env)
     assert again.exit_code == 0 and "m@example.com had no second factor" in again.stdout
+    run(load_settings(), enroll)
+    said = _invoke("users", "reset-mfa", "m@example.com", env=env)
+    assert said.exit_code == 0, said.output
+    assert said.stdout.strip() == (
+        "removed 2 passkey(s), the authenticator app and 9 recovery code(s) of m@example.com"
+    )
 
     async def resets(rt: Any) -> list[Any]:
         from sqlalchemy import select
@@ -310,6 +316,7 @@ def test_users_reset_mfa_and_list_show_the_factors(
     assert [(r.actor, r.details) for r in audited] == [
         ("cli", {"authenticator_app": True, "unused_codes": 9, "passkeys": 2}),
         ("cli", {"authenticator_app": False, "unused_codes": 0, "passkeys": 0}),
+        ("cli", {"authenticator_app": True, "unused_codes": 9, "passkeys": 2}),
     ]
     unknown = _invoke("users", "reset-mfa", "nobody@example.com", env=env)
     assert "No such user" in _one_line_error(unknown)

@@ -157,10 +157,11 @@ def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
         return
     parts = [f"{removed.passkeys} passkey(s)"] if removed.passkeys else []
     parts += ["the authenticator app"] if removed.totp else []
-    parts.append(f"{removed.recovery_codes_left} recovery code(s)")
-    typer.echo(
-        f"removed {', '.join(parts[:-1])}{' and ' if parts[:-1] else ''}{parts[-1]} of {user.email}"
+    parts += (
+        [f"{removed.recovery_codes_left} recovery code(s)"] if removed.recovery_codes_left else []
     )
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    typer.echo(f"removed {listed} of {user.email}")
 
 
 def _ended_dict(sessions: int, families: int) -> dict[str, int]:
