@@ -174,6 +174,7 @@ def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
             "authorization_codes": 0,
             "refresh_families": 0,
             "client_assertions": 0,
+            "totp_enrollments": 0,
             "sessions": 0,
         }
     }
@@ -300,7 +301,8 @@ def test_users_reset_mfa_and_list_show_the_factors(
     said = _invoke("users", "reset-mfa", "m@example.com", env=env)
     assert said.exit_code == 0, said.output
     assert said.stdout.strip() == (
-        "removed 2 passkey(s), the authenticator app and 9 recovery code(s) of m@example.com"
+        "removed 2 passkey(s), the authenticator app and 9 recovery code(s) of m@example.com;"
+        " 0 session(s) ended"
     )
 
     async def resets(rt: Any) -> list[Any]:

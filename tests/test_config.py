@@ -235,6 +235,24 @@ def test_the_former_single_signing_alg_is_the_default_of_both(
     assert load_settings().tokens.id_token_alg == "RS256"
 
 
+def test_reauth_seconds_and_its_deprecated_mfa_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().reauth_seconds == 600
+    monkeypatch.setenv("OSTIARY_MFA_REAUTH_SECONDS", "120")  # the former name still works
+    assert load_settings().reauth_seconds == 120
+    monkeypatch.setenv("OSTIARY_REAUTH_SECONDS", "300")  # the new name wins
+    assert load_settings().reauth_seconds == 300
+    monkeypatch.setenv("OSTIARY_REAUTH_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="OSTIARY_REAUTH_SECONDS"):
+        load_settings()
+
+
+def test_mfa_enrollment_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().mfa_enrollment_seconds == 900
+    monkeypatch.setenv("OSTIARY_MFA_ENROLLMENT_SECONDS", "10")
+    with pytest.raises(ConfigError, match="OSTIARY_MFA_ENROLLMENT_SECONDS"):
+        load_settings()
+
+
 # -- passkeys: the WebAuthn relying party ----------------------------------------------------
 
 

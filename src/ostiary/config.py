@@ -158,9 +158,16 @@ class Settings(BaseSettings):
     # Every user needs a second factor: one without is sent to set it up after the password,
     # and /authorize issues nothing for a session signed in without one.
     mfa_required: bool = False
-    # Changing second factors on /account/security needs a sign-in at most this old; an older
-    # one is asked to sign in again first (issue 11 section 4, ASVS 5.0 V6.2 re-authentication).
-    mfa_reauth_seconds: int = Field(default=600, ge=0, le=86400)
+    # Sensitive changes (second factors on /account/security, the password, the e-mail
+    # address) need a sign-in at most this old; an older one is asked to sign in again first
+    # (issue 11 section 4, ASVS 5.0 V6.2 re-authentication; web/reauth.py).
+    reauth_seconds: int = Field(default=600, ge=0, le=86400)
+    # Deprecated name of the above (it covered second factors only); still honoured when
+    # OSTIARY_REAUTH_SECONDS is not set.
+    mfa_reauth_seconds: int | None = Field(default=None, ge=0, le=86400)
+    # An authenticator app set up but not confirmed with a code within this time cannot be
+    # confirmed any more (the user starts again), and the purge deletes it.
+    mfa_enrollment_seconds: int = Field(default=900, ge=60, le=86400)
 
     # Passkeys (WebAuthn): the relying party id (a domain: default the issuer's host), the
     # origins a ceremony may run on (comma-separated; default the issuer's origin) and the name
@@ -204,6 +211,12 @@ class Settings(BaseSettings):
         if unknown or not algs:
             raise ValueError(f"list one or more of {', '.join(SUPPORTED_ALGS)}")
         return ",".join(dict.fromkeys(algs))
+
+    @model_validator(mode="after")
+    def _deprecated_reauth_name(self) -> Settings:
+        if self.mfa_reauth_seconds is not None and "reauth_seconds" not in self.model_fields_set:
+            self.reauth_seconds = self.mfa_reauth_seconds
+        return self
 
     @model_validator(mode="after")
     def _default_algs_are_enabled(self) -> Settings:

@@ -143,6 +143,15 @@ async def test_fields_round_trip_exactly(store: SessionStore) -> None:
     assert await store.get(s.sid) == s
 
 
+async def test_the_time_of_each_factor_round_trips(store: SessionStore) -> None:
+    # A step-up: the password a while ago, the one-time code now (microseconds kept).
+    times = {"pwd": T0 - timedelta(minutes=7, microseconds=250), "otp": T0}
+    s = _session(amr=["pwd", "otp", "mfa"], factor_times=times)
+    await store.add(s)
+    found = await store.by_token_hash(s.token_hash)
+    assert found is not None and found.factor_times == times and found == s
+
+
 async def test_trim_for_user_keeps_the_newest(store: SessionStore) -> None:
     made = [_session(offset_s=i) for i in range(5)]
     other = _session("u2", offset_s=-10)

@@ -170,6 +170,29 @@ async def test_wrong_code_reshows_the_same_secret_and_is_audited(
     assert right.status_code == 200 and len(_CODES.findall(right.text)) == 10
 
 
+async def test_an_enrollment_not_confirmed_in_time_must_be_started_again(
+    app: Any, client: httpx.AsyncClient, user: Any, clock: FrozenClock
+) -> None:
+    await sign_in(client, EMAIL)
+    setup = await _start(client)
+    totp = pyotp.TOTP(_secret(setup.text))
+    clock.advance(timedelta(seconds=app.state.runtime.settings.mfa_enrollment_seconds + 1))
+    late = await client.post(
+        f"{PAGE}/totp/confirm",
+        data={"csrf_token": csrf_from(setup.text), "code": totp.at(clock.now())},
+    )
+    assert late.status_code == 409 and "has expired. Start again." in late.text
+    assert (await _factors(app, user.id)).totp is False
+    assert (await client.get(f"{PAGE}/totp")).headers["location"] == PAGE  # nothing pending
+    status = await client.get(PAGE)
+    assert 'id="start-totp"' in status.text and 'id="continue-totp"' not in status.text
+    form = await client.get("/login?reauth=1")  # a fresh sign-in for the re-authentication gate
+    data = {"email": EMAIL, "password": PASSWORD, "csrf_token": csrf_from(form.text)}
+    assert (await client.post("/login", data=data)).status_code == 303
+    _totp, codes = await _enroll(client, clock)  # starting over works
+    assert len(codes) == 10
+
+
 async def test_confirm_without_a_pending_enrollment_is_a_clear_error(
     client: httpx.AsyncClient, user: Any
 ) -> None:
@@ -213,7 +236,7 @@ async def test_changing_factors_needs_a_recent_sign_in(
 ) -> None:
     await sign_in(client, EMAIL)
     totp, old_codes = await _enroll(client, clock)
-    clock.advance(timedelta(seconds=app.state.runtime.settings.mfa_reauth_seconds + 1))
+    clock.advance(timedelta(seconds=app.state.runtime.settings.reauth_seconds + 1))
     page = await client.get(PAGE)
     for action in ("recovery-codes", "totp/remove", "totp/start"):
         stale = await client.post(f"{PAGE}/{action}", data={"csrf_token": csrf_from(page.text)})

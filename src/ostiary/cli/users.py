@@ -118,7 +118,9 @@ def users_disable(email: str, json: JsonOpt = False) -> None:
 
     user, removed = run(load(), work)
     if json:
-        print_json({**_user_dict(user), "sessions_revoked": len(removed)})
+        # "sessions_revoked": the former name, kept for scripts that read it.
+        ended = len(removed)
+        print_json({**_user_dict(user), "sessions_ended": ended, "sessions_revoked": ended})
         return
     typer.echo(f"disabled {user.email}; {len(removed)} session(s) ended")
 
@@ -140,28 +142,34 @@ def users_enable(email: str, json: JsonOpt = False) -> None:
 
 @app.command("reset-mfa")
 def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
-    """Remove a user's second factors (passkeys, authenticator app, recovery codes), audited:
-    for a user who lost them. Their next sign-in asks for the password only."""
+    """Remove a user's second factors (passkeys, authenticator app, recovery codes) and end all
+    their sessions on every node, audited: for a user who lost the factors (or whose factors
+    may be in other hands). Their next sign-in asks for the password only."""
 
-    async def work(rt: Any) -> tuple[Any, Any]:
+    async def work(rt: Any) -> tuple[Any, Any, list[str]]:
         async with rt.unit() as unit:
             user = await unit.accounts.get_by_email(email)
-            return user, await unit.mfa.reset(user.id, actor="cli")
+            removed = await unit.mfa.reset(user.id, actor="cli")
+            # Sessions signed in with the removed factors end with them (their refresh tokens
+            # and access tokens too, as any revoked session's; revocations reach every node).
+            ended = await unit.sessions.revoke_all(user.id, actor="cli", reason="mfa_reset")
+            return user, removed, ended
 
-    user, removed = run(load(), work)
+    user, removed, ended = run(load(), work)
     if json:
-        print_json({**_user_dict(user), "removed": _mfa_dict(removed)})
+        print_json(
+            {**_user_dict(user), "removed": _mfa_dict(removed), "sessions_ended": len(ended)}
+        )
         return
     if not removed.totp and not removed.recovery_codes_left and not removed.passkeys:
-        typer.echo(f"{user.email} had no second factor")
+        typer.echo(f"{user.email} had no second factor; {len(ended)} session(s) ended")
         return
     parts = [f"{removed.passkeys} passkey(s)"] if removed.passkeys else []
     parts += ["the authenticator app"] if removed.totp else []
-    parts += (
-        [f"{removed.recovery_codes_left} recovery code(s)"] if removed.recovery_codes_left else []
-    )
+    codes = removed.recovery_codes_left
+    parts += [f"{codes} recovery code(s)"] if codes else []
     listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-    typer.echo(f"removed {listed} of {user.email}")
+    typer.echo(f"removed {listed} of {user.email}; {len(ended)} session(s) ended")
 
 
 def _ended_dict(sessions: int, families: int) -> dict[str, int]:

@@ -228,6 +228,13 @@ class ClaimsRequest:
         spec = self.acr()
         if not spec or not spec.get("essential"):
             return ()
+        return self.acr_values()
+
+    def acr_values(self) -> tuple[str, ...]:
+        """The ``acr`` values the request names (``value`` or ``values``), essential or not."""
+        spec = self.acr()
+        if not spec:
+            return ()
         wanted = [spec["value"]] if "value" in spec else list(spec.get("values") or [])
         return tuple(value for value in wanted if isinstance(value, str))
 

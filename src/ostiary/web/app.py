@@ -26,6 +26,7 @@ from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_h
 from ostiary.web.routes import (
     authorize,
     browser,
+    credentials,
     demo,
     docs,
     mfa_settings,
@@ -118,6 +119,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(profile.router)
     app.include_router(mfa_settings.router)
     app.include_router(passkeys.router)
+    app.include_router(credentials.router)
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)

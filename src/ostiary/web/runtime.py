@@ -17,6 +17,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,7 @@ from ostiary.storage.sqla.tables import (
     refresh_families,
     revocations,
     sessions,
+    totp_factors,
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
@@ -425,6 +427,7 @@ class Unit:
             self.audit,
             rt.clock,
             issuer_name=rt.settings.mfa_issuer_name,
+            enrollment_ttl=timedelta(seconds=rt.settings.mfa_enrollment_seconds),
         )
 
     @cached_property
@@ -519,6 +522,19 @@ class Unit:
                 replay_window,
             ),
             RetentionRule("client_assertions", SqlExpiredRows(conn, client_assertions, key="key")),
+            # Authenticator apps set up and never confirmed: their time runs from created_at
+            # (features/mfa/service.py, OSTIARY_MFA_ENROLLMENT_SECONDS).
+            RetentionRule(
+                "totp_enrollments",
+                SqlExpiredRows(
+                    conn,
+                    totp_factors,
+                    key="user_id",
+                    expires_at="created_at",
+                    only=totp_factors.c.confirmed_at.is_(None),
+                ),
+                timedelta(seconds=self._rt.settings.mfa_enrollment_seconds),
+            ),
         ]
         if self._rt.redis_sessions is None:  # Redis expires its own sessions
             rules.append(RetentionRule("sessions", SqlExpiredRows(conn, sessions, key="sid")))

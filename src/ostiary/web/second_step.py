@@ -9,6 +9,9 @@ the deployment secret, ``ostiary/second-step``) over:
 - a random nonce, spent when the second step succeeds (single use, on every replica: the nonce
   is remembered in the database until the ticket would have expired);
 - the user id the password proved (the ticket cannot sign in anyone else);
+- for a step-up (OIDC ``acr`` a signed-in session does not meet, web/routes/authorize.py), the
+  ``sid`` of that session: the factor is then added to it, and the ticket is worth nothing
+  without that session's cookie; empty for a sign-in's second step;
 - the browser (its random pre-session CSRF cookie, :mod:`ostiary.web.csrf`): a ticket copied
   to another browser does not verify.
 
@@ -55,6 +58,7 @@ class SecondStepTicket:
     user_id: str
     nonce: str  # spent once, when the second factor is accepted
     issued: int  # Unix time
+    sid: str = ""  # a step-up: the session that gains the factor; "" for a sign-in
 
     @property
     def expires_at(self) -> datetime:
@@ -70,23 +74,24 @@ class SecondStepTickets:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def _mac(self, issued: str, nonce: str, user_id: str, browser: str) -> str:
-        msg = b"second-step" + b"".join(_field(f) for f in (issued, nonce, user_id, browser))
+    def _mac(self, issued: str, nonce: str, user_id: str, sid: str, browser: str) -> str:
+        fields = (issued, nonce, user_id, sid, browser)
+        msg = b"second-step" + b"".join(_field(f) for f in fields)
         return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
 
-    def issue(self, user_id: str, *, now: datetime, browser: str) -> str:
+    def issue(self, user_id: str, *, now: datetime, browser: str, sid: str = "") -> str:
         issued = str(int(now.timestamp()))
         nonce = secrets.token_urlsafe(16)
-        mac = self._mac(issued, nonce, user_id, browser)
-        return f"{issued}.{nonce}.{_b64(user_id.encode())}.{mac}"
+        mac = self._mac(issued, nonce, user_id, sid, browser)
+        return f"{issued}.{nonce}.{_b64(user_id.encode())}.{sid}.{mac}"
 
     def read(
         self, value: str | None, *, now: datetime, browser: str | None
     ) -> SecondStepTicket | None:
         """The ticket if this server made it for this browser and it has not expired."""
-        if not value or not browser or len(value) > _MAX_LEN or value.count(".") != 3:
+        if not value or not browser or len(value) > _MAX_LEN or value.count(".") != 4:
             return None
-        issued, nonce, user_b64, mac = value.split(".")
+        issued, nonce, user_b64, sid, mac = value.split(".")
         if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
             return None
         age = int(now.timestamp()) - int(issued)
@@ -96,7 +101,7 @@ class SecondStepTickets:
             user_id = _unb64(user_b64)
         except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
             return None
-        expected = self._mac(issued, nonce, user_id, browser)
+        expected = self._mac(issued, nonce, user_id, sid, browser)
         if not hmac.compare_digest(expected.encode(), mac.encode()):
             return None
-        return SecondStepTicket(user_id=user_id, nonce=nonce, issued=int(issued))
+        return SecondStepTicket(user_id=user_id, nonce=nonce, issued=int(issued), sid=sid)

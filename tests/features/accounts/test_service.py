@@ -11,10 +11,13 @@ import pytest
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.service import (
     EmailTaken,
+    EmailUnavailable,
     InvalidEmail,
     LoginThrottled,
+    SameEmail,
     SignInFailed,
     WeakPassword,
+    WrongPassword,
 )
 from ostiary.storage.sqla.repositories import SqlAuditStore
 
@@ -437,3 +440,60 @@ async def test_update_profile_without_a_change_keeps_updated_at(runtime: Any, cl
         await unit.accounts.update_profile(user.id, name="Alice", claims={"nickname": ""})
         stored = await unit.accounts.get(user.id)
     assert stored.updated_at == user.updated_at
+
+
+# -- changes confirmed with the current password ----------------------------------------------
+
+
+async def _confirmed(rt: Any, user_id: str, password: str = GOOD, action: str = "x") -> Any:
+    async with rt.unit() as unit:
+        accounts = unit.accounts
+        attempt = await accounts.begin_confirmation(user_id, action=action, ip="192.0.2.1")
+    return await accounts.check_password(attempt, password)
+
+
+async def test_a_confirmation_made_stale_by_a_password_change_is_refused(runtime: Any) -> None:
+    user = await _create(runtime)
+    stale = await _confirmed(runtime, user.id)
+    assert stale.password_ok
+    async with runtime.unit() as unit:  # meanwhile, an operator sets a new password
+        await unit.accounts.set_password(user.email, "another good passphrase 5521", actor="cli")
+    new_hash = await runtime.hasher.hash("a third good passphrase 8812")
+    with pytest.raises(WrongPassword):
+        async with runtime.unit() as unit:
+            await unit.accounts.change_password(stale, new_hash, ip=None)
+    async with runtime.unit() as unit:
+        assert await unit.accounts.authenticate(user.email, "another good passphrase 5521", ip=None)
+
+
+async def test_two_accounts_racing_for_one_address_one_wins(runtime: Any) -> None:
+    first = await _create(runtime, "first@example.com")
+    second = await _create(runtime, "second@example.com")
+    attempts = [await _confirmed(runtime, u.id) for u in (first, second)]
+
+    async def change(attempt: Any) -> str:
+        async with runtime.unit() as unit:
+            try:
+                await unit.accounts.change_email(attempt, "wanted@example.com", ip=None)
+            except EmailUnavailable:
+                return "refused"
+        return "changed"
+
+    outcomes = await asyncio.gather(*(change(a) for a in attempts))
+    assert sorted(outcomes) == ["changed", "refused"]
+    async with runtime.unit() as unit:
+        owner = await unit.accounts.get_by_email("wanted@example.com")
+        assert owner.id in (first.id, second.id) and owner.email_verified is False
+        loser = await unit.accounts.get(second.id if owner.id == first.id else first.id)
+        assert loser.email in ("first@example.com", "second@example.com")
+
+
+async def test_new_email_is_validated_as_at_creation(runtime: Any) -> None:
+    user = await _create(runtime)
+    async with runtime.unit() as unit:
+        assert unit.accounts.check_new_email(user, "  New@Example.COM ") == "new@example.com"
+        for bad in ("no-at-sign", "a@b", "a b@example.com", "@example.com"):
+            with pytest.raises(InvalidEmail):
+                unit.accounts.check_new_email(user, bad)
+        with pytest.raises(SameEmail):
+            unit.accounts.check_new_email(user, "ALICE@example.com")

@@ -19,6 +19,7 @@ from ostiary.features.clock import FrozenClock
 from ostiary.features.mfa.service import (
     RECOVERY_CODE_COUNT,
     AlreadyEnrolled,
+    EnrollmentExpired,
     NotEnrolled,
     WrongCode,
 )
@@ -57,6 +58,39 @@ async def _verify(runtime: Any, user_id: str, code: str) -> None:
             failure = exc
     if failure is not None:
         raise failure
+
+
+async def test_an_enrollment_left_unconfirmed_past_its_time_cannot_be_confirmed(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    user_id = await _user(runtime)
+    async with runtime.unit() as unit:
+        enrollment = await unit.mfa.start_totp(user_id, "carol@example.com")
+    clock.advance(timedelta(seconds=runtime.settings.mfa_enrollment_seconds))
+    app = pyotp.TOTP(enrollment.secret)
+    failure: AccountError | None = None
+    async with runtime.unit() as unit:
+        assert await unit.mfa.pending_totp(user_id, "carol@example.com") is None
+        try:
+            await unit.mfa.confirm_totp(user_id, app.at(clock.now()), ip="192.0.2.1")
+        except AccountError as exc:
+            failure = exc
+    assert isinstance(failure, EnrollmentExpired) and "Start again" in str(failure)
+    async with runtime.unit() as unit:
+        assert (await unit.mfa.factors(user_id)).totp is False
+        events = await unit.conn.execute(
+            select(audit_events.c.outcome, audit_events.c.details).where(
+                audit_events.c.action == "mfa.totp.confirm"
+            )
+        )
+        assert [(e.outcome, e.details) for e in events] == [("failure", {"reason": "expired"})]
+        again = await unit.mfa.start_totp(user_id, "carol@example.com")  # starting over works
+    assert again.secret != enrollment.secret
+    async with runtime.unit() as unit:
+        codes = await unit.mfa.confirm_totp(
+            user_id, pyotp.TOTP(again.secret).at(clock.now()), ip=None
+        )
+    assert len(codes) == 10
 
 
 async def test_enrollment_is_pending_until_a_code_proves_the_app_has_the_secret(

@@ -28,6 +28,7 @@ from ostiary.storage.sqla.tables import (
     refresh_tokens,
     revocations,
     sessions,
+    totp_factors,
 )
 from ostiary.web.runtime import Unit
 
@@ -128,6 +129,7 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
         "authorization_codes": 1,
         "refresh_families": 1,
         "client_assertions": 1,
+        "totp_enrollments": 0,
     }
     if sql_sessions:
         expected["sessions"] = 1
@@ -149,6 +151,31 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
     # The revocation still applies until its own expiry, then goes too.
     clock.advance(2 * SECOND)
     assert (await runtime.purge_expired())["revocations"] == 1
+
+
+async def test_unconfirmed_totp_enrollments_go_after_their_time(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    ttl = timedelta(seconds=runtime.settings.mfa_enrollment_seconds)
+    stale, fresh, active = [(await _owner(runtime))[0] for _ in range(3)]
+    async with runtime.unit() as unit:
+        for user_id in (stale, active):
+            await unit.mfa.start_totp(user_id, "a@example.com")
+    async with runtime.unit() as unit:  # one confirmed at once: never purged
+        await unit.conn.execute(
+            totp_factors.update()
+            .where(totp_factors.c.user_id == active)
+            .values(confirmed_at=clock.now())
+        )
+    clock.advance(ttl - SECOND)
+    async with runtime.unit() as unit:
+        await unit.mfa.start_totp(fresh, "b@example.com")
+    assert (await runtime.purge_expired())["totp_enrollments"] == 0  # not past its time yet
+    clock.advance(2 * SECOND)
+    assert (await runtime.purge_expired())["totp_enrollments"] == 1
+    async with runtime.unit() as unit:
+        left = {r.user_id for r in await unit.conn.execute(select(totp_factors.c.user_id))}
+    assert left == {fresh, active}
 
 
 async def test_a_backlog_goes_in_batches_of_bounded_size(

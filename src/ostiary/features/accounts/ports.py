@@ -24,6 +24,11 @@ class UserStore(Protocol):
 
     async def update(self, user: User) -> None: ...
 
+    async def update_email(self, user: User) -> None:
+        """:meth:`update` of a user whose e-mail changed; raise ``EmailTaken`` (and change
+        nothing) if another account holds the normalized address."""
+        ...
+
     async def list(self, limit: int = 100, offset: int = 0) -> list[User]: ...
 
 

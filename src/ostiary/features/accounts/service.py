@@ -1,10 +1,17 @@
-"""Account use cases: create, authenticate, disable, change password.
+"""Account use cases: create, authenticate, disable, change password, change e-mail.
 
 Authentication follows OWASP ASVS 4.0 V2.2.1 / 5.0 V6.3.1 (throttling per account and per
 address, counted before the password check), the Authentication Cheat Sheet (one generic
 message, same work for unknown accounts) and OWASP's device cookies (a browser that signed in
 to the account before has a failure bucket of its own, so that guessing cannot lock the owner
 out: ``protocol/device_cookies.py``).
+
+A signed-in user's own password or e-mail change asks for the current password (ASVS 5.0
+V6.2.3, ASVS 4.0 V2.1.5), checked like a sign-in: the same throttle buckets, argon2 between
+two transactions (:meth:`AccountService.begin_confirmation`, ``check_password``, then
+:meth:`~AccountService.change_password` or :meth:`~AccountService.change_email`). A new address
+is not verified (``email_verified`` becomes false); no mail is sent yet: the mail port comes
+with issue 12.
 """
 
 from __future__ import annotations
@@ -37,12 +44,17 @@ __all__ = [
     "AccountError",
     "AccountService",
     "EmailTaken",
+    "EmailUnavailable",
+    "InvalidEmail",
     "InvalidProfile",
     "KnownDevices",
     "LoginThrottled",
+    "PasswordAttempt",
+    "SameEmail",
     "SignInFailed",
     "UnknownUser",
     "WeakPassword",
+    "WrongPassword",
 ]
 
 _EMAIL_MAX = 254  # RFC 5321 section 4.5.3.1.3 path limit, less the angle brackets
@@ -62,8 +74,27 @@ class InvalidEmail(AccountError):
         super().__init__("Enter a valid e-mail address.")
 
 
+class EmailUnavailable(AccountError):
+    """A signed-in user's new address is another account's (says no more than that)."""
+
+    def __init__(self) -> None:
+        super().__init__("That e-mail address is not available. Choose another one.")
+
+
 class WeakPassword(AccountError):
     pass
+
+
+class WrongPassword(AccountError):
+    """The current password given to confirm a change is not the account's."""
+
+    def __init__(self) -> None:
+        super().__init__("The current password is not correct.")
+
+
+class SameEmail(AccountError):
+    def __init__(self) -> None:
+        super().__init__("That is already your e-mail address.")
 
 
 class InvalidProfile(AccountError):
@@ -94,6 +125,11 @@ class LoginThrottled(AccountError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("Too many failed sign-in attempts. Try again later.")
         self.retry_after = retry_after
+
+
+def _user_inputs(email: str, name: str) -> list[str]:
+    """What a password must not be built from: the address, its local part, the name."""
+    return [email, email.partition("@")[0], name]
 
 
 def _valid_email(email: str) -> bool:
@@ -173,7 +209,7 @@ class AccountService:
         if not _valid_email(email):
             raise InvalidEmail()
         name = name.strip()[:200]
-        weakness = password_weakness(password, [email, email.partition("@")[0], name])
+        weakness = password_weakness(password, _user_inputs(email, name))
         if weakness:
             raise WeakPassword(weakness)
         if await self._users.get_by_email(email) is not None:
@@ -227,6 +263,31 @@ class AccountService:
         bucket, shared by everyone, to the device's own (same limit).
         """
         email = normalize_email(email)[:_EMAIL_MAX]
+        attempt = await self._take_slots("login", email, ip, device_cookie, target=None)
+        user = await self._users.get_by_email(email) if email else None
+        return dataclasses.replace(attempt, user=user)
+
+    async def begin_confirmation(
+        self, user_id: str, *, action: str, ip: str | None, device_cookie: str | None = None
+    ) -> PasswordAttempt:
+        """First step of a change confirmed with the current password (``action`` names it in
+        the audit trail): throttled as a sign-in to the account is, in the same buckets, so
+        guesses made here count towards the sign-in limit and the other way round."""
+        user = await self._users.get(user_id)
+        if user is None:
+            raise UnknownUser()
+        attempt = await self._take_slots(action, user.email, ip, device_cookie, target=user.id)
+        return dataclasses.replace(attempt, user=user)
+
+    async def _take_slots(
+        self,
+        action: str,
+        email: str,
+        ip: str | None,
+        device_cookie: str | None,
+        *,
+        target: str | None,
+    ) -> PasswordAttempt:
         now = self._clock.now()
         device_id = None
         if self._devices is not None and device_cookie:
@@ -236,16 +297,15 @@ class AccountService:
         wait = await self._throttle.acquire(keys, attempt, now)
         if wait > 0:
             await self._audit.record(
-                "login",
+                action,
                 "failure",
-                target=None,
+                target=target,
                 ip=ip,
                 details={"reason": "throttled", "email": mask_email(email)},
             )
             raise LoginThrottled(wait)
-        user = await self._users.get_by_email(email) if email else None
         return PasswordAttempt(
-            email=email, ip=ip, keys=keys, attempt=attempt, user=user, device_id=device_id
+            email=email, ip=ip, keys=keys, attempt=attempt, user=None, device_id=device_id
         )
 
     async def check_password(self, attempt: PasswordAttempt, password: str) -> PasswordAttempt:
@@ -254,12 +314,18 @@ class AccountService:
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         return dataclasses.replace(attempt, password_ok=ok)
 
-    async def finish_sign_in(self, attempt: PasswordAttempt, password: str) -> SignIn:
+    async def finish_sign_in(
+        self, attempt: PasswordAttempt, password: str, *, second_step: bool = False
+    ) -> SignIn:
         """Record the outcome: throttle slots, rehash if parameters changed, audit.
 
         A failure keeps the slots taken by :meth:`begin_sign_in` (they leave with the window);
         a success gives back its per-address slot and clears the failures of its bucket (the
         account's, or the known device's), and (re)issues the device cookie.
+
+        ``second_step``: the account has a second factor, so the right password does not sign
+        in yet: the audit trail says ``login.password`` (success), and ``login`` success comes
+        when the second factor starts the session (:meth:`record_sign_in`).
         """
         user, ok, ip = attempt.user, attempt.password_ok, attempt.ip
         if not ok or user is None or user.disabled:
@@ -282,7 +348,12 @@ class AccountService:
             await self._users.update(user)
             self._generations.bump(user.id)
         await self._audit.record(
-            "login", "success", actor=user.id, target=user.id, ip=ip, details={"amr": ["pwd"]}
+            "login.password" if second_step else "login",
+            "success",
+            actor=user.id,
+            target=user.id,
+            ip=ip,
+            details={"amr": ["pwd"], "second_step": "pending"} if second_step else {"amr": ["pwd"]},
         )
         device_cookie = None
         if self._devices is not None:
@@ -293,6 +364,115 @@ class AccountService:
                 self._clock.now() + self._devices.ttl,
             )
         return SignIn(user=user, amr=("pwd",), device_cookie=device_cookie)
+
+    async def record_sign_in(
+        self, user_id: str, amr: tuple[str, ...] | list[str], *, ip: str | None
+    ) -> None:
+        """Audit a sign-in completed by its second factor (``login`` success, with the methods
+        used, RFC 8176): the session starts now."""
+        await self._audit.record(
+            "login", "success", actor=user_id, target=user_id, ip=ip, details={"amr": list(amr)}
+        )
+
+    # -- changes confirmed with the current password -----------------------------------------
+
+    def check_new_password(self, user: User, password: str) -> None:
+        """The password policy (protocol/password_policy.py, with the user's own details as
+        inputs the password must not be built from); raises :class:`WeakPassword`."""
+        weakness = password_weakness(password, _user_inputs(user.email, user.name))
+        if weakness:
+            raise WeakPassword(weakness)
+
+    async def hash_password(self, password: str) -> str:
+        """argon2id of a new password; touches no store (run it outside any transaction)."""
+        return await self._hasher.hash(password)
+
+    async def change_password(
+        self, attempt: PasswordAttempt, new_hash: str | None, *, ip: str | None
+    ) -> User:
+        """Store ``new_hash`` (from :meth:`hash_password`) if the attempt proved the current
+        password; audited as ``account.password.changed``. The caller ends the user's other
+        sessions."""
+        user = await self._confirmed(attempt, "account.password.changed")
+        if new_hash is None:
+            raise ValueError("no new password hash for a confirmed change")
+        user.password_hash = new_hash
+        user.updated_at = self._clock.now()
+        await self._users.update(user)
+        self._generations.bump(user.id)
+        await self._audit.record(
+            "account.password.changed", "success", actor=user.id, target=user.id, ip=ip
+        )
+        return user
+
+    def check_new_email(self, user: User, email: str) -> str:
+        """The normalized new address, validated as :meth:`create_user` does."""
+        email = normalize_email(email)
+        if not _valid_email(email):
+            raise InvalidEmail()
+        if email == user.email:
+            raise SameEmail()
+        return email
+
+    async def change_email(self, attempt: PasswordAttempt, email: str, *, ip: str | None) -> User:
+        """Move the account to ``email`` (from :meth:`check_new_email`) if the attempt proved the
+        current password; the new address is not verified yet. Audited as
+        ``account.email.changed`` with both addresses masked.
+
+        Whether an address is taken is told only after the password was proven (and only as
+        "not available"), so a stolen session alone cannot probe for accounts.
+        """
+        user = await self._confirmed(attempt, "account.email.changed")
+        old = user.email
+        masked = {"from": mask_email(old), "to": mask_email(email)}
+        user.email = email
+        user.email_verified = False
+        user.updated_at = self._clock.now()
+        try:
+            if await self._users.get_by_email(email) is not None:
+                raise EmailTaken()
+            await self._users.update_email(user)
+        except EmailTaken:
+            await self._audit.record(
+                "account.email.changed",
+                "failure",
+                actor=user.id,
+                target=user.id,
+                ip=ip,
+                details={"reason": "taken", **masked},
+            )
+            raise EmailUnavailable() from None
+        self._generations.bump(user.id)
+        await self._audit.record(
+            "account.email.changed", "success", actor=user.id, target=user.id, ip=ip, details=masked
+        )
+        return user
+
+    async def _confirmed(self, attempt: PasswordAttempt, action: str) -> User:
+        """The account, if the attempt proved its current password and the password has not
+        changed since; otherwise audit the failure (the throttle slots stay taken) and raise."""
+        stored = await self._users.get(attempt.user.id) if attempt.user else None
+        ok = (
+            attempt.password_ok
+            and attempt.user is not None
+            and stored is not None
+            and not stored.disabled
+            and stored.password_hash == attempt.user.password_hash
+        )
+        if not ok or stored is None:
+            await self._audit.record(
+                action,
+                "failure",
+                actor=stored.id if stored else None,
+                target=stored.id if stored else None,
+                ip=attempt.ip,
+                details={"reason": "bad_password"},
+            )
+            raise WrongPassword()
+        ip_key, account_key = attempt.keys
+        await self._throttle.release((ip_key,), attempt.attempt)
+        await self._throttle.clear(account_key)
+        return stored
 
     async def get_by_email(self, email: str) -> User:
         user = await self._users.get_by_email(normalize_email(email))
@@ -346,9 +526,7 @@ class AccountService:
 
     async def set_password(self, email: str, password: str, *, actor: str | None = None) -> User:
         user = await self.get_by_email(email)
-        weakness = password_weakness(
-            password, [user.email, user.email.partition("@")[0], user.name]
-        )
+        weakness = password_weakness(password, _user_inputs(user.email, user.name))
         if weakness:
             raise WeakPassword(weakness)
         user.password_hash = await self._hasher.hash(password)

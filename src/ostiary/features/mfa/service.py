@@ -3,9 +3,12 @@
 - TOTP (RFC 6238, protocol/totp.py): the secret is made here (160 random bits, RFC 4226
   section 4 R6), sealed at rest like signing keys (AES-256-GCM under a key of its own, bound to
   the user id), and active only once a code from the authenticator proves the user holds it.
-  A code is accepted for one step of drift either side; its step is recorded with one atomic
-  compare-and-set (``TotpStore.use_step``), so a code wins once, on every replica, even when
-  submitted concurrently (RFC 6238 section 5.2).
+  An enrollment not confirmed within ``enrollment_ttl`` (``OSTIARY_MFA_ENROLLMENT_SECONDS``)
+  cannot be confirmed any more (the user starts again, with a new secret) and is deleted by
+  the purge (features/retention, kind ``totp_enrollments``): a secret that was shown but never
+  proven does not linger. A code is accepted for one step of drift either side; its step is
+  recorded with one atomic compare-and-set (``TotpStore.use_step``), so a code wins once, on
+  every replica, even when submitted concurrently (RFC 6238 section 5.2).
 - Recovery codes (protocol/recovery_codes.py): ten at enrollment, shown once, stored as HMAC;
   a new set replaces the old; each is used once, atomically; the user learns how many remain.
 - Passkeys (features/mfa/passkeys.py) count as factors here; the first factor a user sets up
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountError, LoginThrottled
@@ -31,6 +35,7 @@ from ostiary.protocol.totp import Totp, secret_from_bytes
 
 __all__ = [
     "RECOVERY_CODE_COUNT",
+    "EnrollmentExpired",
     "MfaError",
     "MfaKeys",
     "MfaService",
@@ -54,6 +59,13 @@ class NotEnrolled(MfaError):
 class AlreadyEnrolled(MfaError):
     def __init__(self) -> None:
         super().__init__("An authenticator app is already set up; remove it first.")
+
+
+class EnrollmentExpired(MfaError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The set-up of the authenticator app took too long and has expired. Start again."
+        )
 
 
 class WrongCode(MfaError):
@@ -81,7 +93,9 @@ class MfaService:
         clock: Clock,
         *,
         issuer_name: str,
+        enrollment_ttl: timedelta = timedelta(minutes=15),
     ) -> None:
+        self._enrollment_ttl = enrollment_ttl
         self._totp = totp
         self._codes = codes
         self._passkeys = passkeys
@@ -134,7 +148,7 @@ class MfaService:
         """The enrollment started and not yet confirmed, to show again (a wrong code keeps the
         same secret until the user starts over); None when there is none."""
         factor = await self._totp.get(user_id)
-        if factor is None or factor.active:
+        if factor is None or factor.active or self._expired(factor):
             return None
         uri = _totp_of(self._keys, factor).provisioning_uri(
             account=account_label, issuer=self._issuer_name
@@ -147,6 +161,9 @@ class MfaService:
         factor = await self._totp.get(user_id)
         if factor is None or factor.active:
             raise NotEnrolled()
+        if self._expired(factor):
+            await self._fail(user_id, ip, "mfa.totp.confirm", "expired")
+            raise EnrollmentExpired()
         now = self._clock.now()
         step = await self._throttled_match(factor, code, ip=ip, action="mfa.totp.confirm")
         if not await self._totp.confirm(user_id, now, step):
@@ -242,6 +259,10 @@ class MfaService:
         return before
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _expired(self, factor: TotpFactor) -> bool:
+        """A pending enrollment past its time (the purge deletes it: Unit.retention)."""
+        return factor.created_at + self._enrollment_ttl <= self._clock.now()
 
     async def _new_recovery_codes(self, user_id: str) -> list[str]:
         codes = [

@@ -94,6 +94,22 @@ class AuthorizationRequest:
     def scope(self) -> str:
         return " ".join(self.scopes)
 
+    def requested_acr(self) -> tuple[tuple[str, ...], bool]:
+        """The ``acr`` values asked for, and whether one of them must be met.
+
+        OIDC Core 5.5.1.1: an essential ``acr`` claim's values must be met; else a voluntary
+        claim's values, else ``acr_values`` (3.1.2.1), are wishes: the sign-in steps up to
+        one when the user can, and the token says what was achieved.
+        """
+        if self.claims_request is not None:
+            essential = self.claims_request.essential_acr()
+            if essential:
+                return essential, True
+            voluntary = self.claims_request.acr_values()
+            if voluntary:
+                return voluntary, False
+        return self.acr_values, False
+
 
 def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
     """Add query parameters to a redirect URI, keeping the registered ones (RFC 6749 3.1.2)."""

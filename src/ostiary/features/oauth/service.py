@@ -41,7 +41,7 @@ from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.protocol.oidc import acr_for
+from ostiary.protocol.oidc import acr_answer
 from ostiary.protocol.opaque_secrets import new_secret, secret_digest
 from ostiary.protocol.scopes import CLAIMS_BY_SCOPE, parse_scope
 
@@ -145,7 +145,7 @@ class OAuthService:
                 resources=list(request.resources),
                 nonce=request.nonce,
                 amr=list(session.amr),
-                acr=acr_for(session.amr),
+                acr=acr_answer(session.amr, request.requested_acr()[0]),
                 claims_request=request.claims_request.to_json() if request.claims_request else None,
                 redirect_uri_sent=request.redirect_uri_sent,
             )

@@ -12,7 +12,7 @@ current on every node) does not cover it. Anything else reads the store.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,9 +71,15 @@ class SessionService:
         ip: str | None,
         user_agent: str | None,
         auth_time: datetime | None = None,
+        factor_times: Mapping[str, datetime] | None = None,
     ) -> tuple[str, Session]:
-        """Create a session; returns the cookie value (shown to the browser only) and the record."""
+        """Create a session; returns the cookie value (shown to the browser only) and the record.
+
+        ``factor_times`` says when each method of ``amr`` was used (a step-up carries the
+        earlier ones over); methods it leaves out were used now.
+        """
         now = self._clock.now()
+        times = {m: now for m in amr if m != "mfa"} | dict(factor_times or {})
         cookie = new_secret("", 32)
         session = Session(
             sid=secrets.token_urlsafe(16),
@@ -84,6 +90,7 @@ class SessionService:
             last_seen=now,
             expires_at=now + self._policy.absolute_timeout,
             amr=list(amr),
+            factor_times={m: t for m, t in times.items() if m in amr},
             ip=ip,
             user_agent="".join(ch for ch in (user_agent or "")[:_MAX_UA_LEN] if ch.isprintable())
             or None,

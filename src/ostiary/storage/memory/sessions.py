@@ -21,7 +21,7 @@ class MemorySessionStore:
             # Bounded: evict the oldest-created session rather than grow without limit.
             oldest = min(self._by_sid.values(), key=lambda s: s.created_at)
             await self.delete(oldest.sid)
-        self._by_sid[session.sid] = dataclasses.replace(session, amr=list(session.amr))
+        self._by_sid[session.sid] = _copy(session)
         self._sid_by_hash[session.token_hash] = session.sid
 
     async def by_token_hash(self, token_hash: str) -> Session | None:
@@ -30,7 +30,7 @@ class MemorySessionStore:
 
     async def get(self, sid: str) -> Session | None:
         found = self._by_sid.get(sid)
-        return dataclasses.replace(found, amr=list(found.amr)) if found else None
+        return _copy(found) if found else None
 
     async def touch(self, sid: str, last_seen: datetime) -> None:
         found = self._by_sid.get(sid)
@@ -59,3 +59,9 @@ class MemorySessionStore:
         for sid in surplus:
             await self.delete(sid)
         return surplus
+
+
+def _copy(session: Session) -> Session:
+    return dataclasses.replace(
+        session, amr=list(session.amr), factor_times=dict(session.factor_times)
+    )

@@ -20,7 +20,11 @@ import orjson
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
-from ostiary.features.sessions.models import Session
+from ostiary.features.sessions.models import (
+    Session,
+    decode_factor_times,
+    encode_factor_times,
+)
 
 __all__ = ["RedisSessionStore"]
 
@@ -66,6 +70,7 @@ def _decode(raw: dict[Any, Any]) -> Session | None:
         last_seen=_dt(data["last_seen"]),
         expires_at=_dt(data["expires_at"]),
         amr=list(orjson.loads(data["amr"])),
+        factor_times=decode_factor_times(orjson.loads(data.get("factor_times") or "null")),
         ip=data["ip"] or None,
         user_agent=data["user_agent"] or None,
     )
@@ -86,6 +91,7 @@ class RedisSessionStore:
             "last_seen": _ts(session.last_seen),
             "expires_at": _ts(session.expires_at),
             "amr": orjson.dumps(session.amr).decode(),
+            "factor_times": orjson.dumps(encode_factor_times(session.factor_times)).decode(),
             "ip": session.ip or "",
             "user_agent": session.user_agent or "",
         }

@@ -18,7 +18,7 @@ from ostiary.features.accounts.service import EmailTaken
 from ostiary.features.audit.models import AuditEvent
 from ostiary.features.audit.ports import ChainLinker
 from ostiary.features.keys.models import SigningKey
-from ostiary.features.sessions.models import Session
+from ostiary.features.sessions.models import Session, decode_factor_times, encode_factor_times
 from ostiary.protocol.audit_chain import GENESIS_HASH
 from ostiary.storage.sqla.tables import audit_events, sessions, signing_keys, users
 from ostiary.storage.sqla.uow import Connection
@@ -65,6 +65,15 @@ class SqlUserStore:
         del values["id"]
         await self._conn.execute(update(users).where(users.c.id == user.id).values(**values))
 
+    async def update_email(self, user: User) -> None:
+        # A savepoint: an address taken by a concurrent change or creation (the unique index
+        # decides) fails this statement only, and the caller's transaction goes on.
+        try:
+            async with self._conn.begin_nested():
+                await self.update(user)
+        except IntegrityError as exc:
+            raise EmailTaken() from exc
+
     async def list(self, limit: int = 100, offset: int = 0) -> list[User]:
         query = select(users).order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
         return [_user(r) for r in await self._conn.execute(query)]
@@ -94,6 +103,7 @@ def _session(row: Any) -> Session:
         last_seen=row.last_seen,
         expires_at=row.expires_at,
         amr=list(row.amr or []),
+        factor_times=decode_factor_times(row.factor_times),
         ip=row.ip,
         user_agent=row.user_agent,
     )
@@ -114,6 +124,7 @@ class SqlSessionStore:
                 last_seen=session.last_seen,
                 expires_at=session.expires_at,
                 amr=list(session.amr),
+                factor_times=encode_factor_times(session.factor_times),
                 ip=session.ip,
                 user_agent=session.user_agent,
             )

@@ -98,6 +98,8 @@ sessions = Table(
     Column("last_seen", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("amr", JSON, nullable=False),
+    # {"pwd": unix time, "otp": unix time}: when each factor was used (migration 0011)
+    Column("factor_times", JSON, nullable=True),
     Column("ip", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
@@ -298,6 +300,13 @@ totp_factors = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime, nullable=True),
     Column("last_used_step", BigInteger, nullable=True),
+    # Pending enrollments only, for the purge (features/retention; migration 0012).
+    Index(
+        "ix_totp_factors_pending_created_at",
+        "created_at",
+        postgresql_where=text("confirmed_at IS NULL"),
+        sqlite_where=text("confirmed_at IS NULL"),
+    ),
 )
 
 recovery_codes = Table(

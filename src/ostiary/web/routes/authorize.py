@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ostiary.features.accounts.models import User, normalize_email
+from ostiary.features.mfa.models import MfaFactors
 from ostiary.features.oauth.authorize import (
     AuthorizationError,
     AuthorizationRequest,
@@ -39,7 +40,13 @@ from ostiary.features.oauth.authorize import (
 from ostiary.features.oauth.service import extra_claims
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.forms import FormError, parse_form
-from ostiary.protocol.oidc import ACR_MFA, ACR_ONE_FACTOR, acr_for
+from ostiary.protocol.oidc import (
+    ACR_MFA,
+    ACR_PHISHING_RESISTANT,
+    ACR_VALUES_SUPPORTED,
+    acr_for,
+    acr_meets,
+)
 from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError, page_error_response
@@ -51,6 +58,7 @@ from ostiary.web.routes.browser import (
     render_form,
     require_csrf,
     signed_in,
+    to_second_step,
 )
 from ostiary.web.runtime import Unit
 from ostiary.web.sign_in_proofs import SignInProofs
@@ -89,7 +97,8 @@ _CLAIM_TEXT = {
 }
 _AUTH_AFTER = "_ost_auth_after"  # our signed marker: the sign-in we asked for (sign_in_proofs)
 _CHOSEN = "_ost_account_chosen"  # our signed marker: the user chose the signed-in account
-_MARKERS = (_AUTH_AFTER, _CHOSEN)
+_STEP_UP = "_ost_step_up"  # our signed marker: the step-up we asked for (sign_in_proofs)
+_MARKERS = (_AUTH_AFTER, _CHOSEN, _STEP_UP)
 
 
 def _redirect(location: str) -> Response:
@@ -268,48 +277,60 @@ async def _sign_in_gate(
         )
     if ("select_account" in auth.prompt or switch) and not chosen:
         return _select_account_page(unit, request, auth, user.email, received, now)
-    step_up = await _essential_acr_gate(unit, request, auth, received, found, fresh=fresh)
+    step_up = await _acr_gate(unit, request, auth, received, found)
     if step_up is not None:
         return step_up
     return session, user
 
 
-async def _essential_acr_gate(
+async def _acr_gate(
     unit: Unit,
     request: Request,
     auth: AuthorizationRequest,
     received: _Received,
     found: tuple[Session, User],
-    *,
-    fresh: bool,
 ) -> Response | None:
-    """OIDC Core 5.5.1.1: an essential ``acr`` the session does not meet is a step-up.
+    """The ``acr`` a client asks for, and the one ``OSTIARY_MFA_REQUIRED`` asks of everyone.
 
-    The multi-factor class is within reach of a user with an authenticator app: the browser
-    signs in again (``prompt=login`` semantics, password then code). Otherwise, or when a
-    sign-in made for this request still does not meet it, the authentication failed:
-    ``unmet_authentication_requirements``. (``acr_values`` alone is voluntary, section
-    3.1.2.1: the token carries the class achieved.) With ``OSTIARY_MFA_REQUIRED`` every
-    request needs the multi-factor class: a user without a factor is sent to set one up.
+    A session below the class asked for steps up when the user holds a factor that reaches it:
+    the browser is asked for that factor only (the second-step page, with a ticket naming this
+    session: web/second_step.py), not for the whole sign-in again, and comes back with a
+    signed marker (``_ost_step_up``, sign_in_proofs.py) so that it is asked once per request.
+    When the class stays out of reach: an essential request (OIDC Core 5.5.1.1) fails with
+    ``unmet_authentication_requirements``; a voluntary one (``acr_values``, 3.1.2.1, or a
+    claim that is not essential) goes on, and the token carries the class achieved. With
+    ``OSTIARY_MFA_REQUIRED`` a user without a factor is sent to set one up.
     """
-    wanted = auth.claims_request.essential_acr() if auth.claims_request else ()
+    wanted, essential = auth.requested_acr()
     session, user = found
     achieved = acr_for(session.amr)
-    required = unit.settings.mfa_required and achieved != ACR_MFA
-    # The multi-factor class includes the password: it meets a request for the password class.
-    met = achieved in wanted or (achieved == ACR_MFA and ACR_ONE_FACTOR in wanted)
-    if not required and (not wanted or met):
+    known = [value for value in wanted if value in ACR_VALUES_SUPPORTED]
+    met = not known or any(acr_meets(achieved, value) for value in known)
+    required = unit.settings.mfa_required and not acr_meets(achieved, ACR_MFA)
+    if met and not required:
         return None
-    has_factor = (await unit.mfa.factors(user.id)).totp
-    if required and not has_factor:
+    factors = await unit.mfa.factors(user.id)
+    if required and not factors.any:
         if "none" in auth.prompt:
             return await _refuse(
                 unit, request, auth, "interaction_required", "A second factor must be set up."
             )
         back = "/authorize?" + received.query()
         return _redirect("/account/security?" + urlencode({"next": back}))
-    reachable = has_factor and (required or ACR_MFA in wanted)
-    if fresh or not reachable:
+    targets = [ACR_MFA] if met else known
+    target = _reachable_class(targets, factors)
+    now = runtime_of(request).clock.now()
+    stepped_up = _proofs(request).signed_in_since(
+        received.params.get(_STEP_UP),
+        received.pairs(),
+        now=now,
+        browser=request.cookies.get(csrf_guard(request).cookie_name),
+        session_cookie=_session_cookie(unit, request),
+        auth_time=session.auth_time,
+    )
+    if target is None or stepped_up:
+        if not essential and not required:
+            return None
         return await _refuse(
             unit,
             request,
@@ -321,7 +342,37 @@ async def _essential_acr_gate(
         return await _refuse(
             unit, request, auth, "login_required", "A sign-in with a second factor is needed."
         )
-    return _login_redirect(unit, request, received, runtime_of(request).clock.now(), force=True)
+    return _step_up_redirect(unit, request, received, session, now, target)
+
+
+def _reachable_class(targets: list[str], factors: MfaFactors) -> str | None:
+    """The weakest of ``targets`` a factor of the user reaches: an authenticator app (or a
+    recovery code) reaches the multi-factor class, a passkey the phishing-resistant ones."""
+    reachable = [
+        value
+        for value in targets
+        if factors.passkeys or (factors.totp and not acr_meets(value, ACR_PHISHING_RESISTANT))
+    ]
+    return min(reachable, key=ACR_VALUES_SUPPORTED.index) if reachable else None
+
+
+def _step_up_redirect(
+    unit: Unit,
+    request: Request,
+    received: _Received,
+    session: Session,
+    now: datetime,
+    target: str,
+) -> Response:
+    """To the second-factor page for this session, back here with a signed step-up marker."""
+    browser, _new = csrf_guard(request).browser_id(request)
+    marker = _proofs(request).demand_sign_in(
+        received.pairs(), now=now, browser=browser, session_cookie=_session_cookie(unit, request)
+    )
+    back = "/authorize?" + received.query(**{_STEP_UP: marker})
+    return to_second_step(
+        runtime_of(request), request, session.user_id, back, sid=session.sid, acr=target
+    )
 
 
 def _hints_another_user(auth: AuthorizationRequest, user: User) -> bool:

@@ -8,6 +8,8 @@ redirects: ``next`` must be a local path).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,7 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ostiary.features.accounts.models import User
-from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.accounts.service import AccountError, LoginThrottled, PasswordAttempt
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.csrf import CsrfGuard
@@ -246,12 +248,14 @@ async def login(request: Request) -> Response:
         attempt = await accounts.check_password(attempt, password)
         async with rt.unit() as unit:
             try:
-                signed_in = await unit.accounts.finish_sign_in(attempt, password)
+                # A user with a second factor is not signed in by the password alone.
+                second_step = await _has_second_factor(unit, attempt)
+                signed_in = await unit.accounts.finish_sign_in(
+                    attempt, password, second_step=second_step
+                )
             except AccountError as exc:
                 failure = exc
             else:
-                # A user with a second factor is not signed in by the password alone.
-                second_step = (await unit.mfa.factors(signed_in.user.id)).any
                 if not second_step:
                     cookie = await start_session(unit, request, signed_in.user.id, signed_in.amr)
     if failure is not None:
@@ -268,7 +272,7 @@ async def login(request: Request) -> Response:
             request, next_path=next_path, email=email, status_code=401, error=str(failure)
         )
     if second_step:
-        response = _to_second_step(rt, request, signed_in.user.id, next_path)
+        response = to_second_step(rt, request, signed_in.user.id, next_path)
     elif rt.settings.mfa_required:
         # OSTIARY_MFA_REQUIRED and no factor yet: set one up first (web/routes/authorize.py
         # issues nothing to a session without one).
@@ -281,10 +285,22 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def _has_second_factor(unit: Unit, attempt: PasswordAttempt) -> bool:
+    """Whether a right password still needs a second step (asked only when it is right)."""
+    if not attempt.password_ok or attempt.user is None:
+        return False
+    return (await unit.mfa.factors(attempt.user.id)).any
+
+
 async def start_session(
-    unit: Unit, request: Request, user_id: str, amr: tuple[str, ...] | list[str]
+    unit: Unit,
+    request: Request,
+    user_id: str,
+    amr: tuple[str, ...] | list[str],
+    factor_times: Mapping[str, datetime] | None = None,
 ) -> str:
-    """A new session for a completed sign-in; its cookie value."""
+    """A new session for a completed sign-in (or step-up: ``factor_times`` carries the earlier
+    factors' times over); its cookie value."""
     ip = client_ip(request)
     previous = request.cookies.get(unit.settings.sessions.cookie_name)
     old = await unit.sessions.resolve(previous) if previous else None
@@ -293,16 +309,33 @@ async def start_session(
         # the old one ends like any sign-out: cache, tokens, every node.
         await unit.sessions.end(old, ip=ip, reason="signed_in_again")
     cookie, _session = await unit.sessions.start(
-        user_id, list(amr), ip=ip, user_agent=request.headers.get("user-agent")
+        user_id,
+        list(amr),
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+        factor_times=factor_times,
     )
     return cookie
 
 
-def _to_second_step(rt: Runtime, request: Request, user_id: str, next_path: str) -> Response:
-    """To the code page with a signed ticket for this user and browser (web/second_step.py)."""
-    browser, _new = csrf_guard(request).browser_id(request)  # the login form's CSRF cookie
-    ticket = rt.second_step.issue(user_id, now=rt.clock.now(), browser=browser)
-    response = _redirect("/login/second-step?" + urlencode({"next": next_path}))
+def to_second_step(
+    rt: Runtime,
+    request: Request,
+    user_id: str,
+    next_path: str,
+    *,
+    sid: str = "",
+    acr: str | None = None,
+) -> Response:
+    """To the second-factor page with a signed ticket for this user and browser
+    (web/second_step.py); ``sid`` names the session a step-up adds the factor to, ``acr`` the
+    class it must reach (the page offers the factors that reach it)."""
+    guard = csrf_guard(request)
+    browser, new_cookie = guard.browser_id(request)  # the login form's CSRF cookie
+    ticket = rt.second_step.issue(user_id, now=rt.clock.now(), browser=browser, sid=sid)
+    query = {"next": next_path} | ({"acr": acr} if acr else {})
+    response = _redirect("/login/second-step?" + urlencode(query))
+    guard.set_cookie(response, new_cookie)
     response.set_cookie(
         ticket_cookie_name(rt.settings.sessions.cookie_secure),
         ticket,
@@ -439,4 +472,5 @@ __all__ = [
     "set_session_cookie",
     "signed_in",
     "start_session",
+    "to_second_step",
 ]

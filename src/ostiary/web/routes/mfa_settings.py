@@ -9,14 +9,14 @@
 - Passkeys (WebAuthn) are listed here; adding, renaming and removing them is
   web/routes/passkeys.py.
 - Changing factors needs a recent sign-in (ASVS 5.0 V6.2 / V7.5, re-authentication before a
-  sensitive change): a session signed in longer ago than ``OSTIARY_MFA_REAUTH_SECONDS`` is sent
-  to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here.
+  sensitive change): a session signed in longer ago than ``OSTIARY_REAUTH_SECONDS`` is sent
+  to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here
+  (web/reauth.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, Request
@@ -30,10 +30,10 @@ from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.reauth import reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
-from ostiary.web.runtime import Runtime
 
-__all__ = ["PAGE", "reauth_needed", "router"]
+__all__ = ["PAGE", "router"]
 
 router = APIRouter(tags=["browser"])
 
@@ -96,18 +96,9 @@ async def _form_session(request: Request) -> tuple[dict[str, str], Session, User
     return form, *found
 
 
-def reauth_needed(rt: Runtime, session: Session) -> bool:
-    """Whether the session's last sign-in is older than the setting allows for a change."""
-    age = rt.clock.now().timestamp() - session.auth_time.timestamp()
-    return age > rt.settings.mfa_reauth_seconds
-
-
 def _reauth_redirect(request: Request, session: Session, user: User) -> Response | None:
-    """To the sign-in form when the session's last sign-in is older than the setting."""
-    if not reauth_needed(runtime_of(request), session):
-        return None
-    query = urlencode({"next": PAGE, "reauth": "1", "login_hint": user.email})
-    return _redirect(f"/login?{query}")
+    """To the sign-in form when the session's last sign-in is too old (web/reauth.py)."""
+    return reauth_redirect(request, session, user, back_to=PAGE)
 
 
 @router.get(

@@ -8,7 +8,8 @@
   PIN or biometric). Failures are throttled per client address like passwords.
 - As the second step after a password (web/second_step.py holds the ticket):
   ``/login/second-step/passkey/options`` lists that user's credentials; a valid answer signs in
-  with ``["pwd", "hwk"|"swk", "mfa"]`` and spends the ticket, as the code path does.
+  with ``["pwd", "hwk"|"swk", "mfa"]`` and spends the ticket, as the code path does; a step-up
+  ticket (web/routes/authorize.py) adds the key to the browser's session instead.
 - Each ceremony's challenge is the signed, single-use, browser-bound state of
   web/webauthn_state.py; the JSON calls carry the CSRF token in a header (web/routes/
   passkeys.py). A disabled user is refused; a refused or replayed ceremony changes nothing but
@@ -41,6 +42,7 @@ from ostiary.web.routes.passkeys import (
     read_json,
     set_state,
 )
+from ostiary.web.routes.second_factor import completed_methods
 from ostiary.web.runtime import Runtime
 from ostiary.web.second_step import SecondStepTicket, ticket_cookie_name
 from ostiary.web.webauthn_state import Purpose
@@ -157,7 +159,9 @@ async def passwordless(request: Request) -> Response:
                         raise _Undo("user_disabled")
                     if not await unit.spent_tickets.remember(state.spent_key, state.expires_at):
                         raise _Undo("replayed_challenge")
-                    cookie = await start_session(unit, request, user.id, _amr(passkey))
+                    amr = _amr(passkey)
+                    cookie = await start_session(unit, request, user.id, amr)
+                    await unit.accounts.record_sign_in(user.id, amr, ip=ip)
         except _Undo as undo:
             await _audit_refusal(rt, "login.passkey", undo.reason, ip)
             raise _refused() from None
@@ -173,9 +177,9 @@ async def passwordless(request: Request) -> Response:
     return response
 
 
-def _amr(passkey: Passkey, *, password: bool = False) -> list[str]:
+def _amr(passkey: Passkey) -> list[str]:
     """RFC 8176 section 2 (protocol/oidc.py maps these to the ``phr``/``phrh`` acr)."""
-    return [*(["pwd"] if password else []), passkey.amr, "mfa"]
+    return [passkey.amr, "mfa"]
 
 
 def _text(value: Any) -> str | None:
@@ -259,15 +263,19 @@ async def second_step(request: Request) -> Response:
                 except (MfaError, LoginThrottled) as exc:  # audited
                     failure = exc
                 else:
+                    # A sign-in: pwd + the key + mfa; a step-up (the ticket names this
+                    # browser's session): the session's methods + the key.
+                    methods = await completed_methods(unit, request, ticket, (passkey.amr,))
+                    if methods is None:
+                        raise _Undo("session_gone")
                     spent = [
                         await unit.spent_tickets.remember(ticket.spent_key, ticket.expires_at),
                         await unit.spent_tickets.remember(state.spent_key, state.expires_at),
                     ]
                     if not all(spent):
                         raise _Undo("replayed_ticket")
-                    cookie = await start_session(
-                        unit, request, user.id, _amr(passkey, password=True)
-                    )
+                    cookie = await start_session(unit, request, user.id, *methods)
+                    await unit.accounts.record_sign_in(user.id, methods[0], ip=ip)
         except _Undo as undo:
             await _audit_refusal(rt, "mfa.passkey.verify", undo.reason, ip)
             raise CeremonyFailed(

@@ -29,8 +29,9 @@ from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.reauth import needs_reauth, reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, csrf_guard, current_session, require_csrf
-from ostiary.web.routes.mfa_settings import PAGE, reauth_needed
+from ostiary.web.routes.mfa_settings import PAGE
 from ostiary.web.runtime import Runtime
 from ostiary.web.webauthn_state import (
     STATE_TTL_SECONDS,
@@ -193,7 +194,7 @@ async def _signed_in_for_change(request: Request) -> tuple[Runtime, Session, Use
             401, "signed_out", "Your session has ended. Sign in again.", redirect="/login"
         )
     session, user = found
-    if reauth_needed(rt, session):
+    if needs_reauth(request, session):
         query = urlencode({"next": PAGE, "reauth": "1", "login_hint": user.email})
         raise CeremonyFailed(
             401,
@@ -328,9 +329,8 @@ async def _form_change(request: Request) -> tuple[dict[str, str], User] | Respon
     if found is None:
         raise PageError(401, "Your session has ended. Sign in again.")
     session, user = found
-    if reauth_needed(runtime_of(request), session):
-        query = urlencode({"next": PAGE, "reauth": "1", "login_hint": user.email})
-        return _redirect(f"/login?{query}")
+    if (again := reauth_redirect(request, session, user, back_to=PAGE)) is not None:
+        return again
     return form, user
 
 

@@ -11,6 +11,7 @@ step is web/routes/passkey_sign_in.py; this page offers it to a user who has pas
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,12 +29,13 @@ from ostiary.web.routes.browser import (
     csrf_guard,
     render_form,
     set_session_cookie,
+    signed_in,
     start_session,
 )
-from ostiary.web.runtime import Runtime
+from ostiary.web.runtime import Runtime, Unit
 from ostiary.web.second_step import SecondStepTicket, ticket_cookie_name
 
-__all__ = ["MFA_AMR", "router"]
+__all__ = ["MFA_AMR", "completed_methods", "router"]
 
 router = APIRouter(tags=["browser"])
 
@@ -163,6 +165,26 @@ class _TicketSpent(Exception):
     """Raised inside the unit of work so that the code it spent is rolled back too."""
 
 
+async def completed_methods(
+    unit: Unit, request: Request, ticket: SecondStepTicket, added: tuple[str, ...]
+) -> tuple[list[str], dict[str, datetime]] | None:
+    """The ``amr`` of the session a second step starts, and the earlier factors' times.
+
+    A sign-in's second step follows the password (RFC 8176: ``pwd``, the factor, ``mfa``).
+    A step-up adds the factor to the session the ticket names, which must still be this
+    browser's, and keeps the times of the factors it had; None when that session is gone.
+    """
+    if not ticket.sid:
+        return ["pwd", *added, "mfa"], {}
+    found = await signed_in(unit, request)
+    if found is None or found[0].sid != ticket.sid or found[0].user_id != ticket.user_id:
+        return None
+    session = found[0]
+    had = [m for m in session.amr if m != "mfa"]
+    times = session.factor_times or dict.fromkeys(had, session.auth_time)
+    return [*had, *(m for m in added if m not in had), "mfa"], dict(times)
+
+
 @router.post(
     "/login/second-step",
     summary="Finish a sign-in with an authenticator or recovery code",
@@ -207,9 +229,13 @@ async def second_step(request: Request) -> Response:
                 failure = exc
                 factors = await unit.mfa.factors(user.id)  # the other methods to offer
             else:
-                if not await unit.spent_tickets.remember(ticket.spent_key, ticket.expires_at):
+                methods = await completed_methods(unit, request, ticket, ("otp",))
+                if methods is None or not await unit.spent_tickets.remember(
+                    ticket.spent_key, ticket.expires_at
+                ):
                     raise _TicketSpent
-                cookie = await start_session(unit, request, user.id, MFA_AMR)
+                cookie = await start_session(unit, request, user.id, *methods)
+                await unit.accounts.record_sign_in(user.id, methods[0], ip=ip)
     except _TicketSpent:
         return _back_to_login(rt, next_path)
     if isinstance(failure, LoginThrottled):
