@@ -8,11 +8,13 @@ single-use challenges and tickets, disabled users, throttling, and the TOTP path
 from __future__ import annotations
 
 import html
+import json
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
@@ -348,6 +350,62 @@ async def test_with_totp_and_a_passkey_both_paths_work(
 REDIRECT = "https://app.example/callback"
 
 
+async def _oauth(app: Any) -> Any:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    from ostiary.features.clients.service import ClientRegistration
+
+    async with app.state.runtime.unit() as unit:
+        await unit.keys.ensure_keys()
+        registered, secret = await unit.clients.register(
+            ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))
+        )
+    return AsyncOAuth2Client(
+        client_id=registered.client_id,
+        client_secret=secret,
+        redirect_uri=REDIRECT,
+        scope="openid",
+        code_challenge_method="S256",
+        transport=httpx.ASGITransport(app=app),
+    )
+
+
+async def _allow_if_asked(client: httpx.AsyncClient, answer: httpx.Response) -> httpx.Response:
+    if answer.status_code == 200 and "consent-form" in answer.text:
+        request = html.unescape(answer.text.split('name="request" value="')[1].split('"')[0])
+        answer = await client.post(
+            "/authorize/consent",
+            data={"csrf_token": csrf_from(answer.text), "request": request, "decision": "allow"},
+        )
+    return answer
+
+
+async def _id_claims(
+    client: httpx.AsyncClient, oauth: Any, answer: httpx.Response, verifier: str
+) -> dict[str, Any]:
+    """Redeem the code with Authlib; the ID token's claims, verified with joserfc."""
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    callback = answer.headers["location"]
+    assert callback.startswith(REDIRECT) and "code=" in callback, callback
+    token = await oauth.fetch_token(
+        f"{ORIGIN}/token", authorization_response=callback, code_verifier=verifier
+    )
+    keys = KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
+    claims: dict[str, Any] = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["iss"] == ORIGIN
+    return claims
+
+
+def _authorization_url(oauth: Any, **extra: str) -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(
+        f"{ORIGIN}/authorize", code_verifier=verifier, nonce="n-1", **extra
+    )
+    return url, verifier
+
+
 @pytest.mark.parametrize(
     ("synced", "password", "acr", "amr"),
     [
@@ -362,12 +420,6 @@ async def test_the_id_token_carries_the_passkeys_acr_and_amr(
 ) -> None:
     """OIDC Core 2 (``acr``, ``amr``), RFC 8176; the token is fetched with Authlib and
     verified with joserfc against the published JWKS."""
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
-    from joserfc import jwt
-    from joserfc.jwk import KeySet
-
-    from ostiary.features.clients.service import ClientRegistration
-
     device = SoftAuthenticator(backup_eligible=synced, backup_state=synced)
     await _user_with_passkey(app, device)
     if password:
@@ -375,36 +427,45 @@ async def test_the_id_token_carries_the_passkeys_acr_and_amr(
         assert (await _second_step(client, device)).status_code == 200
     else:
         assert (await _passwordless(client, device)).status_code == 200
-    async with app.state.runtime.unit() as unit:
-        await unit.keys.ensure_keys()
-        registered, secret = await unit.clients.register(
-            ClientRegistration(name="Notebook", redirect_uris=(REDIRECT,))
-        )
-    oauth = AsyncOAuth2Client(
-        client_id=registered.client_id,
-        client_secret=secret,
-        redirect_uri=REDIRECT,
-        scope="openid",
-        code_challenge_method="S256",
-        transport=httpx.ASGITransport(app=app),
+    oauth = await _oauth(app)
+    url, verifier = _authorization_url(oauth)
+    claims = await _id_claims(
+        client, oauth, await _allow_if_asked(client, await client.get(url)), verifier
     )
-    verifier = secrets.token_urlsafe(48)
-    url, _ = oauth.create_authorization_url(
-        f"{ORIGIN}/authorize", code_verifier=verifier, nonce="n-1"
-    )
-    answer = await client.get(url)
-    if answer.status_code == 200 and "consent-form" in answer.text:
-        request = html.unescape(answer.text.split('name="request" value="')[1].split('"')[0])
-        answer = await client.post(
-            "/authorize/consent",
-            data={"csrf_token": csrf_from(answer.text), "request": request, "decision": "allow"},
-        )
-    callback = answer.headers["location"]
-    assert callback.startswith(REDIRECT) and "code=" in callback, callback
-    token = await oauth.fetch_token(
-        f"{ORIGIN}/token", authorization_response=callback, code_verifier=verifier
-    )
-    keys = KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
-    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
-    assert claims["iss"] == ORIGIN
     assert claims["acr"] == acr and claims["amr"] == amr
+
+
+async def test_an_essential_phishing_resistant_acr_steps_a_password_session_up_with_a_passkey(
+    app: Any, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    """OIDC Core 5.5.1.1: a password session asked for ``phrh`` is sent to the second step with
+    a step-up ticket; the passkey is added to the session and the token carries ``phrh``."""
+    async with app.state.runtime.unit() as unit:
+        user = await unit.accounts.create_user(EMAIL, PASSWORD)
+    assert SESSION in (await sign_in(client, EMAIL)).cookies
+    device = SoftAuthenticator(backup_eligible=False, backup_state=False)
+    headers, options = await ceremony(client, SECURITY, f"{SECURITY}/passkeys/options")
+    added = await client.post(
+        f"{SECURITY}/passkeys/verify",
+        json={"name": "Key", "credential": device.create(options, ORIGIN)},
+        headers=headers,
+    )
+    assert added.status_code == 200
+    assert await _amrs(app, user.id) == [["pwd"]]
+    clock.advance(timedelta(minutes=2))
+    oauth = await _oauth(app)
+    essential = json.dumps({"id_token": {"acr": {"essential": True, "values": ["phrh"]}}})
+    url, verifier = _authorization_url(oauth, claims=essential)
+    asked = await client.get(url)
+    assert asked.status_code == 303, asked.text[:300]
+    location = asked.headers["location"]
+    assert location.startswith("/login/second-step?"), location
+    next_path = parse_qs(urlsplit(location).query)["next"][0]
+    assert next_path.startswith("/authorize?")
+    done = await _second_step(client, device, next_path=next_path)
+    assert done.status_code == 200, done.text
+    assert done.json()["redirect"] == next_path
+    assert await _amrs(app, user.id) == [["pwd", "hwk", "mfa"]]  # one session, stepped up
+    answer = await _allow_if_asked(client, await client.get(next_path))
+    claims = await _id_claims(client, oauth, answer, verifier)
+    assert claims["acr"] == "phrh" and claims["amr"] == ["pwd", "hwk", "mfa"]
