@@ -144,6 +144,17 @@ async def test_passwordless_sign_in_with_a_discoverable_credential(
     assert SESSION in done.cookies
     assert (await client.get("/account")).status_code == 200
     assert amr in await _amrs(app, user.id)
+    async with app.state.runtime.unit() as unit:
+        query = select(audit_events.c.action, audit_events.c.outcome, audit_events.c.details)
+        rows = await unit.conn.execute(
+            query.where(audit_events.c.actor == user.id).order_by(audit_events.c.seq)
+        )
+        events = [tuple(r) for r in rows]
+    kind = amr[0]
+    assert events[-2:] == [
+        ("login.passkey", "success", {"method": "passkey", "kind": kind}),
+        ("login", "success", {"amr": amr}),
+    ]
 
 
 async def test_next_must_be_a_local_path(app: Any, client: httpx.AsyncClient) -> None:
