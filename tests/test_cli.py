@@ -61,6 +61,18 @@ def test_dev_uses_ostiary_data_dir(tmp_path: Path, served: list[Settings]) -> No
     assert f"Data directory:  {target.resolve()}" in result.stdout
 
 
+def test_dev_serves_localhost_so_that_passkeys_work(tmp_path: Path, served: list[Settings]) -> None:
+    """WebAuthn refuses IP addresses; http://localhost is a secure context for browsers."""
+    result = _invoke("dev", "--port", "8124", env={"OSTIARY_DATA_DIR": str(tmp_path / "d")})
+    assert result.exit_code == 0, result.output
+    assert "Issuer:          http://localhost:8124" in result.stdout
+    assert "Passkeys:        on (relying party localhost)" in result.stdout
+    [settings] = served
+    assert settings.issuer == "http://localhost:8124"
+    assert settings.webauthn is not None
+    assert settings.webauthn.origins == ("http://localhost:8124",)
+
+
 def test_dev_option_beats_the_environment(tmp_path: Path, served: list[Settings]) -> None:
     env = {"OSTIARY_DATA_DIR": str(tmp_path / "from-env")}
     result = _invoke("dev", "--data-dir", str(tmp_path / "from-option"), env=env)
@@ -232,6 +244,8 @@ def test_users_reset_mfa_and_list_show_the_factors(
 
     from ostiary.cli._common import run
     from ostiary.config import load_settings
+    from ostiary.features.mfa.models import Passkey
+    from ostiary.storage.sqla.mfa_repositories import SqlPasskeyStore
 
     env = {"OSTIARY_DATA_DIR": str(tmp_path / "d"), "OSTIARY_SECRET_KEY": KEY}
     assert _invoke("migrate", env=env).exit_code == 0
@@ -249,23 +263,47 @@ def test_users_reset_mfa_and_list_show_the_factors(
             await unit.mfa.use_recovery_code(
                 user.id, (await unit.mfa.regenerate_recovery_codes(user.id))[0], ip=None
             )
+            # Two passkeys, stored as a registration would (tests/features/mfa drive that).
+            for n in range(2):
+                await SqlPasskeyStore(unit.conn).add(
+                    Passkey(
+                        credential_id=bytes([n]) * 16,
+                        user_id=user.id,
+                        name=f"Key {n}",
+                        public_key=b"cose",
+                        sign_count=0,
+                        transports=("internal",),
+                        aaguid="00000000-0000-0000-0000-000000000000",
+                        backup_eligible=True,
+                        backup_state=True,
+                        user_verified=True,
+                        created_at=rt.clock.now(),
+                    )
+                )
 
     run(load_settings(), enroll)
 
     listed = json.loads(_invoke("users", "list", "--json", env=env).stdout)
     assert {u["email"]: u["mfa"] for u in listed} == {
-        "m@example.com": {"totp": True, "recovery_codes_left": 9},
-        "p@example.com": {"totp": False, "recovery_codes_left": 0},
+        "m@example.com": {"totp": True, "recovery_codes_left": 9, "passkeys": 2},
+        "p@example.com": {"totp": False, "recovery_codes_left": 0, "passkeys": 0},
     }
     reset = _invoke("users", "reset-mfa", "m@example.com", "--json", env=env)
     assert reset.exit_code == 0, reset.output
     data = json.loads(reset.stdout)
     assert data["email"] == "m@example.com"
-    assert data["removed"] == {"totp": True, "recovery_codes_left": 9}
+    assert data["removed"] == {"totp": True, "recovery_codes_left": 9, "passkeys": 2}
     listed = json.loads(_invoke("users", "list", "--json", env=env).stdout)
-    assert all(u["mfa"] == {"totp": False, "recovery_codes_left": 0} for u in listed)
+    assert all(u["mfa"] == {"totp": False, "recovery_codes_left": 0, "passkeys": 0} for u in listed)
     again = _invoke("users", "reset-mfa", "m@example.com", env=env)
     assert again.exit_code == 0 and "m@example.com had no second factor" in again.stdout
+    run(load_settings(), enroll)
+    said = _invoke("users", "reset-mfa", "m@example.com", env=env)
+    assert said.exit_code == 0, said.output
+    assert said.stdout.strip() == (
+        "removed 2 passkey(s), the authenticator app and 9 recovery code(s) of m@example.com;"
+        " 0 session(s) ended"
+    )
 
     async def resets(rt: Any) -> list[Any]:
         from sqlalchemy import select
@@ -278,8 +316,9 @@ def test_users_reset_mfa_and_list_show_the_factors(
 
     audited = run(load_settings(), resets)
     assert [(r.actor, r.details) for r in audited] == [
-        ("cli", {"authenticator_app": True, "unused_codes": 9}),
-        ("cli", {"authenticator_app": False, "unused_codes": 0}),
+        ("cli", {"authenticator_app": True, "unused_codes": 9, "passkeys": 2}),
+        ("cli", {"authenticator_app": False, "unused_codes": 0, "passkeys": 0}),
+        ("cli", {"authenticator_app": True, "unused_codes": 9, "passkeys": 2}),
     ]
     unknown = _invoke("users", "reset-mfa", "nobody@example.com", env=env)
     assert "No such user" in _one_line_error(unknown)

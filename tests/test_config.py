@@ -251,3 +251,77 @@ def test_mfa_enrollment_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OSTIARY_MFA_ENROLLMENT_SECONDS", "10")
     with pytest.raises(ConfigError, match="OSTIARY_MFA_ENROLLMENT_SECONDS"):
         load_settings()
+
+
+# -- passkeys: the WebAuthn relying party ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("issuer", "rp_id", "origins"),
+    [
+        ("https://id.example.com/auth", "id.example.com", ("https://id.example.com",)),
+        ("https://ID.Example.com:8443", "id.example.com", ("https://id.example.com:8443",)),
+        ("http://localhost:8000", "localhost", ("http://localhost:8000",)),
+    ],
+)
+def test_the_relying_party_is_derived_from_the_issuer(
+    issuer: str, rp_id: str, origins: tuple[str, ...]
+) -> None:
+    webauthn = Settings(issuer=issuer).webauthn
+    assert webauthn is not None
+    assert (webauthn.rp_id, webauthn.origins, webauthn.rp_name) == (rp_id, origins, "Ostiary")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "why"),
+    [
+        ("http://127.0.0.1:8000", "an IP address cannot be a WebAuthn relying party id"),
+        ("https://[::1]:8443", "an IP address cannot be a WebAuthn relying party id"),
+        ("http://testserver", "plain http is a secure context on localhost only"),
+        (None, "no issuer"),
+    ],
+)
+def test_passkeys_are_off_when_the_issuer_cannot_carry_them(issuer: str | None, why: str) -> None:
+    settings = Settings(issuer=issuer)
+    assert settings.webauthn is None
+    assert settings.webauthn_off is not None and why in settings.webauthn_off
+
+
+def test_the_relying_party_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSTIARY_ISSUER", "https://login.example.com")
+    monkeypatch.setenv("OSTIARY_WEBAUTHN_RP_ID", "Example.com")
+    monkeypatch.setenv(
+        "OSTIARY_WEBAUTHN_ORIGINS", "https://login.example.com, https://app.example.com/,"
+    )
+    monkeypatch.setenv("OSTIARY_WEBAUTHN_RP_NAME", "Example")
+    webauthn = load_settings().webauthn
+    assert webauthn is not None
+    assert webauthn.rp_id == "example.com" and webauthn.rp_name == "Example"
+    assert webauthn.origins == ("https://login.example.com", "https://app.example.com")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OSTIARY_WEBAUTHN_RP_ID": "192.0.2.1"}, "OSTIARY_WEBAUTHN_RP_ID: "),
+        ({"OSTIARY_WEBAUTHN_RP_ID": "exa mple.com"}, "not a domain name"),
+        ({"OSTIARY_WEBAUTHN_ORIGINS": "http://app.example.com"}, "plain http"),
+        ({"OSTIARY_WEBAUTHN_ORIGINS": "https://example.com/path"}, "scheme://host[:port] only"),
+        ({"OSTIARY_WEBAUTHN_ORIGINS": "ftp://example.com"}, "not an http(s) origin"),
+        ({"OSTIARY_WEBAUTHN_ORIGINS": " , "}, "list one or more origins"),
+        ({"OSTIARY_WEBAUTHN_RP_ID": "other.example"}, "is not other.example or a subdomain"),
+        (
+            {"OSTIARY_WEBAUTHN_ORIGINS": "https://notexample.com"},
+            "is not login.example.com or a subdomain",
+        ),
+    ],
+)
+def test_relying_party_settings_that_cannot_work_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("OSTIARY_ISSUER", "https://login.example.com")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert message in str(caught.value) and "\n" not in str(caught.value)

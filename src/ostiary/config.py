@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -63,6 +64,15 @@ class TokenSlice:
     id_token_alg: Alg
     access_token_alg: Alg
     jwks_max_age: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebAuthnSlice:
+    """The relying party passkeys are made for (WebAuthn Level 3 section 5.4.2, 7.1 step 9)."""
+
+    rp_id: str  # a registrable domain, never an IP address
+    rp_name: str
+    origins: tuple[str, ...]  # the exact values clientDataJSON.origin may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,15 @@ class Settings(BaseSettings):
     # confirmed any more (the user starts again), and the purge deletes it.
     mfa_enrollment_seconds: int = Field(default=900, ge=60, le=86400)
 
+    # Passkeys (WebAuthn): the relying party id (a domain: default the issuer's host), the
+    # origins a ceremony may run on (comma-separated; default the issuer's origin) and the name
+    # authenticators show (default OSTIARY_MFA_ISSUER_NAME). When the issuer cannot carry
+    # passkeys (an IP address, or plain http on a name that is not localhost) and neither of
+    # the first two is set, passkeys are off and the pages say so.
+    webauthn_rp_id: str | None = Field(default=None, max_length=253)
+    webauthn_origins: str | None = None
+    webauthn_rp_name: str | None = Field(default=None, min_length=1, max_length=64)
+
     # Every node deletes expired revocations, codes, refresh families, sessions and assertion
     # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).
     purge_interval_seconds: int = Field(default=900, ge=0, le=86400)
@@ -225,6 +244,41 @@ class Settings(BaseSettings):
             # OpenID Connect Discovery 1.0 section 3: no query or fragment in the issuer.
             raise ValueError("issuer must not have a query or fragment")
         return value.rstrip("/")
+
+    @field_validator("webauthn_rp_id")
+    @classmethod
+    def _rp_id_is_a_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = _rp_id_problem(value.strip().lower())
+        if problem:
+            raise ValueError(problem)
+        return value.strip().lower()
+
+    @field_validator("webauthn_origins")
+    @classmethod
+    def _origins_are_secure(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        origins = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if not origins:
+            raise ValueError("list one or more origins, e.g. https://id.example.com")
+        for origin in origins:
+            problem = _origin_problem(origin)
+            if problem:
+                raise ValueError(f"{origin!r}: {problem}")
+        return ",".join(dict.fromkeys(o.rstrip("/") for o in origins))
+
+    @model_validator(mode="after")
+    def _origins_belong_to_rp_id(self) -> Settings:
+        # Only settings an operator wrote are refused; defaults derived from an issuer that
+        # cannot carry passkeys turn them off instead (the ``webauthn`` property).
+        if self.webauthn_rp_id is None and self.webauthn_origins is None:
+            return self
+        rp = _relying_party(self)
+        if isinstance(rp, str):
+            raise ValueError(f"OSTIARY_WEBAUTHN_ORIGINS / OSTIARY_WEBAUTHN_RP_ID: {rp}")
+        return self
 
     @field_validator("metrics_allow_ips")
     @classmethod
@@ -338,6 +392,18 @@ class Settings(BaseSettings):
         )
 
     @cached_property
+    def webauthn(self) -> WebAuthnSlice | None:
+        """The passkeys' relying party; None when passkeys are off (:attr:`webauthn_off`)."""
+        rp = _relying_party(self)
+        return None if isinstance(rp, str) else rp
+
+    @cached_property
+    def webauthn_off(self) -> str | None:
+        """Why passkeys are off (for the operator's log), or None when they are on."""
+        rp = _relying_party(self)
+        return rp if isinstance(rp, str) else None
+
+    @cached_property
     def throttle(self) -> ThrottleSlice:
         return ThrottleSlice(
             account_failures=self.login_account_failures,
@@ -387,6 +453,60 @@ def _networks(value: str, *, strict: bool = False, hint: str = "") -> tuple[IPNe
         except ValueError:
             raise ValueError(f"{entry!r} is not an IP address or CIDR{hint}") from None
     return tuple(networks)
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _rp_id_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a WebAuthn RP ID (a valid domain; section 5.4.2), or None."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return "an IP address cannot be a WebAuthn relying party id; use a domain name"
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        return "not a domain name"
+    return None
+
+
+def _origin_problem(origin: str) -> str | None:
+    """Why ``origin`` cannot run passkey ceremonies, or None. Browsers offer WebAuthn in secure
+    contexts only: https, or http on localhost (W3C Secure Contexts section 3.1)."""
+    parts = urlsplit(origin.rstrip("/"))
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        return "not an http(s) origin"
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        return "an origin is scheme://host[:port] only"
+    if parts.scheme == "http" and host != "localhost":
+        return "plain http is a secure context on localhost only; use https"
+    return _rp_id_problem(host)
+
+
+def _relying_party(settings: Settings) -> WebAuthnSlice | str:
+    """The relying party from the settings (issuer-derived defaults), or why there is none."""
+    issuer = settings.issuer or ""
+    parts = urlsplit(issuer)
+    if settings.webauthn_origins is not None:
+        origins = tuple(settings.webauthn_origins.split(","))
+    elif parts.scheme and parts.netloc:
+        origins = (f"{parts.scheme}://{parts.netloc.lower()}",)
+    else:
+        return "no issuer and no OSTIARY_WEBAUTHN_ORIGINS"
+    rp_id = settings.webauthn_rp_id or (parts.hostname or "").lower()
+    problem = _rp_id_problem(rp_id) or next(filter(None, map(_origin_problem, origins)), None)
+    if problem:
+        return problem
+    for origin in origins:
+        host = (urlsplit(origin).hostname or "").lower()
+        if host != rp_id and not host.endswith(f".{rp_id}"):
+            # WebAuthn section 5.1.3 / 5.1.4.1: the RP ID is the origin's host or a suffix.
+            return f"the host of {origin} is not {rp_id} or a subdomain of it"
+    name = settings.webauthn_rp_name or settings.mfa_issuer_name
+    return WebAuthnSlice(rp_id=rp_id, rp_name=name, origins=origins)
 
 
 def _mask_url(url: str) -> str:

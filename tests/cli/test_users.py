@@ -93,7 +93,7 @@ async def test_reset_mfa_ends_every_session_of_the_user(node: Any) -> None:
         assert reset.exit_code == 0, reset.output
         data = json.loads(reset.stdout)
         assert data["sessions_ended"] == 2
-        assert data["removed"] == {"totp": True, "recovery_codes_left": 10}
+        assert data["removed"] == {"totp": True, "recovery_codes_left": 10, "passkeys": 0}
 
         for browser in browsers:  # this node learns of it at its next request
             ended = await browser.get("/account")

@@ -310,9 +310,16 @@ def _start_once(
     data_dir: Path,
     env: dict[str, str],
     port: int | None = None,
+    public_host: str = "127.0.0.1",
 ) -> tuple[Server | None, str]:
-    """Start one server; (server, "") when ready, (None, logs) when the process died early."""
+    """Start one server; (server, "") when ready, (None, logs) when the process died early.
+
+    ``public_host`` is the name in its URLs; it always binds 127.0.0.1. ``ostiary dev``'s own
+    default issuer is http://localhost:PORT (passkeys need a domain, cli/server.py): a server
+    on "127.0.0.1" is given that address as its issuer, as the suite's tests expect."""
     port = port or free_port()
+    if public_host == "127.0.0.1":
+        env = {"OSTIARY_ISSUER": f"http://127.0.0.1:{port}", **env}
     stdout_path = workdir / "server.stdout.log"
     stderr_path = workdir / "server.stderr.log"
     out: IO[bytes]
@@ -338,7 +345,7 @@ def _start_once(
             stderr=err,
             start_new_session=True,
         )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://{public_host}:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     last = "no answer yet"
     while time.monotonic() < deadline:
@@ -401,6 +408,7 @@ def running_server(
     extra_env: Mapping[str, str] | None = None,
     *,
     port: int | None = None,
+    public_host: str = "127.0.0.1",
 ) -> Iterator[Server]:
     """Start ``ostiary dev`` on a free port of 127.0.0.1 (or on ``port``, e.g. to restart a
     server where it was); SIGTERM and wait on exit."""
@@ -416,7 +424,12 @@ def running_server(
         failures: list[str] = []
         for _attempt in range(3):
             server, logs = _start_once(
-                backend=backend, workdir=workdir, data_dir=data_dir, env=env, port=port
+                backend=backend,
+                workdir=workdir,
+                data_dir=data_dir,
+                env=env,
+                port=port,
+                public_host=public_host,
             )
             if server is not None:
                 break

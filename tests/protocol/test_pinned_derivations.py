@@ -42,6 +42,10 @@ PINNED_KEYS = {
     "ostiary/login-throttle-keys": (
         "6acb03a4d90ae455c82e24d6a37ba59f944b9e19b4892faaafc11db2d54b7da9"
     ),
+    # Pinned on 2026-12-03: the MAC of a passkey ceremony's signed challenge state.
+    "ostiary/webauthn-ceremony": (
+        "828ede62a6ca956459fcf813a8218eae2d7acd7f053c845412930f1366206c2b"
+    ),
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

@@ -29,3 +29,24 @@ async def sign_in(
             "next": next_path,
         },
     )
+
+
+_DATA_CSRF = re.compile(r'data-csrf="([0-9a-f]{64})"')
+
+
+def data_csrf_from(html: str) -> str:
+    """The CSRF token a page hands its passkey script (sent in the X-CSRF-Token header)."""
+    match = _DATA_CSRF.search(html)
+    assert match, "page has no passkey ceremony"
+    return match.group(1)
+
+
+async def ceremony(
+    client: httpx.AsyncClient, page: str, options_url: str
+) -> tuple[dict[str, str], dict[str, object]]:
+    """What webauthn.js does first: the page's token, then the options (200 expected)."""
+    html = (await client.get(page)).text
+    headers = {"X-CSRF-Token": data_csrf_from(html)}
+    answer = await client.post(options_url, json={}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return headers, answer.json()["publicKey"]

@@ -17,6 +17,7 @@ import typer
 from ostiary import __version__
 from ostiary.cli._common import JsonOpt, fail, load, print_json, run, write_private
 from ostiary.config import SECRET_KEY_FILE, ConfigError, Settings
+from ostiary.protocol.destinations import is_loopback_host
 
 __all__ = ["dev", "migrate", "purge", "serve"]
 
@@ -68,7 +69,10 @@ def dev(
     ] = None,
 ) -> None:
     """Start a development server on SQLite, with a dev admin user (created on first run)."""
-    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{host}:{port}"
+    # http://localhost, not the loopback address it binds: browsers treat localhost as a
+    # secure context, and WebAuthn refuses IP addresses, so passkeys work in dev out of the box.
+    public_host = "localhost" if is_loopback_host(host) else host
+    issuer = os.environ.get("OSTIARY_ISSUER") or f"http://{public_host}:{port}"
     overrides: dict[str, Any] = {} if data_dir_option is None else {"data_dir": data_dir_option}
     settings = load(issuer=issuer, dev_mode=True, **overrides)
     data_dir = settings.data_dir
@@ -91,6 +95,12 @@ def dev(
     typer.echo(f"  Demo client id:  {demo['client_id']}")
     typer.echo(f"  Demo secret:     {demo['client_secret']}")
     typer.echo(f"  Discovery:       {issuer}/.well-known/openid-configuration")
+    webauthn = settings.webauthn
+    typer.echo(
+        f"  Passkeys:        on (relying party {webauthn.rp_id})"
+        if webauthn
+        else f"  Passkeys:        off ({settings.webauthn_off})"
+    )
     if settings.api_docs_enabled:
         typer.echo(f"  API docs:        {issuer}/docs")
     typer.echo(f"  Data directory:  {data_dir.resolve()}")

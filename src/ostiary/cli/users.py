@@ -29,7 +29,11 @@ def _user_dict(user: Any) -> dict[str, Any]:
 
 
 def _mfa_dict(factors: Any) -> dict[str, Any]:
-    return {"totp": factors.totp, "recovery_codes_left": factors.recovery_codes_left}
+    return {
+        "totp": factors.totp,
+        "recovery_codes_left": factors.recovery_codes_left,
+        "passkeys": factors.passkeys,
+    }
 
 
 def _read_password_stdin() -> str:
@@ -138,9 +142,9 @@ def users_enable(email: str, json: JsonOpt = False) -> None:
 
 @app.command("reset-mfa")
 def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
-    """Remove a user's second factors (authenticator app, recovery codes) and end all their
-    sessions on every node, audited: for a user who lost the factors (or whose factors may be
-    in other hands). Their next sign-in asks for the password only."""
+    """Remove a user's second factors (passkeys, authenticator app, recovery codes) and end all
+    their sessions on every node, audited: for a user who lost the factors (or whose factors
+    may be in other hands). Their next sign-in asks for the password only."""
 
     async def work(rt: Any) -> tuple[Any, Any, list[str]]:
         async with rt.unit() as unit:
@@ -157,14 +161,15 @@ def users_reset_mfa(email: str, json: JsonOpt = False) -> None:
             {**_user_dict(user), "removed": _mfa_dict(removed), "sessions_ended": len(ended)}
         )
         return
-    if not removed.totp and not removed.recovery_codes_left:
+    if not removed.totp and not removed.recovery_codes_left and not removed.passkeys:
         typer.echo(f"{user.email} had no second factor; {len(ended)} session(s) ended")
         return
-    app_part = "the authenticator app and " if removed.totp else ""
-    typer.echo(
-        f"removed {app_part}{removed.recovery_codes_left} recovery code(s) of {user.email}; "
-        f"{len(ended)} session(s) ended"
-    )
+    parts = [f"{removed.passkeys} passkey(s)"] if removed.passkeys else []
+    parts += ["the authenticator app"] if removed.totp else []
+    codes = removed.recovery_codes_left
+    parts += [f"{codes} recovery code(s)"] if codes else []
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    typer.echo(f"removed {listed} of {user.email}; {len(ended)} session(s) ended")
 
 
 def _ended_dict(sessions: int, families: int) -> dict[str, int]:

@@ -32,6 +32,8 @@ from ostiary.web.routes import (
     mfa_settings,
     oauth,
     ops,
+    passkey_sign_in,
+    passkeys,
     profile,
     second_factor,
     wellknown,
@@ -67,6 +69,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # (bench/tokens.sh, c=16: 1,250 -> 1,400-1,460 refreshes/s, p99 28 -> 21-23 ms).
         gc.set_threshold(10_000, 10, 10)
         log.info("started", issuer=settings.issuer, version=__version__)
+        if settings.webauthn is None:
+            # Not an error: the pages say passkeys are unavailable; the operator learns why.
+            log.warning("passkeys_off", reason=settings.webauthn_off)
         tasks = [asyncio.create_task(runtime.sync_revocations_forever())]
         tasks.append(asyncio.create_task(runtime.ensure_signing_key()))
         if settings.purge_interval_seconds:
@@ -110,8 +115,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(browser.router)
     app.include_router(second_factor.router)
+    app.include_router(passkey_sign_in.router)
     app.include_router(profile.router)
     app.include_router(mfa_settings.router)
+    app.include_router(passkeys.router)
     app.include_router(credentials.router)
     app.include_router(wellknown.router)
     app.include_router(authorize.router)

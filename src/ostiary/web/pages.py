@@ -18,10 +18,13 @@ _env = Environment(
 # No ``form-action``: browsers apply it to the redirects that follow a form post, and our forms
 # (sign-in, consent, logout) end in a redirect to the client's registered URI on another origin.
 # OWASP Secure Headers: no framing (clickjacking), no sniffing, no referrer leaks, no caching
-# of pages that show personal data, no referrer to other sites.
+# of pages that show personal data, no referrer to other sites. Scripts only from our origin
+# (web/static/webauthn.js, the passkey ceremonies; no inline script), which may call back only
+# our own origin.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",

@@ -7,7 +7,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``login-throttle-keys`` (names of the sign-in throttle's Redis keys, storage/throttle.py),
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
-password and its second factor, web/second_step.py).
+password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
+ceremony's challenge state, web/webauthn_state.py).
 
 Effective permissions (features/rbac) are cached per node in ``permission_cache``; a change
 invalidates what it touches on every node through the revocation fan-out: an ``rbac`` row in
@@ -39,6 +40,7 @@ from ostiary.features.clients.assertions import ClientAssertionVerifier
 from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
 from ostiary.features.keys.service import KeyService, SignerCache
+from ostiary.features.mfa.passkeys import PasskeyService, RelyingParty
 from ostiary.features.mfa.service import MfaKeys, MfaService
 from ostiary.features.oauth.directory import AccountDirectory
 from ostiary.features.oauth.grants import GrantContext
@@ -66,7 +68,11 @@ from ostiary.storage.sqla.engine import (
     pool_capacity,
     unit_engine,
 )
-from ostiary.storage.sqla.mfa_repositories import SqlRecoveryCodeStore, SqlTotpStore
+from ostiary.storage.sqla.mfa_repositories import (
+    SqlPasskeyStore,
+    SqlRecoveryCodeStore,
+    SqlTotpStore,
+)
 from ostiary.storage.sqla.oauth_repositories import (
     SqlAssertionReplayStore,
     SqlAuthorizationCodeStore,
@@ -94,6 +100,7 @@ from ostiary.storage.sqla.tables import (
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
 from ostiary.web.second_step import SecondStepTickets
+from ostiary.web.webauthn_state import CeremonyStates
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -141,6 +148,12 @@ class Runtime:
         self.kek = derive_key(secret, "ostiary/signing-key-encryption")
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
         self.second_step = SecondStepTickets(derive_key(secret, "ostiary/second-step"))
+        self.webauthn_states = CeremonyStates(derive_key(secret, "ostiary/webauthn-ceremony"))
+        webauthn = settings.webauthn
+        # None: passkeys are off (settings.webauthn_off says why; the pages say so).
+        self.relying_party = (
+            RelyingParty(webauthn.rp_id, webauthn.rp_name, webauthn.origins) if webauthn else None
+        )
         self.mfa_keys = MfaKeys(
             seal=derive_key(secret, "ostiary/mfa-secret-encryption"),
             pepper=derive_key(secret, "ostiary/recovery-code-hmac"),
@@ -427,12 +440,21 @@ class Unit:
         return MfaService(
             SqlTotpStore(self.conn),
             SqlRecoveryCodeStore(self.conn),
+            SqlPasskeyStore(self.conn),
             rt.mfa_keys,
             rt.throttle,
             self.audit,
             rt.clock,
             issuer_name=rt.settings.mfa_issuer_name,
             enrollment_ttl=timedelta(seconds=rt.settings.mfa_enrollment_seconds),
+        )
+
+    @cached_property
+    def passkeys(self) -> PasskeyService:
+        """Passkeys; ceremonies raise ``PasskeysOff`` when ``runtime.relying_party`` is None."""
+        rt = self._rt
+        return PasskeyService(
+            SqlPasskeyStore(self.conn), rt.relying_party, rt.throttle, self.audit, rt.clock
         )
 
     @cached_property

@@ -1,1 +1,1 @@
-"""Second factors: TOTP (RFC 6238) and recovery codes; passkeys (WebAuthn) come next."""
+"""Second factors: TOTP (RFC 6238), recovery codes and passkeys (WebAuthn Level 3)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from ostiary.features.mfa.models import TotpFactor
+from ostiary.features.mfa.models import Passkey, TotpFactor
 
-__all__ = ["RecoveryCodeStore", "TotpStore"]
+__all__ = ["PasskeyStore", "RecoveryCodeStore", "TotpStore"]
 
 
 class TotpStore(Protocol):
@@ -48,4 +48,40 @@ class RecoveryCodeStore(Protocol):
 
     async def remaining_among(self, user_ids: list[str]) -> dict[str, int]:
         """Unused codes per user, for users that have any (one query)."""
+        ...
+
+
+class PasskeyStore(Protocol):
+    async def add(self, passkey: Passkey) -> bool:
+        """Store a new credential; False when its id is registered already (to anyone)."""
+        ...
+
+    async def get(self, credential_id: bytes) -> Passkey | None: ...
+
+    async def list_for_user(self, user_id: str) -> list[Passkey]:
+        """The user's passkeys, oldest first."""
+        ...
+
+    async def rename(self, user_id: str, credential_id: bytes, name: str) -> bool: ...
+
+    async def delete(self, user_id: str, credential_id: bytes) -> bool: ...
+
+    async def delete_all(self, user_id: str) -> int: ...
+
+    async def record_use(
+        self,
+        credential_id: bytes,
+        *,
+        expected_count: int,
+        new_count: int,
+        backup_state: bool,
+        used_at: datetime,
+    ) -> bool:
+        """Store the new signature counter and flags if the stored counter is still
+        ``expected_count``: one compare-and-set, so of two concurrent assertions carrying the
+        same counter exactly one wins (WebAuthn Level 3 section 7.2 step 22)."""
+        ...
+
+    async def count_among(self, user_ids: list[str]) -> dict[str, int]:
+        """Passkeys per user, for users that have any (one query)."""
         ...

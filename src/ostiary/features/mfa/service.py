@@ -11,6 +11,8 @@
   every replica, even when submitted concurrently (RFC 6238 section 5.2).
 - Recovery codes (protocol/recovery_codes.py): ten at enrollment, shown once, stored as HMAC;
   a new set replaces the old; each is used once, atomically; the user learns how many remain.
+- Passkeys (features/mfa/passkeys.py) count as factors here; the first factor a user sets up
+  comes with recovery codes, which go when the last factor does.
 - Every check is throttled like a password (per account and per client address, taken before
   the check, given back on success: storage/throttle.py) and audited (ASVS 5.0 V6.3, V16).
 """
@@ -26,7 +28,7 @@ from ostiary.features.accounts.service import AccountError, LoginThrottled
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
 from ostiary.features.mfa.models import MfaFactors, TotpEnrollment, TotpFactor
-from ostiary.features.mfa.ports import RecoveryCodeStore, TotpStore
+from ostiary.features.mfa.ports import PasskeyStore, RecoveryCodeStore, TotpStore
 from ostiary.protocol import recovery_codes
 from ostiary.protocol.sealing import open_sealed, seal
 from ostiary.protocol.totp import Totp, secret_from_bytes
@@ -84,6 +86,7 @@ class MfaService:
         self,
         totp: TotpStore,
         codes: RecoveryCodeStore,
+        passkeys: PasskeyStore,
         keys: MfaKeys,
         throttle: LoginThrottle,
         audit: AuditTrail,
@@ -95,6 +98,7 @@ class MfaService:
         self._enrollment_ttl = enrollment_ttl
         self._totp = totp
         self._codes = codes
+        self._passkeys = passkeys
         self._keys = keys
         self._throttle = throttle
         self._audit = audit
@@ -106,14 +110,20 @@ class MfaService:
         return MfaFactors(
             totp=factor is not None and factor.active,
             recovery_codes_left=await self._codes.remaining(user_id),
+            passkeys=(await self._passkeys.count_among([user_id])).get(user_id, 0),
         )
 
     async def factors_of(self, user_ids: list[str]) -> dict[str, MfaFactors]:
-        """:meth:`factors` of many users in two queries (``ostiary users list``)."""
+        """:meth:`factors` of many users in three queries (``ostiary users list``)."""
         active = await self._totp.active_among(user_ids)
         left = await self._codes.remaining_among(user_ids)
+        passkeys = await self._passkeys.count_among(user_ids)
         return {
-            uid: MfaFactors(totp=uid in active, recovery_codes_left=left.get(uid, 0))
+            uid: MfaFactors(
+                totp=uid in active,
+                recovery_codes_left=left.get(uid, 0),
+                passkeys=passkeys.get(uid, 0),
+            )
             for uid in user_ids
         }
 
@@ -176,7 +186,7 @@ class MfaService:
 
     async def remove_totp(self, user_id: str, *, actor: str | None) -> bool:
         removed = await self._totp.delete(user_id)
-        await self._codes.delete_all(user_id)
+        await self.drop_orphan_recovery_codes(user_id)
         if removed:
             await self._audit.record("mfa.totp.removed", "success", actor=actor, target=user_id)
         return removed
@@ -184,13 +194,29 @@ class MfaService:
     # -- recovery codes ----------------------------------------------------------------------
 
     async def regenerate_recovery_codes(self, user_id: str) -> list[str]:
-        if not (await self.factors(user_id)).totp:
+        if not (await self.factors(user_id)).any:
             raise NotEnrolled()
         codes = await self._new_recovery_codes(user_id)
         await self._audit.record(
             "mfa.recovery_codes.regenerated", "success", actor=user_id, target=user_id
         )
         return codes
+
+    async def first_recovery_codes(self, user_id: str) -> list[str] | None:
+        """A set of codes (shown once) for a user who just set up a factor and has none left;
+        None when they still have some."""
+        if await self._codes.remaining(user_id):
+            return None
+        codes = await self._new_recovery_codes(user_id)
+        await self._audit.record(
+            "mfa.recovery_codes.created", "success", actor=user_id, target=user_id
+        )
+        return codes
+
+    async def drop_orphan_recovery_codes(self, user_id: str) -> None:
+        """Recovery codes stand in for a factor: they go when the last factor goes."""
+        if not (await self.factors(user_id)).any:
+            await self._codes.delete_all(user_id)
 
     async def use_recovery_code(self, user_id: str, code: str, *, ip: str | None) -> int:
         """Spend one recovery code (the second step of a sign-in); how many are left."""
@@ -216,6 +242,7 @@ class MfaService:
         before = await self.factors(user_id)
         await self._totp.delete(user_id)
         await self._codes.delete_all(user_id)
+        await self._passkeys.delete_all(user_id)
         await self._audit.record(
             "mfa.reset",
             "success",
@@ -223,7 +250,11 @@ class MfaService:
             target=user_id,
             # Key names free of "otp"/"recovery": the audit trail redacts such fields
             # (protocol/masking.py), which would hide what was removed.
-            details={"authenticator_app": before.totp, "unused_codes": before.recovery_codes_left},
+            details={
+                "authenticator_app": before.totp,
+                "unused_codes": before.recovery_codes_left,
+                "passkeys": before.passkeys,
+            },
         )
         return before
 

@@ -48,6 +48,7 @@ __all__ = [
     "signing_keys",
     "totp_factors",
     "users",
+    "webauthn_credentials",
 ]
 
 metadata = MetaData(
@@ -325,6 +326,27 @@ recovery_codes = Table(
     Column("code_hash", String(64), primary_key=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
+)
+
+# Passkeys (migration 0010): WebAuthn credential records (features/mfa/passkeys.py).
+webauthn_credentials = Table(
+    "webauthn_credentials",
+    metadata,
+    # The credential id is at most 1023 bytes (WebAuthn Level 3 section 5.8.3); it is looked
+    # up at every passwordless sign-in, so it is the primary key.
+    Column("credential_id", LargeBinary(1023), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", JSON, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("backup_state", Boolean, nullable=False),
+    Column("user_verified", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index("ix_webauthn_credentials_user_id", "user_id"),
 )
 
 

@@ -175,7 +175,14 @@ def _login_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     response = render_form(
-        request, "login.html", status_code=status_code, next=next_path, error=error, email=email
+        request,
+        "login.html",
+        status_code=status_code,
+        next=next_path,
+        error=error,
+        email=email,
+        # Passwordless passkeys (web/routes/passkey_sign_in.py), when the settings allow them.
+        passkeys_on=runtime_of(request).relying_party is not None,
     )
     response.headers.update(headers or {})
     return response
@@ -282,7 +289,7 @@ async def _has_second_factor(unit: Unit, attempt: PasswordAttempt) -> bool:
     """Whether a right password still needs a second step (asked only when it is right)."""
     if not attempt.password_ok or attempt.user is None:
         return False
-    return (await unit.mfa.factors(attempt.user.id)).totp
+    return (await unit.mfa.factors(attempt.user.id)).any
 
 
 async def start_session(

@@ -6,6 +6,8 @@
 - Every POST is CSRF-checked (OWASP ASVS V4.2.2); pages that hold a secret or recovery codes
   are ``Cache-Control: no-store`` (ASVS V8.2.1; web/pages.py sends it with every page), so
   neither the browser nor a proxy keeps them.
+- Passkeys (WebAuthn) are listed here; adding, renaming and removing them is
+  web/routes/passkeys.py.
 - Changing factors needs a recent sign-in (ASVS 5.0 V6.2 / V7.5, re-authentication before a
   sensitive change): a session signed in longer ago than ``OSTIARY_REAUTH_SECONDS`` is sent
   to sign in again (``/login?reauth=1``, as OIDC ``prompt=login`` does) and comes back here
@@ -23,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.service import LoginThrottled
 from ostiary.features.mfa.models import TotpEnrollment
+from ostiary.features.mfa.passkeys import credential_key
 from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
@@ -30,14 +33,19 @@ from ostiary.web.errors import PageError
 from ostiary.web.reauth import reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
-__all__ = ["router"]
+__all__ = ["PAGE", "router"]
 
 router = APIRouter(tags=["browser"])
 
 PAGE = "/account/security"
 _NO_STORE = {"Cache-Control": "no-store"}
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
-_NOTICES = {"totp_removed": "The authenticator app was removed."}
+_NOTICES = {
+    "totp_removed": "The authenticator app was removed.",
+    "passkey_added": "The passkey was added.",
+    "passkey_renamed": "The passkey was renamed.",
+    "passkey_removed": "The passkey was removed.",
+}
 
 
 def _form_body(*fields: str) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def _reauth_redirect(request: Request, session: Session, user: User) -> Response
 
 @router.get(
     PAGE,
-    summary="Your second factors: authenticator app and recovery codes",
+    summary="Your second factors: passkeys, authenticator app and recovery codes",
     response_class=Response,
     responses={200: _HTML, 303: {"description": "Not signed in: to /login"}},
 )
@@ -104,12 +112,29 @@ async def security_page(request: Request) -> Response:
     if found is None:
         return _redirect(f"/login?next={PAGE}")
     user = found[1]
-    async with runtime_of(request).unit() as unit:
+    rt = runtime_of(request)
+    async with rt.unit() as unit:
         factors = await unit.mfa.factors(user.id)
         pending = not factors.totp and await unit.mfa.pending_totp(user.id, user.email)
+        passkeys = await unit.passkeys.list(user.id)
     notice = _NOTICES.get(request.query_params.get("notice", ""), "")
     return render_form(
-        request, "mfa_security.html", factors=factors, pending=bool(pending), notice=notice
+        request,
+        "mfa_security.html",
+        factors=factors,
+        pending=bool(pending),
+        notice=notice,
+        passkeys=[
+            {
+                "key": credential_key(p.credential_id),
+                "name": p.name,
+                "synced": p.backup_eligible,
+                "created_at": p.created_at,
+                "last_used_at": p.last_used_at,
+            }
+            for p in passkeys
+        ],
+        passkeys_on=rt.relying_party is not None,
     )
 
 

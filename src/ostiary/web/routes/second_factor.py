@@ -1,11 +1,12 @@
-"""A sign-in's second step: the authenticator code, or a recovery code instead.
+"""A sign-in's second step: a passkey, the authenticator code, or a recovery code instead.
 
 After the password (web/routes/browser.py ``login``) a user with an active TOTP factor holds a
 signed, single-use ticket (web/second_step.py) and no session yet. This page asks for the
 code; a correct one starts the session with ``amr`` ``pwd otp mfa`` (RFC 8176 section 2) and
 continues to ``next`` as a one-factor sign-in does. Codes are checked, throttled and audited by
 features/mfa (RFC 6238 section 5.2: a code is accepted once). OWASP ASVS 4.0 V2.8, V4.2.2
-(CSRF on the form), V5.1.5 (``next`` is a local path).
+(CSRF on the form), V5.1.5 (``next`` is a local path). The passkey (WebAuthn) variant of this
+step is web/routes/passkey_sign_in.py; this page offers it to a user who has passkeys.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ostiary.features.accounts.service import AccountError, LoginThrottled
+from ostiary.features.mfa.models import MfaFactors
 from ostiary.features.mfa.service import NotEnrolled
 from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.deps import client_ip, read_form, runtime_of
@@ -91,10 +93,18 @@ def _page(
     *,
     next_path: str,
     method: str,
+    factors: MfaFactors | None = None,
     error: str | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    def url(other: str) -> str:
+        return "/login/second-step?" + urlencode({"next": next_path, "method": other})
+
+    totp = factors is None or factors.totp
+    passkeys = _passkeys_usable(request, factors)
+    others = [m for m in ("passkey", "totp", "recovery") if m != method]
+    others = [m for m in others if (m != "totp" or totp) and (m != "passkey" or passkeys)]
     response = render_form(
         request,
         "second_step.html",
@@ -103,8 +113,8 @@ def _page(
         method=method,
         error=error,
         left=None,
-        other_url="/login/second-step?"
-        + urlencode({"next": next_path, "method": "totp" if method == "recovery" else "recovery"}),
+        # The first other method keeps the id "other-method" (the code / recovery toggle).
+        others=[(m, url(m)) for m in sorted(others, key=lambda m: m == "passkey")],
     )
     response.headers.update(headers or {})
     return response
@@ -121,13 +131,34 @@ async def second_step_page(
 ) -> Response:
     rt = runtime_of(request)
     next_path = safe_local_path(next)
-    if _ticket(rt, request) is None:
+    ticket = _ticket(rt, request)
+    if ticket is None:
         return _back_to_login(rt, next_path)
-    return _page(request, next_path=next_path, method=_method(method))
+    async with rt.unit() as unit:
+        factors = await unit.mfa.factors(ticket.user_id)
+    chosen = _method(method, factors, _passkeys_usable(request, factors))
+    return _page(request, next_path=next_path, method=chosen, factors=factors)
 
 
-def _method(value: str | None) -> str:
-    return "recovery" if value == "recovery" else "totp"
+def _passkeys_usable(request: Request, factors: MfaFactors | None) -> bool:
+    on = runtime_of(request).relying_party is not None
+    return on and factors is not None and factors.passkeys > 0
+
+
+def _method(value: str | None, factors: MfaFactors | None = None, passkeys: bool = False) -> str:
+    """The method asked for if the user has it; else a passkey (phishing-resistant) if they
+    have one, else the authenticator code, else (passkeys only, and they are off on this
+    server) a recovery code."""
+    totp = factors is None or factors.totp
+    if value == "recovery":
+        return "recovery"
+    if value == "passkey" and passkeys:
+        return "passkey"
+    if value == "totp" and totp:
+        return "totp"
+    if passkeys:
+        return "passkey"
+    return "totp" if totp else "recovery"
 
 
 class _TicketSpent(Exception):
@@ -181,6 +212,7 @@ async def second_step(request: Request) -> Response:
     ip = client_ip(request)
     failure: AccountError | None = None
     left: int | None = None
+    factors: MfaFactors | None = None
     try:
         async with rt.unit() as unit:
             user = await unit.accounts.get_cached(ticket.user_id)
@@ -195,6 +227,7 @@ async def second_step(request: Request) -> Response:
                 return _back_to_login(rt, next_path)  # factors reset meanwhile
             except AccountError as exc:  # a wrong code (audited), or throttled
                 failure = exc
+                factors = await unit.mfa.factors(user.id)  # the other methods to offer
             else:
                 methods = await completed_methods(unit, request, ticket, ("otp",))
                 if methods is None or not await unit.spent_tickets.remember(
@@ -210,13 +243,19 @@ async def second_step(request: Request) -> Response:
             request,
             next_path=next_path,
             method=method,
+            factors=factors,
             status_code=429,
             error=str(failure),
             headers={"Retry-After": str(failure.retry_after)},
         )
     if failure is not None:
         return _page(
-            request, next_path=next_path, method=method, status_code=401, error=str(failure)
+            request,
+            next_path=next_path,
+            method=method,
+            factors=factors,
+            status_code=401,
+            error=str(failure),
         )
     response: Response
     if left is None:
