@@ -480,3 +480,56 @@ async def test_an_essential_phishing_resistant_acr_steps_a_password_session_up_w
     answer = await _allow_if_asked(client, await client.get(next_path))
     claims = await _id_claims(client, oauth, answer, verifier)
     assert claims["acr"] == "phrh" and claims["amr"] == ["pwd", "hwk", "mfa"]
+
+
+async def test_a_step_up_is_asked_once_and_offers_only_a_passkey_for_phishing_resistance(
+    app: Any, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    """A session with the authenticator app, asked for ``phrh``: the second-step page offers
+    the passkey alone (a code does not reach the class). The user's passkey may be synced, so
+    the step-up reaches ``phr`` only: the request is not sent round again, an essential one is
+    unmet and a voluntary one goes on with the class achieved."""
+    device = SoftAuthenticator(backup_eligible=True, backup_state=True)
+    user, totp = await _user_with_passkey(app, device, totp=True)
+    assert totp is not None
+
+    async def totp_session() -> None:
+        async with app.state.runtime.unit() as unit:
+            await unit.sessions.revoke_all(user.id, reason="test")
+        client.cookies.clear()
+        clock.advance(timedelta(seconds=30))
+        assert (await sign_in(client, EMAIL)).status_code == 303
+        page = await client.get("/login/second-step?method=totp")
+        code = totp.at(clock.now())
+        done = await client.post(
+            "/login/second-step",
+            data={"code": code, "method": "totp", "csrf_token": csrf_from(page.text)},
+        )
+        assert done.status_code == 303
+        assert await _amrs(app, user.id) == [["pwd", "otp", "mfa"]]
+
+    oauth = await _oauth(app)
+    for claims_request, outcome in (
+        ({"essential": True, "values": ["phrh"]}, "unmet_authentication_requirements"),
+        ({"values": ["phrh"]}, "phr"),
+    ):
+        await totp_session()
+        url, verifier = _authorization_url(
+            oauth, claims=json.dumps({"id_token": {"acr": claims_request}})
+        )
+        location = (await client.get(url)).headers["location"]
+        assert location.startswith("/login/second-step?"), location
+        assert parse_qs(urlsplit(location).query)["acr"] == ["phrh"]
+        step = await client.get(location)
+        assert 'id="use-passkey"' in step.text and 'id="passkey-required"' in step.text
+        assert 'id="other-method"' not in step.text and "recovery" not in step.text
+        next_path = parse_qs(urlsplit(location).query)["next"][0]
+        assert (await _second_step(client, device, next_path=next_path)).status_code == 200
+        assert await _amrs(app, user.id) == [["pwd", "otp", "swk", "mfa"]]
+        back = await _allow_if_asked(client, await client.get(next_path))
+        assert back.status_code == 303 and "second-step" not in back.headers["location"]
+        if outcome.startswith("unmet"):
+            assert parse_qs(urlsplit(back.headers["location"]).query)["error"] == [outcome]
+        else:
+            claims = await _id_claims(client, oauth, back, verifier)
+            assert claims["acr"] == outcome and claims["amr"] == ["pwd", "otp", "swk", "mfa"]

@@ -315,6 +315,12 @@ async def test_pages_say_so_when_the_issuer_cannot_carry_passkeys(
             assert off.status_code == 404 and off.json()["error"] == "passkeys_off"
             off = await c.post("/login/passkey/options", json={}, headers={"X-CSRF-Token": token})
             assert off.status_code == 404
+            # Discovery does not promise the classes only a passkey reaches.
+            metadata = (await c.get("/.well-known/openid-configuration")).json()
+            assert metadata["acr_values_supported"] == [
+                "urn:ostiary:acr:password",
+                "urn:ostiary:acr:mfa",
+            ]
         # A user whose only factor is a passkey registered before the issuer changed: the
         # second step offers the recovery code, not an authenticator code they do not have.
         async with application.state.runtime.unit() as unit:

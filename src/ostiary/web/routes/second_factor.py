@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from ostiary.features.accounts.service import AccountError, LoginThrottled
 from ostiary.features.mfa.models import MfaFactors
 from ostiary.features.mfa.service import NotEnrolled
+from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_PHISHING_RESISTANT_HARDWARE
 from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.pages import render
@@ -97,13 +98,14 @@ def _page(
     error: str | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    passkey_only: bool = False,
 ) -> Response:
     def url(other: str) -> str:
         return "/login/second-step?" + urlencode({"next": next_path, "method": other})
 
     totp = factors is None or factors.totp
     passkeys = _passkeys_usable(request, factors)
-    others = [m for m in ("passkey", "totp", "recovery") if m != method]
+    others = [m for m in ("passkey", "totp", "recovery") if m != method and not passkey_only]
     others = [m for m in others if (m != "totp" or totp) and (m != "passkey" or passkeys)]
     response = render_form(
         request,
@@ -113,6 +115,7 @@ def _page(
         method=method,
         error=error,
         left=None,
+        passkey_only=passkey_only,
         # The first other method keeps the id "other-method" (the code / recovery toggle).
         others=[(m, url(m)) for m in sorted(others, key=lambda m: m == "passkey")],
     )
@@ -127,8 +130,14 @@ def _page(
     responses={200: _HTML, 303: {"description": "No pending sign-in: to /login"}},
 )
 async def second_step_page(
-    request: Request, next: str | None = None, method: str | None = None
+    request: Request,
+    next: str | None = None,
+    method: str | None = None,
+    acr: str | None = None,
 ) -> Response:
+    """``acr``: the class a step-up must reach (web/routes/authorize.py). Only a passkey
+    reaches the phishing-resistant ones, so then only the passkey is offered. (A hint for the
+    page, nothing more: /authorize checks what the session achieved.)"""
     rt = runtime_of(request)
     next_path = safe_local_path(next)
     ticket = _ticket(rt, request)
@@ -136,8 +145,12 @@ async def second_step_page(
         return _back_to_login(rt, next_path)
     async with rt.unit() as unit:
         factors = await unit.mfa.factors(ticket.user_id)
-    chosen = _method(method, factors, _passkeys_usable(request, factors))
-    return _page(request, next_path=next_path, method=chosen, factors=factors)
+    usable = _passkeys_usable(request, factors)
+    passkey_only = usable and acr in (ACR_PHISHING_RESISTANT, ACR_PHISHING_RESISTANT_HARDWARE)
+    chosen = "passkey" if passkey_only else _method(method, factors, usable)
+    return _page(
+        request, next_path=next_path, method=chosen, factors=factors, passkey_only=passkey_only
+    )
 
 
 def _passkeys_usable(request: Request, factors: MfaFactors | None) -> bool:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from ostiary.features.clients.assertions import ASSERTION_ALGS
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.jose import SUPPORTED_ALGS
-from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
+from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_meets
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["discovery"])
@@ -56,10 +56,16 @@ async def jwks(request: Request) -> Response:
 
 
 def discovery_document(
-    issuer: str, *, openid: bool, signing_algs: Sequence[str] = SUPPORTED_ALGS
+    issuer: str,
+    *,
+    openid: bool,
+    signing_algs: Sequence[str] = SUPPORTED_ALGS,
+    passkeys: bool = True,
 ) -> dict[str, Any]:
     """What is implemented, exactly (OIDC Discovery 1.0 section 3, RFC 8414 section 2);
-    ``signing_algs``: the enabled token signing algorithms (OSTIARY_SIGNING_ALGS)."""
+    ``signing_algs``: the enabled token signing algorithms (OSTIARY_SIGNING_ALGS);
+    ``passkeys``: whether this deployment can use them (the phishing-resistant ``acr``
+    classes are reachable only then)."""
     doc: dict[str, Any] = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -124,7 +130,11 @@ def discovery_document(
                     *sorted(RELEASABLE_CLAIMS),
                 ],
                 "prompt_values_supported": ["none", "login", "consent", "select_account"],
-                "acr_values_supported": list(ACR_VALUES_SUPPORTED),
+                "acr_values_supported": [
+                    acr
+                    for acr in ACR_VALUES_SUPPORTED
+                    if passkeys or not acr_meets(acr, ACR_PHISHING_RESISTANT)
+                ],
                 "claims_parameter_supported": True,
                 "request_parameter_supported": False,
                 "request_uri_parameter_supported": False,
@@ -138,13 +148,7 @@ def discovery_document(
     summary="OpenID Provider metadata (OpenID Connect Discovery 1.0)",
 )
 async def openid_configuration(request: Request) -> Response:
-    rt = runtime_of(request)
-    algs = rt.settings.tokens.signing_algs
-    return Response(
-        orjson.dumps(discovery_document(rt.oauth_policy.issuer, openid=True, signing_algs=algs)),
-        media_type="application/json",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+    return _metadata(request)
 
 
 @router.get(
@@ -152,10 +156,20 @@ async def openid_configuration(request: Request) -> Response:
     summary="Authorization server metadata (RFC 8414)",
 )
 async def oauth_metadata(request: Request) -> Response:
+    return _metadata(request)
+
+
+def _metadata(request: Request) -> Response:
+    """One document for both addresses (an OpenID provider's RFC 8414 metadata is the same)."""
     rt = runtime_of(request)
-    algs = rt.settings.tokens.signing_algs
+    doc = discovery_document(
+        rt.oauth_policy.issuer,
+        openid=True,
+        signing_algs=rt.settings.tokens.signing_algs,
+        passkeys=rt.relying_party is not None,
+    )
     return Response(
-        orjson.dumps(discovery_document(rt.oauth_policy.issuer, openid=True, signing_algs=algs)),
+        orjson.dumps(doc),
         media_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
