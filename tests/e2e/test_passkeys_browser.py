@@ -164,3 +164,98 @@ def test_add_a_passkey_then_sign_in_with_it_twice(
         assert errors == []
     finally:
         context.close()
+
+
+def test_an_authlib_client_asking_for_phishing_resistance_steps_up_to_the_passkey(
+    chromium: Any,  # noqa: F811
+    localhost_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 section 5: a relying party (Authlib) asks for ``phrh`` as an essential ``acr``
+    (OIDC Core 5.5.1.1); the user is signed in with the password only (the passkey was added
+    after), so the browser is asked for the passkey alone, and the ID token, verified with
+    joserfc against the JWKS, carries ``phrh`` and ``amr`` pwd hwk mfa."""
+    from authlib.integrations.httpx_client import OAuth2Client
+    from playwright.sync_api import expect
+
+    from tests.e2e.oauth_fixtures import create_clients, decode_verified, fetch_jwks
+
+    server = localhost_server
+    redirect = "http://127.0.0.1:9/rp/callback"  # never reached: the browser's request is caught
+    rp = create_clients(server, rp=["--redirect-uri", redirect])["rp"]
+    name = f"su{secrets.token_hex(2)}"
+    email = server.create_users(name, password=PASSWORD)[name]
+
+    context = chromium.new_context(base_url=server.base_url)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    callbacks: list[str] = []
+
+    def catch(route: Any) -> None:
+        callbacks.append(route.request.url)
+        route.fulfill(status=200, body="back at the relying party")
+
+    page.route("http://127.0.0.1:9/**", catch)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    oauth = OAuth2Client(
+        rp["client_id"],
+        rp["client_secret"],
+        redirect_uri=redirect,
+        scope="openid profile",
+        code_challenge_method="S256",
+    )
+    try:
+        # A password session; the passkey is added after it, so the session has "pwd" only.
+        page.add_init_script(
+            "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+        )
+        page.goto("/login?next=/account/security")
+        page.fill("#email", email)
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.click("#sign-in")
+        page.fill("#passkey-name", "Laptop")
+        page.click("#add-passkey")
+        with page.expect_navigation():
+            page.click("#passkey-codes-done")
+        assert _session_amrs(server, email, monkeypatch) == [["pwd"]]
+
+        verifier = secrets.token_urlsafe(48)
+        url, state = oauth.create_authorization_url(
+            f"{server.base_url}/authorize",
+            code_verifier=verifier,
+            nonce=secrets.token_urlsafe(16),
+            claims='{"id_token": {"acr": {"essential": true, "values": ["phrh"]}}}',
+        )
+        page.goto(url)
+        expect(page).to_have_url(re.compile(r"/login/second-step\?.*acr=phrh"))
+        expect(page.locator("#passkey-required")).to_be_visible()
+        expect(page.locator("#other-method")).to_have_count(0)  # a code would not do
+        page.click("#use-passkey")
+        page.click("#allow")  # the consent page: this relying party is new to the user
+        page.wait_for_url("http://127.0.0.1:9/**")
+        assert len(callbacks) == 1
+        token = oauth.fetch_token(
+            f"{server.base_url}/token", authorization_response=callbacks[0], code_verifier=verifier
+        )
+        _header, claims = decode_verified(token["id_token"], fetch_jwks(server.base_url))
+        assert claims["acr"] == "phrh" and claims["amr"] == ["pwd", "hwk", "mfa"]
+        assert claims["aud"] == rp["client_id"] and state in callbacks[0]
+        assert _session_amrs(server, email, monkeypatch) == [["pwd", "hwk", "mfa"]]
+    finally:
+        oauth.close()
+        context.close()
