@@ -16,12 +16,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ostiary import __version__
-from ostiary.config import Settings
+from ostiary.config import Settings, load_settings
 from ostiary.features.clock import Clock
 from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
+from ostiary.web.logs import configure_logging, stop_logging
 from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
 from ostiary.web.routes import (
     authorize,
@@ -40,7 +41,7 @@ from ostiary.web.routes import (
 )
 from ostiary.web.runtime import Runtime
 
-__all__ = ["DEV_CLIENT_FILE", "create_app"]
+__all__ = ["DEV_CLIENT_FILE", "create_app", "create_worker_app"]
 
 DEV_CLIENT_FILE = "dev-client.json"
 
@@ -190,3 +191,26 @@ def _declare_security_schemes(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``ostiary serve --workers N`` process (uvicorn's factory, run in the
+    worker after it starts): settings from the environment the supervisor passed on, the
+    worker's own log writer, flushed when the app stops, because uvicorn ends a worker by
+    raising SIGTERM again after the graceful shutdown and the process then dies without running
+    exit handlers."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    serving = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with serving(app) as state:
+                yield state
+        finally:
+            stop_logging()
+
+    app.router.lifespan_context = lifespan
+    return app

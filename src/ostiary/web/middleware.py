@@ -18,13 +18,14 @@ logging, which cost up to a third of the throughput of the fast endpoints (bench
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,9 +50,17 @@ def security_headers(issuer: str | None) -> tuple[tuple[bytes, bytes], ...]:
 
 
 class Metrics:
-    """Per-app registry, so several apps in one process (tests) do not collide."""
+    """Per-app registry, so several apps in one process (tests) do not collide.
+
+    Under ``ostiary serve --workers N`` (cli/server.py) each worker process has its own app and
+    its own counters; the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start,
+    so prometheus_client keeps the values in files there (one per process), and a scrape,
+    answered by whichever worker accepts it, sums every worker's (``MultiProcessCollector``;
+    histograms and counters add up across processes, dead ones included).
+    """
 
     def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ostiary_http_requests_total",
@@ -66,9 +75,28 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
-        self.registry.register(_DroppedLogLines())
+        if self.multiprocess_dir is None:
+            self.registry.register(_DroppedLogLines())
+        else:
+            # A collector reads this process's count only; a counter's file is summed.
+            dropped = Counter(
+                "ostiary_log_lines_dropped",
+                "Log lines dropped because stderr stayed blocked or was closed.",
+                registry=self.registry,
+            )
+            logs.on_dropped_lines(dropped.inc)
         # labels() takes a lock and builds a key on every call; the children are reused.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of this app's metrics, or every worker's summed."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
         key = (route, method, status)
