@@ -14,6 +14,7 @@ import orjson
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ostiary import __version__
 from ostiary.config import Settings, load_settings
@@ -23,7 +24,13 @@ from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
 from ostiary.web.logs import configure_logging, stop_logging
-from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
+from ostiary.web.middleware import (
+    BodyTooLarge,
+    Metrics,
+    RequestContextMiddleware,
+    body_too_large,
+    security_headers,
+)
 from ostiary.web.routes import (
     authorize,
     browser,
@@ -41,7 +48,7 @@ from ostiary.web.routes import (
 )
 from ostiary.web.runtime import Runtime
 
-__all__ = ["DEV_CLIENT_FILE", "create_app", "create_worker_app"]
+__all__ = ["DEV_CLIENT_FILE", "OstiaryApp", "create_app", "create_worker_app"]
 
 DEV_CLIENT_FILE = "dev-client.json"
 
@@ -55,8 +62,37 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    """Build the ASGI app; adapters are created here, connections open lazily on first use."""
+class OstiaryApp(FastAPI):
+    """FastAPI with our middlewares and the fast lane in front of it rather than inside.
+
+    ``front`` (set by :func:`create_app`) takes every HTTP request first: request id, access
+    log, metrics, body limit and security headers (web/middleware.py), CORS (web/cors.py), the
+    fast lane (web/fastlane.py), then :meth:`behind_front`, FastAPI's own handling with its
+    middleware stack (ServerErrorMiddleware and the rest) and router. Lifespan events go to
+    FastAPI directly.
+    """
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            scope["app"] = self  # Request.app, as Starlette sets it
+            await front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def behind_front(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, fast_lane: bool = True
+) -> OstiaryApp:
+    """Build the ASGI app; adapters are created here, connections open lazily on first use.
+
+    ``fast_lane=False`` sends the fast-lane endpoints through FastAPI's router too (tests
+    compare the two answers)."""
     runtime = Runtime(settings, clock=clock)
 
     @asynccontextmanager
@@ -92,7 +128,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             await runtime.close()
             log.info("stopped")
 
-    app = FastAPI(
+    app = OstiaryApp(
         title="Ostiary",
         version=__version__,
         summary="Identity and access platform for AI products",
@@ -114,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         session_cookie=settings.sessions.cookie_name,
     )
     install_error_handlers(app)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
     app.include_router(browser.router)
     app.include_router(second_factor.router)
     app.include_router(passkey_sign_in.router)
@@ -149,22 +186,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             if (origin := origin_of(uri)) is not None
         )
 
-    # Innermost of our middlewares, outside FastAPI's: the token, introspection, revocation
-    # and userinfo endpoints are served without FastAPI's routing and request handling. The
-    # lanes take the paths as declared on oauth.router, which is included without a prefix.
-    app.add_middleware(
-        FastLane,
-        lanes=lanes_of(oauth.router.routes),
-        exception_handlers=app.exception_handlers,
-    )
-    app.add_middleware(PublicClientCors, load_origins=public_client_origins)
-    _declare_security_schemes(app)
-    app.add_middleware(
-        RequestContextMiddleware,
+    # In front of FastAPI (OstiaryApp): the token, introspection, revocation and userinfo
+    # endpoints are served without FastAPI's middleware stack, routing and request handling.
+    # The lanes take the paths as declared on oauth.router, which is included without a prefix.
+    inner: ASGIApp = app.behind_front
+    if fast_lane:
+        inner = FastLane(
+            inner, lanes=lanes_of(oauth.router.routes), exception_handlers=app.exception_handlers
+        )
+    app.front = RequestContextMiddleware(
+        PublicClientCors(inner, load_origins=public_client_origins),
         metrics=metrics,
         headers=security_headers(settings.issuer),
         access_log=settings.access_log,
     )
+    _declare_security_schemes(app)
     return app
 
 

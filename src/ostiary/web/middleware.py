@@ -28,11 +28,19 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ostiary.web import logs
 
-__all__ = ["Metrics", "RequestContextMiddleware", "security_headers"]
+__all__ = [
+    "BodyTooLarge",
+    "Metrics",
+    "RequestContextMiddleware",
+    "body_too_large",
+    "security_headers",
+]
 
 log = structlog.get_logger("ostiary.access")
 _access_level = logging.getLogger("ostiary.access")  # asked first: a dropped event is not free
@@ -187,12 +195,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > _MAX_BODY:
-                    raise _BodyTooLarge()
+                    raise BodyTooLarge()
             return message
 
         try:
             await self.app(scope, receive_limited, send_wrapper)
-        except _BodyTooLarge:
+        except BodyTooLarge:  # read before any handler could answer it (see below)
             await _reject_too_large(send, request_id, self.headers)
             status = 413
         finally:
@@ -220,8 +228,17 @@ class RequestContextMiddleware:
         )
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """A body went over 1 MiB while it was read. Raised inside the app (request.body()), it is
+    answered by :func:`body_too_large`, registered as the app's handler for it, so that
+    FastAPI's ServerErrorMiddleware (inside these middlewares) does not take it for a 500."""
+
+
+_TOO_LARGE = b'{"error":"request_too_large","error_description":"body over 1 MiB"}'
+
+
+async def body_too_large(_request: Request, _exc: Exception) -> Response:
+    return Response(_TOO_LARGE, status_code=413, media_type="application/json")
 
 
 async def _reject_too_large(
@@ -241,7 +258,7 @@ async def _reject_too_large(
     await send(
         {
             "type": "http.response.body",
-            "body": b'{"error":"request_too_large","error_description":"body over 1 MiB"}',
+            "body": _TOO_LARGE,
         }
     )
 
