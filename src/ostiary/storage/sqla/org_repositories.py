@@ -72,6 +72,7 @@ class SqlOrgStore:
             "name": org.name,
             "created_at": org.created_at,
             "updated_at": org.updated_at,
+            "require_acr": org.require_acr,
         }
         return await _insert(self._conn, insert(organizations).values(**values))
 
