@@ -8,6 +8,7 @@ level (unique constraints treat NULLs as distinct on PostgreSQL)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
@@ -21,6 +22,7 @@ from ostiary.storage.sqla.tables import (
     group_members,
     groups,
     memberships,
+    org_preferences,
     organizations,
     projects,
     role_assignments,
@@ -82,6 +84,40 @@ class SqlOrgStore:
 
     async def get_org(self, org_id: str) -> Organization | None:
         return await self._org(organizations.c.id == org_id)
+
+    async def update_org(self, org: Organization) -> None:
+        await self._conn.execute(
+            update(organizations)
+            .where(organizations.c.id == org.id)
+            .values(name=org.name, require_acr=org.require_acr, updated_at=org.updated_at)
+        )
+
+    async def orgs_of_user(self, user_id: str) -> list[Organization]:
+        query = (
+            select(organizations)
+            .join(memberships, memberships.c.organization_id == organizations.c.id)
+            .where(memberships.c.user_id == user_id)
+            .order_by(organizations.c.name, organizations.c.id)
+        )
+        return [Organization(**row._mapping) for row in await self._conn.execute(query)]
+
+    async def get_active_org(self, user_id: str) -> str | None:
+        query = select(org_preferences.c.organization_id).where(
+            org_preferences.c.user_id == user_id
+        )
+        row = (await self._conn.execute(query)).first()
+        return str(row[0]) if row else None
+
+    async def set_active_org(self, user_id: str, org_id: str | None, now: datetime) -> None:
+        await self._conn.execute(
+            delete(org_preferences).where(org_preferences.c.user_id == user_id)
+        )
+        if org_id is not None:
+            await self._conn.execute(
+                insert(org_preferences).values(
+                    user_id=user_id, organization_id=org_id, updated_at=now
+                )
+            )
 
     async def get_org_by_slug(self, slug: str) -> Organization | None:
         return await self._org(organizations.c.slug == slug)
