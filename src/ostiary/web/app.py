@@ -32,6 +32,7 @@ from ostiary.web.routes import (
     mfa_settings,
     oauth,
     ops,
+    organizations,
     passkey_sign_in,
     passkeys,
     profile,
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(second_factor.router)
     app.include_router(passkey_sign_in.router)
     app.include_router(profile.router)
+    app.include_router(organizations.router)
     app.include_router(mfa_settings.router)
     app.include_router(passkeys.router)
     app.include_router(credentials.router)
