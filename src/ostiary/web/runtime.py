@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -63,6 +63,7 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
+from ostiary.features.rbac.claims import OrgClaims
 from ostiary.features.rbac.models import Principal
 from ostiary.features.rbac.service import RbacService
 from ostiary.features.retention.service import RetentionRule, RetentionService
@@ -623,6 +624,7 @@ class Unit:
             policy=rt.oauth_policy,
             pepper=rt.token_pepper,
             clock=rt.clock,
+            orgs=self,
         )
         return OAuthService(
             context,
@@ -654,6 +656,15 @@ class Unit:
         rt = self._rt
         return RbacService(
             SqlRbacStore(self.conn), self.orgs, self.audit, rt.clock, rt.permission_cache, self
+        )
+
+    async def org_claims(
+        self, org_id: str, user_id: str, *, roles: bool, amr: list[str]
+    ) -> dict[str, Any] | None:
+        """oauth.OrgDirectory (org-scoped clients' tokens): built only when a grant needs it,
+        so other grants pay nothing for organizations."""
+        return await OrgClaims(self.orgs, self.rbac).org_claims(
+            org_id, user_id, roles=roles, amr=amr
         )
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:

@@ -234,6 +234,8 @@ authorization_codes = Table(
     Column("claims_request", JSON, nullable=True),  # migration 0007
     Column("redirect_uri_sent", Boolean, nullable=False, server_default=false()),
     Index("ix_authorization_codes_expires_at", "expires_at"),  # retention (migration 0008)
+    # An org-scoped client's organization (migration 0015).
+    Column("org_id", String(36), nullable=True),
 )
 
 refresh_families = Table(
@@ -261,6 +263,8 @@ refresh_families = Table(
     Index("ix_refresh_families_user_client", "user_id", "client_id"),
     Index("ix_refresh_families_sid", "sid"),
     Index("ix_refresh_families_expires_at", "expires_at"),  # retention (migration 0008)
+    # An org-scoped client's organization, fixed at the grant (migration 0015).
+    Column("org_id", String(36), nullable=True),
 )
 
 refresh_tokens = Table(

@@ -1,4 +1,5 @@
-"""org_invitations, org_preferences, organizations.require_acr, clients.org_scoped
+"""org_invitations, org_preferences, organizations.require_acr, clients.org_scoped,
+authorization_codes.org_id, refresh_families.org_id
 (issue 12, section 1: invitations by e-mail, the active organization, org-scoped clients, an
 organization's required acr)
 
@@ -77,11 +78,16 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("org_scoped", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    for table in ("authorization_codes", "refresh_families"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column("org_id", sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:
     # Not in a batch: on SQLite a batch copies and drops the table, and with foreign keys on
     # the drop would cascade to every row that references it. SQLite 3.35+ drops in place.
+    op.drop_column("refresh_families", "org_id")
+    op.drop_column("authorization_codes", "org_id")
     op.drop_column("clients", "org_scoped")
     op.drop_column("organizations", "require_acr")
     op.drop_table("org_preferences")
