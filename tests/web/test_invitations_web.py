@@ -209,3 +209,62 @@ async def test_production_without_smtp_refuses_to_mail(app: Any) -> None:
         await app.state.runtime.invite(org, INVITEE, ["member"], actor=None)
     async with app.state.runtime.unit() as unit:
         assert (await unit.invitations.list_invitations(org))[0] == []  # nothing written
+
+
+async def test_an_admin_invites_from_the_account_page(dev_app: Any) -> None:
+    org, owner, invitee = await _setup(dev_app)
+    async with dev_app.state.runtime.unit() as unit:
+        plain = await unit.accounts.create_user("plain@example.com", PASSWORD)
+        await unit.orgs.add_member(org, plain.id, actor=None)
+        await unit.rbac.assign(org, ("user", plain.id), "member", actor=None)
+    transport = httpx.ASGITransport(app=dev_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as admin:
+        await sign_in(admin, "owner@example.com")
+        page = await admin.get("/account/organizations")
+        assert 'class="invite-form"' in page.text
+        csrf = csrf_from(page.text)
+        action = f"/account/organizations/{org}/invitations"
+        sent = await admin.post(
+            action, data={"csrf_token": csrf, "email": INVITEE, "role": "admin"}
+        )
+        assert sent.status_code == 303 and sent.headers["location"].endswith("notice=invited")
+        for bad in ({"email": INVITEE, "role": "owner"}, {"email": INVITEE, "role": "x"}):
+            refused = await admin.post(action, data={"csrf_token": csrf, **bad})
+            assert refused.status_code == 400
+        invalid = await admin.post(
+            action, data={"csrf_token": csrf, "email": "not an address", "role": "member"}
+        )
+        assert invalid.status_code == 400 and "valid e-mail" in invalid.text
+        stranger = await admin.post(
+            "/account/organizations/00000000-0000-0000-0000-000000000000/invitations",
+            data={"csrf_token": csrf, "email": INVITEE, "role": "member"},
+        )
+        assert stranger.status_code == 404
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as member:
+        await sign_in(member, "plain@example.com")
+        page = await member.get("/account/organizations")
+        assert 'class="invite-form"' not in page.text
+        forbidden = await member.post(
+            f"/account/organizations/{org}/invitations",
+            data={"csrf_token": csrf_from(page.text), "email": "x@example.com", "role": "member"},
+        )
+        assert forbidden.status_code == 403 and "members:manage" in forbidden.text
+    [message] = dev_app.state.runtime.dev_outbox.messages()
+    assert message.message.to == INVITEE and "Olive invited you" in message.message.text
+    async with dev_app.state.runtime.unit() as unit:
+        [pending] = (await unit.invitations.list_invitations(org, status="pending"))[0]
+        assert pending.roles == ("admin",) and pending.inviter_id == owner.id
+        assert pending.email == invitee.email
+
+
+async def test_the_invite_form_says_when_no_mail_can_be_sent(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    org, _, _ = await _setup(app)
+    await sign_in(client, "owner@example.com")
+    page = await client.get("/account/organizations")
+    refused = await client.post(
+        f"/account/organizations/{org}/invitations",
+        data={"csrf_token": csrf_from(page.text), "email": INVITEE, "role": "member"},
+    )
+    assert refused.status_code == 503 and "cannot send e-mail" in refused.text

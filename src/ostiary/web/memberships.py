@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ostiary.features.orgs.models import NotFound
+from ostiary.features.rbac.service import allows
 from ostiary.web.runtime import Unit
 
 __all__ = ["org_rows"]
@@ -31,6 +32,10 @@ async def org_rows(unit: Unit, user_id: str) -> list[dict[str, Any]]:
                 "org": org,
                 "roles": sorted(set(names)),
                 "active": active is not None and active.id == org.id,
+                "can_invite": allows(
+                    await unit.rbac.effective_permissions(org.id, "user", user_id),
+                    "members:manage",
+                ),
             }
         )
     return rows

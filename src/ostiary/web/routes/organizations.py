@@ -23,7 +23,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ostiary.features.accounts.models import User
 from ostiary.features.invitations.models import InvitationGone, WrongInvitee
-from ostiary.features.orgs.models import Conflict, LastOwner, NotAMember, NotFound, TenancyError
+from ostiary.features.mail.models import MailNotConfigured
+from ostiary.features.orgs.models import (
+    Conflict,
+    Forbidden,
+    LastOwner,
+    NotAMember,
+    NotFound,
+    TenancyError,
+)
 from ostiary.protocol.masking import mask_email
 from ostiary.web.deps import read_form, runtime_of
 from ostiary.web.errors import PageError
@@ -40,6 +48,8 @@ _TOKEN = re.compile(r"ost_inv_[A-Za-z0-9_-]{20,100}")
 _ORG_ID = re.compile(r"[0-9a-f-]{36}")
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 _NO_STORE = {"Cache-Control": "no-store"}
+# The roles the invitation form offers (owners are made with the CLI or the management API).
+_INVITABLE = ("reader", "member", "admin")
 
 
 def _form_body(*fields: str) -> dict[str, Any]:
@@ -262,6 +272,50 @@ async def leave(request: Request, org_id: str) -> Response:
     except (NotAMember, NotFound):
         raise PageError(404, "You are not a member of that organization.") from None
     return _redirect("/account/organizations?notice=left")
+
+
+@router.post(
+    "/account/organizations/{org_id}/invitations",
+    summary="Invite someone to an organization by e-mail (members:manage)",
+    response_class=Response,
+    openapi_extra=_form_body("email", "role"),
+    responses={
+        **FORM_ERRORS,
+        303: {"description": "Invited"},
+        404: _HTML,
+        503: {"description": "No mail server configured", **_HTML},
+    },
+)
+async def invite(request: Request, org_id: str) -> Response:
+    form, user = await _signed_in_form(request)
+    if not _ORG_ID.fullmatch(org_id):
+        raise PageError(404, "You are not a member of that organization.")
+    role = form.get("role", "")
+    if role not in _INVITABLE:
+        raise PageError(400, "Choose one of the roles offered.")
+    rt = runtime_of(request)
+    try:
+        result = await rt.invite(org_id, form.get("email", ""), [role], actor=user.id)
+    except MailNotConfigured:
+        raise PageError(
+            503, "This server cannot send e-mail (no mail server is configured)."
+        ) from None
+    except NotFound:
+        raise PageError(404, "You are not a member of that organization.") from None
+    except TenancyError as exc:
+        async with rt.unit() as unit:
+            rows = await org_rows(unit, user.id)
+        status = 403 if isinstance(exc, Forbidden) else 400
+        return render_form(
+            request,
+            "account_organizations.html",
+            status_code=status,
+            rows=rows,
+            notice="",
+            error=exc.message,
+        )
+    notice = "invited" if result.mail == "sent" else "invite_unsent"
+    return _redirect(f"/account/organizations?notice={notice}")
 
 
 # -- the dev outbox ----------------------------------------------------------------------------
