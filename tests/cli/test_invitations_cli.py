@@ -136,3 +136,21 @@ def test_invite_with_smtp_mails_the_link_and_does_not_print_it(env: dict[str, st
     assert "http://127.0.0.1:8000/invitations/ost_inv_" in body.get_payload(decode=True).decode()
     listed = _json(env, "orgs", "invitations", "list", "inv", "--status", "pending")
     assert [i["mail_status"] for i in listed["items"] if i["email"] == "m@example.com"] == ["sent"]
+
+
+def test_clients_create_and_update_org_scoped(env: dict[str, str]) -> None:
+    made = _json(
+        env, "clients", "create", "--name", "Console", "--redirect-uri", "https://c.example/cb",
+        "--scope", "openid", "--scope", "roles", "--org-scoped",
+    )  # fmt: skip
+    assert made["org_scoped"] is True and made["scopes"] == ["openid", "roles"]
+    plain = _json(
+        env, "clients", "create", "--name", "Plain", "--redirect-uri", "https://p.example/cb"
+    )
+    assert plain["org_scoped"] is False
+    off = _json(env, "clients", "update", made["client_id"], "--not-org-scoped")
+    assert off["org_scoped"] is False and off["scopes"] == ["openid", "roles"]
+    on = _json(env, "clients", "update", plain["client_id"], "--org-scoped")
+    assert on["org_scoped"] is True
+    kept = _json(env, "clients", "update", plain["client_id"], "--name", "Renamed")
+    assert kept["org_scoped"] is True and kept["name"] == "Renamed"
