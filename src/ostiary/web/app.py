@@ -29,6 +29,7 @@ from ostiary.web.routes import (
     credentials,
     demo,
     docs,
+    email_verification,
     mfa_settings,
     oauth,
     ops,
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(passkey_sign_in.router)
     app.include_router(profile.router)
     app.include_router(organizations.router)
+    app.include_router(email_verification.router)
     app.include_router(mfa_settings.router)
     app.include_router(passkeys.router)
     app.include_router(credentials.router)

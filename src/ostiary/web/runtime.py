@@ -9,7 +9,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
 password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
 ceremony's challenge state, web/webauthn_state.py), ``invitation`` (HMAC key of stored
-invitation tokens, features/invitations).
+invitation tokens, features/invitations), ``email-verification`` (MAC of the links that
+verify a changed e-mail address, web/email_links.py).
 
 Mail (features/mail): SMTP when OSTIARY_SMTP_HOST is set; otherwise, in dev mode, an in-memory
 outbox (``dev_outbox``, shown at /dev/mail); otherwise none, and inviting by e-mail is refused.
@@ -26,6 +27,7 @@ could recompute from the old rows and cache them as current.
 from __future__ import annotations
 
 import asyncio
+import html
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import structlog
 
@@ -49,7 +52,7 @@ from ostiary.features.clock import Clock, SystemClock
 from ostiary.features.invitations.models import Invitation, IssuedInvitation
 from ostiary.features.invitations.service import InvitationService
 from ostiary.features.keys.service import KeyService, SignerCache
-from ostiary.features.mail.models import MailError, MailNotConfigured
+from ostiary.features.mail.models import MailError, MailMessage, MailNotConfigured
 from ostiary.features.mail.ports import Mailer
 from ostiary.features.mfa.passkeys import PasskeyService, RelyingParty
 from ostiary.features.mfa.service import MfaKeys, MfaService
@@ -70,6 +73,7 @@ from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
+from ostiary.protocol.masking import mask_email
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
 from ostiary.storage.mail.outbox import DevOutbox
@@ -115,6 +119,7 @@ from ostiary.storage.sqla.tables import (
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
+from ostiary.web.email_links import EmailLinks
 from ostiary.web.second_step import SecondStepTickets
 from ostiary.web.webauthn_state import CeremonyStates
 
@@ -201,6 +206,7 @@ class Runtime:
         self.second_step = SecondStepTickets(derive_key(secret, "ostiary/second-step"))
         self.webauthn_states = CeremonyStates(derive_key(secret, "ostiary/webauthn-ceremony"))
         self.invitation_pepper = derive_key(secret, "ostiary/invitation")
+        self.email_links = EmailLinks(derive_key(secret, "ostiary/email-verification"))
         self.mailer, self.dev_outbox = build_mailer(settings, self.clock)
         webauthn = settings.webauthn
         # None: passkeys are off (settings.webauthn_off says why; the pages say so).
@@ -421,6 +427,44 @@ class Runtime:
         async with self.unit() as unit:
             await unit.invitations.mail_sent(invitation, actor=actor, error=error)
         return InviteResult(invitation, link, "failed" if error else "sent", error)
+
+    async def send_email_verification(self, user_id: str, email: str) -> str:
+        """Mail ``email`` a link that verifies it (web/email_links.py), with no transaction
+        open; the outcome is audited. ``sent``, ``failed`` or ``not_sent`` (no mailer)."""
+        if self.mailer is None:
+            return "not_sent"
+        token = self.email_links.issue(user_id, email, self.clock.now())
+        link = f"{self.oauth_policy.issuer}/account/email/verify?{urlencode({'token': token})}"
+        message = MailMessage(
+            to=email,
+            subject="Confirm your e-mail address",
+            text=(
+                "Open this link, signed in to your account, to confirm that this address is "
+                f"yours:\n{link}\n\nThe link works for 24 hours. If you did not change your "
+                "e-mail address, ignore this message and check your account.\n"
+            ),
+            html=(
+                "<p>Open this link, signed in to your account, to confirm that this address "
+                f'is yours:</p><p><a href="{html.escape(link)}">Confirm my e-mail address</a>'
+                "</p><p>The link works for 24 hours. If you did not change your e-mail "
+                "address, ignore this message and check your account.</p>"
+            ),
+        )
+        error: str | None = None
+        try:
+            await self.mailer.send(message)
+        except MailError as exc:
+            error = str(exc)
+            log.warning("email_verification_mail_failed", error=error)
+        async with self.unit() as unit:
+            await unit.audit.record(
+                "account.email.verification_mail",
+                "failure" if error else "success",
+                actor=user_id,
+                target=user_id,
+                details={"email": mask_email(email), **({"reason": error} if error else {})},
+            )
+        return "failed" if error else "sent"
 
     async def ensure_signing_key(self, interval: float = 1.0) -> None:
         """Create a first signing key for each enabled algorithm that has no usable one
