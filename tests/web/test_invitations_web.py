@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from ostiary.storage.sqla.tables import audit_events
 from tests.conftest import Backend, make_settings
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
@@ -249,6 +251,19 @@ async def test_an_admin_invites_from_the_account_page(dev_app: Any) -> None:
             data={"csrf_token": csrf_from(page.text), "email": "x@example.com", "role": "member"},
         )
         assert forbidden.status_code == 403 and "members:manage" in forbidden.text
+    async with dev_app.state.runtime.unit() as unit:
+        refusals = (
+            await unit.conn.execute(
+                select(audit_events).where(
+                    audit_events.c.action == "org.invitation.create",
+                    audit_events.c.outcome == "failure",
+                )
+            )
+        ).all()
+    assert {(r.actor, r.details["code"]) for r in refusals} == {
+        (owner.id, "invalid"),
+        (plain.id, "forbidden"),
+    }
     [message] = dev_app.state.runtime.dev_outbox.messages()
     assert message.message.to == INVITEE and "Olive invited you" in message.message.text
     async with dev_app.state.runtime.unit() as unit:

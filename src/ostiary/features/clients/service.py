@@ -244,7 +244,12 @@ class ClientService:
             "success",
             actor=actor,
             target=client.client_id,
-            details={"type": client.client_type, "auth_method": method, "pkce": client.pkce},
+            details={
+                "type": client.client_type,
+                "auth_method": method,
+                "pkce": client.pkce,
+                "org_scoped": client.org_scoped,
+            },
         )
         return client, secret
 

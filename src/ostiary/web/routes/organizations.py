@@ -302,8 +302,15 @@ async def invite(request: Request, org_id: str) -> Response:
         ) from None
     except NotFound:
         raise PageError(404, "You are not a member of that organization.") from None
-    except TenancyError as exc:
+    except TenancyError as exc:  # nothing was written: record the refusal
         async with rt.unit() as unit:
+            await unit.audit.record(
+                "org.invitation.create",
+                "failure",
+                actor=user.id,
+                target=org_id,
+                details={"organization_id": org_id, "code": exc.code},
+            )
             rows = await org_rows(unit, user.id)
         status = 403 if isinstance(exc, Forbidden) else 400
         return render_form(
