@@ -73,3 +73,21 @@ async def test_require_acr_is_one_of_the_supported_classes(runtime: Any) -> None
         assert (renamed.name, renamed.require_acr) == ("Stricter", "urn:ostiary:acr:mfa")
         cleared = await unit.orgs.update(org.id, require_acr=None, actor=None)
         assert cleared.require_acr is None
+
+
+async def test_concurrent_choices_of_the_active_organization_never_fail(runtime: Any) -> None:
+    import asyncio
+
+    async with runtime.unit() as unit:
+        user = await _user(unit)
+        orgs = [(await unit.orgs.create(f"Choice {n}", actor=None)).id for n in range(3)]
+        for org in orgs:
+            await unit.orgs.add_member(org, user, actor=None)
+
+    async def choose(org: str) -> None:
+        async with runtime.unit() as unit:
+            await unit.orgs.set_active_org(user, org)
+
+    await asyncio.wait_for(asyncio.gather(*(choose(o) for o in orgs * 2)), timeout=30)
+    async with runtime.unit() as unit:
+        assert (await unit.orgs.active_org(user)).id in orgs

@@ -109,15 +109,16 @@ class SqlOrgStore:
         return str(row[0]) if row else None
 
     async def set_active_org(self, user_id: str, org_id: str | None, now: datetime) -> None:
-        await self._conn.execute(
-            delete(org_preferences).where(org_preferences.c.user_id == user_id)
-        )
-        if org_id is not None:
-            await self._conn.execute(
-                insert(org_preferences).values(
-                    user_id=user_id, organization_id=org_id, updated_at=now
-                )
-            )
+        mine = org_preferences.c.user_id == user_id
+        if org_id is None:
+            await self._conn.execute(delete(org_preferences).where(mine))
+            return
+        change = update(org_preferences).where(mine).values(organization_id=org_id, updated_at=now)
+        if (await self._conn.execute(change)).rowcount:
+            return
+        row = {"user_id": user_id, "organization_id": org_id, "updated_at": now}
+        if not await _insert(self._conn, insert(org_preferences).values(**row)):
+            await self._conn.execute(change)  # a concurrent choice inserted first: ours wins
 
     async def get_org_by_slug(self, slug: str) -> Organization | None:
         return await self._org(organizations.c.slug == slug)
