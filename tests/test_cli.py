@@ -175,6 +175,8 @@ def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
             "refresh_families": 0,
             "client_assertions": 0,
             "totp_enrollments": 0,
+            "invitations": 0,
+            "ended_invitations": 0,
             "sessions": 0,
         }
     }

@@ -185,6 +185,20 @@ class Settings(BaseSettings):
     # ids this often (features/retention); 0: never (run `ostiary purge` from a scheduler).
     purge_interval_seconds: int = Field(default=900, ge=0, le=86400)
 
+    # Outgoing mail (invitations): an SMTP server. Unset host: `ostiary dev` keeps messages
+    # in an in-memory outbox shown at /dev/mail; production refuses to invite by e-mail.
+    smtp_host: str | None = Field(default=None, max_length=253)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # starttls (RFC 3207, port 587), tls (implicit TLS, RFC 8314, port 465) or none (a local
+    # relay only).
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = Field(default="Ostiary <no-reply@localhost>", max_length=320)
+    smtp_timeout_seconds: int = Field(default=20, ge=1, le=300)
+    # How long an invitation's link can be used (default 7 days).
+    invitation_ttl_seconds: int = Field(default=7 * 86400, ge=300, le=90 * 86400)
+
     # `ostiary serve` refuses an http:// issuer on a host that is not loopback (passwords,
     # codes and tokens in clear text, RFC 9700 section 2.6 / OAuth 2.1 section 1.5) unless
     # this is set, e.g. for a closed test network.

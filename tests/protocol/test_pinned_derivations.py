@@ -46,6 +46,12 @@ PINNED_KEYS = {
     "ostiary/webauthn-ceremony": (
         "828ede62a6ca956459fcf813a8218eae2d7acd7f053c845412930f1366206c2b"
     ),
+    # Pinned on 2026-12-03: the HMAC key of stored invitation tokens (features/invitations).
+    "ostiary/invitation": "0b52ce25899cbadaed95e51c2357037b8215ada465ac370a10a49944b9423c44",
+    # Pinned on 2026-12-03: the MAC of the links that verify a changed e-mail address.
+    "ostiary/email-verification": (
+        "444288f09ee02c03834c3fc3df06658c10d72b5d35b06ab1a1f4f2ab670a6add"
+    ),
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

@@ -32,6 +32,7 @@ def _client_dict(client: Any) -> dict[str, Any]:
         "access_token_signed_response_alg": client.access_token_signed_response_alg,
         "first_party": client.first_party,
         "pkce": client.pkce,
+        "org_scoped": client.org_scoped,
         "access_token_ttl": client.access_token_ttl,
         "id_token_ttl": client.id_token_ttl,
         "refresh_token_ttl": client.refresh_token_ttl,
@@ -109,6 +110,14 @@ def clients_create(
         bool, typer.Option("--first-party", help="Trusted: users are not asked to consent.")
     ] = False,
     pkce: Annotated[str | None, typer.Option("--pkce", help=_PKCE_HELP)] = None,
+    org_scoped: Annotated[
+        bool,
+        typer.Option(
+            "--org-scoped",
+            help="Tokens carry the user's active organization (org_id), and with the roles "
+            "scope its org_roles and permissions.",
+        ),
+    ] = False,
     jwks_file: Annotated[
         Path | None,
         typer.Option(
@@ -191,6 +200,7 @@ def clients_create(
         pkce=pkce,
         id_token_signed_response_alg=id_token_alg,
         access_token_signed_response_alg=access_token_alg,
+        org_scoped=org_scoped,
     )
 
     async def work(rt: Any) -> Any:
@@ -348,6 +358,14 @@ def clients_update(
         bool | None,
         typer.Option("--first-party/--third-party", help="Whether users are asked to consent."),
     ] = None,
+    org_scoped: Annotated[
+        bool | None,
+        typer.Option(
+            "--org-scoped/--not-org-scoped",
+            help="Whether tokens carry the user's active organization (and roles with the "
+            "roles scope).",
+        ),
+    ] = None,
     access_token_ttl: Annotated[
         int | None, typer.Option("--access-token-ttl", min=0, help="Seconds; 0: global default.")
     ] = None,
@@ -388,6 +406,7 @@ def clients_update(
         id_token_alg=id_token_alg,
         access_token_alg=access_token_alg,
         first_party=first_party,
+        org_scoped=org_scoped,
         clear_ttls=frozenset(k for k, v in ttls.items() if v == 0),
         **{k: v or None for k, v in ttls.items()},
     )

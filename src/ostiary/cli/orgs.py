@@ -1,5 +1,6 @@
-"""``ostiary orgs``: organizations, their projects and members (issue 12). ORG is an id or a
-slug; the CLI acts as the operator (audited with no actor) and needs no permission."""
+"""``ostiary orgs``: organizations, their projects, members and invitations (issue 12). ORG is
+an id or a slug; the CLI acts as the operator (audited with no actor) and needs no
+permission."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def org_dict(org: Any) -> dict[str, Any]:
         "name": org.name,
         "created_at": org.created_at.isoformat(),
         "updated_at": org.updated_at.isoformat(),
+        "require_acr": org.require_acr,
     }
 
 
@@ -292,3 +294,210 @@ def members_set_roles(
         return
     roles = ", ".join(r["role"] for r in data["roles"]) or "no roles"
     typer.echo(f"{data['email']}: {roles}")
+
+
+# -- settings, invitations -------------------------------------------------------------------
+
+invitations_app = typer.Typer(help="Invitations by e-mail.", no_args_is_help=True)
+app.add_typer(invitations_app, name="invitations")
+
+
+@app.command("update")
+def orgs_update(
+    org: OrgArg,
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    require_acr: Annotated[
+        str | None,
+        typer.Option(
+            "--require-acr",
+            help="urn:ostiary:acr:mfa, phr, phrh (or 'none'): the sign-in class org-scoped "
+            "clients need for this organization.",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Rename an organization or set the acr its members must reach for org-scoped clients."""
+    from ostiary.features.orgs.service import UNCHANGED
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        acr: Any = UNCHANGED
+        if require_acr is not None:
+            acr = None if require_acr.lower() == "none" else require_acr
+        return await unit.orgs.update(found.id, name=name, require_acr=acr, actor=None)
+
+    updated = run_tenancy(load(), work, json)
+    if json:
+        print_json(org_dict(updated))
+        return
+    typer.echo(
+        f"updated {updated.slug}: name {updated.name!r}, "
+        f"require-acr {updated.require_acr or 'none'}"
+    )
+
+
+def invitation_dict(invitation: Any, now: Any = None) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    return {
+        "id": invitation.id,
+        "organization_id": invitation.organization_id,
+        "email": invitation.email,
+        "roles": list(invitation.roles),
+        "inviter_id": invitation.inviter_id,
+        "status": invitation.status,
+        "state": invitation.state(now or datetime.now(UTC)),
+        "mail_status": invitation.mail_status,
+        "created_at": invitation.created_at.isoformat(),
+        "expires_at": invitation.expires_at.isoformat(),
+        "ended_at": invitation.ended_at.isoformat() if invitation.ended_at else None,
+        "accepted_by": invitation.accepted_by,
+    }
+
+
+def _run_invite(work: Any, json: bool, action: str) -> Any:
+    """Run a runtime-level invitation command (two transactions and a mail between them):
+    refusals exit 1 as ``run_tenancy``'s do, audited as failures of ``action``."""
+    from ostiary.cli._common import fail, run
+    from ostiary.features.mail.models import MailError
+    from ostiary.features.orgs.models import TenancyError
+
+    async def attempt(rt: Any) -> Any:
+        try:
+            return await work(rt)
+        except TenancyError as exc:
+            async with rt.unit() as unit:
+                await unit.audit.record(
+                    action, "failure", details={"code": exc.code, "reason": exc.message[:200]}
+                )
+            raise
+
+    try:
+        return run(load(), attempt)
+    except TenancyError as exc:
+        if json:
+            print_json({"error": exc.code, "message": exc.message})
+            raise typer.Exit(1) from None
+        fail(f"{exc.message} ({exc.code})", 1)
+    except MailError as exc:
+        if json:
+            print_json({"error": "mail_not_configured", "message": str(exc)})
+            raise typer.Exit(1) from None
+        fail(str(exc), 1)
+
+
+def _print_invite(result: Any, json: bool) -> None:
+    data = invitation_dict(result.invitation)
+    data["mail"] = result.mail
+    if result.mail != "sent":
+        data["link"] = result.link
+    if result.error:
+        data["mail_error"] = result.error
+    if json:
+        print_json(data)
+        return
+    invitation = result.invitation
+    typer.echo(f"invited {invitation.email} ({invitation.id}), expires {invitation.expires_at}")
+    if result.mail == "sent":
+        typer.echo("the invitation was sent by e-mail")
+        return
+    if result.mail == "failed":
+        typer.echo(f"sending failed: {result.error}; re-send with `orgs invitations resend`")
+    else:
+        typer.echo("no mail server is configured (OSTIARY_SMTP_HOST): give the invitee this link")
+    typer.echo(result.link)
+
+
+@app.command("invite")
+def orgs_invite(
+    org: OrgArg,
+    email: Annotated[str, typer.Option("--email", help="The address to invite.")],
+    role: RolesOpt,
+    json: JsonOpt = False,
+) -> None:
+    """Invite an e-mail address with roles (at least one). The link is mailed when
+    OSTIARY_SMTP_HOST is set, and printed otherwise; re-inviting revokes the earlier one."""
+    if not role:
+        from ostiary.cli._common import fail
+
+        fail("give at least one --role (owner, admin, member, reader or a custom role)", 1)
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            found = await unit.orgs.resolve(org)
+        send = bool(rt.settings.smtp_host)  # a CLI process's dev outbox is nobody's inbox
+        return await rt.invite(found.id, email, list(role), actor=None, send=send)
+
+    _print_invite(_run_invite(work, json, "cli.orgs_invite"), json)
+
+
+@invitations_app.command("list")
+def invitations_list(
+    org: OrgArg,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, accepted or revoked.")
+    ] = None,
+    limit: LimitOpt = 100,
+    cursor: CursorOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List an organization's invitations, oldest first."""
+    from ostiary.features.orgs.models import InvalidInput
+
+    async def work(unit: Any) -> Any:
+        if status not in (None, "pending", "accepted", "revoked"):
+            raise InvalidInput("status must be pending, accepted or revoked")
+        found = await unit.orgs.resolve(org)
+        return await unit.invitations.list_invitations(
+            found.id, status=status, limit=limit, cursor=cursor
+        )
+
+    items, next_cursor = run_tenancy(load(), work, json)
+    rows = [invitation_dict(i) for i in items]
+    if json:
+        print_json({"items": rows, "next_cursor": next_cursor})
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['id']}  {row['email']:<40} {row['state']:<9} mail {row['mail_status']:<7}"
+            f" {', '.join(row['roles'])}"
+        )
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
+
+
+@invitations_app.command("revoke")
+def invitations_revoke(
+    org: OrgArg,
+    invitation_id: Annotated[str, typer.Argument(metavar="ID", help="The invitation's id.")],
+    json: JsonOpt = False,
+) -> None:
+    """Withdraw a pending invitation: its link stops working."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.invitations.revoke(found.id, invitation_id, actor=None)
+
+    revoked = run_tenancy(load(), work, json)
+    if json:
+        print_json(invitation_dict(revoked))
+        return
+    typer.echo(f"revoked the invitation of {revoked.email}")
+
+
+@invitations_app.command("resend")
+def invitations_resend(
+    org: OrgArg,
+    invitation_id: Annotated[str, typer.Argument(metavar="ID", help="The invitation's id.")],
+    json: JsonOpt = False,
+) -> None:
+    """Issue a new link for a pending invitation (the old link stops working) and mail it,
+    or print it when no mail server is configured."""
+
+    async def work(rt: Any) -> Any:
+        async with rt.unit() as unit:
+            found = await unit.orgs.resolve(org)
+        send = bool(rt.settings.smtp_host)
+        return await rt.resend_invitation(found.id, invitation_id, actor=None, send=send)
+
+    _print_invite(_run_invite(work, json, "cli.invitations_resend"), json)

@@ -37,9 +37,11 @@ from ostiary.web.routes import (
     credentials,
     demo,
     docs,
+    email_verification,
     mfa_settings,
     oauth,
     ops,
+    organizations,
     passkey_sign_in,
     passkeys,
     profile,
@@ -155,6 +157,8 @@ def create_app(
     app.include_router(second_factor.router)
     app.include_router(passkey_sign_in.router)
     app.include_router(profile.router)
+    app.include_router(organizations.router)
+    app.include_router(email_verification.router)
     app.include_router(mfa_settings.router)
     app.include_router(passkeys.router)
     app.include_router(credentials.router)

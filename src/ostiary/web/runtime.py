@@ -8,7 +8,14 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
 password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
-ceremony's challenge state, web/webauthn_state.py).
+ceremony's challenge state, web/webauthn_state.py), ``invitation`` (HMAC key of stored
+invitation tokens, features/invitations), ``email-verification`` (MAC of the links that
+verify a changed e-mail address, web/email_links.py).
+
+Mail (features/mail): SMTP when OSTIARY_SMTP_HOST is set; otherwise, in dev mode, an in-memory
+outbox (``dev_outbox``, shown at /dev/mail); otherwise none, and inviting by e-mail is refused.
+An invitation is created and committed first, its mail sent with no transaction open, and the
+outcome recorded in a second transaction (``Runtime.invite``).
 
 Effective permissions (features/rbac) are cached per node in ``permission_cache``; a change
 invalidates what it touches on every node through the revocation fan-out: an ``rbac`` row in
@@ -20,12 +27,15 @@ could recompute from the old rows and cache them as current.
 from __future__ import annotations
 
 import asyncio
+import html
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import structlog
 
@@ -39,7 +49,11 @@ from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
 from ostiary.features.clients.service import ClientCache, ClientService
 from ostiary.features.clock import Clock, SystemClock
+from ostiary.features.invitations.models import Invitation, IssuedInvitation
+from ostiary.features.invitations.service import InvitationService
 from ostiary.features.keys.service import KeyService, SignerCache
+from ostiary.features.mail.models import MailError, MailMessage, MailNotConfigured
+from ostiary.features.mail.ports import Mailer
 from ostiary.features.mfa.passkeys import PasskeyService, RelyingParty
 from ostiary.features.mfa.service import MfaKeys, MfaService
 from ostiary.features.oauth.directory import AccountDirectory
@@ -52,14 +66,18 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
+from ostiary.features.rbac.claims import OrgClaims
 from ostiary.features.rbac.models import Principal
 from ostiary.features.rbac.service import RbacService
 from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
+from ostiary.protocol.masking import mask_email
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
+from ostiary.storage.mail.outbox import DevOutbox
+from ostiary.storage.mail.smtp import SmtpMailer, SmtpSettings
 from ostiary.storage.sqla.engine import (
     ExternalWrites,
     WalCheckpointer,
@@ -68,6 +86,7 @@ from ostiary.storage.sqla.engine import (
     pool_capacity,
     unit_engine,
 )
+from ostiary.storage.sqla.invitation_repositories import SqlInvitationStore
 from ostiary.storage.sqla.mfa_repositories import (
     SqlPasskeyStore,
     SqlRecoveryCodeStore,
@@ -92,6 +111,7 @@ from ostiary.storage.sqla.retention import SqlExpiredRows
 from ostiary.storage.sqla.tables import (
     authorization_codes,
     client_assertions,
+    org_invitations,
     refresh_families,
     revocations,
     sessions,
@@ -99,6 +119,7 @@ from ostiary.storage.sqla.tables import (
 )
 from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
+from ostiary.web.email_links import EmailLinks
 from ostiary.web.second_step import SecondStepTickets
 from ostiary.web.webauthn_state import CeremonyStates
 
@@ -107,12 +128,47 @@ if TYPE_CHECKING:
 
     from ostiary.storage.redis.revocations import RedisRevocationBus
 
-__all__ = ["AccountView", "Runtime", "Unit"]
+__all__ = ["AccountView", "InviteResult", "Runtime", "Unit"]
 
 # What the account page lists for a user: sessions (newest first) and consents.
 AccountView = tuple[list[Session], list[Consent]]
 
 log = structlog.get_logger("ostiary.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class InviteResult:
+    """An invitation just issued: its accept link (to show when no mail went out) and what
+    became of its message: ``sent``, ``failed`` (``error`` says why; re-send it) or
+    ``not_sent`` (the caller asked for none)."""
+
+    invitation: Invitation
+    link: str
+    mail: str
+    error: str | None = None
+
+
+def build_mailer(settings: Settings, clock: Clock) -> tuple[Mailer | None, DevOutbox | None]:
+    """SMTP when a host is set; the dev outbox in dev mode; otherwise none."""
+    if settings.smtp_host:
+        return (
+            SmtpMailer(
+                SmtpSettings(
+                    host=settings.smtp_host,
+                    port=settings.smtp_port,
+                    sender=settings.smtp_from,
+                    security=settings.smtp_security,
+                    username=settings.smtp_username,
+                    password=settings.smtp_password,
+                    timeout=float(settings.smtp_timeout_seconds),
+                )
+            ),
+            None,
+        )
+    if settings.dev_mode:
+        outbox = DevOutbox(clock)
+        return outbox, outbox
+    return None, None
 
 
 class Runtime:
@@ -149,6 +205,9 @@ class Runtime:
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
         self.second_step = SecondStepTickets(derive_key(secret, "ostiary/second-step"))
         self.webauthn_states = CeremonyStates(derive_key(secret, "ostiary/webauthn-ceremony"))
+        self.invitation_pepper = derive_key(secret, "ostiary/invitation")
+        self.email_links = EmailLinks(derive_key(secret, "ostiary/email-verification"))
+        self.mailer, self.dev_outbox = build_mailer(settings, self.clock)
         webauthn = settings.webauthn
         # None: passkeys are off (settings.webauthn_off says why; the pages say so).
         self.relying_party = (
@@ -308,6 +367,104 @@ class Runtime:
             except Exception as exc:  # the database may blip; the next run catches up
                 log.warning("purge_failed", error=type(exc).__name__)
             await asyncio.sleep(interval)
+
+    def invitation_link(self, token: str) -> str:
+        return f"{self.oauth_policy.issuer}/invitations/{token}"
+
+    async def invite(
+        self,
+        org_id: str,
+        email: str,
+        roles: list[str],
+        *,
+        actor: str | None,
+        send: bool = True,
+    ) -> InviteResult:
+        """Invite ``email`` (features/invitations) and mail the link: the invitation commits
+        first, the mail goes out with no transaction open, and its outcome is recorded (and
+        audited) in a second one. ``send=False`` (the CLI without a mailer) only issues the
+        link. With ``send`` and no mailer, ``MailNotConfigured`` before anything is written."""
+        if send and self.mailer is None:
+            raise MailNotConfigured(
+                "no mail server is configured (OSTIARY_SMTP_HOST): cannot send invitations"
+            )
+        async with self.unit() as unit:
+            issued = await unit.invitations.create(org_id, email, roles, actor=actor)
+        return await self._deliver(issued, actor=actor, send=send)
+
+    async def resend_invitation(
+        self, org_id: str, invitation_id: str, *, actor: str | None, send: bool = True
+    ) -> InviteResult:
+        """A new link for a pending invitation (the old one stops working), mailed again."""
+        if send and self.mailer is None:
+            raise MailNotConfigured(
+                "no mail server is configured (OSTIARY_SMTP_HOST): cannot send invitations"
+            )
+        async with self.unit() as unit:
+            issued = await unit.invitations.reissue(org_id, invitation_id, actor=actor)
+        return await self._deliver(issued, actor=actor, send=send)
+
+    async def _deliver(
+        self, issued: IssuedInvitation, *, actor: str | None, send: bool
+    ) -> InviteResult:
+        invitation = issued.invitation
+        link = self.invitation_link(issued.token)
+        if not send or self.mailer is None:
+            return InviteResult(invitation, link, "not_sent")
+        async with self.unit() as unit:
+            org = await unit.orgs.get(invitation.organization_id)
+            inviter = None
+            if actor is not None:
+                user = await unit.accounts.get(actor)
+                inviter = (user.name or None) if user is not None else None
+        message = InvitationService.message(issued, org, link, inviter=inviter)
+        error: str | None = None
+        try:
+            await self.mailer.send(message)
+        except MailError as exc:
+            error = str(exc)
+            log.warning("invitation_mail_failed", invitation_id=invitation.id, error=error)
+        async with self.unit() as unit:
+            await unit.invitations.mail_sent(invitation, actor=actor, error=error)
+        return InviteResult(invitation, link, "failed" if error else "sent", error)
+
+    async def send_email_verification(self, user_id: str, email: str) -> str:
+        """Mail ``email`` a link that verifies it (web/email_links.py), with no transaction
+        open; the outcome is audited. ``sent``, ``failed`` or ``not_sent`` (no mailer)."""
+        if self.mailer is None:
+            return "not_sent"
+        token = self.email_links.issue(user_id, email, self.clock.now())
+        link = f"{self.oauth_policy.issuer}/account/email/verify?{urlencode({'token': token})}"
+        message = MailMessage(
+            to=email,
+            subject="Confirm your e-mail address",
+            text=(
+                "Open this link, signed in to your account, to confirm that this address is "
+                f"yours:\n{link}\n\nThe link works for 24 hours. If you did not change your "
+                "e-mail address, ignore this message and check your account.\n"
+            ),
+            html=(
+                "<p>Open this link, signed in to your account, to confirm that this address "
+                f'is yours:</p><p><a href="{html.escape(link)}">Confirm my e-mail address</a>'
+                "</p><p>The link works for 24 hours. If you did not change your e-mail "
+                "address, ignore this message and check your account.</p>"
+            ),
+        )
+        error: str | None = None
+        try:
+            await self.mailer.send(message)
+        except MailError as exc:
+            error = str(exc)
+            log.warning("email_verification_mail_failed", error=error)
+        async with self.unit() as unit:
+            await unit.audit.record(
+                "account.email.verification_mail",
+                "failure" if error else "success",
+                actor=user_id,
+                target=user_id,
+                details={"email": mask_email(email), **({"reason": error} if error else {})},
+            )
+        return "failed" if error else "sent"
 
     async def ensure_signing_key(self, interval: float = 1.0) -> None:
         """Create a first signing key for each enabled algorithm that has no usable one
@@ -511,6 +668,7 @@ class Unit:
             policy=rt.oauth_policy,
             pepper=rt.token_pepper,
             clock=rt.clock,
+            orgs=self,
         )
         return OAuthService(
             context,
@@ -525,10 +683,32 @@ class Unit:
         return OrgService(SqlOrgStore(self.conn), self.audit, self._rt.clock, listener=self)
 
     @cached_property
+    def invitations(self) -> InvitationService:
+        rt = self._rt
+        return InvitationService(
+            SqlInvitationStore(self.conn),
+            self.orgs,
+            self.rbac,
+            self.audit,
+            rt.clock,
+            pepper=rt.invitation_pepper,
+            ttl=timedelta(seconds=rt.settings.invitation_ttl_seconds),
+        )
+
+    @cached_property
     def rbac(self) -> RbacService:
         rt = self._rt
         return RbacService(
             SqlRbacStore(self.conn), self.orgs, self.audit, rt.clock, rt.permission_cache, self
+        )
+
+    async def org_claims(
+        self, org_id: str, user_id: str, *, roles: bool, amr: list[str]
+    ) -> dict[str, Any] | None:
+        """oauth.OrgDirectory (org-scoped clients' tokens): built only when a grant needs it,
+        so other grants pay nothing for organizations."""
+        return await OrgClaims(self.orgs, self.rbac).org_claims(
+            org_id, user_id, roles=roles, amr=amr
         )
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
@@ -604,6 +784,33 @@ class Unit:
                 timedelta(seconds=self._rt.settings.mfa_enrollment_seconds),
             ),
         ]
+        # Invitations: a week after they expired (pending) or were accepted or revoked, so
+        # that a link opened late still gets "expired" or "already used", not "unknown".
+        rules.append(
+            RetentionRule(
+                "invitations",
+                SqlExpiredRows(
+                    conn,
+                    org_invitations,
+                    key="id",
+                    only=org_invitations.c.status == "pending",
+                ),
+                timedelta(days=7),
+            )
+        )
+        rules.append(
+            RetentionRule(
+                "ended_invitations",
+                SqlExpiredRows(
+                    conn,
+                    org_invitations,
+                    key="id",
+                    expires_at="ended_at",
+                    only=org_invitations.c.ended_at.is_not(None),
+                ),
+                timedelta(days=7),
+            )
+        )
         if self._rt.redis_sessions is None:  # Redis expires its own sessions
             rules.append(RetentionRule("sessions", SqlExpiredRows(conn, sessions, key="sid")))
         return RetentionService(rules, self._rt.clock, batch=self.batch)

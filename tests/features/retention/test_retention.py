@@ -130,6 +130,8 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
         "refresh_families": 1,
         "client_assertions": 1,
         "totp_enrollments": 0,
+        "invitations": 0,
+        "ended_invitations": 0,
     }
     if sql_sessions:
         expected["sessions"] = 1

@@ -10,8 +10,8 @@ A signed-in user's own password or e-mail change asks for the current password (
 V6.2.3, ASVS 4.0 V2.1.5), checked like a sign-in: the same throttle buckets, argon2 between
 two transactions (:meth:`AccountService.begin_confirmation`, ``check_password``, then
 :meth:`~AccountService.change_password` or :meth:`~AccountService.change_email`). A new address
-is not verified (``email_verified`` becomes false); no mail is sent yet: the mail port comes
-with issue 12.
+is not verified (``email_verified`` becomes false) until the link the web layer mails it
+(web/email_links.py) is opened by the account's owner.
 """
 
 from __future__ import annotations

@@ -64,6 +64,9 @@ class Client:
     first_party: bool = False
     # When the client may go without PKCE (protocol/pkce.py); see ``effective_pkce``.
     pkce: PkceMode = "required"
+    # Its tokens carry the user's active organization (``org_id``) and, with the ``roles``
+    # scope, ``org_roles`` and ``permissions`` there (issue 12; README "Org-scoped clients").
+    org_scoped: bool = False
     disabled: bool = False
     secret_hash: str | None = None
     previous_secret_hash: str | None = None

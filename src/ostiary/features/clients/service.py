@@ -101,6 +101,7 @@ class ClientRegistration:
     access_token_signed_response_alg: str | None = None
     client_id: str | None = None
     pkce: str | None = None  # default: "required" for public clients, else "nonce"
+    org_scoped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class ClientChanges:
     auth_method: str | None = None
     pkce: str | None = None
     first_party: bool | None = None
+    org_scoped: bool | None = None
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
@@ -145,6 +147,7 @@ _UPDATABLE = (
     "id_token_signed_response_alg",
     "access_token_signed_response_alg",
     "pkce",
+    "org_scoped",
 )
 
 
@@ -241,7 +244,12 @@ class ClientService:
             "success",
             actor=actor,
             target=client.client_id,
-            details={"type": client.client_type, "auth_method": method, "pkce": client.pkce},
+            details={
+                "type": client.client_type,
+                "auth_method": method,
+                "pkce": client.pkce,
+                "org_scoped": client.org_scoped,
+            },
         )
         return client, secret
 
@@ -274,6 +282,7 @@ class ClientService:
             refresh_token_ttl=_ttl(changes, "refresh_token_ttl", current.refresh_token_ttl),
             client_id=current.client_id,
             pkce=_or(changes.pkce, current.pkce),
+            org_scoped=_or(changes.org_scoped, current.org_scoped),
             id_token_signed_response_alg=_alg(
                 changes.id_token_alg, current.id_token_signed_response_alg
             ),
@@ -402,6 +411,7 @@ class ClientService:
             access_token_signed_response_alg=access_alg,
             first_party=reg.first_party,
             pkce=pkce,
+            org_scoped=reg.org_scoped,
         )
 
     def _signing_alg(self, label: str, name: str | None) -> Alg | None:

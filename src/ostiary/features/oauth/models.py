@@ -36,6 +36,8 @@ class AuthorizationCode:
     claims_request: dict[str, Any] | None = None
     # RFC 6749 section 4.1.3: if redirect_uri was in the authorization request, /token needs it.
     redirect_uri_sent: bool = False
+    # An org-scoped client's: the user's active organization when the code was issued.
+    org_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +57,8 @@ class RefreshFamily:
     revoked_reason: str | None = None
     # As on the code it came from: refreshed ID tokens release the same claims.
     claims_request: dict[str, Any] | None = None
+    # As on the code: the organization stays the one of the grant for the family's life.
+    org_id: str | None = None
 
 
 @dataclass(slots=True)

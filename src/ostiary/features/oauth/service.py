@@ -120,7 +120,11 @@ class OAuthService:
         await self._ctx.revocation.revoke("user_client", f"{user_id}|{client_id}")
         return removed
 
-    async def issue_code(self, request: AuthorizationRequest, session: Session) -> str:
+    async def issue_code(
+        self, request: AuthorizationRequest, session: Session, *, org_id: str | None = None
+    ) -> str:
+        """A code for ``session``; ``org_id``: an org-scoped client's organization (the
+        user's active one, checked by the caller)."""
         now = self._ctx.now()
         scope = request.scope
         if OFFLINE_ACCESS in request.scopes:
@@ -148,6 +152,7 @@ class OAuthService:
                 acr=acr_answer(session.amr, request.requested_acr()[0]),
                 claims_request=request.claims_request.to_json() if request.claims_request else None,
                 redirect_uri_sent=request.redirect_uri_sent,
+                org_id=org_id,
             )
         )
         return value

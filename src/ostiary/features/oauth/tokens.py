@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,9 @@ class AccessTokenRequest:
     amr: list[str] | None = None
     family_id: str | None = None
     userinfo_claims: tuple[str, ...] = ()
+    # Claims of an org-scoped client (``org_id``, ``org_roles``, ``permissions``): added
+    # where they name nothing the token already carries.
+    extra_claims: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ class TokenMinter:
             claims["amr"] = list(request.amr)
         if request.userinfo_claims:
             claims[CLAIMS_CLAIM] = list(request.userinfo_claims)
+        if request.extra_claims:
+            claims.update({k: v for k, v in request.extra_claims.items() if k not in claims})
         signer = await self._signer(request.alg, "at+jwt", now)
         return MintedToken(signer.sign(claims), jti, ttl, claims)
 

@@ -33,6 +33,9 @@ class Organization:
     name: str
     created_at: datetime
     updated_at: datetime
+    # An acr class (protocol/oidc.py) every sign-in must reach before an org-scoped client
+    # gets a code for this organization; None: no requirement.
+    require_acr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

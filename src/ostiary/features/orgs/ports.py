@@ -4,6 +4,7 @@ is scoped by it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol
 
 from ostiary.features.orgs.models import Cursor, Membership, Organization, Project
@@ -17,6 +18,22 @@ class OrgStore(Protocol):
         ...
 
     async def get_org(self, org_id: str) -> Organization | None: ...
+
+    async def update_org(self, org: Organization) -> None:
+        """Replace the name, ``require_acr`` and ``updated_at`` of an existing organization."""
+        ...
+
+    async def orgs_of_user(self, user_id: str) -> list[Organization]:
+        """The organizations the user is a member of, by name."""
+        ...
+
+    async def get_active_org(self, user_id: str) -> str | None:
+        """The organization the user chose as active (org_preferences), if any."""
+        ...
+
+    async def set_active_org(self, user_id: str, org_id: str | None, now: datetime) -> None:
+        """Choose (or, with None, forget) the user's active organization."""
+        ...
 
     async def get_org_by_slug(self, slug: str) -> Organization | None: ...
 

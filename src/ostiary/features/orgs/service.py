@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 import uuid
+from dataclasses import replace
 from typing import TypeVar
 
 from ostiary.features.audit.service import AuditTrail
@@ -34,9 +35,17 @@ from ostiary.features.orgs.models import (
     encode_cursor,
 )
 from ostiary.features.orgs.ports import MembershipListener, OrgStore
+from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.protocol.permissions import derive_slug, is_slug
 
-__all__ = ["MAX_PAGE", "OrgService", "check_name"]
+__all__ = ["MAX_PAGE", "UNCHANGED", "OrgService", "Unchanged", "check_name"]
+
+
+class Unchanged:
+    """The default of an optional field an update leaves as it is."""
+
+
+UNCHANGED = Unchanged()
 
 MAX_PAGE = 500
 _SLUG_TRIES = 20
@@ -145,6 +154,33 @@ class OrgService:
         items = await self._store.list_orgs(_limit(limit) + 1, decode_cursor(cursor))
         return _page(items, limit)
 
+    async def update(
+        self,
+        org_id: str,
+        *,
+        name: str | None = None,
+        require_acr: str | Unchanged | None = UNCHANGED,
+        actor: str | None,
+    ) -> Organization:
+        """Rename, or set the acr class its members' sign-ins must reach for org-scoped
+        clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement)."""
+        org = await self.get(org_id)
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["name"] = check_name(name, "name")
+        if not isinstance(require_acr, Unchanged):
+            if require_acr is not None and require_acr not in ACR_VALUES_SUPPORTED:
+                raise InvalidInput(
+                    f"require_acr must be one of {', '.join(ACR_VALUES_SUPPORTED)} or none"
+                )
+            changes["require_acr"] = require_acr
+        if not changes:
+            return org
+        updated = replace(org, updated_at=self._clock.now(), **changes)  # type: ignore[arg-type]
+        await self._store.update_org(updated)
+        await self._audit_change("org.update", org.id, actor, org.id, **changes)
+        return updated
+
     async def lock(self, org_id: str) -> None:
         if not await self._store.lock_org(org_id):
             raise NotFound("no such organization")
@@ -210,7 +246,41 @@ class OrgService:
         if self._listener is not None:
             await self._listener.member_leaving(org_id, user_id, actor=actor)
         await self._store.remove_membership(org_id, user_id)
+        if await self._store.get_active_org(user_id) == org_id:
+            await self._store.set_active_org(user_id, None, self._clock.now())
         await self._audit_change("org.member.remove", org_id, actor, user_id)
+
+    # -- a user's own organizations --------------------------------------------------------
+
+    async def orgs_of(self, user_id: str) -> list[Organization]:
+        """The organizations the user belongs to, by name."""
+        return await self._store.orgs_of_user(user_id)
+
+    async def active_org(self, user_id: str) -> Organization | None:
+        """The user's active organization: the one they chose while they are still a member
+        of it; otherwise their only organization if they have exactly one; otherwise None
+        (no choice to make on their behalf)."""
+        chosen = await self._store.get_active_org(user_id)
+        if chosen is not None and await self.is_member(chosen, user_id):
+            return await self._store.get_org(chosen)
+        mine = await self._store.orgs_of_user(user_id)
+        return mine[0] if len(mine) == 1 else None
+
+    async def set_active_org(self, user_id: str, org_id: str) -> Organization:
+        """Choose the active organization: one the user is a member of (another is
+        ``not_found``, never told apart from an absent one)."""
+        if len(org_id) > 36 or not await self.is_member(org_id, user_id):
+            raise NotFound("no such organization")
+        org = await self.get(org_id)
+        await self._store.set_active_org(user_id, org.id, self._clock.now())
+        await self._audit_change("org.active.set", org.id, user_id, user_id)
+        return org
+
+    async def leave(self, org_id: str, user_id: str) -> None:
+        """The user leaves the organization (``last_owner`` for its last owner)."""
+        if len(org_id) > 36:
+            raise NotAMember("not a member of the organization")
+        await self.remove_member(org_id, user_id, actor=user_id)
 
     async def list_members(
         self, org_id: str, *, limit: int = 100, cursor: str | None = None

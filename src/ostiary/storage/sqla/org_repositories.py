@@ -8,6 +8,7 @@ level (unique constraints treat NULLs as distinct on PostgreSQL)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
@@ -21,6 +22,7 @@ from ostiary.storage.sqla.tables import (
     group_members,
     groups,
     memberships,
+    org_preferences,
     organizations,
     projects,
     role_assignments,
@@ -72,6 +74,7 @@ class SqlOrgStore:
             "name": org.name,
             "created_at": org.created_at,
             "updated_at": org.updated_at,
+            "require_acr": org.require_acr,
         }
         return await _insert(self._conn, insert(organizations).values(**values))
 
@@ -81,6 +84,41 @@ class SqlOrgStore:
 
     async def get_org(self, org_id: str) -> Organization | None:
         return await self._org(organizations.c.id == org_id)
+
+    async def update_org(self, org: Organization) -> None:
+        await self._conn.execute(
+            update(organizations)
+            .where(organizations.c.id == org.id)
+            .values(name=org.name, require_acr=org.require_acr, updated_at=org.updated_at)
+        )
+
+    async def orgs_of_user(self, user_id: str) -> list[Organization]:
+        query = (
+            select(organizations)
+            .join(memberships, memberships.c.organization_id == organizations.c.id)
+            .where(memberships.c.user_id == user_id)
+            .order_by(organizations.c.name, organizations.c.id)
+        )
+        return [Organization(**row._mapping) for row in await self._conn.execute(query)]
+
+    async def get_active_org(self, user_id: str) -> str | None:
+        query = select(org_preferences.c.organization_id).where(
+            org_preferences.c.user_id == user_id
+        )
+        row = (await self._conn.execute(query)).first()
+        return str(row[0]) if row else None
+
+    async def set_active_org(self, user_id: str, org_id: str | None, now: datetime) -> None:
+        mine = org_preferences.c.user_id == user_id
+        if org_id is None:
+            await self._conn.execute(delete(org_preferences).where(mine))
+            return
+        change = update(org_preferences).where(mine).values(organization_id=org_id, updated_at=now)
+        if (await self._conn.execute(change)).rowcount:
+            return
+        row = {"user_id": user_id, "organization_id": org_id, "updated_at": now}
+        if not await _insert(self._conn, insert(org_preferences).values(**row)):
+            await self._conn.execute(change)  # a concurrent choice inserted first: ours wins
 
     async def get_org_by_slug(self, slug: str) -> Organization | None:
         return await self._org(organizations.c.slug == slug)

@@ -35,6 +35,8 @@ __all__ = [
     "groups",
     "memberships",
     "metadata",
+    "org_invitations",
+    "org_preferences",
     "organizations",
     "projects",
     "recovery_codes",
@@ -177,6 +179,9 @@ clients = Table(
     # required | nonce | optional (protocol/pkce.py); the default keeps the previous release's
     # inserts at the behaviour it had (PKCE always).
     Column("pkce", String(16), nullable=False, server_default=text("'required'")),
+    # Tokens carry the user's active organization (org_id) and, with the roles scope, its
+    # roles and permissions (migration 0015).
+    Column("org_scoped", Boolean, nullable=False, server_default=false()),
     Column("disabled", Boolean, nullable=False),
     Column("secret_hash", String(64), nullable=True),
     Column("previous_secret_hash", String(64), nullable=True),
@@ -229,6 +234,8 @@ authorization_codes = Table(
     Column("claims_request", JSON, nullable=True),  # migration 0007
     Column("redirect_uri_sent", Boolean, nullable=False, server_default=false()),
     Index("ix_authorization_codes_expires_at", "expires_at"),  # retention (migration 0008)
+    # An org-scoped client's organization (migration 0015).
+    Column("org_id", String(36), nullable=True),
 )
 
 refresh_families = Table(
@@ -256,6 +263,8 @@ refresh_families = Table(
     Index("ix_refresh_families_user_client", "user_id", "client_id"),
     Index("ix_refresh_families_sid", "sid"),
     Index("ix_refresh_families_expires_at", "expires_at"),  # retention (migration 0008)
+    # An org-scoped client's organization, fixed at the grant (migration 0015).
+    Column("org_id", String(36), nullable=True),
 )
 
 refresh_tokens = Table(
@@ -361,6 +370,9 @@ organizations = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The acr class a sign-in must reach before an org-scoped client gets a code for this
+    # organization (protocol/oidc.py ACR classes); NULL: none (migration 0015).
+    Column("require_acr", String(64), nullable=True),
 )
 
 projects = Table(
@@ -475,4 +487,44 @@ group_members = Table(
     Column("group_id", String(36), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
     Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_group_members_organization_id_user_id", "organization_id", "user_id"),
+)
+
+# Invitations by e-mail to join an organization (migration 0015). The token is stored as its
+# HMAC (protocol/opaque_secrets.py); ``status``: pending | accepted | revoked.
+org_invitations = Table(
+    "org_invitations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("email", String(320), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("inviter_id", String(36), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("mail_status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("accepted_by", String(36), nullable=True),
+    Index("ix_org_invitations_organization_id_email", "organization_id", "email"),
+    Index("ix_org_invitations_expires_at", "expires_at"),
+)
+
+# A user's active organization (one row per user; migration 0015).
+org_preferences = Table(
+    "org_preferences",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -73,6 +73,7 @@ _SCOPE_TEXT = {
     "phone": "See your phone number",
     "address": "See your postal address",
     "offline_access": "Stay signed in to the application when you are away",
+    "roles": "See your roles and permissions in your active organization",
 }
 # Claims asked for one by one (OIDC Core 5.5), beyond those of the requested scopes.
 _CLAIM_TEXT = {
@@ -300,12 +301,30 @@ async def _acr_gate(
     ``unmet_authentication_requirements``; a voluntary one (``acr_values``, 3.1.2.1, or a
     claim that is not essential) goes on, and the token carries the class achieved. With
     ``OSTIARY_MFA_REQUIRED`` a user without a factor is sent to set one up.
+
+    An org-scoped client (README "Org-scoped clients") needs the user's active organization
+    (a page says to choose one when there is none); when that organization requires an acr
+    (``orgs update --require-acr``), the request is treated as an essential request for it,
+    and a user without a factor that reaches it is told to set one up.
     """
     wanted, essential = auth.requested_acr()
     session, user = found
     achieved = acr_for(session.amr)
     known = [value for value in wanted if value in ACR_VALUES_SUPPORTED]
-    met = not known or any(acr_meets(achieved, value) for value in known)
+    client_met = not known or any(acr_meets(achieved, value) for value in known)
+    org_acr: str | None = None
+    if auth.client.org_scoped:
+        org = await unit.orgs.active_org(user.id)
+        if org is None:
+            if "none" in auth.prompt:
+                return await _refuse(
+                    unit, request, auth, "interaction_required", "No active organization."
+                )
+            return _org_page(auth, "no_org", status_code=403)
+        if org.require_acr and not acr_meets(achieved, org.require_acr):
+            org_acr = org.require_acr
+            essential = True
+    met = client_met and org_acr is None
     required = unit.settings.mfa_required and not acr_meets(achieved, ACR_MFA)
     if met and not required:
         return None
@@ -317,7 +336,11 @@ async def _acr_gate(
             )
         back = "/authorize?" + received.query()
         return _redirect("/account/security?" + urlencode({"next": back}))
-    targets = [ACR_MFA] if met else known
+    if not client_met:
+        targets = [v for v in known if org_acr is None or acr_meets(v, org_acr)]
+        targets = targets or ([org_acr] if org_acr else known)
+    else:
+        targets = [org_acr] if org_acr else [ACR_MFA]
     target = _reachable_class(targets, factors)
     now = runtime_of(request).clock.now()
     stepped_up = _proofs(request).signed_in_since(
@@ -328,6 +351,19 @@ async def _acr_gate(
         session_cookie=_session_cookie(unit, request),
         auth_time=session.auth_time,
     )
+    if target is None and org_acr is not None and not stepped_up:
+        if "none" in auth.prompt:
+            return await _refuse(
+                unit, request, auth, "interaction_required", "A second factor must be set up."
+            )
+        back = "/authorize?" + received.query()
+        return _org_page(
+            auth,
+            "set_up_factor",
+            status_code=403,
+            security="/account/security?" + urlencode({"next": back}),
+            phishing_resistant=acr_meets(org_acr, ACR_PHISHING_RESISTANT),
+        )
     if target is None or stepped_up:
         if not essential and not required:
             return None
@@ -343,6 +379,14 @@ async def _acr_gate(
             unit, request, auth, "login_required", "A sign-in with a second factor is needed."
         )
     return _step_up_redirect(unit, request, received, session, now, target)
+
+
+def _org_page(auth: AuthorizationRequest, state: str, status_code: int, **context: Any) -> Response:
+    """Why an org-scoped client gets nothing yet: no active organization, or a second factor
+    the organization requires that the user has not set up."""
+    return render(
+        "org_required.html", status_code=status_code, state=state, client=auth.client, **context
+    )
 
 
 def _reachable_class(targets: list[str], factors: MfaFactors) -> str | None:
@@ -450,7 +494,16 @@ async def _authorize(request: Request) -> Response:
 
 
 async def _issue(unit: Unit, auth: AuthorizationRequest, session: Session) -> Response:
-    code = await unit.oauth.issue_code(auth, session)
+    org_id = None
+    if auth.client.org_scoped:
+        # Checked by _acr_gate in this transaction; checked again here, where it counts.
+        org = await unit.orgs.active_org(session.user_id)
+        if org is None or (
+            org.require_acr and not acr_meets(acr_for(session.amr), org.require_acr)
+        ):
+            raise PageError(403, "Your active organization does not allow this sign-in.")
+        org_id = org.id
+    code = await unit.oauth.issue_code(auth, session, org_id=org_id)
     params = {"code": code, "iss": _issuer(unit)}
     if auth.state:
         params["state"] = auth.state

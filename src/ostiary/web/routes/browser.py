@@ -23,6 +23,7 @@ from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.memberships import org_rows
 from ostiary.web.pages import render
 from ostiary.web.runtime import Runtime, Unit
 from ostiary.web.second_step import TICKET_TTL_SECONDS, ticket_cookie_name
@@ -393,6 +394,7 @@ async def account(request: Request) -> Response:
             )
             rt.account_views.put(user.id, user.id, view)
         sessions = unit.sessions.live(view[0])
+        organizations = await org_rows(unit, user.id)
         apps = []
         for consent in view[1]:
             client = await unit.clients.get(consent.client_id)
@@ -412,6 +414,7 @@ async def account(request: Request) -> Response:
         current_sid=session.sid,
         notice=request.query_params.get("notice", "")[:40],
         apps=apps,
+        organizations=organizations,
     )
 
 

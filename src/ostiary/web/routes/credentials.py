@@ -269,4 +269,10 @@ async def change_email(request: Request) -> Response:
         return _email_page(request, user, typed, str(failure), "email", 409)
     if failure is not None:
         return _email_page(request, user, typed, str(failure), "current_password", 401)
-    return _redirect("/account?notice=email_changed")
+    # After the commit, with no transaction open: a link that verifies the new address.
+    mailed = await rt.send_email_verification(user.id, email)
+    return _redirect(
+        "/account?notice=email_changed_mailed"
+        if mailed == "sent"
+        else "/account?notice=email_changed"
+    )

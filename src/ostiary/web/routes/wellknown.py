@@ -104,6 +104,7 @@ def discovery_document(
             "address",
             "phone",
             "offline_access",
+            "roles",
         ],
         "authorization_response_iss_parameter_supported": True,
     }

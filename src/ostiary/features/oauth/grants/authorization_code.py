@@ -28,6 +28,7 @@ from ostiary.features.oauth.grants.base import (
     GrantContext,
     TokenResponse,
     UserTokens,
+    org_claims_for,
     requested_claims,
     token_audience,
 )
@@ -80,6 +81,9 @@ class AuthorizationCodeGrant:
         )
         if claims is None:
             raise ProtocolError("invalid_grant", _INVALID, hint="user disabled or deleted")
+        org_claims = await org_claims_for(
+            ctx, client, code.org_id, code.user_id, scopes, list(code.amr)
+        )
         family = None
         if "refresh_token" in client.grant_types:
             offline = "offline_access" in scopes
@@ -96,6 +100,7 @@ class AuthorizationCodeGrant:
                 amr=code.amr,
                 acr=code.acr,
                 claims_request=code.claims_request,
+                org_id=code.org_id,
             )
         tokens = UserTokens(
             ctx,
@@ -105,6 +110,7 @@ class AuthorizationCodeGrant:
             now=now,
             family_id=family.family_id if family else None,
             audience=audience,
+            org_claims=org_claims,
         )
         access = await tokens.access_token()
         if not await ctx.codes.consume(

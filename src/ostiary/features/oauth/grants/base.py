@@ -26,13 +26,16 @@ from ostiary.protocol.jose import Alg
 from ostiary.protocol.oauth_errors import ProtocolError
 
 __all__ = [
+    "ORG_ROLES_SCOPE",
     "GrantContext",
     "GrantHandler",
     "OAuthPolicy",
+    "OrgDirectory",
     "SignInRecord",
     "TokenResponse",
     "UserDirectory",
     "UserTokens",
+    "org_claims_for",
     "requested_claims",
     "token_audience",
 ]
@@ -122,6 +125,22 @@ class UserDirectory(Protocol):
         ...
 
 
+# The scope that adds ``org_roles`` and ``permissions`` to an org-scoped client's tokens.
+ORG_ROLES_SCOPE = "roles"
+
+
+class OrgDirectory(Protocol):
+    """What org-scoped clients' grants need of organizations (features/rbac/claims.py)."""
+
+    async def org_claims(
+        self, org_id: str, user_id: str, *, roles: bool, amr: list[str]
+    ) -> dict[str, Any] | None:
+        """``org_id`` and, with ``roles``, ``org_roles`` and ``permissions`` of the user in
+        the organization; None when the user is not a member any more, or the sign-in
+        (``amr``) is below the acr the organization requires."""
+        ...
+
+
 @dataclass(slots=True)
 class GrantContext:
     codes: AuthorizationCodeStore
@@ -132,9 +151,36 @@ class GrantContext:
     policy: OAuthPolicy
     pepper: bytes
     clock: Clock
+    orgs: OrgDirectory | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
+
+
+async def org_claims_for(
+    ctx: GrantContext,
+    client: Client,
+    org_id: str | None,
+    user_id: str,
+    scopes: tuple[str, ...],
+    amr: list[str],
+) -> dict[str, Any] | None:
+    """An org-scoped client's organization claims for a code or refresh family; None for
+    other clients. The organization is the one recorded at the grant; a user who left it, or
+    whose sign-in is below what it now requires, gets ``invalid_grant`` (the family is of no
+    more use: a new sign-in picks the organization again)."""
+    if not client.org_scoped:
+        return None
+    if org_id is None or ctx.orgs is None:
+        raise ProtocolError("invalid_grant", "The grant names no organization.")
+    claims = await ctx.orgs.org_claims(org_id, user_id, roles=ORG_ROLES_SCOPE in scopes, amr=amr)
+    if claims is None:
+        raise ProtocolError(
+            "invalid_grant",
+            "The user is no longer a member of the organization, or the organization now "
+            "requires a stronger sign-in.",
+        )
+    return claims
 
 
 class GrantHandler(Protocol):
@@ -188,6 +234,8 @@ class UserTokens:
     # RFC 8707 section 2.2: the resources this request asked for (``token_audience``); None:
     # all the recorded ones.
     audience: list[str] | None = None
+    # An org-scoped client's organization claims (org_claims_for), in both tokens.
+    org_claims: dict[str, Any] | None = None
 
     async def access_token(self) -> MintedToken:
         """RFC 9068 access token; audience the recorded resources (RFC 8707) or the issuer."""
@@ -206,6 +254,7 @@ class UserTokens:
                 amr=sign_in.amr,
                 family_id=self.family_id,
                 userinfo_claims=requested_claims(sign_in, "userinfo"),
+                extra_claims=self.org_claims,
             ),
             self.now,
         )
@@ -245,6 +294,6 @@ class UserTokens:
                 acr=sign_in.acr,
                 amr=sign_in.amr,
                 access_token=access.token,
-                extra_claims=id_token_claims,
+                extra_claims={**id_token_claims, **(self.org_claims or {})},
             )
         return response

@@ -31,6 +31,7 @@ from ostiary.features.oauth.grants.base import (
     GrantContext,
     TokenResponse,
     UserTokens,
+    org_claims_for,
     requested_claims,
     token_audience,
 )
@@ -63,6 +64,7 @@ def new_family(
     acr: str | None,
     not_after: datetime | None = None,
     claims_request: dict[str, Any] | None = None,
+    org_id: str | None = None,
 ) -> RefreshFamily:
     """A new family; ``not_after`` caps its expiry (a session-bound family's session's)."""
     now = ctx.now()
@@ -80,6 +82,7 @@ def new_family(
         created_at=now,
         expires_at=min(expires_at, not_after) if not_after is not None else expires_at,
         claims_request=claims_request,
+        org_id=org_id,
     )
 
 
@@ -147,6 +150,9 @@ class RefreshTokenGrant:
         except ScopeError as exc:
             raise ProtocolError("invalid_scope", str(exc)) from exc
         audience = token_audience(form, family.resources, ctx.policy.issuer)
+        org_claims = await org_claims_for(
+            ctx, client, family.org_id, family.user_id, requested, list(family.amr)
+        )
         # Everything is minted first and the rotation is the grant's last step and only write:
         # the response exists only if the spend happened, and a spend never happens without
         # a response to carry its successor.
@@ -158,6 +164,7 @@ class RefreshTokenGrant:
             now=now,
             family_id=family.family_id,
             audience=audience,
+            org_claims=org_claims,
         )
         access = await tokens.access_token()
         refresh_token, successor = new_refresh_token(ctx, family)

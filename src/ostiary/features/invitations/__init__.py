@@ -1,0 +1,1 @@
+"""Invitations by e-mail to join an organization (issue 12, section 1)."""

@@ -1,0 +1,1 @@
+"""Outgoing mail: the port (``Mailer``) and the message every sender builds."""
