@@ -8,7 +8,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
 password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
-ceremony's challenge state, web/webauthn_state.py).
+ceremony's challenge state, web/webauthn_state.py), ``api-key-hmac`` (HMAC key of stored API
+keys, features/apikeys).
 
 Effective permissions (features/rbac) are cached per node in ``permission_cache``; a change
 invalidates what it touches on every node through the revocation fan-out: an ``rbac`` row in
@@ -34,6 +35,7 @@ from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService, KnownDevices
+from ostiary.features.apikeys.service import ApiKeyService, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -60,6 +62,7 @@ from ostiary.features.sessions.ports import SessionStore
 from ostiary.features.sessions.service import SessionPolicy, SessionService
 from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
+from ostiary.storage.sqla.apikey_repositories import SqlApiKeyStore, SqlServiceAccountStore
 from ostiary.storage.sqla.engine import (
     ExternalWrites,
     WalCheckpointer,
@@ -196,6 +199,8 @@ class Runtime:
         self.permission_cache = PermissionCache()
         self.revoked.observers["rbac"] = self.permission_cache.invalidate
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
+        self.api_key_pepper = derive_key(secret, "ostiary/api-key-hmac")
+        self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
             issuer=settings.issuer or "http://127.0.0.1:8000",
@@ -205,6 +210,7 @@ class Runtime:
             client_token_ttl_max=tokens.max_token_ttl,
             id_token_alg=tokens.id_token_alg,
             access_token_alg=tokens.access_token_alg,
+            api_key_token_ttl=timedelta(seconds=settings.api_key_token_ttl_seconds),
         )
         s = settings.sessions
         self.session_policy = SessionPolicy(
@@ -511,6 +517,7 @@ class Unit:
             policy=rt.oauth_policy,
             pepper=rt.token_pepper,
             clock=rt.clock,
+            api_keys=lambda: self.api_keys,
         )
         return OAuthService(
             context,
@@ -533,8 +540,30 @@ class Unit:
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
         """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to
-        lose the last owner)."""
+        lose the last owner); the member's API keys in the organization are revoked."""
         await self.rbac.member_leaving(org_id, user_id, actor=actor)
+        await self.api_keys.owner_removed(org_id, ("user", user_id), actor=actor)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        rt = self._rt
+        return ApiKeyService(
+            SqlServiceAccountStore(self.conn),
+            SqlApiKeyStore(self.conn),
+            self.orgs,
+            self.rbac,
+            self,
+            self.audit,
+            rt.clock,
+            pepper=rt.api_key_pepper,
+            usage=rt.api_key_usage,
+        )
+
+    async def user_active(self, user_id: str) -> bool:
+        """apikeys.UserStatus: the user exists and is not disabled (read, not cached: a
+        disabled user's keys stop at once on every node)."""
+        user = await self.accounts.get(user_id)
+        return user is not None and not user.disabled
 
     async def permissions_changed(
         self, org_id: str, principals: Collection[Principal] | None

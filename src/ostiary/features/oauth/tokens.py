@@ -71,6 +71,9 @@ class AccessTokenRequest:
     amr: list[str] | None = None
     family_id: str | None = None
     userinfo_claims: tuple[str, ...] = ()
+    # Private claims of a grant (RFC 7519 section 4.3), e.g. the token exchange's
+    # ``org_id``/``ost_key_id``/``permissions``; never replace a registered claim above.
+    extra_claims: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,9 @@ class TokenMinter:
             claims["amr"] = list(request.amr)
         if request.userinfo_claims:
             claims[CLAIMS_CLAIM] = list(request.userinfo_claims)
+        if request.extra_claims:
+            for name, value in request.extra_claims.items():
+                claims.setdefault(name, value)
         signer = await self._signer(request.alg, "at+jwt", now)
         return MintedToken(signer.sign(claims), jti, ttl, claims)
 
