@@ -46,6 +46,8 @@ PINNED_KEYS = {
     "ostiary/webauthn-ceremony": (
         "828ede62a6ca956459fcf813a8218eae2d7acd7f053c845412930f1366206c2b"
     ),
+    # Pinned on 2026-12-03: the HMAC key of stored API keys (features/apikeys).
+    "ostiary/api-key-hmac": "c5e8b59168fb8c60f130acf56296c0e653ea96219ef5ce2459b3e7d618f81245",
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

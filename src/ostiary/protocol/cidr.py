@@ -49,7 +49,11 @@ def parse_cidr(text: str) -> Network:
         raise CidrError(
             f"{shown} is not an IP range (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"
         ) from None
-    if slash and (not length.isdigit() or len(length) > 3 or int(length) > host.max_prefixlen):
+    if slash and (
+        not (length.isascii() and length.isdigit())
+        or len(length) > 3
+        or int(length) > host.max_prefixlen
+    ):
         raise CidrError(
             f"{shown}: the prefix length must be 0 to {host.max_prefixlen} "
             f"for an IPv{host.version} address"
@@ -57,7 +61,10 @@ def parse_cidr(text: str) -> Network:
     try:
         return ipaddress.ip_network(value, strict=True)
     except ValueError:
-        meant = ipaddress.ip_network(value, strict=False)
+        try:
+            meant = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise CidrError(f"{shown} is not an IP range") from None
         raise CidrError(f"{value} has host bits set; did you mean {meant}?") from None
 
 
