@@ -291,11 +291,13 @@ class ApiKeyService:
         models: Sequence[str] = (),
         allowed_ips: Sequence[str] | None = None,
         expires_at: datetime | None = None,
+        expires_in: timedelta | None = None,
         actor: str | None,
     ) -> IssuedKey:
         """A new key for a member (``("user", id)``) or a service account of the
         organization. ``permissions`` None: all of the owner's, now and later; a list must be
-        within the owner's current permissions. The key is in :attr:`IssuedKey.secret`, once."""
+        within the owner's current permissions. ``expires_in``: from now (instead of
+        ``expires_at``). The key is in :attr:`IssuedKey.secret`, once."""
         await self._orgs.get(org_id)
         kind, owner_id = owner
         if kind not in OWNER_TYPES:
@@ -321,6 +323,10 @@ class ApiKeyService:
                 )
         name = check_name(name, "name", 100) if name.strip() else "API key"
         now = self._clock.now()
+        if expires_in is not None:
+            if expires_at is not None:
+                raise InvalidInput("give expires_at or expires_in, not both")
+            expires_at = now + expires_in
         if expires_at is not None and not now < expires_at <= now + _MAX_LIFETIME:
             raise InvalidInput("expires_at must be in the future, within ten years")
         key_id, secret = new_api_key()
