@@ -17,6 +17,7 @@ __all__ = [
     "ApiKey",
     "ApiKeyPrincipal",
     "IssuedKey",
+    "KeyInUse",
     "OwnerType",
     "ServiceAccount",
     "Verification",
@@ -60,6 +61,15 @@ class ApiKey:
     @property
     def owner(self) -> tuple[OwnerType, str]:
         return self.owner_type, self.owner_id
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInUse:
+    """A key as verification reads it: with its owner's standing, in one lookup."""
+
+    key: ApiKey
+    owner_active: bool
+    project_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from ostiary.features.apikeys.models import ApiKey, OwnerType, ServiceAccount
+from ostiary.features.apikeys.models import ApiKey, KeyInUse, OwnerType, ServiceAccount
 from ostiary.features.orgs.models import Cursor
 
 __all__ = ["ApiKeyStore", "ServiceAccountStore", "UserStatus"]
@@ -37,7 +37,13 @@ class ApiKeyStore(Protocol):
     async def add(self, key: ApiKey) -> None: ...
 
     async def find(self, key_id: str) -> ApiKey | None:
-        """The key by its id alone (one primary-key lookup): verification."""
+        """The key by its id alone (one primary-key lookup)."""
+        ...
+
+    async def find_in_use(self, key_id: str) -> KeyInUse | None:
+        """Verification's one round trip: the key by its id, with whether its owner may use
+        it now (a user: a member of the key's organization and not disabled; a service
+        account: of that organization and not disabled) and the service account's project."""
         ...
 
     async def get(self, org_id: str, key_id: str) -> ApiKey | None: ...

@@ -459,7 +459,8 @@ class ApiKeyService:
         allowlists (not checked when None). See the module docstring for what is equal."""
         now = self._clock.now()
         key_id = parse_api_key(raw) if isinstance(raw, str) else None
-        key = await self._keys.find(key_id) if key_id is not None else None
+        found = await self._keys.find_in_use(key_id) if key_id is not None else None
+        key = found.key if found is not None else None
         digest = secret_digest(self._pepper, raw if isinstance(raw, str) else "").encode()
         current = (key.secret_hash if key is not None else _DUMMY_DIGEST).encode()
         previous_hash = key.previous_hash if key is not None else None
@@ -467,7 +468,7 @@ class ApiKeyService:
         # Both comparisons always run (constant time, no short-circuit).
         match_current = hmac.compare_digest(digest, current)
         match_previous = hmac.compare_digest(digest, previous)
-        if key is None:
+        if found is None or key is None:
             return Verification(None)
         valid = match_current or (
             match_previous
@@ -475,14 +476,14 @@ class ApiKeyService:
             and key.previous_expires_at is not None
             and now < key.previous_expires_at
         )
-        if not valid or key.revoked_at is not None:
+        if not valid or key.revoked_at is not None or not found.owner_active:
             return Verification(None)
         if key.expires_at is not None and key.expires_at <= now:
             return Verification(None)
-        current_permissions = await self._owner_permissions(key.organization_id, key.owner)
-        if current_permissions is None:
-            return Verification(None)
-        held, project_id = current_permissions
+        project_id = found.project_id
+        held = await self._rbac.effective_permissions(
+            key.organization_id, key.owner_type, key.owner_id, project_id
+        )
         principal = ApiKeyPrincipal(
             key_id=key.id,
             organization_id=key.organization_id,
