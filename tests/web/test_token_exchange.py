@@ -245,3 +245,56 @@ async def test_a_key_of_a_removed_member_cannot_be_exchanged(
         await unit.orgs.remove_member(setup["org"].id, member.id, actor=None)
     refused = await client.post("/token", data=_form(issued.secret))
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("stop", ["revoke", "remove_member", "disable_account", "delete_account"])
+async def test_stopping_the_key_revokes_the_tokens_exchanged_for_it(
+    app: Any, client: httpx.AsyncClient, setup: dict[str, Any], clock: Any, stop: str
+) -> None:
+    org = setup["org"].id
+    async with app.state.runtime.unit() as unit:
+        rs, rs_secret = await unit.clients.register(
+            ClientRegistration(
+                name="RS",
+                grant_types=("client_credentials",),
+                scopes=("models:read",),
+                introspection_audiences=(ISSUER,),
+            )
+        )
+        member = await unit.accounts.create_user(
+            f"{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(18)
+        )
+        await unit.orgs.add_member(org, member.id, actor=None)
+        await unit.rbac.assign(org, ("user", member.id), "member", actor=None)
+        owner = (
+            ("service_account", setup["bot"].id)
+            if stop.endswith("account")
+            else ("user", member.id)
+        )
+        issued = await unit.api_keys.create_key(org, owner, actor=None)
+        other = await unit.api_keys.create_key(org, ("user", setup["owner"].id), actor=None)
+    tokens = []
+    for key in (issued.secret, other.secret):
+        response = await client.post("/token", data=_form(key))
+        tokens.append(response.json()["access_token"])
+
+    async def active(token: str) -> bool:
+        response = await client.post(
+            "/introspect", data={"token": token}, auth=(rs.client_id, rs_secret)
+        )
+        assert response.status_code == 200, response.text
+        return bool(response.json()["active"])
+
+    assert await active(tokens[0]) and await active(tokens[1])
+    clock.advance(timedelta(seconds=1))
+    async with app.state.runtime.unit() as unit:
+        if stop == "revoke":
+            await unit.api_keys.revoke_key(org, issued.key.id, actor=None)
+        elif stop == "remove_member":
+            await unit.orgs.remove_member(org, member.id, actor=None)
+        elif stop == "disable_account":
+            await unit.api_keys.set_service_account_disabled(org, setup["bot"].id, actor=None)
+        else:
+            await unit.api_keys.delete_service_account(org, setup["bot"].id, actor=None)
+    assert not await active(tokens[0])
+    assert await active(tokens[1])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -557,7 +557,14 @@ class Unit:
             rt.clock,
             pepper=rt.api_key_pepper,
             usage=rt.api_key_usage,
+            exchanged=self,
         )
+
+    async def api_keys_stopped(self, key_ids: Sequence[str]) -> None:
+        """apikeys.ExchangedTokens: the access tokens exchanged for these keys are revoked
+        on every node (introspection, userinfo)."""
+        for key_id in key_ids:
+            await self.revocation.revoke("api_key", key_id)
 
     async def user_active(self, user_id: str) -> bool:
         """apikeys.UserStatus: the user exists and is not disabled (read, not cached: a

@@ -8,13 +8,14 @@ CLI uses to go from an id to its organization.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 from ostiary.features.apikeys.models import ApiKey, KeyInUse, OwnerType, ServiceAccount
 from ostiary.features.orgs.models import Cursor
 
-__all__ = ["ApiKeyStore", "ServiceAccountStore", "UserStatus"]
+__all__ = ["ApiKeyStore", "ExchangedTokens", "ServiceAccountStore", "UserStatus"]
 
 
 class ServiceAccountStore(Protocol):
@@ -60,8 +61,14 @@ class ApiKeyStore(Protocol):
         """Mark revoked; False if absent or revoked already."""
         ...
 
-    async def revoke_owned(self, org_id: str, owner: tuple[OwnerType, str], now: datetime) -> int:
-        """Revoke every live key of ``owner`` in the organization; how many."""
+    async def revoke_owned(
+        self, org_id: str, owner: tuple[OwnerType, str], now: datetime
+    ) -> Sequence[str]:
+        """Revoke every live key of ``owner`` in the organization; their ids."""
+        ...
+
+    async def ids_owned(self, org_id: str, owner: tuple[OwnerType, str]) -> Sequence[str]:
+        """The ids of every key of ``owner`` in the organization, revoked ones included."""
         ...
 
     async def rotate(
@@ -85,3 +92,10 @@ class UserStatus(Protocol):
     """Whether a user exists and is not disabled (served by the accounts feature)."""
 
     async def user_active(self, user_id: str) -> bool: ...
+
+
+class ExchangedTokens(Protocol):
+    """Ends the access tokens exchanged so far for these keys (RFC 8693 grant), on every node
+    (served by the OAuth feature's revocation set)."""
+
+    async def api_keys_stopped(self, key_ids: Sequence[str]) -> None: ...

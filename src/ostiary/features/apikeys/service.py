@@ -45,7 +45,12 @@ from ostiary.features.apikeys.models import (
     ServiceAccount,
     Verification,
 )
-from ostiary.features.apikeys.ports import ApiKeyStore, ServiceAccountStore, UserStatus
+from ostiary.features.apikeys.ports import (
+    ApiKeyStore,
+    ExchangedTokens,
+    ServiceAccountStore,
+    UserStatus,
+)
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
 from ostiary.features.orgs.models import (
@@ -158,6 +163,7 @@ class ApiKeyService:
         *,
         pepper: bytes,
         usage: UsageMarks,
+        exchanged: ExchangedTokens | None = None,
     ) -> None:
         self._accounts = accounts
         self._keys = keys
@@ -168,6 +174,12 @@ class ApiKeyService:
         self._clock = clock
         self._pepper = pepper
         self._usage = usage
+        self._exchanged = exchanged
+
+    async def _stopped(self, key_ids: Sequence[str]) -> None:
+        """The tokens exchanged for these keys end too (a revocation of kind ``api_key``)."""
+        if key_ids and self._exchanged is not None:
+            await self._exchanged.api_keys_stopped(key_ids)
 
     async def _audit_change(
         self, action: str, org_id: str, actor: str | None, target: str, **details: object
@@ -242,6 +254,9 @@ class ApiKeyService:
         account = await self.get_service_account(org_id, account_id)
         if account.disabled != disabled:
             await self._accounts.set_disabled(org_id, account.id, disabled)
+            if disabled:
+                owner: tuple[OwnerType, str] = ("service_account", account.id)
+                await self._stopped(await self._keys.ids_owned(org_id, owner))
             action = "service_account.disable" if disabled else "service_account.enable"
             await self._audit_change(action, org_id, actor, account.id)
         return replace(account, disabled=disabled)
@@ -252,12 +267,11 @@ class ApiKeyService:
         """Delete a service account with its role assignments; its keys are revoked."""
         account = await self.get_service_account(org_id, account_id)
         owner: tuple[OwnerType, str] = ("service_account", account.id)
-        revoked = await self._keys.revoke_owned(org_id, owner, self._clock.now())
+        await self._keys.revoke_owned(org_id, owner, self._clock.now())
+        await self._stopped(await self._keys.ids_owned(org_id, owner))
         await self._rbac.principal_removed(org_id, owner, actor=actor)
         await self._accounts.delete(org_id, account.id)
-        await self._audit_change(
-            "service_account.delete", org_id, actor, account.id, keys_revoked=revoked
-        )
+        await self._audit_change("service_account.delete", org_id, actor, account.id)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -397,6 +411,7 @@ class ApiKeyService:
         if key.revoked_at is not None:
             raise Conflict("the key is revoked already")
         await self._keys.revoke(org_id, key.id, self._clock.now())
+        await self._stopped([key.id])
         await self._audit_change("api_key.revoke", org_id, actor, key.id)
 
     async def rotate_key(
@@ -437,8 +452,10 @@ class ApiKeyService:
     async def owner_removed(
         self, org_id: str, owner: tuple[OwnerType, str], *, actor: str | None
     ) -> int:
-        """Revoke every key of an owner leaving the organization (a member removed)."""
+        """Revoke every key of an owner leaving the organization (a member removed), and the
+        tokens exchanged for them."""
         revoked = await self._keys.revoke_owned(org_id, owner, self._clock.now())
+        await self._stopped(revoked)
         if revoked:
             await self._audit_change(
                 "api_key.revoke_owned",
@@ -446,9 +463,9 @@ class ApiKeyService:
                 actor,
                 owner[1],
                 owner_type=owner[0],
-                keys_revoked=revoked,
+                keys_revoked=len(revoked),
             )
-        return revoked
+        return len(revoked)
 
     # -- use -------------------------------------------------------------------------------
 

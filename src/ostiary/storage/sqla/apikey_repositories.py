@@ -4,6 +4,7 @@ id that the port names (verification, and the operator's CLI)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -228,19 +229,29 @@ class SqlApiKeyStore:
         )
         return bool(result.rowcount)
 
-    async def revoke_owned(self, org_id: str, owner: tuple[OwnerType, str], now: datetime) -> int:
+    async def revoke_owned(
+        self, org_id: str, owner: tuple[OwnerType, str], now: datetime
+    ) -> Sequence[str]:
         k = api_keys.c
-        result = await self._conn.execute(
-            update(api_keys)
-            .where(
-                k.organization_id == org_id,
-                k.owner_type == owner[0],
-                k.owner_id == owner[1],
-                k.revoked_at.is_(None),
-            )
-            .values(revoked_at=now)
+        live = (
+            k.organization_id == org_id,
+            k.owner_type == owner[0],
+            k.owner_id == owner[1],
+            k.revoked_at.is_(None),
         )
-        return int(result.rowcount or 0)
+        ids = [row[0] for row in await self._conn.execute(select(k.id).where(*live))]
+        if ids:
+            await self._conn.execute(
+                update(api_keys).where(*live, k.id.in_(ids)).values(revoked_at=now)
+            )
+        return ids
+
+    async def ids_owned(self, org_id: str, owner: tuple[OwnerType, str]) -> Sequence[str]:
+        k = api_keys.c
+        query = select(k.id).where(
+            k.organization_id == org_id, k.owner_type == owner[0], k.owner_id == owner[1]
+        )
+        return [row[0] for row in await self._conn.execute(query)]
 
     async def rotate(
         self,

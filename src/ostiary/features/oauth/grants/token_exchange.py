@@ -19,6 +19,10 @@
   for one the key does not have); ``resource``/``audience`` (section 2.1, RFC 8707) pick the
   audience as in the other grants: the authenticated client's registered resources, else this
   issuer (``invalid_target`` otherwise).
+- Revoking the key, removing its owner from the organization, or disabling or deleting its
+  service account also revokes the tokens exchanged for it so far (revocation kind
+  ``api_key``, features/oauth/revocation.py): introspection and userinfo refuse them on every
+  node; resource servers that verify offline see them expire within the TTL.
 - An invalid key, of whatever kind, is ``invalid_request`` with one description (section
   2.2.2); the key's IP allowlist applies to the exchanging client's address.
 """
@@ -30,7 +34,7 @@ from typing import Any
 
 from ostiary.features.clients.models import Client
 from ostiary.features.oauth.grants.base import GrantContext, TokenResponse, token_audience
-from ostiary.features.oauth.tokens import AccessTokenRequest
+from ostiary.features.oauth.tokens import API_KEY_CLAIM, AccessTokenRequest
 from ostiary.protocol.forms import form_values
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.permissions import ALL, allows
@@ -128,7 +132,7 @@ class TokenExchangeGrant:
                 raise ProtocolError("invalid_request", _INVALID_KEY, hint="key expires now")
         extra: dict[str, Any] = {
             "org_id": principal.organization_id,
-            "ost_key_id": principal.key_id,
+            API_KEY_CLAIM: principal.key_id,
             "ost_owner_type": principal.owner_type,
             "permissions": sorted(permissions),
         }
