@@ -64,11 +64,25 @@ async def test_a_key_is_shown_once_stored_as_hmac_and_verifies(runtime: Any) -> 
     assert parse_api_key(issued.secret) == issued.key.id
     async with runtime.unit() as unit:
         stored = (await unit.conn.execute(select(api_keys))).one()
-        events = [row.action for row in await unit.conn.execute(select(audit_events.c.action))]
+        events = {
+            row.action: row
+            for row in await unit.conn.execute(
+                select(
+                    audit_events.c.action,
+                    audit_events.c.actor,
+                    audit_events.c.organization_id,
+                    audit_events.c.details,
+                )
+            )
+        }
     assert issued.secret not in str(tuple(stored))
     assert secrets.compare_digest(stored.secret_hash, issued.key.secret_hash)
     assert len(stored.secret_hash) == 64 and stored.id == issued.key.id
-    assert "api_key.create" in events
+    created = events["api_key.create"]
+    assert created.actor == owner
+    assert created.details["organization_id"] == org
+    assert created.details["permissions"] == ["models:invoke"]
+    assert issued.secret not in str(created.details) and issued.secret[31:] not in str(events)
     outcome = await _verify(runtime, issued.secret)
     assert outcome.valid
     principal = outcome.principal
@@ -370,3 +384,33 @@ async def test_listing_pages_and_scopes_by_owner(runtime: Any) -> None:
     assert {k.id for k in page} | {k.id for k in rest} >= {sa_key.key.id}
     assert [k.id for k in mine] == [sa_key.key.id]
     assert [a.id for a in accounts] == [account.id]
+
+
+async def test_concurrent_changes_each_happen_once(runtime: Any) -> None:
+    owner = await _user(runtime)
+    org = await _org(runtime, (owner, "owner"))
+    async with runtime.unit() as unit:
+        issued = await unit.api_keys.create_key(org, ("user", owner), actor=None)
+
+    async def create_account() -> Any:
+        async with runtime.unit() as unit:
+            return await unit.api_keys.create_service_account(org, "twin", actor=None)
+
+    async def revoke() -> None:
+        async with runtime.unit() as unit:
+            await unit.api_keys.revoke_key(org, issued.key.id, actor=None)
+
+    created = await asyncio.gather(*(create_account() for _ in range(6)), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in created) == 1
+    assert all(isinstance(r, Conflict) for r in created if isinstance(r, BaseException))
+    revoked = await asyncio.gather(*(revoke() for _ in range(6)), return_exceptions=True)
+    assert sum(r is None for r in revoked) == 1
+    assert all(isinstance(r, Conflict) for r in revoked if r is not None)
+    async with runtime.unit() as unit:
+        events = [
+            row.action
+            for row in await unit.conn.execute(
+                select(audit_events.c.action).where(audit_events.c.target == issued.key.id)
+            )
+        ]
+    assert events.count("api_key.revoke") == 1

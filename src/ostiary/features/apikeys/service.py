@@ -410,7 +410,8 @@ class ApiKeyService:
         key = await self.get_key(org_id, key_id)
         if key.revoked_at is not None:
             raise Conflict("the key is revoked already")
-        await self._keys.revoke(org_id, key.id, self._clock.now())
+        if not await self._keys.revoke(org_id, key.id, self._clock.now()):
+            raise Conflict("the key is revoked already")  # by a concurrent request
         await self._stopped([key.id])
         await self._audit_change("api_key.revoke", org_id, actor, key.id)
 
@@ -436,7 +437,8 @@ class ApiKeyService:
         new_hash = secret_digest(self._pepper, secret)
         previous = key.secret_hash if overlap else None
         until = now + overlap if overlap else None
-        await self._keys.rotate(org_id, key.id, new_hash, previous, until)
+        if not await self._keys.rotate(org_id, key.id, new_hash, previous, until):
+            raise Conflict("the key is revoked")  # by a concurrent request
         await self._audit_change(
             "api_key.rotate",
             org_id,
