@@ -278,7 +278,12 @@ async def test_disabled_and_deleted_service_accounts_stop_their_keys(runtime: An
     async with runtime.unit() as unit:
         await unit.api_keys.set_service_account_disabled(org, account.id, False, actor=owner)
     assert (await _verify(runtime, issued.secret)).valid
+    async with runtime.unit() as unit:  # cached on this node before the deletion
+        held = await unit.rbac.effective_permissions(org, "service_account", account.id)
+    assert "members:manage" in held
     async with runtime.unit() as unit:
+        with pytest.raises(InvalidInput):
+            await unit.rbac.principal_removed(org, ("user", owner), actor=None)
         await unit.api_keys.delete_service_account(org, account.id, actor=owner)
         left = (
             await unit.conn.execute(
@@ -288,6 +293,8 @@ async def test_disabled_and_deleted_service_accounts_stop_their_keys(runtime: An
         with pytest.raises(NotFound):
             await unit.api_keys.get_service_account(org, account.id)
     assert left == []
+    async with runtime.unit() as unit:
+        assert await unit.rbac.effective_permissions(org, "service_account", account.id) == set()
     assert (await _verify(runtime, issued.secret)).principal is None
 
 
