@@ -263,7 +263,8 @@ async def test_served_by_the_fast_lane_and_documented(app: Any, client: httpx.As
     schema = (await client.get("/openapi.json")).json()
     operation = schema["paths"][VERIFY_PATH]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["required"] == ["key"]
-    assert operation["security"] == [{"bearer": []}]
+    assert operation["security"] == [{"apiKey": []}]
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     # A GET is the router's 405, not the lane's.
     assert (await client.get(VERIFY_PATH)).status_code == 405
     lanes = [m for m in app.user_middleware if m.cls.__name__ == "FastLane"]

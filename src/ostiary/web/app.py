@@ -189,6 +189,12 @@ def _declare_security_schemes(app: FastAPI) -> None:
                 "bearerFormat": "JWT",
                 "description": "RFC 6750 bearer access token (RFC 9068 JWT)",
             }
+            schemes["apiKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "ost_sk_ API key",
+                "description": "An API key as an RFC 6750 bearer credential",
+            }
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -161,7 +161,7 @@ _VERIFY_DOC: dict[str, Any] = {
             }
         },
     },
-    "security": [{"bearer": []}],
+    "security": [{"apiKey": []}],
 }
 _VERIFY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": '{"valid": true, ...} or {"valid": false}', "content": {_JSON: {}}},
