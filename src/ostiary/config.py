@@ -114,6 +114,9 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     id_token_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+    # Access tokens issued by the API-key token exchange (RFC 8693): short, never past the
+    # key's own expiry, and never past client_token_ttl_max_seconds.
+    api_key_token_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     # The longest access or ID token lifetime a client may be registered with (`clients create
     # --access-token-ttl/--id-token-ttl`), or the global one if longer; tokens of clients
     # registered with more before it was lowered get that. So it bounds every token's life

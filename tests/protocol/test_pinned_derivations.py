@@ -52,6 +52,8 @@ PINNED_KEYS = {
     "ostiary/email-verification": (
         "444288f09ee02c03834c3fc3df06658c10d72b5d35b06ab1a1f4f2ab670a6add"
     ),
+    # Pinned on 2026-12-03: the HMAC key of stored API keys (features/apikeys).
+    "ostiary/api-key-hmac": "c5e8b59168fb8c60f130acf56296c0e653ea96219ef5ce2459b3e7d618f81245",
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

@@ -1,5 +1,5 @@
 """The ``ostiary`` command: run the server and manage users, clients, keys,
-organizations, roles, groups and the audit trail.
+organizations, roles, groups, service accounts, API keys and the audit trail.
 
 Every command reads the same settings (``OSTIARY_*`` environment, ``.env``), so a CLI call and
 a running server share state. Commands that print data accept ``--json``. The data directory is,
@@ -17,7 +17,19 @@ from typing import Annotated
 import typer
 
 from ostiary import __version__
-from ostiary.cli import audit, clients, config, groups, keys, orgs, roles, server, users
+from ostiary.cli import (
+    api_keys,
+    audit,
+    clients,
+    config,
+    groups,
+    keys,
+    orgs,
+    roles,
+    server,
+    service_accounts,
+    users,
+)
 from ostiary.cli._common import root_options
 
 __all__ = ["app", "main"]
@@ -41,6 +53,8 @@ app.add_typer(clients.app, name="clients")
 app.add_typer(orgs.app, name="orgs")
 app.add_typer(roles.app, name="roles")
 app.add_typer(groups.app, name="groups")
+app.add_typer(service_accounts.app, name="service-accounts")
+app.add_typer(api_keys.app, name="api-keys")
 
 
 def _version_callback(value: bool) -> None:

@@ -32,6 +32,7 @@ from ostiary.web.middleware import (
     security_headers,
 )
 from ostiary.web.routes import (
+    api_keys,
     authorize,
     browser,
     credentials,
@@ -165,6 +166,7 @@ def create_app(
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)
+    app.include_router(api_keys.router)
     if settings.dev_mode:
         demo_file = settings.data_dir / DEV_CLIENT_FILE
         if demo_file.is_file():
@@ -191,12 +193,15 @@ def create_app(
         )
 
     # In front of FastAPI (OstiaryApp): the token, introspection, revocation and userinfo
-    # endpoints are served without FastAPI's middleware stack, routing and request handling.
-    # The lanes take the paths as declared on oauth.router, which is included without a prefix.
+    # endpoints, and API-key verification, are served without FastAPI's middleware stack,
+    # routing and request handling. The lanes take the paths as declared on oauth.router and
+    # api_keys.router, which are included without a prefix.
     inner: ASGIApp = app.behind_front
     if fast_lane:
         inner = FastLane(
-            inner, lanes=lanes_of(oauth.router.routes), exception_handlers=app.exception_handlers
+            inner,
+            lanes=lanes_of([*oauth.router.routes, *api_keys.router.routes]),
+            exception_handlers=app.exception_handlers,
         )
     app.front = RequestContextMiddleware(
         PublicClientCors(inner, load_origins=public_client_origins),
@@ -226,6 +231,12 @@ def _declare_security_schemes(app: FastAPI) -> None:
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
                 "description": "RFC 6750 bearer access token (RFC 9068 JWT)",
+            }
+            schemes["apiKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "ost_sk_ API key",
+                "description": "An API key as an RFC 6750 bearer credential",
             }
             app.openapi_schema = schema
         return app.openapi_schema

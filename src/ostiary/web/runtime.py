@@ -10,7 +10,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
 ceremony's challenge state, web/webauthn_state.py), ``invitation`` (HMAC key of stored
 invitation tokens, features/invitations), ``email-verification`` (MAC of the links that
-verify a changed e-mail address, web/email_links.py).
+verify a changed e-mail address, web/email_links.py), ``api-key-hmac`` (HMAC key of stored API
+keys, features/apikeys).
 
 Mail (features/mail): SMTP when OSTIARY_SMTP_HOST is set; otherwise, in dev mode, an in-memory
 outbox (``dev_outbox``, shown at /dev/mail); otherwise none, and inviting by e-mail is refused.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import html
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService, KnownDevices
+from ostiary.features.apikeys.service import ApiKeyService, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -78,6 +80,7 @@ from ostiary.protocol.sealing import derive_key
 from ostiary.storage.http_jwks import HttpJwksFetcher
 from ostiary.storage.mail.outbox import DevOutbox
 from ostiary.storage.mail.smtp import SmtpMailer, SmtpSettings
+from ostiary.storage.sqla.apikey_repositories import SqlApiKeyStore, SqlServiceAccountStore
 from ostiary.storage.sqla.engine import (
     ExternalWrites,
     WalCheckpointer,
@@ -255,6 +258,8 @@ class Runtime:
         self.permission_cache = PermissionCache()
         self.revoked.observers["rbac"] = self.permission_cache.invalidate
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
+        self.api_key_pepper = derive_key(secret, "ostiary/api-key-hmac")
+        self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
             issuer=settings.issuer or "http://127.0.0.1:8000",
@@ -264,6 +269,7 @@ class Runtime:
             client_token_ttl_max=tokens.max_token_ttl,
             id_token_alg=tokens.id_token_alg,
             access_token_alg=tokens.access_token_alg,
+            api_key_token_ttl=timedelta(seconds=settings.api_key_token_ttl_seconds),
         )
         s = settings.sessions
         self.session_policy = SessionPolicy(
@@ -669,6 +675,7 @@ class Unit:
             pepper=rt.token_pepper,
             clock=rt.clock,
             orgs=self,
+            api_keys=lambda: self.api_keys,
         )
         return OAuthService(
             context,
@@ -713,8 +720,37 @@ class Unit:
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
         """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to
-        lose the last owner)."""
+        lose the last owner); the member's API keys in the organization are revoked."""
         await self.rbac.member_leaving(org_id, user_id, actor=actor)
+        await self.api_keys.owner_removed(org_id, ("user", user_id), actor=actor)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        rt = self._rt
+        return ApiKeyService(
+            SqlServiceAccountStore(self.conn),
+            SqlApiKeyStore(self.conn),
+            self.orgs,
+            self.rbac,
+            self,
+            self.audit,
+            rt.clock,
+            pepper=rt.api_key_pepper,
+            usage=rt.api_key_usage,
+            exchanged=self,
+        )
+
+    async def api_keys_stopped(self, key_ids: Sequence[str]) -> None:
+        """apikeys.ExchangedTokens: the access tokens exchanged for these keys are revoked
+        on every node (introspection, userinfo)."""
+        for key_id in key_ids:
+            await self.revocation.revoke("api_key", key_id)
+
+    async def user_active(self, user_id: str) -> bool:
+        """apikeys.UserStatus: the user exists and is not disabled (read, not cached: a
+        disabled user's keys stop at once on every node)."""
+        user = await self.accounts.get(user_id)
+        return user is not None and not user.disabled
 
     async def permissions_changed(
         self, org_id: str, principals: Collection[Principal] | None

@@ -10,7 +10,8 @@ __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "Rev
 
 # "rbac": not a revocation but a cache invalidation riding the same fan-out (effective
 # permissions of one principal, or of a whole organization; features/rbac/cache.py).
-RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family", "rbac"]
+# "api_key": the access tokens exchanged for one API key (``ost_key_id``, RFC 8693 grant).
+RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family", "rbac", "api_key"]
 
 
 @dataclass(slots=True)

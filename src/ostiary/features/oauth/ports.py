@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from ostiary.features.apikeys.models import Verification
 from ostiary.features.oauth.models import (
     AuthorizationCode,
     Consent,
@@ -14,7 +15,13 @@ from ostiary.features.oauth.models import (
     RevocationKind,
 )
 
-__all__ = ["AuthorizationCodeStore", "ConsentStore", "RefreshTokenStore", "RevocationStore"]
+__all__ = [
+    "ApiKeyVerifier",
+    "AuthorizationCodeStore",
+    "ConsentStore",
+    "RefreshTokenStore",
+    "RevocationStore",
+]
 
 
 class AuthorizationCodeStore(Protocol):
@@ -75,3 +82,11 @@ class RevocationStore(Protocol):
     ) -> list[tuple[int, RevocationKind, str, datetime, datetime]]:
         """Unexpired revocations with id > ``after_id`` or in ``also``, by id."""
         ...
+
+
+class ApiKeyVerifier(Protocol):
+    """Checks a presented API key (features/apikeys ``ApiKeyService.verify``)."""
+
+    async def verify(
+        self, raw: str, *, ip: str | None = None, model: str | None = None
+    ) -> Verification: ...

@@ -7,7 +7,8 @@ revoked tokens) answers exactly and fast.
 
 - ``jti`` and ``family`` entries cover the token, or every access token minted from the refresh
   token family (RFC 7009 section 2.1), whenever issued.
-- ``sid``, ``user``, ``client`` and ``user_client`` entries cover the tokens issued at or before
+- ``sid``, ``user``, ``client``, ``user_client`` and ``api_key`` (the tokens exchanged for an
+  API key, by their ``ost_key_id``; RFC 8693 grant) entries cover the tokens issued at or before
   the revocation (a re-enabled user's new tokens are valid again). Both instants are compared
   at the clock's resolution, microseconds: the revocation time keeps them through the database
   and pub/sub, the token carries them in ``ost_iat_us`` (features/oauth/tokens.py). A token
@@ -27,7 +28,12 @@ from typing import Any, Protocol
 from ostiary.features.clock import Clock
 from ostiary.features.oauth.models import RevocationKind
 from ostiary.features.oauth.ports import RevocationStore
-from ostiary.features.oauth.tokens import EPOCH, FAMILY_CLAIM, ISSUED_AT_US_CLAIM
+from ostiary.features.oauth.tokens import (
+    API_KEY_CLAIM,
+    EPOCH,
+    FAMILY_CLAIM,
+    ISSUED_AT_US_CLAIM,
+)
 
 __all__ = ["RevocationBus", "RevocationService", "RevocationSet", "issued_at"]
 
@@ -111,6 +117,7 @@ class RevocationSet:
             or self._revoked_after("user", sub, issued)
             or self._revoked_after("client", client_id, issued)
             or self._revoked_after("user_client", f"{sub}|{client_id}", issued)
+            or self._revoked_after("api_key", claims.get(API_KEY_CLAIM), issued)
         )
 
 

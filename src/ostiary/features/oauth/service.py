@@ -32,8 +32,14 @@ from ostiary.features.cache import Generations
 from ostiary.features.clients.models import Client
 from ostiary.features.keys.service import KeyService
 from ostiary.features.oauth.authorize import AuthorizationRequest
-from ostiary.features.oauth.grants import GRANT_HANDLERS, GrantContext, TokenResponse
+from ostiary.features.oauth.grants import (
+    GRANT_HANDLERS,
+    TOKEN_EXCHANGE_GRANT,
+    GrantContext,
+    TokenResponse,
+)
 from ostiary.features.oauth.grants.refresh_token import REFRESH_PREFIX
+from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.features.oauth.models import AuthorizationCode, Consent
 from ostiary.features.oauth.ports import ConsentStore
 from ostiary.features.oauth.tokens import CLAIMS_CLAIM
@@ -159,13 +165,21 @@ class OAuthService:
 
     # -- token endpoint ----------------------------------------------------------------
 
-    async def token(self, client: Client, form: dict[str, str]) -> TokenResponse:
+    async def token(
+        self, client: Client | None, form: dict[str, str], *, client_ip: str | None = None
+    ) -> TokenResponse:
+        """Dispatch to the grant. ``client`` None: no client authenticated, which only the
+        API-key token exchange accepts (its key authenticates the request)."""
         grant_type = form.get("grant_type", "")
         if not grant_type:
             raise ProtocolError("invalid_request", "grant_type is required.")
+        if grant_type == TOKEN_EXCHANGE:
+            return await TOKEN_EXCHANGE_GRANT.exchange(self._ctx, client, form, client_ip)
         handler = GRANT_HANDLERS.get(grant_type)
         if handler is None:
             raise ProtocolError("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
+        if client is None:
+            raise ProtocolError("invalid_client", "Client authentication is required.")
         return await handler.handle(self._ctx, client, form)
 
     # -- access token validation (our own tokens) ----------------------------------------

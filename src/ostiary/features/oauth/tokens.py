@@ -36,6 +36,7 @@ from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.protocol.oidc import left_half_hash
 
 __all__ = [
+    "API_KEY_CLAIM",
     "CLAIMS_CLAIM",
     "EPOCH",
     "FAMILY_CLAIM",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 ISSUED_AT_US_CLAIM = "ost_iat_us"
+API_KEY_CLAIM = "ost_key_id"  # the API key an exchanged token came from (RFC 8693 grant)
 FAMILY_CLAIM = "ost_family"
 CLAIMS_CLAIM = "ost_claims"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

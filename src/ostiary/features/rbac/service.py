@@ -476,6 +476,26 @@ class RbacService:
             group_memberships=left,
         )
 
+    async def principal_removed(
+        self, org_id: str, principal: Principal, *, actor: str | None
+    ) -> int:
+        """A non-user principal (a deleted service account) goes: its role assignments are
+        dropped and its cached permissions forgotten on every node. Users leave through
+        :meth:`member_leaving`, which keeps the last-owner rule."""
+        if principal[0] == "user":
+            raise InvalidInput("a user leaves the organization as a member")
+        removed = await self._store.remove_assignments_of(org_id, principal)
+        await self._touched(org_id, [principal])
+        await self._audit_change(
+            "rbac.principal.cleared",
+            org_id,
+            actor,
+            principal[1],
+            principal_type=principal[0],
+            assignments=removed,
+        )
+        return removed
+
     # -- groups ----------------------------------------------------------------------------
 
     async def create_group(

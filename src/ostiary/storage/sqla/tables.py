@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "api_keys",
     "audit_events",
     "authorization_codes",
     "client_assertions",
@@ -46,6 +47,7 @@ __all__ = [
     "role_assignments",
     "role_includes",
     "roles",
+    "service_accounts",
     "sessions",
     "signing_keys",
     "totp_factors",
@@ -488,6 +490,56 @@ group_members = Table(
     Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_group_members_organization_id_user_id", "organization_id", "user_id"),
 )
+
+
+# -- service accounts and API keys (issue 12, section 3) --------------------------------------
+
+service_accounts = Table(
+    "service_accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("project_id", String(36), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("organization_id", "name", name="uq_service_accounts_organization_id_name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # The key id part of the key (protocol/api_keys.py): verification finds the row by it.
+    Column("id", String(24), primary_key=True),
+    Column(
+        "organization_id",
+        String(36),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("owner_type", String(20), nullable=False),  # user | service_account
+    Column("owner_id", String(36), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("previous_hash", String(64), nullable=True),
+    Column("previous_expires_at", UtcDateTime, nullable=True),
+    Column("permissions", JSON, nullable=True),  # NULL: all of the owner's
+    Column("models", JSON, nullable=False),
+    Column("allowed_ips", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_api_keys_organization_id_created_at", "organization_id", "created_at"),
+    Index("ix_api_keys_organization_id_owner", "organization_id", "owner_type", "owner_id"),
+)
+
 
 # Invitations by e-mail to join an organization (migration 0015). The token is stored as its
 # HMAC (protocol/opaque_secrets.py); ``status``: pending | accepted | revoked.

@@ -16,6 +16,9 @@ headers once and build the response headers as one prebuilt list.
   (revocation: 200 for unknown tokens too), OpenID Connect Core 1.0 section 5.3 (userinfo, GET
   and POST, RFC 6750 bearer; only tokens whose audience includes this issuer).
 - RFC 8707 section 2: ``resource`` may repeat at the token endpoint.
+- RFC 8693 (token exchange of an API key, features/oauth/grants/token_exchange.py): the key
+  authenticates the request, so client authentication is optional for that grant alone; a
+  client that does authenticate is named in the token. ``audience`` may repeat (section 2.1).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from starlette.types import Receive
 
 from ostiary.features.clients.assertions import ASSERTION_TYPE, ClientAssertionVerifier
 from ostiary.features.clients.models import AuthMethod, Client
+from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.web.deps import runtime_of
+from ostiary.web.deps import client_ip, runtime_of
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -167,6 +171,16 @@ async def authenticate_client(
     )
 
 
+def _names_a_client(authorization: str | None, form: dict[str, str]) -> bool:
+    """Whether the request attempts client authentication (any method of section 2.3)."""
+    return (
+        (authorization is not None and authorization[:6].lower() == "basic ")
+        or "client_id" in form
+        or "client_secret" in form
+        or "client_assertion" in form
+    )
+
+
 async def _authenticate_with_assertion(unit: Unit, form: dict[str, str]) -> Client:
     """RFC 7523 section 2.2 (``private_key_jwt``)."""
     if form.get("client_assertion_type") != ASSERTION_TYPE:
@@ -200,7 +214,24 @@ _TOKEN_FORM = _form_body(
     {
         "grant_type": {
             "type": "string",
-            "enum": ["authorization_code", "refresh_token", "client_credentials"],
+            "enum": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
+        },
+        "subject_token": {
+            "type": "string",
+            "description": "Token exchange (RFC 8693): the API key (ost_sk_...)",
+        },
+        "subject_token_type": {
+            "type": "string",
+            "enum": ["urn:ostiary:params:oauth:token-type:api-key"],
+        },
+        "requested_token_type": {
+            "type": "string",
+            "enum": ["urn:ietf:params:oauth:token-type:access_token"],
+        },
+        "audience": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "RFC 8693 section 2.1 audience(s); may repeat",
         },
         "code": _STR,
         "redirect_uri": _STR,
@@ -221,7 +252,7 @@ _TOKEN_FORM = _form_body(
 )
 # RFC 8707 section 2: "resource" may repeat (one access token for several resource servers);
 # every other token request parameter must be unique (RFC 6749 section 3.2).
-_TOKEN_REPEATABLE = frozenset({"resource"})
+_TOKEN_REPEATABLE = frozenset({"resource", "audience"})
 _TOKEN_FORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Token response (RFC 6749 section 5.1)", "content": {_JSON: {}}},
     400: {"description": "Error response (RFC 6749 section 5.2)", "content": {_JSON: {}}},
@@ -247,8 +278,10 @@ async def token(request: Request) -> Response:
     # Commit even when the grant fails: replay and reuse detection revoke tokens on purpose.
     async with runtime_of(request).unit() as unit:
         try:
-            client = await authenticate_client(unit, authorization, form)
-            body = await unit.oauth.token(client, form)
+            client: Client | None = None
+            if form.get("grant_type") != TOKEN_EXCHANGE or _names_a_client(authorization, form):
+                client = await authenticate_client(unit, authorization, form)
+            body = await unit.oauth.token(client, form, client_ip=client_ip(request))
         except ProtocolError as exc:
             error = exc
     if error is not None:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ostiary.features.clients.assertions import ASSERTION_ALGS
+from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.jose import SUPPORTED_ALGS
 from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_meets
@@ -75,7 +76,12 @@ def discovery_document(
         "revocation_endpoint": f"{issuer}/revoke",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            TOKEN_EXCHANGE,
+        ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",

@@ -10,14 +10,14 @@ token and, when ``openid`` is granted, an OpenID Connect ID token (Core 1.0 sect
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ostiary.features.clients.models import Client
 from ostiary.features.clock import Clock
-from ostiary.features.oauth.ports import AuthorizationCodeStore, RefreshTokenStore
+from ostiary.features.oauth.ports import ApiKeyVerifier, AuthorizationCodeStore, RefreshTokenStore
 from ostiary.features.oauth.revocation import RevocationService
 from ostiary.features.oauth.tokens import AccessTokenRequest, MintedToken, TokenMinter
 from ostiary.protocol.claims import ClaimsRequest
@@ -76,6 +76,9 @@ class OAuthPolicy:
     # (config.TokenSlice; RS256 ID tokens per OpenID Connect Core 1.0 section 15.1).
     id_token_alg: Alg = "RS256"  # noqa: S105 (an algorithm name)
     access_token_alg: Alg = "ES256"  # noqa: S105
+    # Access tokens of the API-key token exchange (grants/token_exchange.py;
+    # OSTIARY_API_KEY_TOKEN_TTL_SECONDS), never past the key's own expiry.
+    api_key_token_ttl: timedelta = timedelta(seconds=300)
 
     def id_alg(self, client: Client) -> Alg:
         return client.id_token_signed_response_alg or self.id_token_alg
@@ -152,6 +155,8 @@ class GrantContext:
     pepper: bytes
     clock: Clock
     orgs: OrgDirectory | None = None
+    # The API key feature, built on first use (only the token exchange needs it).
+    api_keys: Callable[[], ApiKeyVerifier] | None = None
 
     def now(self) -> datetime:
         return self.clock.now()

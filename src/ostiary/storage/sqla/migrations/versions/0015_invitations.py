@@ -6,7 +6,7 @@ organization's required acr)
 Expand only: new tables, and nullable or defaulted columns the previous release ignores.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-03 04:40:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from ostiary.storage.sqla.tables import UtcDateTime
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

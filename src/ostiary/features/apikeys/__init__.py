@@ -1,0 +1,1 @@
+"""Service accounts and API keys (issue 12, section 3)."""
