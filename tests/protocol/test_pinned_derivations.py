@@ -46,6 +46,8 @@ PINNED_KEYS = {
     "ostiary/webauthn-ceremony": (
         "828ede62a6ca956459fcf813a8218eae2d7acd7f053c845412930f1366206c2b"
     ),
+    # Pinned on 2026-12-03: the MAC of the management API's paging cursors.
+    "ostiary/api-cursor": "efd9a1bef76ee8fcc8305698281bba2f6a38a01f36e7ac116a0a5a080abcc58a",
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

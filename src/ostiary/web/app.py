@@ -24,6 +24,7 @@ from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
 from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
 from ostiary.web.routes import (
+    api_v1,
     authorize,
     browser,
     credentials,
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)
+    app.include_router(api_v1.router)
     if settings.dev_mode:
         demo_file = settings.data_dir / DEV_CLIENT_FILE
         if demo_file.is_file():

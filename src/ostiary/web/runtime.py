@@ -8,7 +8,8 @@ Keys derived from the deployment secret (RFC 5869 HKDF, one ``info`` per purpose
 ``mfa-secret-encryption`` (AES-256-GCM key of TOTP secrets at rest), ``recovery-code-hmac``
 (HMAC key of stored recovery codes), ``second-step`` (MAC of the ticket between a sign-in's
 password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC of a passkey
-ceremony's challenge state, web/webauthn_state.py).
+ceremony's challenge state, web/webauthn_state.py), ``api-cursor`` (MAC of the management API's
+paging cursors, protocol/api_cursors.py).
 
 Effective permissions (features/rbac) are cached per node in ``permission_cache``; a change
 invalidates what it touches on every node through the revocation fan-out: an ``rbac`` row in
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -50,9 +51,11 @@ from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
 from ostiary.features.rbac.models import Principal
+from ostiary.features.rbac.ports import ApiKeyAuthenticator
 from ostiary.features.rbac.service import RbacService
 from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
@@ -113,6 +116,7 @@ __all__ = ["AccountView", "Runtime", "Unit"]
 AccountView = tuple[list[Session], list[Consent]]
 
 log = structlog.get_logger("ostiary.runtime")
+T = TypeVar("T")
 
 
 class Runtime:
@@ -149,6 +153,7 @@ class Runtime:
         self.authorize_proof_key = derive_key(secret, "ostiary/authorize-proof")
         self.second_step = SecondStepTickets(derive_key(secret, "ostiary/second-step"))
         self.webauthn_states = CeremonyStates(derive_key(secret, "ostiary/webauthn-ceremony"))
+        self.api_cursor_key = derive_key(secret, "ostiary/api-cursor")
         webauthn = settings.webauthn
         # None: passkeys are off (settings.webauthn_off says why; the pages say so).
         self.relying_party = (
@@ -369,6 +374,38 @@ class Unit:
         for name in _SERVICES:
             cached.pop(name, None)
 
+    async def attempt(
+        self,
+        work: Callable[[], Awaitable[T]],
+        *,
+        action: str,
+        actor: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> T | TenancyError:
+        """Run a tenancy or RBAC use case so that a refusal leaves nothing of the attempt.
+
+        ``work`` runs in a savepoint; a ``TenancyError`` rolls it back, is audited as a failure
+        of ``action`` with its stable code (and the actor and organization when known), and is
+        returned rather than raised, so that the unit still commits the audit event. Shared by
+        the CLI (cli/_common.py ``run_tenancy``) and the management API (web/management.py).
+        ``details`` (e.g. the organization, once ``work`` has resolved it) are read when the
+        refusal is recorded.
+        """
+        try:
+            async with self.conn.begin_nested():
+                return await work()
+        except TenancyError as exc:
+            recorded: dict[str, object] = {**(details or {}), "code": exc.code}
+            recorded["reason"] = exc.message[:200]
+            await self.audit.record(action, "failure", actor=actor, details=recorded)
+            return exc
+
+    @property
+    def api_keys(self) -> ApiKeyAuthenticator | None:
+        """How the management API checks ``ost_sk_`` keys; None until the API-keys feature
+        provides an :class:`ApiKeyAuthenticator` here (such bearers get a 401 meanwhile)."""
+        return None
+
     @cached_property
     def audit(self) -> AuditTrail:
         return AuditTrail(SqlAuditStore(self.conn), self._rt.clock)
@@ -535,6 +572,14 @@ class Unit:
         """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to
         lose the last owner)."""
         await self.rbac.member_leaving(org_id, user_id, actor=actor)
+
+    async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: RBAC drops the project's roles and assignments."""
+        await self.rbac.project_deleting(org_id, project_id, actor=actor)
+
+    async def organization_deleting(self, org_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: every node forgets the organization's permissions."""
+        await self.rbac.organization_deleting(org_id, actor=actor)
 
     async def permissions_changed(
         self, org_id: str, principals: Collection[Principal] | None

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from ostiary.features.orgs.models import TenancyError
+from ostiary.features.orgs.models import Forbidden, TenancyError
 from ostiary.protocol.permissions import ALL, PERMISSIONS
 
 __all__ = [
     "BUILTIN_ROLES",
     "OWNER",
     "PRINCIPAL_TYPES",
+    "ApiKeyPrincipal",
     "Assignment",
+    "Escalation",
     "Group",
     "InvalidPermission",
     "Principal",
@@ -80,3 +82,22 @@ class RoleCycle(TenancyError):
 
 class InvalidPermission(TenancyError):
     code = "invalid_permission"
+
+
+class Escalation(Forbidden):
+    """A caller tried to grant (or shape a role with) permissions they do not hold."""
+
+    code = "permission_escalation"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyPrincipal:
+    """Who an API key acts for (features/rbac/ports.py ``ApiKeyAuthenticator``): its owner,
+    the one organization it works in, and the permissions it was narrowed to (``*``: the
+    owner's own, whatever they are at the time of use)."""
+
+    owner_type: Literal["user", "service_account"]
+    owner_id: str
+    organization_id: str
+    permissions: frozenset[str]
+    key_id: str

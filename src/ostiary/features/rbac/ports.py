@@ -7,9 +7,9 @@ from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from ostiary.features.orgs.models import Cursor
-from ostiary.features.rbac.models import Assignment, Group, Principal, Role
+from ostiary.features.rbac.models import ApiKeyPrincipal, Assignment, Group, Principal, Role
 
-__all__ = ["PermissionInvalidator", "RbacStore", "RoleGraph"]
+__all__ = ["ApiKeyAuthenticator", "PermissionInvalidator", "RbacStore", "RoleGraph"]
 
 # Custom roles of an organization: own permissions and includes, by role id.
 RoleGraph = tuple[Mapping[str, frozenset[str]], Mapping[str, tuple[str, ...]]]
@@ -35,6 +35,15 @@ class RbacStore(Protocol):
     ) -> Role | None: ...
 
     async def list_roles(self, org_id: str, limit: int, after: Cursor | None) -> list[Role]: ...
+
+    async def get_roles(self, org_id: str, role_ids: Collection[str]) -> list[Role]:
+        """The custom roles among ``role_ids``, in one query."""
+        ...
+
+    async def drop_project(self, org_id: str, project_id: str) -> list[Principal]:
+        """Delete the project's roles (with the includes and assignments naming them) and the
+        assignments made in the project; the principals that held any of them."""
+        ...
 
     async def role_graph(self, org_id: str) -> RoleGraph: ...
 
@@ -70,6 +79,16 @@ class RbacStore(Protocol):
 
     async def list_groups(self, org_id: str, limit: int, after: Cursor | None) -> list[Group]: ...
 
+    async def delete_group(self, org_id: str, group_id: str) -> bool:
+        """Delete the group, its memberships and its role assignments."""
+        ...
+
+    async def groups_of_users(
+        self, org_id: str, user_ids: Collection[str]
+    ) -> list[tuple[str, Group]]:
+        """(user id, group) for every group membership of ``user_ids``, in one query."""
+        ...
+
     async def add_group_member(self, org_id: str, group_id: str, user_id: str) -> bool: ...
 
     async def remove_group_member(self, org_id: str, group_id: str, user_id: str) -> bool: ...
@@ -88,3 +107,13 @@ class PermissionInvalidator(Protocol):
     async def permissions_changed(
         self, org_id: str, principals: Collection[Principal] | None
     ) -> None: ...
+
+
+class ApiKeyAuthenticator(Protocol):
+    """The seam the management API authenticates ``ost_sk_`` keys through (the API-keys
+    feature implements it): the key's principal, or None for an unknown, revoked, expired or
+    IP-refused key. Implementations compare secrets in constant time and never log them."""
+
+    async def authenticate_api_key(
+        self, raw_key: str, ip: str | None
+    ) -> ApiKeyPrincipal | None: ...

@@ -22,6 +22,7 @@ from ostiary.features.clients.assertions import ASSERTION_ALGS
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.jose import SUPPORTED_ALGS
 from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_meets
+from ostiary.protocol.scopes import MANAGE_SCOPE
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["discovery"])
@@ -104,6 +105,7 @@ def discovery_document(
             "address",
             "phone",
             "offline_access",
+            MANAGE_SCOPE,
         ],
         "authorization_response_iss_parameter_supported": True,
     }
