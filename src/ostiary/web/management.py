@@ -53,6 +53,7 @@ __all__ = [
     "caller_from_request",
     "in_org",
     "open_list_cursor",
+    "require_bearer",
     "run_as_caller",
     "seal_list_cursor",
     "status_of",
@@ -122,9 +123,7 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
     return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
-async def caller_from_request(unit: Unit, request: Request) -> Caller:
-    """Authenticate the bearer of ``request`` (see the module docstring) or raise
-    :class:`ApiError` 401/403."""
+def _bearer_of(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized("an access token or API key is required", None)
@@ -132,6 +131,19 @@ async def caller_from_request(unit: Unit, request: Request) -> Caller:
     credential = value.strip()
     if scheme.lower() != "bearer" or not credential or len(credential) > _MAX_CREDENTIAL:
         raise _unauthorized("send the credential as Authorization: Bearer <token>")
+    return credential
+
+
+async def require_bearer(request: Request) -> None:
+    """A router dependency: a request without a bearer credential is answered 401 before
+    its body is validated (a caller learns nothing of the API's shapes without one)."""
+    _bearer_of(request)
+
+
+async def caller_from_request(unit: Unit, request: Request) -> Caller:
+    """Authenticate the bearer of ``request`` (see the module docstring) or raise
+    :class:`ApiError` 401/403."""
+    credential = _bearer_of(request)
     if credential.startswith(API_KEY_PREFIX):
         authenticator = unit.api_keys
         if authenticator is None:

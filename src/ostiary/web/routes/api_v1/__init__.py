@@ -10,9 +10,10 @@ the OpenAPI document without being edited.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
+from ostiary.web.management import require_bearer
 from ostiary.web.routes.api_v1 import groups, members, orgs, projects, roles
 
 __all__ = ["GROUPS", "PREFIX", "router"]
@@ -26,7 +27,7 @@ GROUPS: tuple[APIRouter, ...] = (
     groups.router,
 )
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_bearer)])
 for _group in GROUPS:
     router.include_router(_group)
 for _route in router.routes:

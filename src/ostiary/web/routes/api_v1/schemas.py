@@ -105,8 +105,9 @@ _ERROR_TEXT = {
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error responses of an operation (always 401 and 422)."""
-    chosen = sorted({401, 422, *statuses})
+    """The documented error responses of an operation: ``statuses`` and those any operation
+    may answer (400 malformed, 401 credential, 403 scope or client token, 422 values)."""
+    chosen = sorted({400, 401, 403, 422, *statuses})
     return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in chosen}
 
 

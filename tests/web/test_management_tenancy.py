@@ -1,0 +1,161 @@
+"""The tenancy sweep of the management API, generated from the OpenAPI document.
+
+Every operation under ``/api/v1/orgs/{org}/...`` (every method), with its path parameters
+filled with organization B's real ids (its project, custom role, group and owner) and a
+schema-valid body, is sent by someone who may not act in B: the owner of organization A, and
+a user who belongs to no organization. Each must get 404 (not 403: an organization's existence
+does not leak), and B must be exactly as it was afterwards. A new endpoint is swept without
+editing this file; the sweep asserts it covered at least :data:`MIN_OPERATIONS` operations.
+
+The credential kind is a parameter: API keys join by adding ``"api_key"`` to
+:data:`CREDENTIALS` (and its branch in :func:`credential`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.management_helpers import World, build_world, mint
+
+MIN_OPERATIONS = 26
+CREDENTIALS = ["access_token"]
+_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = document["components"]["schemas"][name]
+    return schema
+
+
+def example(document: dict[str, Any], schema: dict[str, Any], name: str = "") -> Any:
+    """A minimal instance valid for ``schema`` (required fields only; "member" satisfies every
+    string pattern of the API but the e-mail's)."""
+    schema = _resolve(document, schema)
+    if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        return example(document, options[0], name)
+    kind = schema.get("type")
+    if kind == "object":
+        return {
+            key: example(document, schema["properties"][key], key)
+            for key in schema.get("required", [])
+        }
+    if kind == "array":
+        count = schema.get("minItems", 0)
+        return [example(document, schema["items"], name) for _ in range(count)]
+    if kind == "string":
+        return "erin@example.com" if name == "email" else "member"
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    raise AssertionError(f"no example for {schema}")
+
+
+def org_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        if path.startswith("/api/v1/orgs/{org}")
+        for method, operation in item.items()
+        if method in _METHODS
+    ]
+
+
+async def credential(world: World, kind: str, who: str) -> dict[str, str]:
+    """Headers of ``who``'s credential of this kind (an outsider to organization B)."""
+    if kind == "access_token":
+        return {"Authorization": f"Bearer {await mint(world.app, world.users[who])}"}
+    raise AssertionError(f"unknown credential kind {kind}")
+
+
+async def _b_ids(world: World) -> dict[str, str]:
+    """Organization B with a project, a custom role and a group, made by its owner."""
+    b = world.orgs["B"]["id"]
+    made = {}
+    for kind, body in (
+        ("projects", {"name": "B project"}),
+        ("roles", {"name": "B role", "permissions": ["models:read"]}),
+        ("groups", {"name": "B group", "roles": ["reader"]}),
+    ):
+        response = await world.call("bob", "POST", f"/api/v1/orgs/{b}/{kind}", json=body)
+        assert response.status_code == 201, response.text
+        made[kind] = response.json()["id"]
+    response = await world.call(
+        "bob", "POST", f"/api/v1/orgs/{b}/groups/{made['groups']}/members/{world.users['bob']}"
+    )
+    assert response.status_code == 204, response.text
+    return {
+        "org": b,
+        "project": made["projects"],
+        "role": made["roles"],
+        "group": made["groups"],
+        "user_id": world.users["bob"],
+    }
+
+
+async def _snapshot(world: World, org: str) -> dict[str, Any]:
+    state = {}
+    for part in ("", "/projects", "/members", "/roles", "/groups"):
+        response = await world.call("bob", "GET", f"/api/v1/orgs/{org}{part}")
+        assert response.status_code == 200, response.text
+        state[part] = response.json()
+    return state
+
+
+@pytest.mark.parametrize("kind", CREDENTIALS)
+@pytest.mark.parametrize("who", ["alice", "erin"])
+async def test_no_operation_reaches_another_organization(
+    app: Any, client: httpx.AsyncClient, kind: str, who: str
+) -> None:
+    world = await build_world(app, client)
+    ids = await _b_ids(world)
+    before = await _snapshot(world, ids["org"])
+    document = (await client.get("/openapi.json")).json()
+    operations = org_operations(document)
+    headers = await credential(world, kind, who)
+    swept = []
+    for method, path, operation in operations:
+        url = path
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                url = url.replace("{" + parameter["name"] + "}", ids[parameter["name"]])
+        assert "{" not in url, f"unfilled path parameter in {method} {path}"
+        body = None
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            body = example(document, content["application/json"]["schema"])
+        response = await client.request(method, url, headers=headers, json=body)
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+        assert response.json()["error"]["code"] == "not_found", (method, path)
+        swept.append(f"{method} {path}")
+    assert len(swept) >= MIN_OPERATIONS, swept
+    assert await _snapshot(world, ids["org"]) == before
+
+
+async def test_the_sweep_examples_are_valid_requests(app: Any, client: httpx.AsyncClient) -> None:
+    """Guards the sweep: inside their own organization, its bodies pass validation (a 422
+    there would mean the 404s above were never about tenancy)."""
+    world = await build_world(app, client)
+    ids = await _b_ids(world)
+    document = (await client.get("/openapi.json")).json()
+    for method, path, operation in org_operations(document):
+        if method in ("DELETE",) or path.endswith("/leave"):
+            continue  # would remove what later operations need
+        url = path
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                url = url.replace("{" + parameter["name"] + "}", ids[parameter["name"]])
+        content = operation.get("requestBody", {}).get("content", {})
+        body = (
+            example(document, content["application/json"]["schema"])
+            if "application/json" in content
+            else None
+        )
+        response = await world.call("bob", method, url, json=body)
+        assert response.status_code != 422, (method, path, response.text)
