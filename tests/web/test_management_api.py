@@ -193,6 +193,38 @@ async def test_members_add_show_set_roles_and_remove(world: World) -> None:
 async def test_members_listing_pages_with_a_bounded_number_of_queries(
     world: World, app: Any
 ) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.runtime.unit_engine.sync_engine
+
+    async def queries_for(limit: int) -> int:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = await world.call("alice", "GET", _a(world, "/members"), params={"limit": limit})
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(page.json()["items"]) == limit
+        return len(statements)
+
+    # A member with a group and a custom role, so every kind of lookup has work to do.
+    await world.call("alice", "POST", _a(world, "/roles"), json={"name": "custom"})
+    await world.call("alice", "POST", _a(world, "/groups"), json={"name": "g", "roles": ["custom"]})
+    await world.call("alice", "POST", _a(world, f"/groups/g/members/{world.users['carol']}"))
+    await world.call(
+        "alice",
+        "PUT",
+        _a(world, f"/members/{world.users['dave']}/roles"),
+        json={"roles": ["custom"]},
+    )
+    small = await queries_for(1)
+    assert small > 0, "the statement counter saw nothing"
+    assert await queries_for(3) == small  # no query per member
     for n in range(7):
         email = f"user{n}@example.com"
         await add_user(app, email, f"User {n}")

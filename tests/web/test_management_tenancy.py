@@ -7,21 +7,27 @@ a user who belongs to no organization. Each must get 404 (not 403: an organizati
 does not leak), and B must be exactly as it was afterwards. A new endpoint is swept without
 editing this file; the sweep asserts it covered at least :data:`MIN_OPERATIONS` operations.
 
-The credential kind is a parameter: API keys join by adding ``"api_key"`` to
-:data:`CREDENTIALS` (and its branch in :func:`credential`).
+The credential kind is a parameter, one entry of :data:`CREDENTIALS` per kind: an access
+token, and an API key through the ``ApiKeyAuthenticator`` seam (a key of organization A with
+every permission). When the API-keys feature lands, a real key joins with one entry
+(``"api_key": <factory minting a key of A>``).
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from ostiary.features.rbac.models import ApiKeyPrincipal
+from ostiary.web.runtime import Unit
 from tests.web.management_helpers import World, build_world, mint
 
 MIN_OPERATIONS = 26
-CREDENTIALS = ["access_token"]
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -67,11 +73,39 @@ def org_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, A
     ]
 
 
-async def credential(world: World, kind: str, who: str) -> dict[str, str]:
-    """Headers of ``who``'s credential of this kind (an outsider to organization B)."""
-    if kind == "access_token":
-        return {"Authorization": f"Bearer {await mint(world.app, world.users[who])}"}
-    raise AssertionError(f"unknown credential kind {kind}")
+Factory = Callable[[World, str, pytest.MonkeyPatch], Awaitable[str]]
+
+
+async def _access_token(world: World, who: str, _patch: pytest.MonkeyPatch) -> str:
+    return await mint(world.app, world.users[who])
+
+
+@dataclass
+class _KeyTable:
+    keys: dict[str, ApiKeyPrincipal]
+
+    async def authenticate_api_key(self, raw_key: str, ip: str | None) -> ApiKeyPrincipal | None:
+        return self.keys.get(raw_key)
+
+
+async def _api_key_seam(world: World, who: str, patch: pytest.MonkeyPatch) -> str:
+    """A key of ``who``'s organization (A) with every permission, through the seam."""
+    raw = "ost_sk_" + secrets.token_urlsafe(24)
+    principal = ApiKeyPrincipal(
+        "user", world.users[who], world.orgs["A"]["id"], frozenset({"*"}), "k"
+    )
+    table = _KeyTable({raw: principal})
+    patch.setattr(Unit, "api_keys", property(lambda _unit: table))
+    return raw
+
+
+# Credential kinds of an outsider to organization B: name -> factory of a bearer credential.
+CREDENTIALS: dict[str, Factory] = {
+    "access_token": _access_token,
+    "api_key_seam": _api_key_seam,
+}
+# (kind, who): the owner of A with every kind; a user of no organization with a token.
+CASES = [(kind, "alice") for kind in CREDENTIALS] + [("access_token", "erin")]
 
 
 async def _b_ids(world: World) -> dict[str, str]:
@@ -108,17 +142,19 @@ async def _snapshot(world: World, org: str) -> dict[str, Any]:
     return state
 
 
-@pytest.mark.parametrize("kind", CREDENTIALS)
-@pytest.mark.parametrize("who", ["alice", "erin"])
+@pytest.mark.parametrize(("kind", "who"), CASES)
 async def test_no_operation_reaches_another_organization(
-    app: Any, client: httpx.AsyncClient, kind: str, who: str
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, kind: str, who: str
 ) -> None:
     world = await build_world(app, client)
     ids = await _b_ids(world)
     before = await _snapshot(world, ids["org"])
     document = (await client.get("/openapi.json")).json()
     operations = org_operations(document)
-    headers = await credential(world, kind, who)
+    headers = {"Authorization": f"Bearer {await CREDENTIALS[kind](world, who, monkeypatch)}"}
+    own = await client.get(f"/api/v1/orgs/{world.orgs['A']['id']}/members", headers=headers)
+    if who == "alice":  # the credential works where it belongs
+        assert own.status_code == 200, own.text
     swept = []
     for method, path, operation in operations:
         url = path

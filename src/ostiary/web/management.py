@@ -155,8 +155,7 @@ async def caller_from_request(unit: Unit, request: Request) -> Caller:
     claims = await unit.oauth.validate_access_token(credential)
     if claims is None:
         raise _unauthorized("the access token is invalid or expired")
-    issuer = unit.settings.issuer or "http://127.0.0.1:8000"
-    if issuer not in _audiences(claims):
+    if runtime_of(request).oauth_policy.issuer not in _audiences(claims):
         raise _unauthorized("the access token is not intended for this server")
     subject = claims.get("sub")
     if (
