@@ -145,6 +145,9 @@ def test_the_schema_documents_the_browser_and_ops_surface() -> None:
         "GET /api/v1/orgs/{org}/members",
     } <= set(LABELS)
     assert len(MANAGEMENT_LABELS) >= 28
+    for label in MANAGEMENT_LABELS:
+        assert _OPERATIONS[label].get("security") == [{"bearer": []}], label
+        assert _OPERATIONS[label].get("tags"), label
 
 
 @pytest.fixture

@@ -27,9 +27,11 @@ GROUPS: tuple[APIRouter, ...] = (
     groups.router,
 )
 
+_SECURITY = {"security": [{"bearer": []}]}
+
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_bearer)])
 for _group in GROUPS:
+    for _route in _group.routes:
+        if isinstance(_route, APIRoute):
+            _route.openapi_extra = {**_SECURITY, **(_route.openapi_extra or {})}
     router.include_router(_group)
-for _route in router.routes:
-    if isinstance(_route, APIRoute):
-        _route.openapi_extra = {"security": [{"bearer": []}], **(_route.openapi_extra or {})}
