@@ -10,6 +10,8 @@ the OpenAPI document without being edited.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
@@ -27,7 +29,7 @@ GROUPS: tuple[APIRouter, ...] = (
     groups.router,
 )
 
-_SECURITY = {"security": [{"bearer": []}]}
+_SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_bearer)])
 for _group in GROUPS:
