@@ -586,3 +586,24 @@ async def test_token_for_a_user_in_no_org_still_lists(world: World, app: Any) ->
     token = await mint(app, world.users["erin"])
     response = await world.client.get("/api/v1/orgs", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
+
+
+async def test_concurrent_duplicate_changes_give_one_success_and_clean_refusals(
+    world: World,
+) -> None:
+    body = {"email": "erin@example.com", "roles": ["reader"]}
+    added = await asyncio.gather(
+        *(world.call("alice", "POST", _a(world, "/members"), json=body) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in added) == [201, 409, 409, 409]
+    made = await asyncio.gather(
+        *(world.call("erin", "POST", "/api/v1/orgs", json={"name": "Same Name"}) for _ in range(3))
+    )
+    assert [r.status_code for r in made] == [201, 201, 201]
+    assert len({r.json()["slug"] for r in made}) == 3
+    groups = await asyncio.gather(
+        *(world.call("alice", "POST", _a(world, "/groups"), json={"name": "dup"}) for _ in range(3))
+    )
+    assert sorted(r.status_code for r in groups) == [201, 409, 409]
+    listed = (await world.call("alice", "GET", _a(world, "/groups"))).json()["items"]
+    assert [g["name"] for g in listed] == ["dup"]

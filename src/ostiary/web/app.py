@@ -186,7 +186,8 @@ def _declare_security_schemes(app: FastAPI) -> None:
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "RFC 6750 bearer access token (RFC 9068 JWT)",
+                "description": "RFC 6750 bearer access token (RFC 9068 JWT); on /api/v1 a "
+                "user's token with the scope ostiary.manage, or an ost_sk_ API key",
             }
             app.openapi_schema = schema
         return app.openapi_schema

@@ -41,7 +41,8 @@ async def _custom(call: OrgCall, ref: str) -> Role:
 
 @router.get(
     "/orgs/{org}/roles",
-    summary="List roles, built-in ones first (members:read)",
+    summary="List roles (members:read)",
+    description="The first page starts with the built-in roles, not counted in ``limit``.",
     responses=errors(400, 403, 404),
 )
 async def list_roles(
