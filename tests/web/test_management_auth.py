@@ -164,6 +164,10 @@ async def test_an_api_key_acts_only_in_its_organization_within_its_permissions(
     )
     assert capped.status_code == 403
     assert (await _as(world, "ost_sk_unknown")).status_code == 401
+    # A key of a user who left the organization no longer works there.
+    carol = world.users["carol"]
+    assert (await world.call("alice", "DELETE", _a(world, f"/members/{carol}"))).status_code == 204
+    assert (await _as(world, wide, path=_a(world))).status_code == 404
 
 
 async def test_discovery_lists_the_manage_scope(client: httpx.AsyncClient) -> None:

@@ -269,10 +269,11 @@ async def _enter_org(unit: Unit, caller: Caller, ref: str) -> Organization:
         org = await unit.orgs.resolve(ref)
     except NotFound:
         raise NotFound("no such organization") from None
-    if caller.key is not None:
-        if caller.key.organization_id != org.id:
-            raise NotFound("no such organization")
-    elif caller.user_id is None or not await unit.orgs.is_member(org.id, caller.user_id):
+    if caller.key is not None and caller.key.organization_id != org.id:
+        raise NotFound("no such organization")
+    # A user's token, or a key of a user: the user must (still) be a member.
+    user_id = caller.user_id
+    if user_id is not None and not await unit.orgs.is_member(org.id, user_id):
         raise NotFound("no such organization")
     return org
 
