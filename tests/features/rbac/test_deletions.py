@@ -120,3 +120,28 @@ async def test_listing_many_members_details_in_bulk(runtime: Any) -> None:
         assert [g.name for g in groups[users[0]]] == ["g"] and groups[users[1]] == []
         named = await unit.rbac.roles_by_id(org, ["owner", "nope"])
         assert list(named) == ["owner"]
+
+
+async def test_bulk_lookups_are_scoped_by_organization(runtime: Any) -> None:
+    user = await _user(runtime)
+    org, other = await _org_with(runtime, user), await _org_with(runtime, user)
+    async with runtime.unit() as unit:
+        group = await unit.rbac.create_group(org, "g", actor=None)
+        await unit.rbac.add_group_member(org, group.id, user, actor=None)
+        role = await unit.rbac.create_role(org, "r", actor=None)
+        project = await unit.orgs.create_project(org, "p", actor=None)
+        await unit.rbac.assign(org, ("user", user), "reader", project_id=project.id, actor=None)
+    async with runtime.unit() as unit:
+        assert await unit.rbac.groups_of_users(other, [user]) == {user: []}
+        assert await unit.rbac.roles_by_id(other, [role.id]) == {}
+        # Another organization's project id drops nothing of this one's.
+        await unit.rbac.project_deleting(other, project.id, actor=None)
+        with pytest.raises(NotFound):
+            await unit.orgs.delete_project(other, project.id, actor=None)
+        with pytest.raises(NotFound):
+            await unit.rbac.delete_group(other, group.id, actor=None)
+    async with runtime.unit() as unit:
+        assert [a.project_id for a in await unit.rbac.assignments_of(org, ("user", user))] == [
+            project.id
+        ]
+        assert (await unit.rbac.get_group(org, group.id)).name == "g"
