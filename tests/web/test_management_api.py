@@ -563,10 +563,12 @@ async def test_refused_changes_are_audited_with_actor_and_organization(
     assert len(refused) == 1
     assert refused[0].actor == world.users["carol"]
     assert refused[0].details["organization_id"] == world.orgs["A"]["id"]
+    assert refused[0].organization_id == world.orgs["A"]["id"]  # the trail's org slice
     assert refused[0].details["code"] == "forbidden"
     made = [e for e in events if e.action == "rbac.role.create"]
     assert made[-1].actor == world.users["alice"]
     assert made[-1].details["organization_id"] == world.orgs["A"]["id"]
+    assert made[-1].organization_id == world.orgs["A"]["id"]
 
 
 async def test_every_permission_name_is_known_to_the_catalog() -> None:
