@@ -203,28 +203,40 @@ async def test_members_listing_pages_with_a_bounded_number_of_queries(
     engine = app.state.runtime.unit_engine.sync_engine
 
     async def queries_for(limit: int) -> int:
-        statements.clear()
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            page = await world.call("alice", "GET", _a(world, "/members"), params={"limit": limit})
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
-        assert len(page.json()["items"]) == limit
-        return len(statements)
+        """The fewest statements of three identical requests: a request may also catch up
+        with other connections' commits (SQLite) or fill the permission cache, which is not
+        the listing's cost."""
+        counts = []
+        for _ in range(3):
+            statements.clear()
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                page = await world.call(
+                    "alice", "GET", _a(world, "/members"), params={"limit": limit}
+                )
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+            assert len(page.json()["items"]) == limit
+            counts.append(len(statements))
+        return min(counts)
 
-    # A member with a group and a custom role, so every kind of lookup has work to do.
+    # Every member has a custom role and a group, so each page needs every kind of lookup.
     await world.call("alice", "POST", _a(world, "/roles"), json={"name": "custom"})
-    await world.call("alice", "POST", _a(world, "/groups"), json={"name": "g", "roles": ["custom"]})
-    await world.call("alice", "POST", _a(world, f"/groups/g/members/{world.users['carol']}"))
-    await world.call(
-        "alice",
-        "PUT",
-        _a(world, f"/members/{world.users['dave']}/roles"),
-        json={"roles": ["custom"]},
-    )
+    await world.call("alice", "POST", _a(world, "/groups"), json={"name": "g"})
+    for name in ("alice", "carol", "dave"):
+        user = world.users[name]
+        assert (
+            await world.call("alice", "POST", _a(world, f"/groups/g/members/{user}"))
+        ).status_code == 204
+        roles = ["owner", "custom"] if name == "alice" else ["custom"]
+        put = await world.call(
+            "alice", "PUT", _a(world, f"/members/{user}/roles"), json={"roles": roles}
+        )
+        assert put.status_code == 200, put.text
     small = await queries_for(1)
     assert small > 0, "the statement counter saw nothing"
-    assert await queries_for(3) == small  # no query per member
+    large = await queries_for(3)
+    assert large == small  # no query per member
     for n in range(7):
         email = f"user{n}@example.com"
         await add_user(app, email, f"User {n}")
