@@ -220,3 +220,23 @@ def test_a_refused_command_leaves_nothing_and_is_audited(env: dict[str, str]) ->
     audited = asyncio.run(failures())
     assert ("cli.members_add", "not_found") in audited
     assert ("cli.groups_add_member", "not_found") in audited
+
+
+def test_update_and_delete_organizations_projects_and_groups(env: dict[str, str]) -> None:
+    org = _json(env, "orgs", "create", "--name", "Doomed Org", "--owner", "ann@example.com")
+    renamed = _json(env, "orgs", "update", org["slug"], "--name", "Renamed", "--slug", "renamed")
+    assert (renamed["name"], renamed["slug"], renamed["id"]) == ("Renamed", "renamed", org["id"])
+    _refused(_run(env, "orgs", "update", "renamed", "--slug", "Bad Slug"))
+    project = _json(env, "orgs", "projects", "create", "renamed", "--name", "Proj")
+    moved = _json(env, "orgs", "projects", "update", "renamed", "proj", "--slug", "proj-2")
+    assert moved["slug"] == "proj-2" and moved["id"] == project["id"]
+    assert _json(env, "orgs", "projects", "delete", "renamed", "proj-2")["deleted"] is True
+    assert _json(env, "orgs", "projects", "list", "renamed")["items"] == []
+    _json(env, "groups", "create", "renamed", "--name", "ops", "--role", "reader")
+    assert _json(env, "groups", "delete", "renamed", "ops")["deleted"] is True
+    assert _json(env, "groups", "list", "renamed")["items"] == []
+    refused = _run(env, "orgs", "delete", "renamed")
+    assert refused.exit_code == 1 and "--yes" in refused.stderr
+    assert _json(env, "orgs", "delete", "renamed", "--yes")["deleted"] is True
+    gone = _run(env, "orgs", "show", "renamed", "--json")
+    assert gone.exit_code == 1 and json.loads(gone.stdout)["error"] == "not_found"

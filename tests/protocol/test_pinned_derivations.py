@@ -54,6 +54,8 @@ PINNED_KEYS = {
     ),
     # Pinned on 2026-12-03: the HMAC key of stored API keys (features/apikeys).
     "ostiary/api-key-hmac": "c5e8b59168fb8c60f130acf56296c0e653ea96219ef5ce2459b3e7d618f81245",
+    # Pinned on 2026-12-03: the MAC of the management API's paging cursors.
+    "ostiary/api-cursor": "efd9a1bef76ee8fcc8305698281bba2f6a38a01f36e7ac116a0a5a080abcc58a",
 }
 
 # Sealed on 2026-12-02 under derive_key(SECRET, "ostiary/signing-key-encryption"), associated

@@ -8,11 +8,13 @@ invalid per the schema:
   document lists for that operation (collected while fuzzing goes on, reported at the end, so
   that a documentation gap never cuts the search for server errors short).
 
-It runs three ways: as an anonymous browser over every operation; signed in (session cookie,
+It runs four ways: as an anonymous browser over every operation; signed in (session cookie,
 CSRF cookie and a valid CSRF form token in every form) over the operations a browser session
-drives, so the handlers behind the CSRF and session checks see fuzzed input too; and as a
+drives, so the handlers behind the CSRF and session checks see fuzzed input too; as a
 registered confidential client (HTTP Basic) over the token, introspection and revocation
-endpoints, so the grant handlers do.
+endpoints, so the grant handlers do; and as the owner of an organization (an access token with
+``ostiary.manage``) over the management API (/api/v1), with its organization's real id in the
+``{org}`` parameter, so its handlers see fuzzed input past authentication and tenancy.
 
 Operations are parametrized here with pytest rather than with ``schema.parametrize()``: under
 pytest 9 the items that ``schema.parametrize()`` creates all share one node id, and with
@@ -26,6 +28,7 @@ import asyncio
 import re
 import shutil
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,10 @@ SESSION_LABELS = [
     for label, op in _OPERATIONS.items()
     if not op.get("security") and set(op.get("tags", ())) & {"browser", "oauth"}
 ]
+# Operations of the management API, called with a bearer access token.
+MANAGEMENT_LABELS = [
+    label for label in _OPERATIONS if label.split(" ", 1)[1].startswith("/api/v1/")
+]
 # Operations a registered OAuth client calls with HTTP Basic authentication.
 CLIENT_LABELS = [
     label
@@ -134,7 +141,13 @@ def test_the_schema_documents_the_browser_and_ops_surface() -> None:
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
+        "POST /api/v1/orgs",
+        "GET /api/v1/orgs/{org}/members",
     } <= set(LABELS)
+    assert len(MANAGEMENT_LABELS) >= 28
+    for label in MANAGEMENT_LABELS:
+        assert _OPERATIONS[label].get("security") == [{"bearer": []}], label
+        assert _OPERATIONS[label].get("tags"), label
 
 
 @pytest.fixture
@@ -344,3 +357,74 @@ def test_client_credentials_pass_client_authentication(
     assert response.json() == {"active": False}
     wrong = case.call(auth=(client_credentials[0], "wrong"), **_CALL)
     assert wrong.status_code == 401
+
+
+# -- management API -------------------------------------------------------------------------
+
+
+async def _org_owner(app_settings: Settings) -> tuple[str, str]:
+    """A user owning an organization, and an access token of theirs with ostiary.manage."""
+    from datetime import timedelta
+
+    from ostiary.features.oauth.tokens import AccessTokenRequest, TokenMinter
+
+    rt = Runtime(app_settings)
+    try:
+        async with rt.unit() as unit:
+            await unit.keys.ensure_keys()
+            user = await unit.accounts.create_user(_EMAIL, _PASSWORD, name="Fuzz User")
+            org = await unit.orgs.create("Fuzz Org", actor=user.id)
+            await unit.orgs.add_member(org.id, user.id, actor=user.id)
+            await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=user.id)
+            now = rt.clock.now()
+            minted = await TokenMinter(unit.keys, rt.oauth_policy.issuer).access_token(
+                AccessTokenRequest(
+                    client_id="ost_fuzz",
+                    subject=user.id,
+                    scope="ostiary.manage",
+                    audience=[rt.oauth_policy.issuer],
+                    ttl=timedelta(minutes=30),
+                    auth_time=now,
+                ),
+                now,
+            )
+    finally:
+        await rt.close()
+    return org.id, minted.token
+
+
+@pytest.fixture
+def org_owner(settings: Settings, fuzz_app: FastAPI) -> tuple[str, str]:
+    return asyncio.run(_org_owner(settings))
+
+
+def _half(case: Any) -> bool:
+    return zlib.crc32(repr((case.body, case.query)).encode()) % 2 == 0
+
+
+@pytest.mark.parametrize("label", MANAGEMENT_LABELS)
+def test_management_fuzz(schema: Any, org_owner: tuple[str, str], label: str) -> None:
+    """The same, as the owner of an organization: half the cases aim at it by its real id."""
+    org_id, token = org_owner
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def send(case: Any) -> Any:
+        parameters = case.path_parameters
+        # Deterministic per case (Hypothesis replays and shrinks): half aim at the real org.
+        if isinstance(parameters, dict) and "org" in parameters and _half(case):
+            parameters["org"] = org_id
+        return case.call(headers=headers, **_CALL)
+
+    _fuzz(schema, label, send)
+
+
+def test_the_management_token_passes_authentication(
+    schema: Any, org_owner: tuple[str, str]
+) -> None:
+    """The management fuzz is only meaningful if its requests get past authentication."""
+    org_id, token = org_owner
+    members = schema.find_operation_by_label("GET /api/v1/orgs/{org}/members")
+    case = members.Case(path_parameters={"org": org_id})
+    response = case.call(headers={"Authorization": f"Bearer {token}"}, **_CALL)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == 1

@@ -97,20 +97,12 @@ def run_tenancy(
     audited_as = action or "cli." + work.__qualname__.split(".", 1)[0]  # the command's function
 
     async def attempt(rt: Any) -> T:
-        refused: TenancyError | None = None
         async with rt.unit() as unit:
-            try:
-                async with unit.conn.begin_nested():
-                    return await work(unit)
-            except TenancyError as exc:
-                refused = exc
-                await unit.audit.record(
-                    audited_as,
-                    "failure",
-                    details={"code": exc.code, "reason": exc.message[:200]},
-                )
-        assert refused is not None
-        raise refused
+            outcome = await unit.attempt(lambda: work(unit), action=audited_as)
+        if isinstance(outcome, TenancyError):
+            raise outcome
+        result: T = outcome
+        return result
 
     try:
         return run(settings, attempt)

@@ -108,3 +108,20 @@ def groups_list(
         )
     if next_cursor:
         typer.echo(f"more: --cursor {next_cursor}")
+
+
+@app.command("delete")
+def groups_delete(org: OrgArg, group: GroupArg, json: JsonOpt = False) -> None:
+    """Delete a group with its memberships and role assignments."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        gone = await unit.rbac.get_group(found.id, group)
+        await unit.rbac.delete_group(found.id, gone.id, actor=None)
+        return gone
+
+    gone = run_tenancy(load(), work, json)
+    if json:
+        print_json({"id": gone.id, "name": gone.name, "deleted": True})
+        return
+    typer.echo(f"deleted group {gone.name} ({gone.id})")

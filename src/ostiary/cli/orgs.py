@@ -142,6 +142,31 @@ def orgs_show(org: OrgArg, json: JsonOpt = False) -> None:
     typer.echo(f"{found.id}  {found.slug}  {found.name}  (created {found.created_at:%Y-%m-%d})")
 
 
+@app.command("delete")
+def orgs_delete(
+    org: OrgArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Delete an organization with its projects, memberships, roles and groups (users stay;
+    the audit trail keeps its events)."""
+    if not yes:
+        from ostiary.cli._common import fail
+
+        fail("deleting an organization cannot be undone: add --yes", 1)
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        await unit.orgs.delete(found.id, actor=None)
+        return found
+
+    gone = run_tenancy(load(), work, json)
+    if json:
+        print_json({"id": gone.id, "slug": gone.slug, "deleted": True})
+        return
+    typer.echo(f"deleted organization {gone.slug} ({gone.id})")
+
+
 # -- projects --------------------------------------------------------------------------------
 
 
@@ -183,6 +208,48 @@ def projects_list(
         typer.echo(f"{project.id}  {project.slug:<30} {project.name}")
     if next_cursor:
         typer.echo(f"more: --cursor {next_cursor}")
+
+
+@projects_app.command("update")
+def projects_update(
+    org: OrgArg,
+    project: Annotated[str, typer.Argument(metavar="PROJECT", help="Project id or slug.")],
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    slug: Annotated[str | None, typer.Option("--slug", help="New slug.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Rename a project or change its slug."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        return await unit.orgs.update_project(found.id, project, name=name, slug=slug, actor=None)
+
+    updated = run_tenancy(load(), work, json)
+    if json:
+        print_json(_project_dict(updated))
+        return
+    typer.echo(f"updated project {updated.slug} ({updated.id})")
+
+
+@projects_app.command("delete")
+def projects_delete(
+    org: OrgArg,
+    project: Annotated[str, typer.Argument(metavar="PROJECT", help="Project id or slug.")],
+    json: JsonOpt = False,
+) -> None:
+    """Delete a project with its roles and the role assignments made in it."""
+
+    async def work(unit: Any) -> Any:
+        found = await unit.orgs.resolve(org)
+        gone = await unit.orgs.get_project(found.id, project)
+        await unit.orgs.delete_project(found.id, gone.id, actor=None)
+        return gone
+
+    gone = run_tenancy(load(), work, json)
+    if json:
+        print_json({"id": gone.id, "slug": gone.slug, "deleted": True})
+        return
+    typer.echo(f"deleted project {gone.slug} ({gone.id})")
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -306,6 +373,7 @@ app.add_typer(invitations_app, name="invitations")
 def orgs_update(
     org: OrgArg,
     name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    slug: Annotated[str | None, typer.Option("--slug", help="New slug.")] = None,
     require_acr: Annotated[
         str | None,
         typer.Option(
@@ -316,7 +384,8 @@ def orgs_update(
     ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Rename an organization or set the acr its members must reach for org-scoped clients."""
+    """Rename an organization, change its slug, or set the acr its members must reach for
+    org-scoped clients."""
     from ostiary.features.orgs.service import UNCHANGED
 
     async def work(unit: Any) -> Any:
@@ -324,14 +393,14 @@ def orgs_update(
         acr: Any = UNCHANGED
         if require_acr is not None:
             acr = None if require_acr.lower() == "none" else require_acr
-        return await unit.orgs.update(found.id, name=name, require_acr=acr, actor=None)
+        return await unit.orgs.update(found.id, name=name, slug=slug, require_acr=acr, actor=None)
 
     updated = run_tenancy(load(), work, json)
     if json:
         print_json(org_dict(updated))
         return
     typer.echo(
-        f"updated {updated.slug}: name {updated.name!r}, "
+        f"updated {updated.slug} ({updated.id}): name {updated.name!r}, "
         f"require-acr {updated.require_acr or 'none'}"
     )
 

@@ -8,16 +8,26 @@
   is not allowed (an OpenID request must not silently become plain OAuth 2.0).
 - OpenID Connect Core 1.0 section 5.4: ``profile``, ``email``, ``address`` and ``phone``
   request claim groups; section 11: ``offline_access`` requests a refresh token.
+- ``ostiary.manage`` (ours): a user's access token carrying it may call the management API
+  (/api/v1) as that user; a token issued to an application for sign-in alone may not.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["CLAIMS_BY_SCOPE", "ScopeError", "format_scope", "granted_scopes", "parse_scope"]
+__all__ = [
+    "CLAIMS_BY_SCOPE",
+    "MANAGE_SCOPE",
+    "ScopeError",
+    "format_scope",
+    "granted_scopes",
+    "parse_scope",
+]
 
 _TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
 _MAX_SCOPES = 64
+MANAGE_SCOPE = "ostiary.manage"
 
 CLAIMS_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "profile": (

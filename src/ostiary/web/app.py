@@ -33,6 +33,7 @@ from ostiary.web.middleware import (
 )
 from ostiary.web.routes import (
     api_keys,
+    api_v1,
     authorize,
     browser,
     credentials,
@@ -167,6 +168,7 @@ def create_app(
     app.include_router(authorize.router)
     app.include_router(oauth.router)
     app.include_router(api_keys.router)
+    app.include_router(api_v1.router)
     if settings.dev_mode:
         demo_file = settings.data_dir / DEV_CLIENT_FILE
         if demo_file.is_file():
@@ -230,7 +232,8 @@ def _declare_security_schemes(app: FastAPI) -> None:
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "RFC 6750 bearer access token (RFC 9068 JWT)",
+                "description": "RFC 6750 bearer access token (RFC 9068 JWT); on /api/v1 a "
+                "user's token with the scope ostiary.manage, or an ost_sk_ API key",
             }
             schemes["apiKey"] = {
                 "type": "http",

@@ -1,8 +1,10 @@
 """The one place where errors become responses (STYLE.md habit 6).
 
-Browser routes answer with an HTML page, API routes with JSON; nothing answers 500 for bad
-input. An unexpected exception is logged with the request id and gets a plain 500 page that
-reveals nothing.
+Browser routes answer with an HTML page, API routes with JSON; the management API (/api/v1)
+with ``{"error": {"code": ..., "message": ...}}`` and stable codes (:class:`ApiError`, and the
+``code`` of the tenancy errors, features/orgs/models.py); nothing answers 500 for bad input. An
+unexpected exception is logged with the request id and gets a plain 500 page that reveals
+nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from starlette.routing import Match
 
 from ostiary.web.pages import render
 
-__all__ = ["PageError", "install_error_handlers", "page_error_response"]
+__all__ = [
+    "API_PREFIX",
+    "ApiError",
+    "PageError",
+    "api_error_response",
+    "install_error_handlers",
+    "page_error_response",
+]
+
+API_PREFIX = "/api/"
 
 log = structlog.get_logger("ostiary.web")
 
@@ -47,6 +58,38 @@ class PageError(Exception):
         self.status_code = status_code
         self.message = message
         self.headers = headers or {}
+
+
+class ApiError(Exception):
+    """An error of the management API: HTTP status, stable ``code``, message for people."""
+
+    def __init__(
+        self, status_code: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def api_error_response(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
 def _wants_html(request: Request) -> bool:
@@ -118,6 +161,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)
+    if _is_api(request):
+        code = _TITLES.get(exc.status_code, "error").lower().replace(" ", "_")
+        return api_error_response(exc.status_code, code, message, headers)
     return error_response(request, exc.status_code, message, headers)
 
 
@@ -125,16 +171,24 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()))
-    return error_response(request, 400, f"{where}: {first.get('msg', 'invalid')}".strip(": "))
+    message = f"{where}: {first.get('msg', 'invalid')}".strip(": ")
+    if _is_api(request):
+        if first.get("type") == "json_invalid":
+            return api_error_response(400, "invalid_json", "the body is not valid JSON")
+        return api_error_response(422, "invalid_request", message[:500])
+    return error_response(request, 400, message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled_exception", exc_type=type(exc).__name__, path=request.url.path)
+    if _is_api(request):
+        return api_error_response(500, "internal_error", "An unexpected error occurred.")
     return error_response(request, 500, "An unexpected error occurred.")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

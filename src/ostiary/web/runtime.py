@@ -11,7 +11,8 @@ password and its second factor, web/second_step.py), ``webauthn-ceremony`` (MAC 
 ceremony's challenge state, web/webauthn_state.py), ``invitation`` (HMAC key of stored
 invitation tokens, features/invitations), ``email-verification`` (MAC of the links that
 verify a changed e-mail address, web/email_links.py), ``api-key-hmac`` (HMAC key of stored API
-keys, features/apikeys).
+keys, features/apikeys), ``api-cursor`` (MAC of the management API's paging cursors,
+protocol/api_cursors.py).
 
 Mail (features/mail): SMTP when OSTIARY_SMTP_HOST is set; otherwise, in dev mode, an in-memory
 outbox (``dev_outbox``, shown at /dev/mail); otherwise none, and inviting by e-mail is refused.
@@ -35,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import structlog
@@ -66,6 +67,7 @@ from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
 from ostiary.features.rbac.claims import OrgClaims
@@ -137,6 +139,7 @@ __all__ = ["AccountView", "InviteResult", "Runtime", "Unit"]
 AccountView = tuple[list[Session], list[Consent]]
 
 log = structlog.get_logger("ostiary.runtime")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ class Runtime:
         self.invitation_pepper = derive_key(secret, "ostiary/invitation")
         self.email_links = EmailLinks(derive_key(secret, "ostiary/email-verification"))
         self.mailer, self.dev_outbox = build_mailer(settings, self.clock)
+        self.api_cursor_key = derive_key(secret, "ostiary/api-cursor")
         webauthn = settings.webauthn
         # None: passkeys are off (settings.webauthn_off says why; the pages say so).
         self.relying_party = (
@@ -532,6 +536,32 @@ class Unit:
         for name in _SERVICES:
             cached.pop(name, None)
 
+    async def attempt(
+        self,
+        work: Callable[[], Awaitable[T]],
+        *,
+        action: str,
+        actor: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> T | TenancyError:
+        """Run a tenancy or RBAC use case so that a refusal leaves nothing of the attempt.
+
+        ``work`` runs in a savepoint; a ``TenancyError`` rolls it back, is audited as a failure
+        of ``action`` with its stable code (and the actor and organization when known), and is
+        returned rather than raised, so that the unit still commits the audit event. Shared by
+        the CLI (cli/_common.py ``run_tenancy``) and the management API (web/management.py).
+        ``details`` (e.g. the organization, once ``work`` has resolved it) are read when the
+        refusal is recorded.
+        """
+        try:
+            async with self.conn.begin_nested():
+                return await work()
+        except TenancyError as exc:
+            recorded: dict[str, object] = {**(details or {}), "code": exc.code}
+            recorded["reason"] = exc.message[:200]
+            await self.audit.record(action, "failure", actor=actor, details=recorded)
+            return exc
+
     @cached_property
     def audit(self) -> AuditTrail:
         return AuditTrail(SqlAuditStore(self.conn), self._rt.clock)
@@ -751,6 +781,14 @@ class Unit:
         disabled user's keys stop at once on every node)."""
         user = await self.accounts.get(user_id)
         return user is not None and not user.disabled
+
+    async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: RBAC drops the project's roles and assignments."""
+        await self.rbac.project_deleting(org_id, project_id, actor=actor)
+
+    async def organization_deleting(self, org_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: every node forgets the organization's permissions."""
+        await self.rbac.organization_deleting(org_id, actor=actor)
 
     async def permissions_changed(
         self, org_id: str, principals: Collection[Principal] | None

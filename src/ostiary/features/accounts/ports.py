@@ -14,6 +14,10 @@ __all__ = ["AccountListener", "LoginThrottle", "UserStore"]
 class UserStore(Protocol):
     async def get(self, user_id: str) -> User | None: ...
 
+    async def get_many(self, user_ids: Sequence[str]) -> list[User]:
+        """The users among ``user_ids`` that exist, in one query (unknown ids are skipped)."""
+        ...
+
     async def get_by_email(self, email: str) -> User | None:
         """Look up by normalized e-mail (case-insensitive)."""
         ...

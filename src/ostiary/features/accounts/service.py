@@ -21,7 +21,7 @@ import functools
 import secrets
 import uuid
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -482,6 +482,10 @@ class AccountService:
 
     async def get(self, user_id: str) -> User | None:
         return await self._users.get(user_id)
+
+    async def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The existing users among ``user_ids``, by id (one query: listings avoid N+1)."""
+        return {user.id: user for user in await self._users.get_many(user_ids)}
 
     async def get_cached(self, user_id: str) -> User | None:
         """:meth:`get` through the process-local cache (``features/cache.py``): for pages that

@@ -45,7 +45,14 @@ class AuditTrail:
         target: str | None = None,
         ip: str | None = None,
         details: dict[str, Any] | None = None,
+        organization_id: str | None = None,
     ) -> AuditEvent:
+        """Append an event. ``organization_id`` (by default the ``organization_id`` of
+        ``details``, which every tenancy use case records) files it under that organization's
+        slice of the trail."""
+        details = details or {}
+        if organization_id is None and isinstance(details.get("organization_id"), str):
+            organization_id = details["organization_id"]
         event = AuditEvent(
             occurred_at=self._clock.now(),
             action=action,
@@ -53,7 +60,8 @@ class AuditTrail:
             actor=actor,
             target=target,
             ip=ip,
-            details=redact(details or {}),
+            details=redact(details),
+            organization_id=organization_id,
         )
         return await self._store.append(event, link_event)
 

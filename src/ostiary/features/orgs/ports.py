@@ -19,10 +19,6 @@ class OrgStore(Protocol):
 
     async def get_org(self, org_id: str) -> Organization | None: ...
 
-    async def update_org(self, org: Organization) -> None:
-        """Replace the name, ``require_acr`` and ``updated_at`` of an existing organization."""
-        ...
-
     async def orgs_of_user(self, user_id: str) -> list[Organization]:
         """The organizations the user is a member of, by name."""
         ...
@@ -38,6 +34,20 @@ class OrgStore(Protocol):
     async def get_org_by_slug(self, slug: str) -> Organization | None: ...
 
     async def list_orgs(self, limit: int, after: Cursor | None) -> list[Organization]: ...
+
+    async def list_orgs_of_user(
+        self, user_id: str, limit: int, after: Cursor | None
+    ) -> list[Organization]:
+        """The organizations ``user_id`` is a member of, by (created_at, id)."""
+        ...
+
+    async def update_org(self, org: Organization) -> bool:
+        """Replace slug, name, ``require_acr`` and updated_at; False if the slug is taken."""
+        ...
+
+    async def delete_org(self, org_id: str) -> bool:
+        """Delete the organization and every row it owns (foreign keys cascade)."""
+        ...
 
     async def lock_org(self, org_id: str) -> bool:
         """Hold the organization's row until the transaction ends (PostgreSQL: ``FOR
@@ -58,6 +68,12 @@ class OrgStore(Protocol):
         self, org_id: str, limit: int, after: Cursor | None
     ) -> list[Project]: ...
 
+    async def update_project(self, project: Project) -> bool:
+        """Replace slug and name; False if the slug is taken in the organization."""
+        ...
+
+    async def delete_project(self, org_id: str, project_id: str) -> bool: ...
+
     async def add_membership(self, membership: Membership) -> Literal["added", "exists", "no_user"]:
         """Insert; or say the user is a member already, or is no user at all."""
         ...
@@ -73,6 +89,15 @@ class OrgStore(Protocol):
 
 class MembershipListener(Protocol):
     """Told when a member is about to leave, inside the same transaction (RBAC drops their
-    group memberships and role assignments, and refuses to lose the last owner)."""
+    group memberships and role assignments, and refuses to lose the last owner), and when a
+    project or the whole organization is about to be deleted."""
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None: ...
+
+    async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> None:
+        """Told before a project goes: RBAC drops its roles and the assignments made in it."""
+        ...
+
+    async def organization_deleting(self, org_id: str, *, actor: str | None) -> None:
+        """Told before an organization goes (its rows cascade): caches forget it."""
+        ...

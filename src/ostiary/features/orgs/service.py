@@ -154,32 +154,56 @@ class OrgService:
         items = await self._store.list_orgs(_limit(limit) + 1, decode_cursor(cursor))
         return _page(items, limit)
 
+    async def list_orgs_of_user(
+        self, user_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[Organization], str | None]:
+        """The organizations a user belongs to, oldest first."""
+        after = decode_cursor(cursor)
+        items = await self._store.list_orgs_of_user(user_id, _limit(limit) + 1, after)
+        return _page(items, limit)
+
     async def update(
         self,
         org_id: str,
         *,
         name: str | None = None,
+        slug: str | None = None,
         require_acr: str | Unchanged | None = UNCHANGED,
         actor: str | None,
     ) -> Organization:
-        """Rename, or set the acr class its members' sign-ins must reach for org-scoped
-        clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement)."""
+        """Rename, change the slug, or set the acr class its members' sign-ins must reach for
+        org-scoped clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement)."""
         org = await self.get(org_id)
         changes: dict[str, object] = {}
         if name is not None:
             changes["name"] = check_name(name, "name")
+        if slug is not None:
+            changes["slug"] = _check_slug(slug)
         if not isinstance(require_acr, Unchanged):
             if require_acr is not None and require_acr not in ACR_VALUES_SUPPORTED:
                 raise InvalidInput(
                     f"require_acr must be one of {', '.join(ACR_VALUES_SUPPORTED)} or none"
                 )
             changes["require_acr"] = require_acr
-        if not changes:
+        changed = replace(org, **changes)  # type: ignore[arg-type]
+        if changed == org:
             return org
-        updated = replace(org, updated_at=self._clock.now(), **changes)  # type: ignore[arg-type]
-        await self._store.update_org(updated)
-        await self._audit_change("org.update", org.id, actor, org.id, **changes)
-        return updated
+        changed = replace(changed, updated_at=self._clock.now())
+        if not await self._store.update_org(changed):
+            raise Conflict(f"the slug {changed.slug!r} is taken")
+        await self._audit_change("org.update", org_id, actor, org_id, **changes)
+        return changed
+
+    async def delete(self, org_id: str, *, actor: str | None) -> None:
+        """Delete the organization and everything it owns: projects, memberships, roles,
+        groups, assignments (and, through the same foreign keys, what later features attach
+        to it). Users stay (they are global); the audit trail keeps its events."""
+        await self.lock(org_id)
+        org = await self.get(org_id)
+        if self._listener is not None:
+            await self._listener.organization_deleting(org_id, actor=actor)
+        await self._store.delete_org(org_id)
+        await self._audit_change("org.delete", org_id, actor, org_id, slug=org.slug)
 
     async def lock(self, org_id: str) -> None:
         if not await self._store.lock_org(org_id):
@@ -215,6 +239,38 @@ class OrgService:
         await self.get(org_id)
         items = await self._store.list_projects(org_id, _limit(limit) + 1, decode_cursor(cursor))
         return _page(items, limit)
+
+    async def update_project(
+        self,
+        org_id: str,
+        ref: str,
+        *,
+        name: str | None = None,
+        slug: str | None = None,
+        actor: str | None,
+    ) -> Project:
+        project = await self.get_project(org_id, ref)
+        changed = replace(
+            project,
+            name=check_name(name, "name") if name is not None else project.name,
+            slug=_check_slug(slug) if slug is not None else project.slug,
+        )
+        if changed == project:
+            return project
+        if not await self._store.update_project(changed):
+            raise Conflict(f"the organization has a project with the slug {changed.slug!r}")
+        await self._audit_change(
+            "org.project.update", org_id, actor, project.id, name=changed.name, slug=changed.slug
+        )
+        return changed
+
+    async def delete_project(self, org_id: str, ref: str, *, actor: str | None) -> None:
+        """Delete a project with its roles and the role assignments made in it."""
+        project = await self.get_project(org_id, ref)
+        if self._listener is not None:
+            await self._listener.project_deleting(org_id, project.id, actor=actor)
+        await self._store.delete_project(org_id, project.id)
+        await self._audit_change("org.project.delete", org_id, actor, project.id, slug=project.slug)
 
     # -- members ---------------------------------------------------------------------------
 

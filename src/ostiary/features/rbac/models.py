@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from ostiary.features.orgs.models import TenancyError
+from ostiary.features.orgs.models import Forbidden, TenancyError
 from ostiary.protocol.permissions import ALL, PERMISSIONS
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "OWNER",
     "PRINCIPAL_TYPES",
     "Assignment",
+    "Escalation",
     "Group",
     "InvalidPermission",
     "Principal",
@@ -80,3 +81,9 @@ class RoleCycle(TenancyError):
 
 class InvalidPermission(TenancyError):
     code = "invalid_permission"
+
+
+class Escalation(Forbidden):
+    """A caller tried to grant (or shape a role with) permissions they do not hold."""
+
+    code = "permission_escalation"

@@ -36,6 +36,15 @@ class RbacStore(Protocol):
 
     async def list_roles(self, org_id: str, limit: int, after: Cursor | None) -> list[Role]: ...
 
+    async def get_roles(self, org_id: str, role_ids: Collection[str]) -> list[Role]:
+        """The custom roles among ``role_ids``, in one query."""
+        ...
+
+    async def drop_project(self, org_id: str, project_id: str) -> list[Principal]:
+        """Delete the project's roles (with the includes and assignments naming them) and the
+        assignments made in the project; the principals that held any of them."""
+        ...
+
     async def role_graph(self, org_id: str) -> RoleGraph: ...
 
     async def add_assignment(self, assignment: Assignment) -> bool:
@@ -69,6 +78,16 @@ class RbacStore(Protocol):
     async def get_group_by_name(self, org_id: str, name: str) -> Group | None: ...
 
     async def list_groups(self, org_id: str, limit: int, after: Cursor | None) -> list[Group]: ...
+
+    async def delete_group(self, org_id: str, group_id: str) -> bool:
+        """Delete the group, its memberships and its role assignments."""
+        ...
+
+    async def groups_of_users(
+        self, org_id: str, user_ids: Collection[str]
+    ) -> list[tuple[str, Group]]:
+        """(user id, group) for every group membership of ``user_ids``, in one query."""
+        ...
 
     async def add_group_member(self, org_id: str, group_id: str, user_id: str) -> bool: ...
 

@@ -496,6 +496,69 @@ class RbacService:
         )
         return removed
 
+    async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: a project's roles and the assignments made in it go with
+        it; whoever held them is recomputed."""
+        affected = await self._store.drop_project(org_id, project_id)
+        await self._touched(org_id, affected)
+        await self._audit_change(
+            "rbac.project.cleared", org_id, actor, project_id, principals=len(affected)
+        )
+
+    async def organization_deleting(self, org_id: str, *, actor: str | None) -> None:
+        """orgs.MembershipListener: every cached permission of the organization goes."""
+        await self._touched(org_id, None)
+
+    # -- what listings and authorization need in bulk ---------------------------------------
+
+    async def assignments_of_many(
+        self, org_id: str, principals: Collection[Principal]
+    ) -> list[Assignment]:
+        """The direct assignments of many principals, in one query."""
+        return await self._store.assignments_of(org_id, principals)
+
+    async def groups_of_users(
+        self, org_id: str, user_ids: Collection[str]
+    ) -> dict[str, list[Group]]:
+        """Each user's groups by name, in one query."""
+        found: dict[str, list[Group]] = {user_id: [] for user_id in user_ids}
+        for user_id, group in await self._store.groups_of_users(org_id, user_ids):
+            found.setdefault(user_id, []).append(group)
+        return found
+
+    async def roles_by_id(self, org_id: str, role_ids: Collection[str]) -> dict[str, Role]:
+        """Built-in and custom roles by id (unknown ids are left out), in one query."""
+        found = {rid: _builtin(org_id, rid) for rid in role_ids if rid in BUILTIN_ROLES}
+        custom = [rid for rid in role_ids if rid not in BUILTIN_ROLES]
+        for role in await self._store.get_roles(org_id, custom):
+            found[role.id] = role
+        return found
+
+    async def permissions_of_roles(self, org_id: str, role_ids: Collection[str]) -> frozenset[str]:
+        """What holding every role of ``role_ids`` grants, includes expanded (``*`` kept)."""
+        if not role_ids:
+            return frozenset()
+        own, includes = await self._store.role_graph(org_id)
+        return perms.expand(role_ids, {**own, **BUILTIN_ROLES}, includes)
+
+    async def permissions_granted_by(
+        self,
+        org_id: str,
+        *,
+        permissions: Iterable[str] = (),
+        includes: Sequence[str] = (),
+        project_id: str | None = None,
+    ) -> frozenset[str]:
+        """What a role with these own permissions and includes would grant (validated as
+        :meth:`create_role` would), for escalation checks made before the change."""
+        granted = set(_check_permissions(permissions))
+        if includes:
+            resolved = [
+                (await self.get_role(org_id, ref, project_id=project_id)).id for ref in includes
+            ]
+            granted |= await self.permissions_of_roles(org_id, resolved)
+        return frozenset(granted)
+
     # -- groups ----------------------------------------------------------------------------
 
     async def create_group(
@@ -529,6 +592,15 @@ class RbacService:
             roles=[r.id for r in resolved],
         )
         return group
+
+    async def delete_group(self, org_id: str, ref: str, *, actor: str | None) -> None:
+        """Delete a group with its memberships and role assignments; its members are
+        recomputed."""
+        group = await self.get_group(org_id, ref)
+        members = await self._store.group_members(org_id, group.id)
+        await self._store.delete_group(org_id, group.id)
+        await self._touched(org_id, [("user", user_id) for user_id in members])
+        await self._audit_change("rbac.group.delete", org_id, actor, group.id, name=group.name)
 
     async def get_group(self, org_id: str, ref: str) -> Group:
         group = await self._store.get_group(org_id, ref) if len(ref) <= 36 else None

@@ -85,13 +85,6 @@ class SqlOrgStore:
     async def get_org(self, org_id: str) -> Organization | None:
         return await self._org(organizations.c.id == org_id)
 
-    async def update_org(self, org: Organization) -> None:
-        await self._conn.execute(
-            update(organizations)
-            .where(organizations.c.id == org.id)
-            .values(name=org.name, require_acr=org.require_acr, updated_at=org.updated_at)
-        )
-
     async def orgs_of_user(self, user_id: str) -> list[Organization]:
         query = (
             select(organizations)
@@ -132,6 +125,35 @@ class SqlOrgStore:
         )
         return [Organization(**row._mapping) for row in await self._conn.execute(query)]
 
+    async def list_orgs_of_user(
+        self, user_id: str, limit: int, after: Cursor | None
+    ) -> list[Organization]:
+        query = (
+            select(organizations)
+            .join(memberships, memberships.c.organization_id == organizations.c.id)
+            .where(memberships.c.user_id == user_id, _after(organizations, after))
+            .order_by(organizations.c.created_at, organizations.c.id)
+            .limit(limit)
+        )
+        return [Organization(**row._mapping) for row in await self._conn.execute(query)]
+
+    async def update_org(self, org: Organization) -> bool:
+        statement = (
+            update(organizations)
+            .where(organizations.c.id == org.id)
+            .values(
+                slug=org.slug,
+                name=org.name,
+                require_acr=org.require_acr,
+                updated_at=org.updated_at,
+            )
+        )
+        return await _insert(self._conn, statement)
+
+    async def delete_org(self, org_id: str) -> bool:
+        result = await self._conn.execute(delete(organizations).where(organizations.c.id == org_id))
+        return bool(result.rowcount)
+
     async def lock_org(self, org_id: str) -> bool:
         query = select(organizations.c.id).where(organizations.c.id == org_id)
         if self._conn.dialect.name != "sqlite":
@@ -168,6 +190,25 @@ class SqlOrgStore:
             .limit(limit)
         )
         return [Project(**row._mapping) for row in await self._conn.execute(query)]
+
+    async def update_project(self, project: Project) -> bool:
+        statement = (
+            update(projects)
+            .where(
+                projects.c.organization_id == project.organization_id,
+                projects.c.id == project.id,
+            )
+            .values(slug=project.slug, name=project.name)
+        )
+        return await _insert(self._conn, statement)
+
+    async def delete_project(self, org_id: str, project_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(projects).where(
+                projects.c.organization_id == org_id, projects.c.id == project_id
+            )
+        )
+        return bool(result.rowcount)
 
     async def add_membership(self, membership: Membership) -> Literal["added", "exists", "no_user"]:
         exists = select(users.c.id).where(users.c.id == membership.user_id)
@@ -335,6 +376,40 @@ class SqlRbacStore:
             roles.c.organization_id == org_id, _after(roles, after), limit=limit
         )
 
+    async def get_roles(self, org_id: str, role_ids: Collection[str]) -> list[Role]:
+        if not role_ids:
+            return []
+        return await self._roles(roles.c.organization_id == org_id, roles.c.id.in_(list(role_ids)))
+
+    async def drop_project(self, org_id: str, project_id: str) -> list[Principal]:
+        conn = self._conn
+        ra = role_assignments.c
+        own = [
+            row[0]
+            for row in await conn.execute(
+                select(roles.c.id).where(
+                    roles.c.organization_id == org_id, roles.c.project_id == project_id
+                )
+            )
+        ]
+        touched = or_(ra.project_id == project_id, ra.role.in_(own))
+        held = select(ra.principal_type, ra.principal_id).where(
+            ra.organization_id == org_id, touched
+        )
+        affected = [(r.principal_type, r.principal_id) for r in await conn.execute(held.distinct())]
+        await conn.execute(delete(role_assignments).where(ra.organization_id == org_id, touched))
+        if own:
+            await conn.execute(
+                delete(role_includes).where(
+                    role_includes.c.organization_id == org_id,
+                    or_(role_includes.c.role_id.in_(own), role_includes.c.included.in_(own)),
+                )
+            )
+            await conn.execute(
+                delete(roles).where(roles.c.organization_id == org_id, roles.c.id.in_(own))
+            )
+        return affected
+
     async def role_graph(self, org_id: str) -> RoleGraph:
         own: dict[str, frozenset[str]] = {}
         query = select(roles.c.id, roles.c.permissions).where(roles.c.organization_id == org_id)
@@ -464,6 +539,46 @@ class SqlRbacStore:
             .limit(limit)
         )
         return [Group(**row._mapping) for row in await self._conn.execute(query)]
+
+    async def delete_group(self, org_id: str, group_id: str) -> bool:
+        conn = self._conn
+        ra = role_assignments.c
+        await conn.execute(
+            delete(role_assignments).where(
+                ra.organization_id == org_id,
+                ra.principal_type == "group",
+                ra.principal_id == group_id,
+            )
+        )
+        gm = group_members.c
+        await conn.execute(
+            delete(group_members).where(gm.organization_id == org_id, gm.group_id == group_id)
+        )
+        result = await conn.execute(
+            delete(groups).where(groups.c.organization_id == org_id, groups.c.id == group_id)
+        )
+        return bool(result.rowcount)
+
+    async def groups_of_users(
+        self, org_id: str, user_ids: Collection[str]
+    ) -> list[tuple[str, Group]]:
+        if not user_ids:
+            return []
+        gm = group_members.c
+        query = (
+            select(gm.user_id, groups)
+            .join(groups, and_(groups.c.id == gm.group_id, groups.c.organization_id == org_id))
+            .where(gm.organization_id == org_id, gm.user_id.in_(list(user_ids)))
+            .order_by(groups.c.name)
+        )
+        found = []
+        for row in await self._conn.execute(query):
+            values = row._mapping
+            group = Group(
+                values["id"], values["organization_id"], values["name"], values["created_at"]
+            )
+            found.append((values["user_id"], group))
+        return found
 
     async def add_group_member(self, org_id: str, group_id: str, user_id: str) -> bool:
         values = {"organization_id": org_id, "group_id": group_id, "user_id": user_id}

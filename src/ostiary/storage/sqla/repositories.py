@@ -6,7 +6,7 @@ transaction, and the web layer decides when.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,12 @@ class SqlUserStore:
     async def get(self, user_id: str) -> User | None:
         row = (await self._conn.execute(select(users).where(users.c.id == user_id))).first()
         return _user(row) if row else None
+
+    async def get_many(self, user_ids: Sequence[str]) -> list[User]:
+        if not user_ids:
+            return []
+        query = select(users).where(users.c.id.in_(list(dict.fromkeys(user_ids))))
+        return [_user(row) for row in await self._conn.execute(query)]
 
     async def get_by_email(self, email: str) -> User | None:
         query = select(users).where(users.c.email == email.lower())

@@ -47,6 +47,7 @@ from ostiary.protocol.oidc import (
     acr_for,
     acr_meets,
 )
+from ostiary.protocol.scopes import MANAGE_SCOPE
 from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError, page_error_response
@@ -74,6 +75,7 @@ _SCOPE_TEXT = {
     "address": "See your postal address",
     "offline_access": "Stay signed in to the application when you are away",
     "roles": "See your roles and permissions in your active organization",
+    MANAGE_SCOPE: "Manage your organizations, their members, roles and groups as you",
 }
 # Claims asked for one by one (OIDC Core 5.5), beyond those of the requested scopes.
 _CLAIM_TEXT = {

@@ -23,6 +23,7 @@ from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.jose import SUPPORTED_ALGS
 from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_VALUES_SUPPORTED, acr_meets
+from ostiary.protocol.scopes import MANAGE_SCOPE
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["discovery"])
@@ -111,6 +112,7 @@ def discovery_document(
             "phone",
             "offline_access",
             "roles",
+            MANAGE_SCOPE,
         ],
         "authorization_response_iss_parameter_supported": True,
     }
