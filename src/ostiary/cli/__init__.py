@@ -17,7 +17,19 @@ from typing import Annotated
 import typer
 
 from ostiary import __version__
-from ostiary.cli import audit, clients, config, groups, keys, orgs, roles, server, users
+from ostiary.cli import (
+    audit,
+    clients,
+    config,
+    groups,
+    keys,
+    models,
+    orgs,
+    policies,
+    roles,
+    server,
+    users,
+)
 from ostiary.cli._common import root_options
 
 __all__ = ["app", "main"]
@@ -41,6 +53,8 @@ app.add_typer(clients.app, name="clients")
 app.add_typer(orgs.app, name="orgs")
 app.add_typer(roles.app, name="roles")
 app.add_typer(groups.app, name="groups")
+app.add_typer(models.app, name="models")
+app.add_typer(policies.app, name="policies")
 
 
 def _version_callback(value: bool) -> None:

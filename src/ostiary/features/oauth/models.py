@@ -9,8 +9,9 @@ from typing import Any, Literal
 __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "RevocationKind"]
 
 # "rbac": not a revocation but a cache invalidation riding the same fan-out (effective
-# permissions of one principal, or of a whole organization; features/rbac/cache.py).
-RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family", "rbac"]
+# permissions of one principal, or of a whole organization; features/rbac/cache.py). "policy":
+# likewise for the decision caches of an organization (features/policy/cache.py).
+RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family", "rbac", "policy"]
 
 
 @dataclass(slots=True)
