@@ -25,6 +25,7 @@ from ostiary.web.fastlane import FastLane, lanes_of
 from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
 from ostiary.web.routes import (
     authorize,
+    authzen,
     browser,
     credentials,
     demo,
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(wellknown.router)
     app.include_router(authorize.router)
     app.include_router(oauth.router)
+    app.include_router(authzen.router)
     if settings.dev_mode:
         demo_file = settings.data_dir / DEV_CLIENT_FILE
         if demo_file.is_file():
@@ -149,11 +151,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         )
 
     # Innermost of our middlewares, outside FastAPI's: the token, introspection, revocation
-    # and userinfo endpoints are served without FastAPI's routing and request handling. The
-    # lanes take the paths as declared on oauth.router, which is included without a prefix.
+    # and userinfo endpoints, and the AuthZEN ones (web/routes/authzen.py), are served without
+    # FastAPI's routing and request handling. The lanes take the paths as declared on
+    # oauth.router and authzen.router, which are included without a prefix.
     app.add_middleware(
         FastLane,
-        lanes=lanes_of(oauth.router.routes),
+        lanes={**lanes_of(oauth.router.routes), **lanes_of(authzen.router.routes)},
         exception_handlers=app.exception_handlers,
     )
     app.add_middleware(PublicClientCors, load_origins=public_client_origins)

@@ -208,7 +208,7 @@ class Runtime:
         # Decisions (features/policy/cache.py) cache subjects built from roles and groups: an
         # RBAC change moves both caches; a policy or catalog change moves the decision cache.
         self.decision_cache = DecisionCache()
-        self.revoked.observers["rbac"] = self._rbac_changed
+        self.revoked.observers["rbac"] = self.rbac_changed
         self.revoked.observers["policy"] = self.decision_cache.invalidate
         # The API-key seam (features/policy/ports.py): the apikeys feature replaces it.
         self.api_keys: ApiKeyDirectory = NoApiKeys()
@@ -242,7 +242,7 @@ class Runtime:
         self.external_writes = ExternalWrites(self.engine) if is_sqlite(db.url) else None
         self._caught_up_version: int | None = None
 
-    def _rbac_changed(self, key: str) -> None:
+    def rbac_changed(self, key: str) -> None:
         self.permission_cache.invalidate(key)
         self.decision_cache.invalidate(key)
 
@@ -652,13 +652,13 @@ class Unit:
         store = SqlRevocationStore(self.conn)
         for key in keys:
             await store.add("rbac", key, now, expires)
-            rt.permission_cache.invalidate(key)
+            rt.rbac_changed(key)
         self.after_commit.append(lambda: self._announce(keys, now, expires))
 
     async def _announce(self, keys: list[str], now: datetime, expires: datetime) -> None:
         rt = self._rt
         for key in keys:
-            rt.permission_cache.invalidate(key)
+            rt.rbac_changed(key)
         bus = rt.revocation_bus
         if bus is None:
             return
