@@ -267,6 +267,8 @@ def compile_program(parts: Sequence[tuple[str, str]]) -> PolicyProgram:
         if not text.strip():
             continue
         own = statements(text)
+        if not own:  # comments only
+            continue
         found.extend(own)
         origins.extend([origin] * len(own))
         texts.append(text)
