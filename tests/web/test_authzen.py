@@ -324,6 +324,22 @@ def hostile_world(settings: Settings) -> Iterator[tuple[Any, dict[str, Any]]]:
         yield call, world
 
 
+async def test_nul_and_unicode_values_are_decided_and_logged(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """PostgreSQL refuses NUL in text columns: values that reach the decision log must not
+    turn into a 500 there."""
+    world = await _world(app)
+    body = {
+        **_request(world["member"]),
+        "context": {"note": "a\x00b", "emoji": "\U0001f600", "deep": {"x": ["\x00"]}},
+    }
+    body["resource"]["properties"] = {"label": "\x00", "\x00key": "v"}
+    response = await client.post(EVAL, json=body, headers=_headers(world))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"decision": True}
+
+
 _JSONISH = st.recursive(
     st.none()
     | st.booleans()

@@ -307,3 +307,44 @@ async def test_deployment_wide_policies_apply_to_every_organization(runtime: Any
         assert not decision.allowed and "deployment v1" in decision.reason_admin
     await _set(runtime, None, "")
     assert (await _decide(runtime, first, _ask(user, "models:invoke"))).allowed
+
+
+async def test_ostiary_entity_types_cannot_be_forged_as_subjects(runtime: Any) -> None:
+    user, _ = await _user(runtime)
+    org = await _org(runtime, (user, "owner"))
+    await _set(
+        runtime,
+        org,
+        'permit(principal is User, action == Action::"models:read", resource)\n'
+        ' when { principal.email == "boss@example.com" };',
+    )
+    for kind in ("User", "ServiceAccount", "ApiKey", "Role", "Group", "Organization"):
+        forged = Evaluation(
+            Entity(kind, user, {"email": "boss@example.com"}),
+            Action("models:read"),
+            Entity("model", "m1"),
+        )
+        decision = await _decide(runtime, org, forged)
+        assert not decision.allowed and "not known" in decision.reason_admin
+
+
+async def test_concurrent_policy_changes_get_distinct_versions(runtime: Any) -> None:
+    import asyncio
+
+    org = await _org(runtime)
+
+    async def change(i: int) -> Any:
+        async with runtime.unit() as unit:
+            return await unit.policies.set(
+                org, f'forbid(principal, action, resource == model::"m{i}");', actor=None
+            )
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(change(i) for i in range(4)), return_exceptions=True), timeout=60
+    )
+    saved = [o.version for o in outcomes if not isinstance(o, BaseException)]
+    assert sorted(saved) == list(range(1, len(saved) + 1)) and saved, outcomes
+    assert all(not isinstance(o, BaseException) or "retry" in str(o) for o in outcomes)
+    async with runtime.unit() as unit:
+        versions = await unit.policies.versions(org)
+    assert [v.version for v in versions] == sorted(saved, reverse=True)

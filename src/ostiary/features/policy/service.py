@@ -80,6 +80,9 @@ MAX_POLICY_TEXT = 200_000
 MAX_SCHEMA_TEXT = 100_000
 _PERMISSIONS = frozenset(PERMISSIONS)
 REASON_USER = "You do not have access to this resource."
+# Entity types Ostiary builds itself: a request naming one as its subject type would forge an
+# Ostiary principal's attributes (subjects are "user", "service_account" or "api_key").
+OSTIARY_TYPES = frozenset({"User", "ServiceAccount", "ApiKey", "Role", "Group", "Organization"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +362,8 @@ class PolicyService:
                 (entity("ApiKey", key_subject.key_id, attrs, []),),
                 key_subject.permissions,
             )
+        elif subject.type in OSTIARY_TYPES:
+            return None
         else:
             return Subject(
                 subject.type,
