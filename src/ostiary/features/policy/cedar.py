@@ -169,7 +169,8 @@ def _statement(text: str, start: int, end: int) -> Statement:
     return Statement(line, line + chunk.count("\n"), effect, label[1] if label else None, chunk)
 
 
-_END_OF_INPUT = ("unexpected end of input", "expected")
+# A statement longer than this many lines is not searched line by line for its parse error.
+MAX_LINE_SEARCH = 200
 
 
 def _parse_error_line(text: str) -> tuple[str, int | None]:
@@ -182,6 +183,8 @@ def _parse_error_line(text: str) -> tuple[str, int | None]:
         except ValueError as exc:
             message = str(exc)
             lines = statement.text.split("\n")
+            if len(lines) > MAX_LINE_SEARCH:  # quadratic: name the statement's first line
+                return message, statement.line
             for k in range(1, len(lines) + 1):
                 try:
                     cedarpy.PolicySet.from_str("\n".join(lines[:k]))
