@@ -90,6 +90,8 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
     ip = client_ip(request)
     credential = _bearer(request)
     named = request.headers.get(ORG_HEADER)
+    # Policies, catalog and roles changed by another process (the CLI on SQLite) first.
+    await rt.catch_up(unit)
     if credential.count(".") != 2:  # not a JWT: an API key
         key = await rt.api_keys.authenticate_api_key(credential, ip)
         if key is None:
@@ -97,7 +99,6 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
         if not allows(key.permissions, PERMISSION):
             raise _Refused(403, "insufficient_permission", f"the key lacks {PERMISSION}")
         return key.organization_id, DecisionEnv(now, ip), None
-    await rt.catch_up(unit)
     claims = await unit.oauth.validate_access_token(credential)
     if claims is None:
         raise _Refused(401, "invalid_token", "the access token is invalid or expired")
