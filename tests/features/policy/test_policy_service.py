@@ -287,13 +287,17 @@ async def test_decision_log_keeps_ids_not_emails_and_follows_the_setting(runtime
         rows = (await unit.conn.execute(select(decision_log.c.request))).all()
     logged = [r.request for r in rows if r.request["subject"]["id"] == user]
     assert logged and email not in str(logged)
-    runtime.decision_log_policy = type(runtime.decision_log_policy)("off")
-    async with runtime.unit() as unit:
-        before = (await unit.conn.execute(select(func.count()).select_from(decision_log))).scalar()
-    await _decide(runtime, org, _ask(email, "models:invoke"))
-    async with runtime.unit() as unit:
-        after = (await unit.conn.execute(select(func.count()).select_from(decision_log))).scalar()
-    assert before == after
+    policy = type(runtime.decision_log_policy)
+    for mode, rate, logged_more in (("off", 1.0, 0), ("sampled", 0.0, 0), ("sampled", 1.0, 3)):
+        runtime.decision_log_policy = policy(mode, rate)
+        async with runtime.unit() as unit:
+            count = select(func.count()).select_from(decision_log)
+            before = (await unit.conn.execute(count)).scalar()
+        for _ in range(3):
+            await _decide(runtime, org, _ask(email, "models:invoke"))
+        async with runtime.unit() as unit:
+            after = (await unit.conn.execute(count)).scalar()
+        assert after == before + logged_more, (mode, rate)
 
 
 async def test_deployment_wide_policies_apply_to_every_organization(runtime: Any) -> None:
