@@ -65,6 +65,12 @@ def test_extension_replaces_same_named_declarations() -> None:
         ("permit(principal, action, resource)\n  when { 1 + };", "", 2, "parse"),
         ('\n\npermit(principal, action == Action::"nope", resource);', "", 3, "nope"),
         ("permit(principal, action, resource);", "entity A {\n x: Strng };", 2, "Strng"),
+        (
+            "permit(principal, action, resource);\npermit(principal == ?principal, action, resource);",
+            "",
+            2,
+            "templates",
+        ),
     ],
 )
 def test_refusals_name_the_line(policies: str, extension: str, line: int, fragment: str) -> None:

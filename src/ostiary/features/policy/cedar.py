@@ -212,6 +212,14 @@ def validate(policies: str, extension: str = "") -> list[Statement]:
         raise PolicyInvalid(f"schema: {exc}", _schema_line(extension, str(exc))) from None
     parsed = _check_parses(policies, "policy parse error")
     found = statements(policies)
+    templates = parsed.templates()
+    if templates:  # never linked here, so they would decide nothing, and shift the numbering
+        where = next(
+            (s.line for s in found if "?principal" in s.text or "?resource" in s.text), None
+        )
+        raise PolicyInvalid(
+            "templates (?principal, ?resource) are not supported: write the policy itself", where
+        )
     if len(found) != len(parsed):  # the scanner disagrees with Cedar: never guess a line
         found = []
     result = cedarpy.validate_policies(policies, schema)
