@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1,::1"
 
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
+    # `ostiary serve` worker processes; 0: one per core the process may run on when Redis is
+    # configured, else one (cli/server.py says why a shared store is needed for more).
+    workers: int = Field(default=0, ge=0, le=256)
 
     # The name authenticator apps show beside a TOTP entry (the otpauth:// URI's issuer).
     mfa_issuer_name: str = Field(default="Ostiary", min_length=1, max_length=64)

@@ -1,13 +1,27 @@
 """Run the server: ``dev`` (SQLite, a dev admin and a demo client), ``serve`` (production)
-and ``migrate`` (the schema)."""
+and ``migrate`` (the schema).
+
+``serve --workers N`` runs N processes behind one listening socket, bound by a supervisor
+(uvicorn's): the kernel hands each new connection to one worker; the supervisor replaces a
+worker that dies or stops answering its health check, rolls every worker over on SIGHUP (each
+new one serves before an old one stops: a restart without refusing a connection), and on
+SIGTERM lets each worker finish its requests (``OSTIARY_SHUTDOWN_GRACE_SECONDS``). Workers share
+nothing in memory: sessions, revocations and caches already go through the database or Redis
+as between replicas, and their Prometheus metrics are merged through files
+(web/middleware.py). The one exception is the sign-in throttle, which without Redis lives in
+a worker's memory, so N workers would allow N times the attempts: more than one worker needs
+``OSTIARY_REDIS_URL``.
+"""
 
 from __future__ import annotations
 
 import base64
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,15 +39,11 @@ DEV_ADMIN_EMAIL = "admin@ostiary.dev"
 DEV_ADMIN_FILE = "dev-admin.json"
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _uvicorn_config(settings: Settings, app: Any, host: str, port: int, **more: Any) -> Any:
     import uvicorn
 
-    from ostiary.web.app import create_app
-    from ostiary.web.logs import configure_logging, stop_logging
-
-    configure_logging(settings.log_level, settings.log_json)
-    config = uvicorn.Config(
-        create_app(settings),
+    return uvicorn.Config(
+        app,
         host=host,
         port=port,
         loop="uvloop",
@@ -46,7 +56,18 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         server_header=False,
         # SIGTERM: stop accepting, let in-flight requests finish (bounded), then exit.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        **more,
     )
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from ostiary.web.app import create_app
+    from ostiary.web.logs import configure_logging, stop_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    config = _uvicorn_config(settings, create_app(settings), host, port)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal (exit 143);
     # an orderly shutdown should exit 0 so process supervisors do not report a crash.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
@@ -166,18 +187,82 @@ async def _bootstrap_demo_client(rt: Any, data_dir: Path, issuer: str) -> dict[s
     return data
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(settings: Settings, requested: int | None) -> int:
+    """The number of worker processes: ``--workers``, else OSTIARY_WORKERS; 0 picks one per core
+    when Redis holds the throttle, else one. More than one without Redis is refused."""
+    count = settings.workers if requested is None else requested
+    shared = settings.redis_url is not None
+    if count == 0:
+        return _cores() if shared else 1
+    if count > 1 and not shared:
+        raise ConfigError(
+            f"{count} workers need OSTIARY_REDIS_URL: without Redis each worker keeps its own "
+            "sign-in throttle, which would allow that many times the failed attempts"
+        )
+    return count
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    from uvicorn.supervisors import Multiprocess
+
+    from ostiary.web.logs import configure_logging, stop_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    # The workers are new interpreters that read the environment: what this invocation set
+    # otherwise (the root --data-dir option) goes there too.
+    os.environ["OSTIARY_DATA_DIR"] = str(settings.data_dir)
+    metrics_dir = tempfile.mkdtemp(prefix="ostiary-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = _uvicorn_config(
+        settings,
+        "ostiary.web.app:create_worker_app",
+        host,
+        port,
+        factory=True,
+        workers=workers,
+    )
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    try:
+        socket = config.bind_socket()
+        # Handles SIGINT / SIGTERM (graceful stop of every worker) and SIGHUP (rolling restart).
+        Multiprocess(config, sockets=[socket]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        stop_logging()
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",  # noqa: S104
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=256,
+            help="Worker processes (default OSTIARY_WORKERS; 0: one per core with Redis, "
+            "else 1). More than one needs OSTIARY_REDIS_URL.",
+        ),
+    ] = None,
 ) -> None:
     """Start the production server. Needs OSTIARY_SECRET_KEY (or a key file) and OSTIARY_ISSUER."""
     settings = load()
     try:
         settings.require_issuer()
         settings.secret_key_bytes()
+        count = worker_count(settings, workers)
     except ConfigError as exc:
         fail(str(exc))
-    _serve(settings, host, port)
+    if count == 1:
+        _serve(settings, host, port)
+    else:
+        _serve_workers(settings, host, port, count)
 
 
 def _migrate(settings: Settings) -> None:

@@ -14,15 +14,23 @@ import orjson
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ostiary import __version__
-from ostiary.config import Settings
+from ostiary.config import Settings, load_settings
 from ostiary.features.clock import Clock
 from ostiary.web.cors import PublicClientCors, origin_of
 from ostiary.web.csrf import CsrfGuard
 from ostiary.web.errors import install_error_handlers
 from ostiary.web.fastlane import FastLane, lanes_of
-from ostiary.web.middleware import Metrics, RequestContextMiddleware, security_headers
+from ostiary.web.logs import configure_logging, stop_logging
+from ostiary.web.middleware import (
+    BodyTooLarge,
+    Metrics,
+    RequestContextMiddleware,
+    body_too_large,
+    security_headers,
+)
 from ostiary.web.routes import (
     authorize,
     authzen,
@@ -41,7 +49,7 @@ from ostiary.web.routes import (
 )
 from ostiary.web.runtime import Runtime
 
-__all__ = ["DEV_CLIENT_FILE", "create_app"]
+__all__ = ["DEV_CLIENT_FILE", "OstiaryApp", "create_app", "create_worker_app"]
 
 DEV_CLIENT_FILE = "dev-client.json"
 
@@ -55,8 +63,37 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    """Build the ASGI app; adapters are created here, connections open lazily on first use."""
+class OstiaryApp(FastAPI):
+    """FastAPI with our middlewares and the fast lane in front of it rather than inside.
+
+    ``front`` (set by :func:`create_app`) takes every HTTP request first: request id, access
+    log, metrics, body limit and security headers (web/middleware.py), CORS (web/cors.py), the
+    fast lane (web/fastlane.py), then :meth:`behind_front`, FastAPI's own handling with its
+    middleware stack (ServerErrorMiddleware and the rest) and router. Lifespan events go to
+    FastAPI directly.
+    """
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            scope["app"] = self  # Request.app, as Starlette sets it
+            await front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def behind_front(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, fast_lane: bool = True
+) -> OstiaryApp:
+    """Build the ASGI app; adapters are created here, connections open lazily on first use.
+
+    ``fast_lane=False`` sends the fast-lane endpoints through FastAPI's router too (tests
+    compare the two answers)."""
     runtime = Runtime(settings, clock=clock)
 
     @asynccontextmanager
@@ -92,7 +129,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             await runtime.close()
             log.info("stopped")
 
-    app = FastAPI(
+    app = OstiaryApp(
         title="Ostiary",
         version=__version__,
         summary="Identity and access platform for AI products",
@@ -114,6 +151,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         session_cookie=settings.sessions.cookie_name,
     )
     install_error_handlers(app)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
     app.include_router(browser.router)
     app.include_router(second_factor.router)
     app.include_router(passkey_sign_in.router)
@@ -150,23 +188,24 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             if (origin := origin_of(uri)) is not None
         )
 
-    # Innermost of our middlewares, outside FastAPI's: the token, introspection, revocation
-    # and userinfo endpoints, and the AuthZEN ones (web/routes/authzen.py), are served without
-    # FastAPI's routing and request handling. The lanes take the paths as declared on
+    # In front of FastAPI (OstiaryApp): the token, introspection, revocation and userinfo
+    # endpoints, and the AuthZEN ones (web/routes/authzen.py), are served without FastAPI's
+    # middleware stack, routing and request handling. The lanes take the paths as declared on
     # oauth.router and authzen.router, which are included without a prefix.
-    app.add_middleware(
-        FastLane,
-        lanes={**lanes_of(oauth.router.routes), **lanes_of(authzen.router.routes)},
-        exception_handlers=app.exception_handlers,
-    )
-    app.add_middleware(PublicClientCors, load_origins=public_client_origins)
-    _declare_security_schemes(app)
-    app.add_middleware(
-        RequestContextMiddleware,
+    inner: ASGIApp = app.behind_front
+    if fast_lane:
+        inner = FastLane(
+            inner,
+            lanes={**lanes_of(oauth.router.routes), **lanes_of(authzen.router.routes)},
+            exception_handlers=app.exception_handlers,
+        )
+    app.front = RequestContextMiddleware(
+        PublicClientCors(inner, load_origins=public_client_origins),
         metrics=metrics,
         headers=security_headers(settings.issuer),
         access_log=settings.access_log,
     )
+    _declare_security_schemes(app)
     return app
 
 
@@ -193,3 +232,26 @@ def _declare_security_schemes(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``ostiary serve --workers N`` process (uvicorn's factory, run in the
+    worker after it starts): settings from the environment the supervisor passed on, the
+    worker's own log writer, flushed when the app stops, because uvicorn ends a worker by
+    raising SIGTERM again after the graceful shutdown and the process then dies without running
+    exit handlers."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    serving = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with serving(app) as state:
+                yield state
+        finally:
+            stop_logging()
+
+    app.router.lifespan_context = lifespan
+    return app

@@ -9,17 +9,22 @@ matching over every route of the app, the exception middleware, the exit-stack m
 the request/response wrappers, which together cost more CPU than these endpoints themselves.
 
 ``FastLane`` is mounted inside our own middlewares (request id, access log, metrics, body
-limit, CORS) and outside FastAPI's: it answers its (method, path) pairs with one dict lookup
-and hands every other request to FastAPI unchanged, so ``GET /token`` still gets the router's
-405 with ``Allow`` (RFC 9110 section 15.5.6) and HEAD, which RequestContextMiddleware turns
-into GET (RFC 9110 section 9.3.2), is served like GET. What FastAPI would do for these
+limit, CORS), and these sit in front of the whole FastAPI application (web/app.py,
+``OstiaryApp``), not inside its middleware stack, so a fast-lane request does not pass through
+FastAPI's and Starlette's outer layers either (the telemetry check, ServerErrorMiddleware, the
+body-limit wrapper: 15 % of the token endpoint's CPU in a py-spy profile). The lane answers
+its (method, path) pairs with one dict lookup and hands every other request to FastAPI
+unchanged, so ``GET /token`` still gets the router's 405 with ``Allow`` (RFC 9110 section
+15.5.6) and HEAD, which RequestContextMiddleware turns into GET (RFC 9110 section 9.3.2), is
+served like GET. What FastAPI would do for these
 requests and the lane keeps:
 
 - ``scope["route"]`` and ``scope["endpoint"]`` are the declared route and its function, so
   metrics and the access log name the route template;
 - an exception with a handler registered on the app (web/errors.py) becomes that handler's
-  response, as in Starlette's ExceptionMiddleware; any other exception goes up to
-  ServerErrorMiddleware and its plain 500, as before.
+  response, as in Starlette's ExceptionMiddleware; any other exception gets the app's
+  ``Exception`` handler's 500 and is raised again for the server to log, as
+  ServerErrorMiddleware does.
 
 Only routes that take nothing but the raw ``Request`` can take the lane (``lanes_of`` checks):
 there is no dependency, parameter or body model for FastAPI to resolve, so skipping it skips
@@ -111,12 +116,17 @@ class FastLane:
                 try:
                     response = await lane.endpoint(request)
                 except Exception as exc:
-                    handler = self._handler_for(exc)
+                    found = self._handler_for(exc)
+                    last_resort = found is None
+                    handler = found or self._handlers.get(Exception) or self._handlers.get(500)
                     if handler is None:
                         raise
                     response = handler(request, exc)
                     if inspect.isawaitable(response):
                         response = await response
+                    if last_resort:
+                        await response(scope, receive, send)
+                        raise  # the server logs it, as after ServerErrorMiddleware's answer
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -35,7 +35,7 @@ import datetime
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import IO, Any
 
 import orjson
@@ -50,6 +50,7 @@ __all__ = [
     "configure_logging",
     "dropped_lines",
     "flush_logs",
+    "on_dropped_lines",
     "stop_logging",
 ]
 
@@ -125,8 +126,7 @@ class LineWriter:
             self._queue.append(line)
             return
         self._stalled = True
-        with self._drop_lock:
-            self.dropped += 1
+        self._count_dropped(1)
 
     def _run(self) -> None:
         while not self._closed:
@@ -161,9 +161,16 @@ class LineWriter:
         except Exception:
             # stderr closed, gone or broken: nowhere left to say so. The thread must live on,
             # or every later line (and every flush) would wait for it in vain.
-            with self._drop_lock:
-                self.dropped += len(lines)
+            self._count_dropped(len(lines), reported=True)
+
+    def _count_dropped(self, count: int, *, reported: bool = False) -> None:
+        with self._drop_lock:
+            self.dropped += count
+            if reported:
                 self._dropped_reported = self.dropped
+        listener = _drop_listener
+        if listener is not None:
+            listener(count)
 
 
 def _dropped_warning(count: int) -> bytes:
@@ -234,6 +241,15 @@ class _WriterHandler(logging.Handler):
 
 _writer: LineWriter | None = None
 _access: AccessLog | None = None
+# Told of every dropped line (from the writer thread): where worker processes share metrics
+# (web/middleware.py, multiprocess mode), a counter there sums every worker's drops.
+_drop_listener: Callable[[int], None] | None = None
+
+
+def on_dropped_lines(listener: Callable[[int], None] | None) -> None:
+    """Call ``listener(count)`` whenever lines are dropped (any thread); None stops it."""
+    global _drop_listener
+    _drop_listener = listener
 
 
 def access_log() -> AccessLog | None:

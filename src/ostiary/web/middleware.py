@@ -18,20 +18,29 @@ logging, which cost up to a third of the throughput of the fast endpoints (bench
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ostiary.web import logs
 
-__all__ = ["Metrics", "RequestContextMiddleware", "security_headers"]
+__all__ = [
+    "BodyTooLarge",
+    "Metrics",
+    "RequestContextMiddleware",
+    "body_too_large",
+    "security_headers",
+]
 
 log = structlog.get_logger("ostiary.access")
 _access_level = logging.getLogger("ostiary.access")  # asked first: a dropped event is not free
@@ -49,9 +58,17 @@ def security_headers(issuer: str | None) -> tuple[tuple[bytes, bytes], ...]:
 
 
 class Metrics:
-    """Per-app registry, so several apps in one process (tests) do not collide."""
+    """Per-app registry, so several apps in one process (tests) do not collide.
+
+    Under ``ostiary serve --workers N`` (cli/server.py) each worker process has its own app and
+    its own counters; the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start,
+    so prometheus_client keeps the values in files there (one per process), and a scrape,
+    answered by whichever worker accepts it, sums every worker's (``MultiProcessCollector``;
+    histograms and counters add up across processes, dead ones included).
+    """
 
     def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ostiary_http_requests_total",
@@ -66,9 +83,28 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
-        self.registry.register(_DroppedLogLines())
+        if self.multiprocess_dir is None:
+            self.registry.register(_DroppedLogLines())
+        else:
+            # A collector reads this process's count only; a counter's file is summed.
+            dropped = Counter(
+                "ostiary_log_lines_dropped",
+                "Log lines dropped because stderr stayed blocked or was closed.",
+                registry=self.registry,
+            )
+            logs.on_dropped_lines(dropped.inc)
         # labels() takes a lock and builds a key on every call; the children are reused.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of this app's metrics, or every worker's summed."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
         key = (route, method, status)
@@ -159,12 +195,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > _MAX_BODY:
-                    raise _BodyTooLarge()
+                    raise BodyTooLarge()
             return message
 
         try:
             await self.app(scope, receive_limited, send_wrapper)
-        except _BodyTooLarge:
+        except BodyTooLarge:  # read before any handler could answer it (see below)
             await _reject_too_large(send, request_id, self.headers)
             status = 413
         finally:
@@ -192,8 +228,17 @@ class RequestContextMiddleware:
         )
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """A body went over 1 MiB while it was read. Raised inside the app (request.body()), it is
+    answered by :func:`body_too_large`, registered as the app's handler for it, so that
+    FastAPI's ServerErrorMiddleware (inside these middlewares) does not take it for a 500."""
+
+
+_TOO_LARGE = b'{"error":"request_too_large","error_description":"body over 1 MiB"}'
+
+
+async def body_too_large(_request: Request, _exc: Exception) -> Response:
+    return Response(_TOO_LARGE, status_code=413, media_type="application/json")
 
 
 async def _reject_too_large(
@@ -213,7 +258,7 @@ async def _reject_too_large(
     await send(
         {
             "type": "http.response.body",
-            "body": b'{"error":"request_too_large","error_description":"body over 1 MiB"}',
+            "body": _TOO_LARGE,
         }
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
@@ -84,5 +84,4 @@ async def metrics(request: Request) -> Response:
             {"error": "forbidden", "error_description": "metrics are not open to this address"},
             status_code=403,
         )
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
