@@ -382,3 +382,12 @@ def test_hostile_values_reach_cedar_without_a_5xx(
     assert status in (200, 400), (status, payload)
     if status == 200:
         assert isinstance(payload["decision"], bool)
+
+
+async def test_an_oversized_body_is_413(app: Any, client: httpx.AsyncClient) -> None:
+    world = await _world(app)
+    body = b'{"subject": {"type": "user", "id": "' + b"x" * (2 << 20) + b'"}}'
+    response = await client.post(
+        EVAL, content=body, headers={**_headers(world), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
