@@ -293,33 +293,32 @@ class PolicyService:
     async def _roles_entities(
         self, org_id: str, role_ids: Sequence[str], out: dict[tuple[str, str], dict[str, Any]]
     ) -> list[tuple[str, str]]:
-        """``Role`` entities for ``role_ids`` and every role they include (parents: the
-        included roles), into ``out``; the parents list of the given roles."""
+        """``Role`` entities for ``role_ids`` and every role they include, transitively (a
+        role's parents: the roles it includes), into ``out``; returns the uids of
+        ``role_ids`` themselves (the holder's parents)."""
+        direct = set(role_ids)
         parents: list[tuple[str, str]] = []
         todo = list(role_ids)
-        first = len(todo)
         seen: set[str] = set()
         while todo:
-            role_id = todo.pop(0)
-            first -= 1
+            role_id = todo.pop()
             if role_id in seen:
                 continue
             seen.add(role_id)
             try:
                 role = await self._rbac.get_role(org_id, role_id)
-            except TenancyError:
+            except TenancyError:  # deleted meanwhile
                 continue
-            uid = ("Role", role.name)
-            if first >= 0:
-                parents.append(uid)
-            included = []
+            if role_id in direct:
+                parents.append(("Role", role.name))
+            included: list[tuple[str, str]] = []
             for inner in role.includes:
                 try:
                     included.append(("Role", (await self._rbac.get_role(org_id, inner)).name))
                 except TenancyError:
                     continue
                 todo.append(inner)
-            out[uid] = entity("Role", role.name, {}, included)
+            out[("Role", role.name)] = entity("Role", role.name, {}, included)
         return parents
 
     async def _principal_entities(
