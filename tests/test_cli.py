@@ -174,6 +174,7 @@ def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
             "authorization_codes": 0,
             "refresh_families": 0,
             "client_assertions": 0,
+            "decision_log": 0,
             "totp_enrollments": 0,
             "invitations": 0,
             "ended_invitations": 0,

@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: int = Field(default=20, ge=1, le=300)
     # How long an invitation's link can be used (default 7 days).
     invitation_ttl_seconds: int = Field(default=7 * 86400, ge=300, le=90 * 86400)
+    # AuthZEN decisions (issue 13) go to the decision log: "full" (every one), "sampled" (a
+    # share of them, OSTIARY_DECISION_LOG_SAMPLE_RATE) or "off". Logged decisions are kept this
+    # many days (the purge deletes older ones); `policies dry-run` replays them.
+    decision_log: Literal["off", "sampled", "full"] = "full"
+    decision_log_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    decision_log_days: int = Field(default=7, ge=1, le=365)
 
     # `ostiary serve` refuses an http:// issuer on a host that is not loopback (passwords,
     # codes and tokens in clear text, RFC 9700 section 2.6 / OAuth 2.1 section 1.5) unless

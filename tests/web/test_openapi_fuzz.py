@@ -428,3 +428,70 @@ def test_the_management_token_passes_authentication(
     response = case.call(headers={"Authorization": f"Bearer {token}"}, **_CALL)
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 1
+
+
+# -- policy enforcement point (AuthZEN) -----------------------------------------------------
+
+PEP_LABELS = ["POST /access/v1/evaluation", "POST /access/v1/evaluations"]
+
+
+async def _pep(app_settings: Settings) -> dict[str, str]:
+    """An organization owner's access token and the header naming the organization."""
+    from datetime import timedelta
+
+    from ostiary.features.oauth.tokens import AccessTokenRequest, TokenMinter
+
+    rt = Runtime(app_settings)
+    try:
+        async with rt.unit() as unit:
+            await unit.keys.ensure_keys(actor="system")
+            user = await unit.accounts.create_user("pep@example.com", _PASSWORD)
+            org = await unit.orgs.create("Fuzz org", actor=None)
+            await unit.orgs.add_member(org.id, user.id, actor=None)
+            await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=None)
+            await unit.policies.set(org.id, "permit(principal, action, resource);", actor=None)
+            issuer = rt.oauth_policy.issuer
+            minted = await TokenMinter(unit.keys, issuer).access_token(
+                AccessTokenRequest(
+                    client_id="pep",
+                    subject=user.id,
+                    scope="",
+                    audience=[issuer],
+                    ttl=timedelta(hours=1),
+                ),
+                rt.clock.now(),
+            )
+    finally:
+        await rt.close()
+    return {"Authorization": f"Bearer {minted.token}", "Ostiary-Organization": org.id}
+
+
+@pytest.fixture
+def pep_headers(settings: Settings, fuzz_app: FastAPI) -> dict[str, str]:
+    return asyncio.run(_pep(settings))
+
+
+@pytest.mark.parametrize("label", PEP_LABELS)
+def test_policy_enforcement_point_fuzz(
+    schema: Any, pep_headers: dict[str, str], label: str
+) -> None:
+    """The decision endpoints fuzzed as an authorized caller, so the parser and Cedar see it."""
+
+    def send(case: Any) -> Any:
+        headers = {**(case.headers or {}), **pep_headers}
+        return case.call(headers=headers, **_CALL)
+
+    _fuzz(schema, label, send)
+
+
+def test_pep_headers_pass_caller_authentication(schema: Any, pep_headers: dict[str, str]) -> None:
+    operation = schema.find_operation_by_label("POST /access/v1/evaluation")
+    body = {
+        "subject": {"type": "user", "id": "pep@example.com"},
+        "action": {"name": "anything"},
+        "resource": {"type": "todo", "id": "1"},
+    }
+    case = operation.Case(body=body, media_type="application/json")
+    response = case.call(headers=pep_headers, **_CALL)
+    assert response.status_code == 200
+    assert response.json() == {"decision": True}

@@ -24,7 +24,9 @@ from ostiary.cli import (
     config,
     groups,
     keys,
+    models,
     orgs,
+    policies,
     roles,
     server,
     service_accounts,
@@ -55,6 +57,8 @@ app.add_typer(roles.app, name="roles")
 app.add_typer(groups.app, name="groups")
 app.add_typer(service_accounts.app, name="service-accounts")
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(models.app, name="models")
+app.add_typer(policies.app, name="policies")
 
 
 def _version_callback(value: bool) -> None:

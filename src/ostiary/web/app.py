@@ -35,6 +35,7 @@ from ostiary.web.routes import (
     api_keys,
     api_v1,
     authorize,
+    authzen,
     browser,
     credentials,
     demo,
@@ -169,6 +170,7 @@ def create_app(
     app.include_router(oauth.router)
     app.include_router(api_keys.router)
     app.include_router(api_v1.router)
+    app.include_router(authzen.router)
     if settings.dev_mode:
         demo_file = settings.data_dir / DEV_CLIENT_FILE
         if demo_file.is_file():
@@ -195,14 +197,15 @@ def create_app(
         )
 
     # In front of FastAPI (OstiaryApp): the token, introspection, revocation and userinfo
-    # endpoints, and API-key verification, are served without FastAPI's middleware stack,
-    # routing and request handling. The lanes take the paths as declared on oauth.router and
-    # api_keys.router, which are included without a prefix.
+    # endpoints, API-key verification (web/routes/api_keys.py) and the AuthZEN decisions
+    # (web/routes/authzen.py) are served without FastAPI's middleware stack, routing and
+    # request handling. The lanes take the paths as declared on these routers, which are
+    # included without a prefix.
     inner: ASGIApp = app.behind_front
     if fast_lane:
         inner = FastLane(
             inner,
-            lanes=lanes_of([*oauth.router.routes, *api_keys.router.routes]),
+            lanes=lanes_of([*oauth.router.routes, *api_keys.router.routes, *authzen.router.routes]),
             exception_handlers=app.exception_handlers,
         )
     app.front = RequestContextMiddleware(

@@ -45,7 +45,7 @@ from ostiary.config import Settings
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
-from ostiary.features.accounts.service import AccountService, KnownDevices
+from ostiary.features.accounts.service import AccountService, KnownDevices, UnknownUser
 from ostiary.features.apikeys.service import ApiKeyService, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
@@ -59,6 +59,7 @@ from ostiary.features.mail.models import MailError, MailMessage, MailNotConfigur
 from ostiary.features.mail.ports import Mailer
 from ostiary.features.mfa.passkeys import PasskeyService, RelyingParty
 from ostiary.features.mfa.service import MfaKeys, MfaService
+from ostiary.features.models.service import ModelCatalog
 from ostiary.features.oauth.directory import AccountDirectory
 from ostiary.features.oauth.grants import GrantContext
 from ostiary.features.oauth.grants.base import OAuthPolicy
@@ -69,6 +70,9 @@ from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
+from ostiary.features.policy.cache import DecisionCache
+from ostiary.features.policy.models import ApiKeySubject
+from ostiary.features.policy.service import DecisionLogPolicy, PolicyService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
 from ostiary.features.rbac.claims import OrgClaims
 from ostiary.features.rbac.models import Principal
@@ -106,6 +110,11 @@ from ostiary.storage.sqla.oauth_repositories import (
     SqlRevocationStore,
 )
 from ostiary.storage.sqla.org_repositories import SqlOrgStore, SqlRbacStore
+from ostiary.storage.sqla.policy_repositories import (
+    SqlDecisionLogStore,
+    SqlModelCatalogStore,
+    SqlPolicyStore,
+)
 from ostiary.storage.sqla.repositories import (
     SqlAuditStore,
     SqlSessionStore,
@@ -116,6 +125,7 @@ from ostiary.storage.sqla.retention import SqlExpiredRows
 from ostiary.storage.sqla.tables import (
     authorization_codes,
     client_assertions,
+    decision_log,
     org_invitations,
     refresh_families,
     revocations,
@@ -260,7 +270,17 @@ class Runtime:
         self.jwks_fetcher = HttpJwksFetcher(settings.jwks_uri)
         self.revoked = RevocationSet()
         self.permission_cache = PermissionCache()
-        self.revoked.observers["rbac"] = self.permission_cache.invalidate
+        # Decisions (features/policy/cache.py) cache subjects built from roles and groups: an
+        # RBAC change moves both caches; a policy or catalog change moves the decision cache.
+        self.decision_cache = DecisionCache()
+        self.revoked.observers["rbac"] = self.rbac_changed
+        self.revoked.observers["policy"] = self.decision_cache.invalidate
+        # The API-key seam (features/policy/ports.py): the apikeys feature replaces it.
+        self.decision_log_policy = DecisionLogPolicy(
+            settings.decision_log,
+            settings.decision_log_sample_rate,
+            timedelta(days=settings.decision_log_days),
+        )
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         self.api_key_pepper = derive_key(secret, "ostiary/api-key-hmac")
         self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
@@ -289,6 +309,10 @@ class Runtime:
         self.external_writes = ExternalWrites(self.engine) if is_sqlite(db.url) else None
         self._caught_up_version: int | None = None
 
+    def rbac_changed(self, key: str) -> None:
+        self.permission_cache.invalidate(key)
+        self.decision_cache.invalidate(key)
+
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:
         """One transaction and the services bound to it; commits if the block succeeds."""
@@ -303,6 +327,7 @@ class Runtime:
                     self.user_generations.clear()
                     if unit.after_commit:
                         self.permission_cache.clear()
+                        self.decision_cache.clear()
                 raise
             finally:
                 unit.release()
@@ -511,6 +536,24 @@ class Runtime:
             await self.redis.aclose()
         if self.throttle_redis is not None:
             await self.throttle_redis.aclose()
+
+
+class PolicyKeys:
+    """policy.ApiKeyDirectory over the API-key feature of one unit of work."""
+
+    def __init__(self, keys: ApiKeyService) -> None:
+        self._keys = keys
+
+    async def api_key(self, org_id: str, key_id: str) -> ApiKeySubject | None:
+        found = await self._keys.principal_of(org_id, key_id)
+        if found is None:
+            return None
+        return ApiKeySubject(
+            found.key_id, found.organization_id, found.owner_type, found.owner_id, found.permissions
+        )
+
+    async def service_account_active(self, org_id: str, account_id: str) -> bool:
+        return await self._keys.service_account_active(org_id, account_id)
 
 
 class Unit:
@@ -748,6 +791,68 @@ class Unit:
             org_id, user_id, roles=roles, amr=amr
         )
 
+    @cached_property
+    def models(self) -> ModelCatalog:
+        return ModelCatalog(
+            SqlModelCatalogStore(self.conn), self.orgs, self.audit, self._rt.clock, self
+        )
+
+    @cached_property
+    def policies(self) -> PolicyService:
+        rt = self._rt
+        return PolicyService(
+            SqlPolicyStore(self.conn),
+            SqlDecisionLogStore(self.conn),
+            self.orgs,
+            self.rbac,
+            self.models,
+            self,
+            PolicyKeys(self.api_keys),
+            self.audit,
+            rt.clock,
+            rt.decision_cache,
+            self,
+            rt.decision_log_policy,
+        )
+
+    async def find_user(self, ref: str) -> tuple[str, str] | None:
+        """policy.UserDirectory: an enabled user by id or e-mail address."""
+        if "@" in ref:
+            try:
+                user = await self.accounts.get_by_email(ref)
+            except UnknownUser:
+                return None
+        elif len(ref) <= 36:
+            found = await self.accounts.get(ref)
+            if found is None:
+                return None
+            user = found
+        else:
+            return None
+        return None if user.disabled else (user.id, user.email)
+
+    async def decision_data_changed(self, org_id: str) -> None:
+        """models/policy invalidator: a ``policy`` row now (other nodes' poll), this node's
+        decision cache now and after the commit, other nodes by pub/sub after the commit.
+        ``org_id`` "" (a deployment-wide change) moves every organization."""
+        rt = self._rt
+        key = f"{org_id}|*" if org_id else "*"
+        now = rt.clock.now()
+        expires = now + rt.settings.tokens.max_token_ttl
+        await SqlRevocationStore(self.conn).add("policy", key, now, expires)
+        rt.decision_cache.invalidate(key)
+
+        async def announce() -> None:
+            rt.decision_cache.invalidate(key)
+            if rt.revocation_bus is None:
+                return
+            try:
+                await rt.revocation_bus.publish("policy", key, now, expires)
+            except Exception as exc:  # the poll of the revocations table still carries it
+                log.warning("policy_invalidation_publish_failed", error=type(exc).__name__)
+
+        self.after_commit.append(announce)
+
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
         """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to
         lose the last owner); the member's API keys in the organization are revoked."""
@@ -807,13 +912,13 @@ class Unit:
         store = SqlRevocationStore(self.conn)
         for key in keys:
             await store.add("rbac", key, now, expires)
-            rt.permission_cache.invalidate(key)
+            rt.rbac_changed(key)
         self.after_commit.append(lambda: self._announce(keys, now, expires))
 
     async def _announce(self, keys: list[str], now: datetime, expires: datetime) -> None:
         rt = self._rt
         for key in keys:
-            rt.permission_cache.invalidate(key)
+            rt.rbac_changed(key)
         bus = rt.revocation_bus
         if bus is None:
             return
@@ -844,6 +949,7 @@ class Unit:
                 replay_window,
             ),
             RetentionRule("client_assertions", SqlExpiredRows(conn, client_assertions, key="key")),
+            RetentionRule("decision_log", SqlExpiredRows(conn, decision_log, key="id")),
             # Authenticator apps set up and never confirmed: their time runs from created_at
             # (features/mfa/service.py, OSTIARY_MFA_ENROLLMENT_SECONDS).
             RetentionRule(

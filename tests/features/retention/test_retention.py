@@ -24,6 +24,7 @@ from ostiary.storage.sqla.repositories import SqlSessionStore
 from ostiary.storage.sqla.tables import (
     authorization_codes,
     client_assertions,
+    decision_log,
     refresh_families,
     refresh_tokens,
     revocations,
@@ -104,6 +105,17 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
         await unit.conn.execute(
             client_assertions.insert().values(key="a" * 64, expires_at=now - SECOND)
         )
+        for expires in (now - SECOND, now + SECOND):  # AuthZEN decisions past their days
+            await unit.conn.execute(
+                decision_log.insert().values(
+                    organization_id="org",
+                    at=now - timedelta(days=7),
+                    expires_at=expires,
+                    request={},
+                    decision=True,
+                    reason="",
+                )
+            )
     sql_sessions = runtime.redis_sessions is None
     if sql_sessions:
         async with runtime.unit() as unit:
@@ -129,6 +141,7 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
         "authorization_codes": 1,
         "refresh_families": 1,
         "client_assertions": 1,
+        "decision_log": 1,
         "totp_enrollments": 0,
         "invitations": 0,
         "ended_invitations": 0,
@@ -148,6 +161,7 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
             assert [r.sid for r in await unit.conn.execute(select(sessions.c.sid))] == ["live"]
     assert await _count(runtime, authorization_codes) == 1
     assert await _count(runtime, client_assertions) == 0
+    assert await _count(runtime, decision_log) == 1
     # Nothing else has expired: a second run deletes nothing.
     assert not any((await runtime.purge_expired()).values())
     # The revocation still applies until its own expiry, then goes too.

@@ -41,6 +41,7 @@ from ostiary.features.apikeys.models import (
     ApiKey,
     ApiKeyPrincipal,
     IssuedKey,
+    KeyInUse,
     OwnerType,
     ServiceAccount,
     Verification,
@@ -495,25 +496,9 @@ class ApiKeyService:
             and key.previous_expires_at is not None
             and now < key.previous_expires_at
         )
-        if not valid or key.revoked_at is not None or not found.owner_active:
+        principal = await self._principal(found, now) if valid else None
+        if principal is None:
             return Verification(None)
-        if key.expires_at is not None and key.expires_at <= now:
-            return Verification(None)
-        project_id = found.project_id
-        held = await self._rbac.effective_permissions(
-            key.organization_id, key.owner_type, key.owner_id, project_id
-        )
-        principal = ApiKeyPrincipal(
-            key_id=key.id,
-            organization_id=key.organization_id,
-            owner_type=key.owner_type,
-            owner_id=key.owner_id,
-            project_id=project_id,
-            permissions=narrow(key.permissions, held),
-            models=key.models,
-            allowed_ips=key.allowed_ips,
-            expires_at=key.expires_at,
-        )
         if ip is not None and key.allowed_ips and not self._ip_allowed(ip, key.allowed_ips):
             return Verification(principal, "ip_not_allowed")
         if model is not None and key.models and model not in key.models:
@@ -521,6 +506,42 @@ class ApiKeyService:
         if self._usage.due(key.id, now):
             await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
         return Verification(principal)
+
+    async def _principal(self, found: KeyInUse, now: datetime) -> ApiKeyPrincipal | None:
+        """What a key in use stands for now; None when it is revoked, expired, or its owner
+        may no longer use it."""
+        key = found.key
+        if key.revoked_at is not None or not found.owner_active:
+            return None
+        if key.expires_at is not None and key.expires_at <= now:
+            return None
+        held = await self._rbac.effective_permissions(
+            key.organization_id, key.owner_type, key.owner_id, found.project_id
+        )
+        return ApiKeyPrincipal(
+            key_id=key.id,
+            organization_id=key.organization_id,
+            owner_type=key.owner_type,
+            owner_id=key.owner_id,
+            project_id=found.project_id,
+            permissions=narrow(key.permissions, held),
+            models=key.models,
+            allowed_ips=key.allowed_ips,
+            expires_at=key.expires_at,
+        )
+
+    async def principal_of(self, org_id: str, key_id: str) -> ApiKeyPrincipal | None:
+        """A live key of ``org_id`` named by its id (no secret: a policy decision about a key,
+        asked by a caller of the organization), or None."""
+        found = await self._keys.find_in_use(key_id) if len(key_id) <= 64 else None
+        if found is None or found.key.organization_id != org_id:
+            return None
+        return await self._principal(found, self._clock.now())
+
+    async def service_account_active(self, org_id: str, account_id: str) -> bool:
+        """The service account exists in ``org_id`` and is not disabled."""
+        account = await self._accounts.get(org_id, account_id) if len(account_id) <= 36 else None
+        return account is not None and not account.disabled
 
     async def authenticate_api_key(self, raw: str, ip: str | None) -> ApiKeyPrincipal | None:
         """For the management API and other callers that act for the key: the principal, or

@@ -9,9 +9,12 @@ from typing import Any, Literal
 __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "RevocationKind"]
 
 # "rbac": not a revocation but a cache invalidation riding the same fan-out (effective
-# permissions of one principal, or of a whole organization; features/rbac/cache.py).
+# permissions of one principal, or of a whole organization; features/rbac/cache.py). "policy":
+# likewise for the decision caches of an organization (features/policy/cache.py).
 # "api_key": the access tokens exchanged for one API key (``ost_key_id``, RFC 8693 grant).
-RevocationKind = Literal["jti", "sid", "user", "client", "user_client", "family", "rbac", "api_key"]
+RevocationKind = Literal[
+    "jti", "sid", "user", "client", "user_client", "family", "rbac", "policy", "api_key"
+]
 
 
 @dataclass(slots=True)

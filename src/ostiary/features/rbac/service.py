@@ -298,7 +298,11 @@ class RbacService:
         changed = replace(changed, updated_at=self._clock.now())
         if not await self._store.update_role(changed):
             raise Conflict(f"a role named {changed.name!r} exists")
-        if changed.permissions != role.permissions or changed.includes != role.includes:
+        if (
+            changed.permissions != role.permissions
+            or changed.includes != role.includes
+            or changed.name != role.name  # policies name roles: Role::"<name>" (issue 13)
+        ):
             await self._touched(org_id, await self._affected_by_role(org_id, role.id))
         self._changed = True
         await self._audit_change(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     false,
@@ -32,13 +33,16 @@ __all__ = [
     "client_assertions",
     "clients",
     "consents",
+    "decision_log",
     "group_members",
     "groups",
     "memberships",
     "metadata",
+    "model_catalog",
     "org_invitations",
     "org_preferences",
     "organizations",
+    "policy_versions",
     "projects",
     "recovery_codes",
     "refresh_families",
@@ -579,4 +583,47 @@ org_preferences = Table(
         nullable=False,
     ),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+# Issue 13: the model catalog, Cedar policy versions and the decision log. organization_id is
+# "" for deployment-wide rows (catalog entries and policies that apply to every organization);
+# no foreign key, so "" needs no organization row. Every query names the organization.
+model_catalog = Table(
+    "model_catalog",
+    metadata,
+    Column("organization_id", String(36), primary_key=True),
+    Column("model_id", String(200), primary_key=True),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("organization_id", String(36), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("policies", Text, nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("note", String(200), nullable=False),
+    Column("actor", String(36), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+decision_log = Table(
+    "decision_log",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("organization_id", String(36), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("decision", Boolean, nullable=False),
+    Column("reason", String(300), nullable=False),
+    Index("ix_decision_log_organization_id_id", "organization_id", "id"),
+    Index("ix_decision_log_expires_at", "expires_at"),
 )

@@ -1,0 +1,1 @@
+"""The model catalog: models as resources with attributes (issue 13, section 1)."""

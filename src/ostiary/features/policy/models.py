@@ -1,0 +1,89 @@
+"""Policy versions, decisions and the decision log's entries (issue 13, sections 2-3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ostiary.features.orgs.models import TenancyError
+
+__all__ = [
+    "ApiKeySubject",
+    "Decision",
+    "LoggedDecision",
+    "PolicyRefused",
+    "PolicyVersion",
+    "Subject",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    organization_id: str  # "" for the deployment-wide policies
+    version: int
+    policies: str
+    schema: str  # the organization's schema extension (Cedar schema syntax)
+    note: str
+    actor: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason_admin: str  # which policy decided, or which permission was missing
+    reason_user: str
+
+    def response(self) -> dict[str, Any]:
+        """The AuthZEN answer (Authorization API 1.0 section 6.2): reasons only on deny."""
+        if self.allowed:
+            return {"decision": True}
+        return {
+            "decision": False,
+            "context": {
+                "reason_admin": {"en": self.reason_admin},
+                "reason_user": {"en": self.reason_user},
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A resolved principal: its Cedar entities (itself first, then its roles and groups),
+    its RBAC permissions in the organization, and what the log records of it."""
+
+    entity_type: str
+    entity_id: str
+    entities: tuple[dict[str, Any], ...]
+    permissions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeySubject:
+    """What an API key stands for (filled by the apikeys feature): its owner, its
+    organization and the permissions it is narrowed to."""
+
+    key_id: str
+    organization_id: str
+    owner_type: str  # "user" | "service_account"
+    owner_id: str
+    permissions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    id: int
+    organization_id: str
+    at: datetime
+    request: dict[str, Any]
+    decision: bool
+    reason: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PolicyRefused(TenancyError):
+    """A policy set or schema Cedar refuses; the message carries the validator's text and the
+    line."""
+
+    code = "invalid_policy"

@@ -1,0 +1,68 @@
+"""The stores the policy feature needs (SQL adapter: storage/sqla/policy_repositories.py) and
+the seams other features fill: user and API-key directories. Every method names the
+organization ("" for deployment-wide policies) and is scoped by it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from ostiary.features.policy.models import ApiKeySubject, LoggedDecision, PolicyVersion
+
+__all__ = [
+    "ApiKeyDirectory",
+    "DecisionLogStore",
+    "PolicyStore",
+    "UserDirectory",
+]
+
+
+class PolicyStore(Protocol):
+    async def add_version(self, version: PolicyVersion) -> bool:
+        """Insert; False if that version number exists (a concurrent change)."""
+        ...
+
+    async def latest_version(self, org_id: str) -> PolicyVersion | None:
+        """The active version: the newest one."""
+        ...
+
+    async def get_version(self, org_id: str, version: int) -> PolicyVersion | None: ...
+
+    async def list_versions(self, org_id: str, limit: int) -> list[PolicyVersion]:
+        """Newest first, without their texts' cost mattering (they are small)."""
+        ...
+
+
+class DecisionLogStore(Protocol):
+    async def append(
+        self,
+        org_id: str,
+        at: datetime,
+        expires_at: datetime,
+        request: dict[str, Any],
+        decision: bool,
+        reason: str,
+    ) -> None: ...
+
+    async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
+        """The newest ``limit`` decisions of the organization, newest first."""
+        ...
+
+
+class UserDirectory(Protocol):
+    async def find_user(self, ref: str) -> tuple[str, str] | None:
+        """(user id, email) of an enabled user named by id or e-mail address, else None."""
+        ...
+
+
+class ApiKeyDirectory(Protocol):
+    """API keys and service accounts as decision subjects (features/apikeys, adapted in
+    web/runtime.py)."""
+
+    async def api_key(self, org_id: str, key_id: str) -> ApiKeySubject | None:
+        """A live key of the organization by id, as a decision subject."""
+        ...
+
+    async def service_account_active(self, org_id: str, account_id: str) -> bool:
+        """The service account exists in the organization and is not disabled."""
+        ...

@@ -1,0 +1,539 @@
+"""Cedar policies per organization and the decisions made with them (issue 13, sections 2-3).
+
+Versions (section 2): an organization's policies (and the deployment-wide ones, which apply to
+every organization) are a numbered series; the newest version is the active one. Setting
+validates against Ostiary's schema with the organization's extension over it
+(features/policy/cedar.py) and refuses a bad set with Cedar's message and the line. A rollback
+to version V saves V's texts again as the next version, so the series only grows and a cache
+keyed by it never serves a superseded set. Dry-run evaluates a candidate against the recent
+decision log and lists the decisions that would change.
+
+Decisions (section 3, OpenID AuthZEN Authorization API 1.0 section 6): the mapping to Cedar,
+stated in the README:
+
+- principal: ``User::"<user id>"`` (``email``; parents: the member's roles ``Role::"<name>"``
+  and groups ``Group::"<name>"``; a group is in its roles, a role in the roles it includes),
+  ``ServiceAccount::"<id>"`` (in its roles), ``ApiKey::"<id>"``; a subject of another type is
+  ``<type>::"<id>"`` with its ``properties`` as attributes and no permission;
+- action: ``Action::"<name>"``;
+- resource: ``<type>::"<id>"``, attributes the request's ``properties`` over the catalog's for
+  a ``model`` (the organization's entry over the deployment-wide one);
+- context: the request's ``context`` with ``organization`` and ``time`` (epoch seconds) set by
+  Ostiary, ``ip``, ``acr`` and ``amr`` taken from the request's context, else from the caller.
+
+Combining rule: permitted when (the action is an RBAC permission the principal holds, or a
+Cedar ``permit`` matches) and no Cedar ``forbid`` matches; otherwise denied (default deny). A
+``forbid`` whose evaluation errors counts as matching (fail closed); an erroring ``permit``
+grants nothing (Cedar's own rule).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import cedarpy
+
+from ostiary.features.audit.service import AuditTrail
+from ostiary.features.clock import Clock
+from ostiary.features.models.ports import CatalogInvalidator
+from ostiary.features.models.service import ModelCatalog
+from ostiary.features.orgs.models import Conflict, InvalidInput, NotFound, TenancyError
+from ostiary.features.orgs.service import OrgService
+from ostiary.features.policy.cache import DecisionCache
+from ostiary.features.policy.cedar import (
+    PolicyInvalid,
+    PolicyProgram,
+    compile_program,
+    entity,
+    validate,
+)
+from ostiary.features.policy.models import (
+    Decision,
+    LoggedDecision,
+    PolicyRefused,
+    PolicyVersion,
+    Subject,
+)
+from ostiary.features.policy.ports import (
+    ApiKeyDirectory,
+    DecisionLogStore,
+    PolicyStore,
+    UserDirectory,
+)
+from ostiary.features.rbac.service import RbacService
+from ostiary.protocol.authzen import Action, Entity, Evaluation
+from ostiary.protocol.permissions import PERMISSIONS, allows
+
+__all__ = [
+    "DecisionEnv",
+    "DecisionLogPolicy",
+    "DryRunChange",
+    "PolicyService",
+]
+
+DEPLOYMENT = ""
+MAX_POLICY_TEXT = 200_000
+MAX_SCHEMA_TEXT = 100_000
+_PERMISSIONS = frozenset(PERMISSIONS)
+REASON_USER = "You do not have access to this resource."
+# Entity types Ostiary builds itself: a request naming one as its subject type would forge an
+# Ostiary principal's attributes (subjects are "user", "service_account" or "api_key").
+OSTIARY_TYPES = frozenset({"User", "ServiceAccount", "ApiKey", "Role", "Group", "Organization"})
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEnv:
+    """What Ostiary knows of a decision beyond the request: the caller's address and the
+    authentication context of the caller's token, when it is the subject's own."""
+
+    now: datetime
+    ip: str | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionLogPolicy:
+    mode: Literal["off", "sampled", "full"] = "full"
+    sample_rate: float = 0.1
+    retention: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunChange:
+    logged: LoggedDecision
+    now_allowed: bool
+    reason: str
+
+
+def _origin(level: str, version: PolicyVersion | None) -> tuple[str, str]:
+    name = "deployment" if level == DEPLOYMENT else "organization"
+    if version is None:
+        return name, ""
+    return f"{name} v{version.version}", version.policies
+
+
+class PolicyService:
+    def __init__(
+        self,
+        store: PolicyStore,
+        log: DecisionLogStore,
+        orgs: OrgService,
+        rbac: RbacService,
+        catalog: ModelCatalog,
+        users: UserDirectory,
+        api_keys: ApiKeyDirectory,
+        audit: AuditTrail,
+        clock: Clock,
+        cache: DecisionCache,
+        invalidator: CatalogInvalidator,
+        log_policy: DecisionLogPolicy,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._orgs = orgs
+        self._rbac = rbac
+        self._catalog = catalog
+        self._users = users
+        self._api_keys = api_keys
+        self._audit = audit
+        self._clock = clock
+        self._cache = cache
+        self._invalidator = invalidator
+        self._log_policy = log_policy
+        self._changed = False  # reads of this unit may see its own uncommitted writes
+
+    # -- versions --------------------------------------------------------------------------
+
+    async def _level(self, org_id: str | None) -> str:
+        return DEPLOYMENT if org_id is None else (await self._orgs.get(org_id)).id
+
+    @staticmethod
+    def check(policies: str, schema: str = "") -> int:
+        """The number of policies in ``policies`` if they validate; else PolicyRefused."""
+        if len(policies) > MAX_POLICY_TEXT:
+            raise InvalidInput(f"policies longer than {MAX_POLICY_TEXT} characters")
+        if len(schema) > MAX_SCHEMA_TEXT:
+            raise InvalidInput(f"schema longer than {MAX_SCHEMA_TEXT} characters")
+        try:
+            return len(validate(policies, schema))
+        except PolicyInvalid as exc:
+            raise PolicyRefused(str(exc)[:2000]) from None
+
+    async def _save(
+        self, level: str, policies: str, schema: str, note: str, actor: str | None
+    ) -> PolicyVersion:
+        latest = await self._store.latest_version(level)
+        version = PolicyVersion(
+            level,
+            (latest.version if latest else 0) + 1,
+            policies,
+            schema,
+            note[:200],
+            actor,
+            self._clock.now(),
+        )
+        if not await self._store.add_version(version):
+            raise Conflict("the policies changed meanwhile; retry")
+        self._changed = True
+        await self._invalidator.decision_data_changed(level)
+        return version
+
+    async def set(
+        self,
+        org_id: str | None,
+        policies: str,
+        schema: str = "",
+        *,
+        note: str = "",
+        actor: str | None,
+    ) -> PolicyVersion:
+        """Validate and save ``policies`` as the next (active) version of the organization,
+        or of the deployment-wide set when ``org_id`` is None."""
+        level = await self._level(org_id)
+        count = self.check(policies, schema)
+        if level != DEPLOYMENT:
+            await self._orgs.lock(level)
+        version = await self._save(level, policies, schema, note, actor)
+        await self._audit.record(
+            "policies.set",
+            "success",
+            actor=actor,
+            target=str(version.version),
+            details={"organization_id": level or None, "policies": count},
+        )
+        return version
+
+    async def active(self, org_id: str | None) -> PolicyVersion | None:
+        return await self._store.latest_version(await self._level(org_id))
+
+    async def versions(self, org_id: str | None, limit: int = 50) -> list[PolicyVersion]:
+        if not 1 <= limit <= 500:
+            raise InvalidInput("limit must be 1 to 500")
+        return await self._store.list_versions(await self._level(org_id), limit)
+
+    async def rollback(
+        self, org_id: str | None, version: int, *, actor: str | None
+    ) -> PolicyVersion:
+        """Make version ``version``'s policies and schema active again (saved as the next
+        version, noted as a rollback)."""
+        level = await self._level(org_id)
+        if level != DEPLOYMENT:
+            await self._orgs.lock(level)
+        earlier = await self._store.get_version(level, version)
+        if earlier is None:
+            raise NotFound(f"no policy version {version}")
+        saved = await self._save(
+            level, earlier.policies, earlier.schema, f"rollback to v{version}", actor
+        )
+        await self._audit.record(
+            "policies.rollback",
+            "success",
+            actor=actor,
+            target=str(saved.version),
+            details={"organization_id": level or None, "to_version": version},
+        )
+        return saved
+
+    async def dry_run(
+        self, org_id: str, policies: str, schema: str = "", *, limit: int = 1000
+    ) -> tuple[int, list[DryRunChange]]:
+        """Evaluate a candidate set of the organization against its ``limit`` newest logged
+        decisions (with today's roles and catalog): (how many were replayed, those whose
+        outcome would change)."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be 1 to 10000")
+        level = await self._level(org_id)
+        self.check(policies, schema)
+        shared = await self._store.latest_version(DEPLOYMENT)
+        candidate = compile_program([_origin(DEPLOYMENT, shared), ("candidate", policies)])
+        logged = await self._log.recent(level, limit)
+        changes: list[DryRunChange] = []
+        for entry in logged:
+            replay = _replayed(entry.request)
+            if replay is None:
+                continue
+            evaluation, env = replay
+            decision, _ = await self._decide(level, evaluation, env, candidate)
+            if decision.allowed != entry.decision:
+                changes.append(DryRunChange(entry, decision.allowed, decision.reason_admin))
+        return len(logged), changes
+
+    # -- decisions -------------------------------------------------------------------------
+
+    async def program(self, org_id: str) -> PolicyProgram:
+        """The compiled deployment-wide and organization policies (cached per organization)."""
+        cache = self._cache
+        stamp = cache.stamp(org_id)
+        program = cache.programs.get(org_id, stamp) if not self._changed else None
+        if program is None:
+            shared = await self._store.latest_version(DEPLOYMENT)
+            own = await self._store.latest_version(org_id)
+            program = compile_program([_origin(DEPLOYMENT, shared), _origin(org_id, own)])
+            if not self._changed:
+                cache.programs.put(org_id, program, stamp)
+        assert isinstance(program, PolicyProgram)
+        return program
+
+    async def _model_attributes(self, org_id: str, model_id: str) -> dict[str, Any]:
+        cache = self._cache
+        stamp = cache.stamp(org_id)
+        key = (org_id, model_id)
+        found = cache.models.get(key, stamp) if not self._changed else None
+        if found is None:
+            found = await self._catalog.attributes(org_id, model_id)
+            if not self._changed:
+                cache.models.put(key, found, stamp)
+        return dict(found)
+
+    async def _roles_entities(
+        self, org_id: str, role_ids: Sequence[str], out: dict[tuple[str, str], dict[str, Any]]
+    ) -> list[tuple[str, str]]:
+        """``Role`` entities for ``role_ids`` and every role they include, transitively (a
+        role's parents: the roles it includes), into ``out``; returns the uids of
+        ``role_ids`` themselves (the holder's parents)."""
+        direct = set(role_ids)
+        parents: list[tuple[str, str]] = []
+        todo = list(role_ids)
+        seen: set[str] = set()
+        while todo:
+            role_id = todo.pop()
+            if role_id in seen:
+                continue
+            seen.add(role_id)
+            try:
+                role = await self._rbac.get_role(org_id, role_id)
+            except TenancyError:  # deleted meanwhile
+                continue
+            if role_id in direct:
+                parents.append(("Role", role.name))
+            included: list[tuple[str, str]] = []
+            for inner in role.includes:
+                try:
+                    included.append(("Role", (await self._rbac.get_role(org_id, inner)).name))
+                except TenancyError:
+                    continue
+                todo.append(inner)
+            out[("Role", role.name)] = entity("Role", role.name, {}, included)
+        return parents
+
+    async def _principal_entities(
+        self, org_id: str, kind: Literal["user", "service_account"], principal_id: str
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], dict[str, Any]]]:
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        held = await self._rbac.assignments_of(org_id, (kind, principal_id))
+        parents = await self._roles_entities(
+            org_id, [a.role for a in held if a.project_id is None], out
+        )
+        if kind == "user":
+            for group in await self._rbac.groups_of(org_id, principal_id):
+                group_roles = await self._rbac.assignments_of(org_id, ("group", group.id))
+                group_parents = await self._roles_entities(
+                    org_id, [a.role for a in group_roles if a.project_id is None], out
+                )
+                out[("Group", group.name)] = entity("Group", group.name, {}, group_parents)
+                parents.append(("Group", group.name))
+        return parents, out
+
+    async def _subject(self, org_id: str, subject: Entity) -> Subject | None:
+        """The subject as Cedar entities with its permissions, or None when the organization
+        does not know it (a stranger gets the same answer as a non-existent id)."""
+        if subject.type == "user":
+            found = await self._users.find_user(subject.id)
+            if found is None:
+                return None
+            user_id, email = found
+            key = f"user|{user_id}"
+        elif subject.type == "service_account":
+            # Read at every decision, like a user's standing: a disabled or deleted account is
+            # refused at once on every node (its cached entities below may outlive it).
+            if not await self._api_keys.service_account_active(org_id, subject.id):
+                return None
+            user_id, email, key = subject.id, "", f"service_account|{subject.id}"
+        elif subject.type == "api_key":
+            key_subject = await self._api_keys.api_key(org_id, subject.id)
+            if key_subject is None or key_subject.organization_id != org_id:
+                return None
+            attrs = {"owner_type": key_subject.owner_type, "owner_id": key_subject.owner_id}
+            return Subject(
+                "ApiKey",
+                key_subject.key_id,
+                (entity("ApiKey", key_subject.key_id, attrs, []),),
+                key_subject.permissions,
+            )
+        elif subject.type in OSTIARY_TYPES:
+            return None
+        else:
+            return Subject(
+                subject.type,
+                subject.id,
+                (entity(subject.type, subject.id, dict(subject.properties), []),),
+                frozenset(),
+            )
+        cache = self._cache
+        stamp = cache.stamp(org_id, key)
+        cached = cache.subjects.get((org_id, key), stamp) if not self._changed else None
+        if cached is not None:
+            assert isinstance(cached, Subject)
+            return cached
+        made = await self._make_subject(org_id, subject.type, user_id, email)
+        if made is not None and not self._changed:
+            cache.subjects.put((org_id, key), made, stamp)
+        return made
+
+    async def _make_subject(
+        self, org_id: str, kind: str, principal_id: str, email: str
+    ) -> Subject | None:
+        if kind == "user":
+            try:
+                await self._orgs.require_member(org_id, principal_id)
+            except TenancyError:
+                return None
+            parents, others = await self._principal_entities(org_id, "user", principal_id)
+            me = entity("User", principal_id, {"email": email}, parents)
+            held = await self._rbac.effective_permissions(org_id, "user", principal_id)
+            return Subject("User", principal_id, (me, *others.values()), held)
+        parents, others = await self._principal_entities(org_id, "service_account", principal_id)
+        me = entity("ServiceAccount", principal_id, {}, parents)
+        held = await self._rbac.effective_permissions(org_id, "service_account", principal_id)
+        return Subject("ServiceAccount", principal_id, (me, *others.values()), held)
+
+    async def evaluate(self, org_id: str, evaluation: Evaluation, env: DecisionEnv) -> Decision:
+        """One decision inside ``org_id``, logged per the decision-log setting."""
+        program = await self.program(org_id)
+        decision, record = await self._decide(org_id, evaluation, env, program)
+        policy = self._log_policy
+        if policy.mode == "full" or (
+            policy.mode == "sampled" and random.random() < policy.sample_rate  # noqa: S311 (sampling, not secrecy)
+        ):
+            await self._log.append(
+                org_id,
+                env.now,
+                env.now + policy.retention,
+                record,
+                decision.allowed,
+                decision.reason_admin,
+            )
+        return decision
+
+    async def _decide(
+        self, org_id: str, evaluation: Evaluation, env: DecisionEnv, program: PolicyProgram
+    ) -> tuple[Decision, dict[str, Any]]:
+        action = evaluation.action.name
+        subject = await self._subject(org_id, evaluation.subject)
+        record = _record(evaluation, subject, env)
+        if subject is None:
+            return Decision(
+                False, "the subject is not known in this organization", REASON_USER
+            ), record
+        resource = evaluation.resource
+        attrs = dict(resource.properties)
+        if resource.type == "model":
+            attrs = {**await self._model_attributes(org_id, resource.id), **attrs}
+        context: dict[str, Any] = dict(evaluation.context)
+        for name, value in (("ip", env.ip), ("acr", env.acr)):
+            if value and not isinstance(context.get(name), str):
+                context[name] = value
+        if env.amr and not isinstance(context.get("amr"), list):
+            context["amr"] = list(env.amr)
+        context["organization"] = org_id
+        context["time"] = int(env.now.timestamp())
+        rbac_grants = action in _PERMISSIONS and allows(subject.permissions, action)
+        if program.policy_set is None:
+            if rbac_grants:
+                return Decision(True, f"granted by the permission {action}", ""), record
+            return Decision(False, _missing(action), REASON_USER), record
+        entities = {(e["uid"]["type"], e["uid"]["id"]): e for e in subject.entities}
+        resource_uid = (resource.type, resource.id)
+        if resource_uid not in entities:
+            entities[resource_uid] = entity(resource.type, resource.id, attrs, [])
+        request = {
+            "principal": {"type": subject.entity_type, "id": subject.entity_id},
+            "action": {"type": "Action", "id": action},
+            "resource": {"type": resource.type, "id": resource.id},
+            "context": context,
+        }
+        try:
+            result = cedarpy.is_authorized(request, program.policy_set, list(entities.values()))
+        except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
+            return Decision(False, f"evaluation error: {str(exc)[:200]}", REASON_USER), record
+        reasons = result.diagnostics.reasons
+        failed_forbids = [p for p in _error_ids(result) if program.effect(p) == "forbid"]
+        if failed_forbids:
+            why = ", ".join(program.describe(p) for p in failed_forbids[:3])
+            return Decision(False, f"a forbid failed to evaluate: {why}", REASON_USER), record
+        if result.allowed:
+            why = ", ".join(program.describe(p) for p in reasons[:3])
+            return Decision(True, f"permitted by {why}", ""), record
+        if reasons:  # Cedar's deny reasons are the forbids that matched
+            why = ", ".join(program.describe(p) for p in reasons[:3])
+            return Decision(False, f"forbidden by {why}", REASON_USER), record
+        if rbac_grants:
+            return Decision(True, f"granted by the permission {action}", ""), record
+        return Decision(False, _missing(action), REASON_USER), record
+
+
+def _missing(action: str) -> str:
+    if action in _PERMISSIONS:
+        return f"missing the permission {action} and no policy permits it"
+    return "no policy permits it"
+
+
+def _error_ids(result: Any) -> list[str]:
+    """Policy ids named by Cedar's evaluation errors (``error while evaluating policy `p`..``)."""
+    ids: list[str] = []
+    for error in result.diagnostics.errors:
+        text = str(error)
+        start = text.find("`policy")
+        if start >= 0:
+            end = text.find("`", start + 1)
+            if end > start:
+                ids.append(text[start + 1 : end])
+    return ids
+
+
+def _record(evaluation: Evaluation, subject: Subject | None, env: DecisionEnv) -> dict[str, Any]:
+    """What the decision log keeps: the request with the subject named by its resolved id
+    (never the e-mail address it may have been given by), and the caller's environment."""
+    named = evaluation.subject
+    subject_id = subject.entity_id if subject is not None else ""
+    return {
+        "subject": {"type": named.type, "id": subject_id, "properties": named.properties},
+        "action": {"name": evaluation.action.name, "properties": evaluation.action.properties},
+        "resource": {
+            "type": evaluation.resource.type,
+            "id": evaluation.resource.id,
+            "properties": evaluation.resource.properties,
+        },
+        "context": evaluation.context,
+        "env": {"ip": env.ip, "acr": env.acr, "amr": list(env.amr), "at": env.now.isoformat()},
+    }
+
+
+def _replayed(request: dict[str, Any]) -> tuple[Evaluation, DecisionEnv] | None:
+    """A logged request as it was evaluated (None for one whose subject was unknown)."""
+    try:
+        subject, action, resource = request["subject"], request["action"], request["resource"]
+        if not subject.get("id"):
+            return None
+        env = request.get("env") or {}
+        return (
+            Evaluation(
+                Entity(subject["type"], subject["id"], dict(subject.get("properties") or {})),
+                Action(action["name"], dict(action.get("properties") or {})),
+                Entity(resource["type"], resource["id"], dict(resource.get("properties") or {})),
+                dict(request.get("context") or {}),
+            ),
+            DecisionEnv(
+                datetime.fromisoformat(env["at"]),
+                env.get("ip"),
+                env.get("acr"),
+                tuple(env.get("amr") or ()),
+            ),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,324 @@
+"""The AuthZEN decision API: OpenID AuthZEN Authorization API 1.0 (issue 13, section 3).
+
+- ``POST /access/v1/evaluation`` (section 6) and ``POST /access/v1/evaluations`` (section 7,
+  with ``options.evaluations_semantic``); ``GET /.well-known/authzen-configuration`` (section
+  9: ``policy_decision_point``, ``access_evaluation_endpoint``,
+  ``access_evaluations_endpoint``).
+- The caller is the policy enforcement point. It authenticates with an RFC 6750 bearer
+  credential: an Ostiary access token (RFC 9068), or an API key of a service account (the
+  apikeys feature's ``authenticate_api_key``, through features/policy/ports.py). Decisions are
+  made inside the caller's organization:
+  * a user's token: the organization named by the ``Ostiary-Organization`` header (id or
+    slug), or by the token's ``org_id`` claim; the user must hold ``access:evaluate`` there;
+  * a client_credentials token: the organization of its ``org_id`` claim (org-bound clients);
+    a token without one is refused;
+  * an API key: its organization, when the key holds ``access:evaluate``.
+- Answers ``{"decision": bool}`` with ``context.reason_admin`` / ``reason_user`` on deny; a
+  malformed request is a 400 ``{"error": "invalid_request", "error_description"}`` naming the
+  JSON pointer of the bad member; a missing or bad credential a 401 with ``WWW-Authenticate``
+  (RFC 6750 section 3); a caller without the permission a 403. ``X-Request-ID`` is echoed
+  (section 10.1.3) by the request-context middleware.
+- The endpoints take the raw ``Request`` and are served by web/fastlane.py, as /token is, and
+  appear in the OpenAPI document through ``openapi_extra``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ostiary.features.orgs.models import TenancyError
+from ostiary.features.policy.models import Decision
+from ostiary.features.policy.service import DecisionEnv
+from ostiary.protocol.authzen import AuthzenError, parse_evaluation, parse_evaluations
+from ostiary.protocol.permissions import allows
+from ostiary.web.deps import client_ip, runtime_of
+from ostiary.web.runtime import Unit
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["authzen"])
+
+_JSON = "application/json"
+PERMISSION = "access:evaluate"
+ORG_HEADER = "ostiary-organization"
+
+
+class _Json(Response):
+    media_type = _JSON
+
+    def __init__(self, content: Any, status_code: int = 200, challenge: str | None = None) -> None:
+        super().__init__(orjson.dumps(content), status_code)
+        self.headers["cache-control"] = "no-store"
+        if challenge is not None:
+            self.headers["www-authenticate"] = challenge
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def response(self) -> Response:
+        challenge = None
+        if self.status == 401:
+            challenge = f'Bearer error="{self.error}"' if self.error != "unauthorized" else "Bearer"
+        body = {"error": self.error, "error_description": self.description}
+        return _Json(body, self.status, challenge)
+
+
+def _bearer(request: Request) -> str:
+    value = request.headers.get("authorization")
+    if value is None:
+        raise _Refused(401, "unauthorized", "a bearer access token or API key is required")
+    scheme, _, credential = value.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential or " " in credential:
+        raise _Refused(401, "invalid_request", "use Authorization: Bearer <credential>")
+    return credential
+
+
+async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str | None]:
+    """(organization id, the environment of its decisions, the user id the token is of)."""
+    rt = runtime_of(request)
+    now = rt.clock.now()
+    ip = client_ip(request)
+    credential = _bearer(request)
+    named = request.headers.get(ORG_HEADER)
+    # Policies, catalog and roles changed by another process (the CLI on SQLite) first.
+    await rt.catch_up(unit)
+    if credential.count(".") != 2:  # not a JWT: an API key
+        key = await unit.api_keys.authenticate_api_key(credential, ip)
+        if key is None:
+            raise _Refused(401, "invalid_token", "the credential is invalid")
+        if not allows(key.permissions, PERMISSION):
+            raise _Refused(403, "insufficient_permission", f"the key lacks {PERMISSION}")
+        return key.organization_id, DecisionEnv(now, ip), None
+    claims = await unit.oauth.validate_access_token(credential)
+    if claims is None:
+        raise _Refused(401, "invalid_token", "the access token is invalid or expired")
+    # RFC 9068 section 4 / RFC 8707: a token minted for another resource server is not for us.
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience or []
+    if rt.oauth_policy.issuer not in audiences:
+        raise _Refused(401, "invalid_token", "the access token is not intended for this server")
+    subject = str(claims.get("sub", ""))
+    claimed = claims.get("org_id")
+    org_ref = named or (claimed if isinstance(claimed, str) else None)
+    if org_ref is None:
+        raise _Refused(
+            400, "invalid_request", "name the organization in the Ostiary-Organization header"
+        )
+    try:
+        org = await unit.orgs.resolve(org_ref[:100])
+    except TenancyError:
+        raise _Refused(403, "insufficient_permission", "not allowed in that organization") from None
+    if isinstance(claimed, str) and claimed != org.id:
+        raise _Refused(403, "insufficient_permission", "the token is bound to another organization")
+    amr = claims.get("amr")
+    env = DecisionEnv(
+        now,
+        ip,
+        claims["acr"] if isinstance(claims.get("acr"), str) else None,
+        tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else (),
+    )
+    if subject and subject == claims.get("client_id"):  # client_credentials
+        if not isinstance(claimed, str):
+            raise _Refused(
+                403, "insufficient_permission", "the client is not bound to an organization"
+            )
+        return org.id, DecisionEnv(now, ip), None
+    held = await unit.rbac.effective_permissions(org.id, "user", subject)
+    if not allows(held, PERMISSION):
+        # Same answer for a stranger and a member without the permission.
+        raise _Refused(403, "insufficient_permission", "not allowed in that organization")
+    return org.id, env, subject
+
+
+def _env_for(
+    env: DecisionEnv, token_user: str | None, subject_type: str, subject_id: str
+) -> DecisionEnv:
+    """acr/amr of the caller's token speak for the subject only when it is the same user."""
+    if token_user is not None and subject_type == "user" and subject_id == token_user:
+        return env
+    return DecisionEnv(env.now, env.ip)
+
+
+async def _body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != _JSON:
+        raise _Refused(415, "invalid_request", "send the request as application/json")
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise _Refused(400, "invalid_request", "the body is not valid JSON") from None
+
+
+async def _decide_one(request: Request) -> Response:
+    rt = runtime_of(request)
+    try:
+        body = await _body(request)
+        evaluation = parse_evaluation(body)
+        async with rt.unit() as unit:
+            org_id, env, token_user = await _caller(request, unit)
+            subject = evaluation.subject
+            decision = await unit.policies.evaluate(
+                org_id, evaluation, _env_for(env, token_user, subject.type, subject.id)
+            )
+    except AuthzenError as exc:
+        return _Refused(400, "invalid_request", str(exc)).response()
+    except _Refused as exc:
+        return exc.response()
+    return _Json(decision.response())
+
+
+async def _decide_batch(request: Request) -> Response:
+    rt = runtime_of(request)
+    try:
+        body = await _body(request)
+        batch = parse_evaluations(body)
+        answers: list[Decision] = []
+        async with rt.unit() as unit:
+            org_id, env, token_user = await _caller(request, unit)
+            for evaluation in batch.evaluations:
+                subject = evaluation.subject
+                decision = await unit.policies.evaluate(
+                    org_id, evaluation, _env_for(env, token_user, subject.type, subject.id)
+                )
+                answers.append(decision)
+                # Section 7.1.2.1: stop at the first deny / permit; the answer lists the
+                # evaluations made, up to and including that one.
+                if batch.semantic == "deny_on_first_deny" and not decision.allowed:
+                    break
+                if batch.semantic == "permit_on_first_permit" and decision.allowed:
+                    break
+    except AuthzenError as exc:
+        return _Refused(400, "invalid_request", str(exc)).response()
+    except _Refused as exc:
+        return exc.response()
+    if batch.single:
+        return _Json(answers[0].response())
+    return _Json({"evaluations": [a.response() for a in answers]})
+
+
+_ENTITY = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "id": {"type": "string"},
+        "properties": {"type": "object"},
+    },
+    "required": ["type", "id"],
+}
+_ACTION = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "properties": {"type": "object"}},
+    "required": ["name"],
+}
+_EVALUATION = {
+    "type": "object",
+    "properties": {
+        "subject": _ENTITY,
+        "action": _ACTION,
+        "resource": _ENTITY,
+        "context": {"type": "object"},
+    },
+}
+_DECISION = {
+    "type": "object",
+    "properties": {"decision": {"type": "boolean"}, "context": {"type": "object"}},
+    "required": ["decision"],
+}
+
+
+def _doc(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {"required": True, "content": {_JSON: {"schema": body}}},
+        "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "Ostiary-Organization",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The organization (id or slug) a user token's caller acts in.",
+            }
+        ],
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed request", "content": {_JSON: {}}},
+    401: {"description": "Missing or invalid credential", "content": {_JSON: {}}},
+    403: {"description": "The caller may not evaluate here", "content": {_JSON: {}}},
+    415: {"description": "Not JSON", "content": {_JSON: {}}},
+}
+
+
+@router.post(
+    "/access/v1/evaluation",
+    summary="Access Evaluation (OpenID AuthZEN Authorization API 1.0 section 6)",
+    response_class=Response,
+    openapi_extra=_doc({**_EVALUATION, "required": ["subject", "action", "resource"]}),
+    responses={
+        200: {"description": "The decision", "content": {_JSON: {"schema": _DECISION}}},
+        **_ERRORS,
+    },
+)
+async def access_evaluation(request: Request) -> Response:
+    return await _decide_one(request)
+
+
+@router.post(
+    "/access/v1/evaluations",
+    summary="Access Evaluations (OpenID AuthZEN Authorization API 1.0 section 7)",
+    response_class=Response,
+    openapi_extra=_doc(
+        {
+            **_EVALUATION,
+            "properties": {
+                **_EVALUATION["properties"],  # type: ignore[dict-item]
+                "evaluations": {"type": "array", "items": _EVALUATION},
+                "options": {
+                    "type": "object",
+                    "properties": {
+                        "evaluations_semantic": {
+                            "type": "string",
+                            "enum": [
+                                "execute_all",
+                                "deny_on_first_deny",
+                                "permit_on_first_permit",
+                            ],
+                        }
+                    },
+                },
+            },
+        }
+    ),
+    responses={200: {"description": "The decisions", "content": {_JSON: {}}}, **_ERRORS},
+)
+async def access_evaluations(request: Request) -> Response:
+    return await _decide_batch(request)
+
+
+@router.get(
+    "/.well-known/authzen-configuration",
+    summary="PDP metadata (OpenID AuthZEN Authorization API 1.0 section 9)",
+    response_class=Response,
+    responses={200: {"description": "PDP metadata", "content": {_JSON: {}}}},
+)
+async def authzen_configuration(request: Request) -> Response:
+    rt = runtime_of(request)
+    issuer = rt.oauth_policy.issuer.rstrip("/")
+    return _Json(
+        {
+            "policy_decision_point": issuer,
+            "access_evaluation_endpoint": f"{issuer}/access/v1/evaluation",
+            "access_evaluations_endpoint": f"{issuer}/access/v1/evaluations",
+        }
+    )
