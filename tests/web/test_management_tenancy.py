@@ -23,7 +23,7 @@ import pytest
 
 from tests.web.management_helpers import World, build_world, mint
 
-MIN_OPERATIONS = 26
+MIN_OPERATIONS = 36
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -109,13 +109,16 @@ CASES = [(kind, "alice") for kind in CREDENTIALS] + [("access_token", "erin")]
 
 
 async def _b_ids(world: World) -> dict[str, str]:
-    """Organization B with a project, a custom role and a group, made by its owner."""
+    """Organization B with a project, a custom role, a group, a service account and an API
+    key, made by its owner."""
     b = world.orgs["B"]["id"]
     made = {}
     for kind, body in (
         ("projects", {"name": "B project"}),
         ("roles", {"name": "B role", "permissions": ["models:read"]}),
         ("groups", {"name": "B group", "roles": ["reader"]}),
+        ("service-accounts", {"name": "B robot", "roles": ["reader"]}),
+        ("keys", {"name": "B key"}),
     ):
         response = await world.call("bob", "POST", f"/api/v1/orgs/{b}/{kind}", json=body)
         assert response.status_code == 201, response.text
@@ -130,12 +133,14 @@ async def _b_ids(world: World) -> dict[str, str]:
         "role": made["roles"],
         "group": made["groups"],
         "user_id": world.users["bob"],
+        "account": made["service-accounts"],
+        "key": made["keys"],
     }
 
 
 async def _snapshot(world: World, org: str) -> dict[str, Any]:
     state = {}
-    for part in ("", "/projects", "/members", "/roles", "/groups"):
+    for part in ("", "/projects", "/members", "/roles", "/groups", "/service-accounts", "/keys"):
         response = await world.call("bob", "GET", f"/api/v1/orgs/{org}{part}")
         assert response.status_code == 200, response.text
         state[part] = response.json()
