@@ -23,7 +23,7 @@ import pytest
 
 from tests.web.management_helpers import World, build_world, mint
 
-MIN_OPERATIONS = 36
+MIN_OPERATIONS = 40
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -109,8 +109,8 @@ CASES = [(kind, "alice") for kind in CREDENTIALS] + [("access_token", "erin")]
 
 
 async def _b_ids(world: World) -> dict[str, str]:
-    """Organization B with a project, a custom role, a group, a service account and an API
-    key, made by its owner."""
+    """Organization B with a project, a custom role, a group, a service account, an API key
+    and an invitation, made by its owner."""
     b = world.orgs["B"]["id"]
     made = {}
     for kind, body in (
@@ -119,6 +119,7 @@ async def _b_ids(world: World) -> dict[str, str]:
         ("groups", {"name": "B group", "roles": ["reader"]}),
         ("service-accounts", {"name": "B robot", "roles": ["reader"]}),
         ("keys", {"name": "B key"}),
+        ("invitations", {"email": "zed@example.com", "roles": ["reader"], "mail": False}),
     ):
         response = await world.call("bob", "POST", f"/api/v1/orgs/{b}/{kind}", json=body)
         assert response.status_code == 201, response.text
@@ -135,12 +136,22 @@ async def _b_ids(world: World) -> dict[str, str]:
         "user_id": world.users["bob"],
         "account": made["service-accounts"],
         "key": made["keys"],
+        "invitation": made["invitations"],
     }
 
 
 async def _snapshot(world: World, org: str) -> dict[str, Any]:
     state = {}
-    for part in ("", "/projects", "/members", "/roles", "/groups", "/service-accounts", "/keys"):
+    for part in (
+        "",
+        "/projects",
+        "/members",
+        "/roles",
+        "/groups",
+        "/service-accounts",
+        "/keys",
+        "/invitations",
+    ):
         response = await world.call("bob", "GET", f"/api/v1/orgs/{org}{part}")
         assert response.status_code == 200, response.text
         state[part] = response.json()

@@ -414,6 +414,7 @@ class Runtime:
         *,
         actor: str | None,
         send: bool = True,
+        authorized: bool = False,
     ) -> InviteResult:
         """Invite ``email`` (features/invitations) and mail the link: the invitation commits
         first, the mail goes out with no transaction open, and its outcome is recorded (and
@@ -424,11 +425,19 @@ class Runtime:
                 "no mail server is configured (OSTIARY_SMTP_HOST): cannot send invitations"
             )
         async with self.unit() as unit:
-            issued = await unit.invitations.create(org_id, email, roles, actor=actor)
+            issued = await unit.invitations.create(
+                org_id, email, roles, actor=actor, authorized=authorized
+            )
         return await self._deliver(issued, actor=actor, send=send)
 
     async def resend_invitation(
-        self, org_id: str, invitation_id: str, *, actor: str | None, send: bool = True
+        self,
+        org_id: str,
+        invitation_id: str,
+        *,
+        actor: str | None,
+        send: bool = True,
+        authorized: bool = False,
     ) -> InviteResult:
         """A new link for a pending invitation (the old one stops working), mailed again."""
         if send and self.mailer is None:
@@ -436,7 +445,9 @@ class Runtime:
                 "no mail server is configured (OSTIARY_SMTP_HOST): cannot send invitations"
             )
         async with self.unit() as unit:
-            issued = await unit.invitations.reissue(org_id, invitation_id, actor=actor)
+            issued = await unit.invitations.reissue(
+                org_id, invitation_id, actor=actor, authorized=authorized
+            )
         return await self._deliver(issued, actor=actor, send=send)
 
     async def _deliver(

@@ -117,7 +117,9 @@ class InvitationService:
     def _digest(self, token: str) -> str:
         return secret_digest(self._pepper, token)
 
-    async def _roles(self, org_id: str, refs: list[str], actor: str | None) -> tuple[str, ...]:
+    async def _roles(
+        self, org_id: str, refs: list[str], actor: str | None, authorized: bool
+    ) -> tuple[str, ...]:
         if not refs:
             raise InvalidInput("give at least one role")
         if len(refs) > MAX_ROLES:
@@ -131,7 +133,7 @@ class InvitationService:
                 )
             if role.id not in ids:
                 ids.append(role.id)
-        if OWNER in ids and actor is not None:
+        if OWNER in ids and actor is not None and not authorized:
             held = await self._rbac.assignments_of(org_id, ("user", actor))
             if not any(a.role == OWNER and a.project_id is None for a in held):
                 raise Forbidden("only an owner can invite an owner")
@@ -140,14 +142,23 @@ class InvitationService:
     # -- for the organization's admins -----------------------------------------------------
 
     async def create(
-        self, org_id: str, email: str, roles: list[str], *, actor: str | None
+        self,
+        org_id: str,
+        email: str,
+        roles: list[str],
+        *,
+        actor: str | None,
+        authorized: bool = False,
     ) -> IssuedInvitation:
-        """Invite ``email`` with ``roles`` (names or ids); revokes its pending invitation."""
+        """Invite ``email`` with ``roles`` (names or ids); revokes its pending invitation.
+        ``actor`` (a user) must hold ``members:manage`` (and be an owner to invite an owner),
+        unless ``authorized``: the caller checked it (the management API, whose callers may
+        be API keys; ``actor`` is then who the audit trail names)."""
         await self._orgs.get(org_id)
-        if actor is not None:
+        if actor is not None and not authorized:
             await self._rbac.require(org_id, ("user", actor), "members:manage")
         address = check_email(email)
-        role_ids = await self._roles(org_id, roles, actor)
+        role_ids = await self._roles(org_id, roles, actor, authorized)
         await self._orgs.lock(org_id)  # one pending invitation per address, concurrently too
         now = self._clock.now()
         for earlier in await self._store.pending_for(org_id, address):
@@ -206,8 +217,10 @@ class InvitationService:
         items = items[:limit]
         return items, encode_cursor(items[-1].created_at, items[-1].id)
 
-    async def revoke(self, org_id: str, invitation_id: str, *, actor: str | None) -> Invitation:
-        if actor is not None:
+    async def revoke(
+        self, org_id: str, invitation_id: str, *, actor: str | None, authorized: bool = False
+    ) -> Invitation:
+        if actor is not None and not authorized:
             await self._rbac.require(org_id, ("user", actor), "members:manage")
         found = await self.get(org_id, invitation_id)
         if not await self._store.end(org_id, found.id, "revoked", self._clock.now()):
@@ -218,11 +231,11 @@ class InvitationService:
         return await self.get(org_id, found.id)
 
     async def reissue(
-        self, org_id: str, invitation_id: str, *, actor: str | None
+        self, org_id: str, invitation_id: str, *, actor: str | None, authorized: bool = False
     ) -> IssuedInvitation:
         """A new token (and a fresh expiry) for a pending invitation, to send again: the
         first token is not kept anywhere, so a re-send is a new link; the old one stops."""
-        if actor is not None:
+        if actor is not None and not authorized:
             await self._rbac.require(org_id, ("user", actor), "members:manage")
         found = await self.get(org_id, invitation_id)
         if found.status != "pending":

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
 from ostiary.web.management import require_bearer
-from ostiary.web.routes.api_v1 import groups, keys, members, orgs, projects, roles
+from ostiary.web.routes.api_v1 import groups, invitations, keys, members, orgs, projects, roles
 
 __all__ = ["GROUPS", "PREFIX", "router"]
 
@@ -28,6 +28,7 @@ GROUPS: tuple[APIRouter, ...] = (
     roles.router,
     groups.router,
     keys.router,
+    invitations.router,
 )
 
 _SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}

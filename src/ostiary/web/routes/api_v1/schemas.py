@@ -101,6 +101,7 @@ _ERROR_TEXT = {
     404: "Not found, or not visible to the caller (another organization's)",
     409: "Conflict: taken name or slug, role_cycle, last_owner, builtin_role",
     422: "Invalid values (invalid_request, invalid, invalid_permission)",
+    503: "No mail server is configured (mail_not_configured)",
 }
 
 
