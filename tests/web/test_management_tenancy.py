@@ -23,7 +23,7 @@ import pytest
 
 from tests.web.management_helpers import World, build_world, mint
 
-MIN_OPERATIONS = 40
+MIN_OPERATIONS = 45
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -109,8 +109,8 @@ CASES = [(kind, "alice") for kind in CREDENTIALS] + [("access_token", "erin")]
 
 
 async def _b_ids(world: World) -> dict[str, str]:
-    """Organization B with a project, a custom role, a group, a service account, an API key
-    and an invitation, made by its owner."""
+    """Organization B with a project, a custom role, a group, a service account, an API key,
+    an invitation and a catalog entry, made by its owner."""
     b = world.orgs["B"]["id"]
     made = {}
     for kind, body in (
@@ -120,6 +120,7 @@ async def _b_ids(world: World) -> dict[str, str]:
         ("service-accounts", {"name": "B robot", "roles": ["reader"]}),
         ("keys", {"name": "B key"}),
         ("invitations", {"email": "zed@example.com", "roles": ["reader"], "mail": False}),
+        ("models", {"id": "b-model", "attributes": {"tier": "gold"}}),
     ):
         response = await world.call("bob", "POST", f"/api/v1/orgs/{b}/{kind}", json=body)
         assert response.status_code == 201, response.text
@@ -137,6 +138,7 @@ async def _b_ids(world: World) -> dict[str, str]:
         "account": made["service-accounts"],
         "key": made["keys"],
         "invitation": made["invitations"],
+        "model": made["models"],
     }
 
 

@@ -36,6 +36,7 @@ PERMISSIONS: tuple[str, ...] = (
     "models:invoke",
     "models:fine-tune",
     "models:read",
+    "models:manage",
     "keys:create",
     "keys:read",
     "keys:revoke",

@@ -16,7 +16,16 @@ from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
 from ostiary.web.management import require_bearer
-from ostiary.web.routes.api_v1 import groups, invitations, keys, members, orgs, projects, roles
+from ostiary.web.routes.api_v1 import (
+    groups,
+    invitations,
+    keys,
+    members,
+    models,
+    orgs,
+    projects,
+    roles,
+)
 
 __all__ = ["GROUPS", "PREFIX", "router"]
 
@@ -29,6 +38,7 @@ GROUPS: tuple[APIRouter, ...] = (
     groups.router,
     keys.router,
     invitations.router,
+    models.router,
 )
 
 _SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}
