@@ -9,16 +9,25 @@ Cedar policies (default 100: one permit per model for one role, plus a forbid on
 attribute from the model catalog), and an owner whose access token the PEP presents. It also
 registers a confidential client for the baseline.
 
-Then, for each phase, ``--concurrency`` virtual users post back to back over keep-alive
-connections, bounded by ``--requests`` per phase and ``--duration`` seconds:
+Each phase is first checked (its first 50 bodies answer 200, with permits and denies), then
+loaded by wrk (one thread, ``--client-core N`` pins it; ``bench/lua/bodies.lua`` posts
+pre-made bodies in turn: random subjects, models and actions) for ``--duration`` seconds at
+``--concurrency`` connections:
 
-- ``single``: ``POST /access/v1/evaluation``, a random subject, model and action;
+- ``single``: ``POST /access/v1/evaluation``;
 - ``batch10``: ``POST /access/v1/evaluations`` with 10 evaluations (execute_all);
-- ``client_credentials``: ``POST /token`` (RFC 6749 section 4.4), the baseline.
+- ``client_credentials``: ``POST /token`` (RFC 6749 section 4.4), the baseline, same run.
 
-It prints decisions (or tokens) per second and p50 / p99 per request (``--json`` for JSON).
-Everything talks to 127.0.0.1; the numbers mean something only on a quiet machine. Smoke run:
-``uv run python bench/authzen.py --roles 20 --policies 5 --requests 20 --duration 5``.
+It prints requests/s, decisions/s and wrk's p50 / p99 per request (``--json`` for JSON);
+``--rounds N`` repeats the phases (A/B on a shared machine: alternate in the same minutes);
+``--py-spy DIR`` records each phase with py-spy (raw, folded stacks) into DIR.
+
+``--callgrind N`` replaces the load with a count that other load on the machine does not move:
+the server runs under valgrind's callgrind, and each phase sends ``--warmup`` sequential
+requests, then N more between two dumps; it prints instructions per request and per decision
+(all threads, as bench/instructions.sh). Run another tree's code with
+``PYTHONPATH=<tree>/src``. Everything talks to 127.0.0.1. Smoke run:
+``uv run python bench/authzen.py --roles 20 --policies 5 --subjects 5 --duration 2``.
 """
 
 from __future__ import annotations
@@ -33,17 +42,18 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
 def say(message: str) -> None:
@@ -54,17 +64,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass
-class Phase:
-    name: str
-    done: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    per_request: int = 1
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -150,77 +149,109 @@ def _evaluation(world: World, rng: random.Random) -> dict[str, Any]:
     }
 
 
-async def run_phase(base_url: str, name: str, world: World, args: argparse.Namespace) -> Phase:
-    phase = Phase(name, per_request=10 if name == "batch10" else 1)
-    deadline = time.perf_counter() + args.duration
-    budget = iter(range(args.requests))
-    headers = {"Authorization": f"Bearer {world.token}", "Ostiary-Organization": world.org}
-
-    async def virtual_user(seed: int) -> None:
-        rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-            for _ in budget:
-                if time.perf_counter() >= deadline:
-                    return
-                if name == "single":
-                    call = client.post(
-                        "/access/v1/evaluation", json=_evaluation(world, rng), headers=headers
-                    )
-                elif name == "batch10":
-                    body = {"evaluations": [_evaluation(world, rng) for _ in range(10)]}
-                    call = client.post("/access/v1/evaluations", json=body, headers=headers)
-                else:
-                    call = client.post(
-                        "/token",
-                        data={"grant_type": "client_credentials", "scope": "models:read"},
-                        auth=(world.client_id, world.client_secret),
-                    )
-                started = time.perf_counter()
-                try:
-                    response = await call
-                except httpx.HTTPError as exc:
-                    phase.failed += 1
-                    if len(phase.errors) < 5:
-                        phase.errors.append(type(exc).__name__)
-                    continue
-                phase.latencies_ms.append((time.perf_counter() - started) * 1000)
-                if response.status_code == 200:
-                    phase.done += 1
-                else:
-                    phase.failed += 1
-                    if len(phase.errors) < 5:
-                        phase.errors.append(f"{response.status_code} {response.text[:200]}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(virtual_user(i) for i in range(args.concurrency)))
-    phase.seconds = time.perf_counter() - started
-    return phase
+PATHS = {
+    "single": "/access/v1/evaluation",
+    "batch10": "/access/v1/evaluations",
+    "client_credentials": "/token",
+}
+PER_REQUEST = {"single": 1, "batch10": 10, "client_credentials": 1}
 
 
-def _pct(values: list[float], q: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 2)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+def bodies(world: World, phase: str, count: int, seed: int = 13) -> list[str]:
+    """``count`` request bodies of a phase (one line each), random subjects, models, actions."""
+    rng = random.Random(seed)
+    if phase == "client_credentials":
+        return ["grant_type=client_credentials&scope=models%3Aread"]
+    if phase == "single":
+        return [json.dumps(_evaluation(world, rng)) for _ in range(count)]
+    return [
+        json.dumps({"evaluations": [_evaluation(world, rng) for _ in range(10)]})
+        for _ in range(count)
+    ]
 
 
-def summary(phase: Phase) -> dict[str, Any]:
-    rate = phase.done / phase.seconds if phase.seconds else None
+def headers(world: World, phase: str) -> dict[str, str]:
+    if phase == "client_credentials":
+        basic = base64.b64encode(f"{world.client_id}:{world.client_secret}".encode()).decode()
+        return {
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
     return {
-        "phase": phase.name,
-        "requests": phase.done,
-        "failed": phase.failed,
-        "seconds": round(phase.seconds, 3),
-        "requests_per_s": round(rate, 1) if rate else None,
+        "Authorization": f"Bearer {world.token}",
+        "Ostiary-Organization": world.org,
+        "Content-Type": "application/json",
+    }
+
+
+def check(base_url: str, world: World, phases: list[str], bodies_of: dict[str, list[str]]) -> None:
+    """Each phase answers correctly (200, decisions of both kinds) before it is loaded."""
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        for phase in phases:
+            seen: set[bool] = set()
+            for body in bodies_of[phase][:50]:
+                response = client.post(PATHS[phase], content=body, headers=headers(world, phase))
+                if response.status_code != 200:
+                    raise RuntimeError(f"{phase}: {response.status_code} {response.text[:300]}")
+                data = response.json()
+                if phase == "single":
+                    seen.add(data["decision"])
+                elif phase == "batch10":
+                    if len(data["evaluations"]) != 10:
+                        raise RuntimeError(f"batch10: {len(data['evaluations'])} answers")
+                    seen.update(e["decision"] for e in data["evaluations"])
+                else:
+                    seen.add("access_token" in data)
+            if phase != "client_credentials" and seen != {True, False}:
+                raise RuntimeError(f"{phase}: decisions seen {seen}, expected permits and denies")
+
+
+def run_wrk(
+    base_url: str, phase: str, world: World, bodies_file: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One bounded wrk load of a phase (1 thread on ``--client-core``); its Lua summary."""
+    auth = headers(world, phase)
+    env = {
+        **os.environ,
+        "BENCH_LUA_DIR": str(LUA_DIR),
+        "BENCH_MAX_REQUESTS": "0",
+        "BENCH_BODIES": str(bodies_file),
+        "BENCH_CONTENT_TYPE": auth["Content-Type"],
+        "BENCH_AUTH": auth["Authorization"],
+        "BENCH_ORG": auth.get("Ostiary-Organization", ""),
+    }
+    command = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{args.duration}s", "--timeout", "10s"]
+    command += ["--latency", "-s", str(LUA_DIR / "bodies.lua"), base_url + PATHS[phase]]
+    if args.client_core is not None:
+        command = ["taskset", "-c", str(args.client_core), *command]
+    out = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=args.duration + 60
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+            return data
+    raise RuntimeError(f"wrk gave no summary:\n{out}")
+
+
+def summary(phase: str, data: dict[str, Any]) -> dict[str, Any]:
+    seconds = data["duration_us"] / 1e6
+    rate = data["responses"] / seconds if seconds else 0.0
+    errors = data["errors"]
+    failed = data["unexpected_status"] + sum(errors[k] for k in ("connect", "read", "write"))
+    failed += errors["timeout"]
+    latency = data["latency_us"]
+    return {
+        "phase": phase,
+        "requests": data["responses"],
+        "failed": failed,
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(rate, 1),
         "decisions_per_s": (
-            round(rate * phase.per_request, 1)
-            if rate and phase.name != "client_credentials"
-            else None
+            round(rate * PER_REQUEST[phase], 1) if phase != "client_credentials" else None
         ),
-        "p50_ms": _pct(phase.latencies_ms, 50),
-        "p99_ms": _pct(phase.latencies_ms, 99),
-        "errors": phase.errors,
+        "p50_ms": round(latency["p50"] / 1000, 2),
+        "p99_ms": round(latency["p99"] / 1000, 2),
     }
 
 
@@ -241,10 +272,62 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def instructions(
+    server: OwnServer, world: World, phase: str, bodies_of: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Instructions per request under callgrind (all threads): ``--warmup`` sequential
+    requests, a dump (which resets the counters), ``--callgrind`` more, a dump."""
+    import http.client
+
+    assert server.proc is not None
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    sent = headers(world, phase)
+
+    def post(body: str) -> None:
+        conn.request("POST", PATHS[phase], body=body, headers=sent)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{phase}: {response.status} {data[:200]!r}")
+
+    def dump(label: str) -> Path:
+        before = set(server.tmp.glob("cg.*"))
+        subprocess.run(
+            ["callgrind_control", "-d", label, str(server.proc.pid if server.proc else 0)],
+            check=True,
+            capture_output=True,
+        )
+        while True:
+            new = set(server.tmp.glob("cg.*")) - before
+            if new:
+                time.sleep(0.5)
+                return new.pop()
+            time.sleep(0.2)
+
+    for i in range(args.warmup):
+        post(bodies_of[i % len(bodies_of)])
+    dump(f"{phase}-warm")
+    for i in range(args.callgrind):
+        post(bodies_of[(args.warmup + i) % len(bodies_of)])
+    path = dump(phase)
+    conn.close()
+    total = next(int(line.split()[1]) for line in path.open() if line.startswith("summary:"))
+    per_request = total / args.callgrind
+    return {
+        "phase": phase,
+        "requests": args.callgrind,
+        "instructions_per_request": round(per_request),
+        "instructions_per_decision": (
+            round(per_request / PER_REQUEST[phase]) if phase != "client_credentials" else None
+        ),
+    }
+
+
 class OwnServer:
     """``ostiary serve`` on 127.0.0.1 over a throw-away SQLite deployment."""
 
-    def __init__(self, server_core: int | None, decision_log: str) -> None:
+    def __init__(self, server_core: int | None, decision_log: str, callgrind: bool) -> None:
+        self.callgrind = callgrind
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.tmp = Path(tempfile.mkdtemp(prefix="ostiary-bench-authzen-"))
@@ -279,9 +362,13 @@ class OwnServer:
             env=self.env, cwd=self.tmp, check=True, capture_output=True, timeout=300,
         )  # fmt: skip
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self) -> None:
+        timeout = 900.0 if self.callgrind else 60.0
         command = [sys.executable, "-m", "ostiary", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port)]
+        if self.callgrind:
+            out = f"--callgrind-out-file={self.tmp / 'cg.%p'}"
+            command = ["valgrind", "--tool=callgrind", out, *command]
         if self.server_core is not None:
             command = ["taskset", "-c", str(self.server_core), *command]
         log = (self.tmp / "server.log").open("ab")
@@ -298,7 +385,7 @@ class OwnServer:
                         return
                 except httpx.TransportError:
                     pass
-                time.sleep(0.05)
+                time.sleep(1.0 if self.callgrind else 0.05)
         raise RuntimeError(f"server not ready after {timeout}s")
 
     def stop(self, keep: bool) -> None:
@@ -319,13 +406,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--policies", type=int, default=100)
     parser.add_argument("--subjects", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=20_000, help="per phase")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase, at most")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per phase")
     parser.add_argument(
         "--phases", default="single,batch10,client_credentials", help="comma-separated"
     )
     parser.add_argument("--decision-log", default="full", choices=["off", "sampled", "full"])
     parser.add_argument("--server-core", type=int, help="pin the server to this core")
+    parser.add_argument("--client-core", type=int, help="pin wrk to this core")
+    parser.add_argument("--rounds", type=int, default=1, help="run the phases this many times")
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="record each phase with py-spy (raw) into DIR"
+    )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="N",
+        help="instead of load: instructions per request over N sequential requests a phase",
+    )
+    parser.add_argument("--warmup", type=int, default=100, help="requests before --callgrind")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
@@ -333,22 +431,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server = OwnServer(args.server_core, args.decision_log)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(phases) - set(PATHS)
+    if unknown:
+        raise SystemExit(f"unknown phases: {sorted(unknown)}")
+    server = OwnServer(args.server_core, args.decision_log, args.callgrind is not None)
+    rows: list[dict[str, Any]] = []
     try:
         say("migrating")
         server.migrate()
         say(f"preparing {args.roles} roles, {args.policies} policies, {args.subjects} members")
         world = asyncio.run(prepare(server.settings(), args))
+        bodies_of = {p: bodies(world, p, 2000 if p == "single" else 500) for p in phases}
+        files: dict[str, Path] = {}
+        for phase, lines in bodies_of.items():
+            files[phase] = server.tmp / f"{phase}.bodies"
+            files[phase].write_text("\n".join(lines) + "\n")
         server.start()
-        rows = []
-        for name in args.phases.split(","):
-            say(f"phase {name}")
-            phase = asyncio.run(run_phase(server.base_url, name.strip(), world, args))
-            rows.append(summary(phase))
+        check(server.base_url, world, phases, bodies_of)
+        for round_ in range(args.rounds):
+            for phase in phases:
+                say(f"phase {phase}" + (f", round {round_ + 1}" if args.rounds > 1 else ""))
+                if args.callgrind is not None:
+                    rows.append(instructions(server, world, phase, bodies_of[phase], args))
+                    continue
+                spy = None
+                if args.py_spy is not None:
+                    args.py_spy.mkdir(parents=True, exist_ok=True)
+                    assert server.proc is not None
+                    spy_command = ["py-spy", "record", "--pid", str(server.proc.pid)]
+                    spy_command += ["--rate", "200", "--format", "raw", "--nonblocking"]
+                    spy_command += ["--duration", str(args.duration)]
+                    spy_command += ["--output", str(args.py_spy / f"{phase}.txt")]
+                    spy = subprocess.Popen(
+                        spy_command,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                rows.append(
+                    summary(phase, run_wrk(server.base_url, phase, world, files[phase], args))
+                )
+                if spy is not None:
+                    spy.wait(timeout=60)
     finally:
         server.stop(args.keep)
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
-    return 1 if any(r["failed"] for r in rows) else 0
+    if args.json or args.callgrind is not None:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(markdown(rows))
+    return 1 if any(r.get("failed") for r in rows) else 0
 
 
 if __name__ == "__main__":
