@@ -124,12 +124,14 @@ def create_app(
             tasks.append(asyncio.create_task(runtime.wal_checkpointer.run_forever()))
         if runtime.revocation_bus is not None:
             tasks.append(asyncio.create_task(runtime.revocation_bus.listen(runtime.revoked.add)))
+        tasks.append(asyncio.create_task(runtime.decision_log_buffer.run()))
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.decision_log_buffer.close()  # what is held, before the engine goes
             await runtime.close()
             log.info("stopped")
 

@@ -68,10 +68,12 @@ from ostiary.features.oauth.revocation import RevocationService, RevocationSet
 from ostiary.features.oauth.service import OAuthService
 from ostiary.features.oauth.tokens import TokenMinter
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.features.orgs.cache import OrgCache
 from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.policy.cache import DecisionCache
-from ostiary.features.policy.models import ApiKeySubject
+from ostiary.features.policy.decision_log import DecisionLogBuffer
+from ostiary.features.policy.models import ApiKeySubject, LogEntry
 from ostiary.features.policy.service import DecisionLogPolicy, PolicyService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
 from ostiary.features.rbac.claims import OrgClaims
@@ -275,12 +277,18 @@ class Runtime:
         self.decision_cache = DecisionCache()
         self.revoked.observers["rbac"] = self.rbac_changed
         self.revoked.observers["policy"] = self.decision_cache.invalidate
+        # Organizations by id or slug (features/orgs/cache.py): ``org`` messages name one.
+        self.org_cache = OrgCache()
+        self.revoked.observers["org"] = self.org_cache.invalidate
         # The API-key seam (features/policy/ports.py): the apikeys feature replaces it.
         self.decision_log_policy = DecisionLogPolicy(
             settings.decision_log,
             settings.decision_log_sample_rate,
             timedelta(days=settings.decision_log_days),
         )
+        # Decisions are logged in batches off the request path while the server runs it
+        # (web/app.py); elsewhere (the CLI) inline.
+        self.decision_log_buffer = DecisionLogBuffer(self._write_decisions)
         self.token_pepper = derive_key(secret, "ostiary/token-hmac")
         self.api_key_pepper = derive_key(secret, "ostiary/api-key-hmac")
         self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
@@ -309,6 +317,10 @@ class Runtime:
         self.external_writes = ExternalWrites(self.engine) if is_sqlite(db.url) else None
         self._caught_up_version: int | None = None
 
+    async def _write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        async with self.unit() as unit:
+            await SqlDecisionLogStore(unit.conn).append_many(entries)
+
     def rbac_changed(self, key: str) -> None:
         self.permission_cache.invalidate(key)
         self.decision_cache.invalidate(key)
@@ -328,6 +340,7 @@ class Runtime:
                     if unit.after_commit:
                         self.permission_cache.clear()
                         self.decision_cache.clear()
+                        self.org_cache.clear()
                 raise
             finally:
                 unit.release()
@@ -354,6 +367,7 @@ class Runtime:
             return
         self.user_generations.clear()
         self.clients_cache.clear()
+        self.org_cache.clear()
         await unit.revocation.sync()
         self._caught_up_version = version
 
@@ -771,7 +785,15 @@ class Unit:
 
     @cached_property
     def orgs(self) -> OrgService:
-        return OrgService(SqlOrgStore(self.conn), self.audit, self._rt.clock, listener=self)
+        rt = self._rt
+        return OrgService(
+            SqlOrgStore(self.conn),
+            self.audit,
+            rt.clock,
+            listener=self,
+            cache=rt.org_cache,
+            invalidator=self,
+        )
 
     @cached_property
     def invitations(self) -> InvitationService:
@@ -824,6 +846,7 @@ class Unit:
             rt.decision_cache,
             self,
             rt.decision_log_policy,
+            rt.decision_log_buffer,
         )
 
     async def find_user(self, ref: str) -> tuple[str, str] | None:
@@ -861,6 +884,26 @@ class Unit:
                 await rt.revocation_bus.publish("policy", key, now, expires)
             except Exception as exc:  # the poll of the revocations table still carries it
                 log.warning("policy_invalidation_publish_failed", error=type(exc).__name__)
+
+        self.after_commit.append(announce)
+
+    async def organization_changed(self, org_id: str) -> None:
+        """orgs.OrgInvalidator: an ``org`` row now (other nodes' poll), this node's
+        organization cache now and after the commit, other nodes by pub/sub after the commit."""
+        rt = self._rt
+        now = rt.clock.now()
+        expires = now + rt.settings.tokens.max_token_ttl
+        await SqlRevocationStore(self.conn).add("org", org_id, now, expires)
+        rt.org_cache.invalidate(org_id)
+
+        async def announce() -> None:
+            rt.org_cache.invalidate(org_id)
+            if rt.revocation_bus is None:
+                return
+            try:
+                await rt.revocation_bus.publish("org", org_id, now, expires)
+            except Exception as exc:  # the poll of the revocations table still carries it
+                log.warning("org_invalidation_publish_failed", error=type(exc).__name__)
 
         self.after_commit.append(announce)
 

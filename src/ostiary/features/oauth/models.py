@@ -10,10 +10,11 @@ __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "Rev
 
 # "rbac": not a revocation but a cache invalidation riding the same fan-out (effective
 # permissions of one principal, or of a whole organization; features/rbac/cache.py). "policy":
-# likewise for the decision caches of an organization (features/policy/cache.py).
+# likewise for the decision caches of an organization (features/policy/cache.py). "org": an
+# organization's row changed or is gone (features/orgs/cache.py).
 # "api_key": the access tokens exchanged for one API key (``ost_key_id``, RFC 8693 grant).
 RevocationKind = Literal[
-    "jti", "sid", "user", "client", "user_client", "family", "rbac", "policy", "api_key"
+    "jti", "sid", "user", "client", "user_client", "family", "rbac", "policy", "api_key", "org"
 ]
 
 

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 from ostiary.features.orgs.models import Cursor, Membership, Organization, Project
 
-__all__ = ["MembershipListener", "OrgStore"]
+__all__ = ["MembershipListener", "OrgInvalidator", "OrgStore"]
 
 
 class OrgStore(Protocol):
@@ -101,3 +101,10 @@ class MembershipListener(Protocol):
     async def organization_deleting(self, org_id: str, *, actor: str | None) -> None:
         """Told before an organization goes (its rows cascade): caches forget it."""
         ...
+
+
+class OrgInvalidator(Protocol):
+    """Told of every change of an organization's row and of its deletion, so that every
+    node's :class:`~ostiary.features.orgs.cache.OrgCache` forgets it (web/runtime.py)."""
+
+    async def organization_changed(self, org_id: str) -> None: ...

@@ -11,6 +11,9 @@ model").
 - A member leaves through :class:`MembershipListener` (RBAC drops their assignments and group
   memberships, refusing to remove the last owner) under a lock of the organization's row, so
   that two concurrent removals of the last two owners cannot both succeed.
+- ``resolve`` (id or slug) answers from a per-node cache (features/orgs/cache.py) when given
+  one; every update or deletion of an organization tells the ``OrgInvalidator``, which fans it
+  out to every node. A unit that changed an organization reads past the cache.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TypeVar
 
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
+from ostiary.features.orgs.cache import OrgCache
 from ostiary.features.orgs.models import (
     Conflict,
     InvalidInput,
@@ -34,7 +38,7 @@ from ostiary.features.orgs.models import (
     decode_cursor,
     encode_cursor,
 )
-from ostiary.features.orgs.ports import MembershipListener, OrgStore
+from ostiary.features.orgs.ports import MembershipListener, OrgInvalidator, OrgStore
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.protocol.permissions import derive_slug, is_slug
 
@@ -94,11 +98,16 @@ class OrgService:
         clock: Clock,
         *,
         listener: MembershipListener | None = None,
+        cache: OrgCache | None = None,
+        invalidator: OrgInvalidator | None = None,
     ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
         self._listener = listener
+        self._cache = cache
+        self._invalidator = invalidator
+        self._changed = False  # reads of this unit may see its own uncommitted writes
 
     async def _audit_change(
         self, action: str, org_id: str, actor: str | None, target: str, **details: object
@@ -140,13 +149,26 @@ class OrgService:
         return org
 
     async def resolve(self, ref: str) -> Organization:
-        """An organization by id or by slug."""
+        """An organization by id or by slug (cached per node, features/orgs/cache.py)."""
+        cache = None if self._changed else self._cache
+        if cache is not None:
+            found = cache.get(ref)
+            if found is not None:
+                return found
+            stamp = cache.stamp()
         org = await self._store.get_org(ref) if len(ref) <= 36 else None
         if org is None and is_slug(ref):
             org = await self._store.get_org_by_slug(ref)
         if org is None:
             raise NotFound("no such organization")
+        if cache is not None:
+            cache.put(ref, org, stamp)
         return org
+
+    async def _org_changed(self, org_id: str) -> None:
+        self._changed = True
+        if self._invalidator is not None:
+            await self._invalidator.organization_changed(org_id)
 
     async def list_orgs(
         self, *, limit: int = 100, cursor: str | None = None
@@ -191,6 +213,7 @@ class OrgService:
         changed = replace(changed, updated_at=self._clock.now())
         if not await self._store.update_org(changed):
             raise Conflict(f"the slug {changed.slug!r} is taken")
+        await self._org_changed(org_id)
         await self._audit_change("org.update", org_id, actor, org_id, **changes)
         return changed
 
@@ -203,6 +226,7 @@ class OrgService:
         if self._listener is not None:
             await self._listener.organization_deleting(org_id, actor=actor)
         await self._store.delete_org(org_id)
+        await self._org_changed(org_id)
         await self._audit_change("org.delete", org_id, actor, org_id, slug=org.slug)
 
     async def lock(self, org_id: str) -> None:

@@ -11,6 +11,7 @@ from ostiary.features.orgs.models import TenancyError
 __all__ = [
     "ApiKeySubject",
     "Decision",
+    "LogEntry",
     "LoggedDecision",
     "PolicyRefused",
     "PolicyVersion",
@@ -69,6 +70,24 @@ class ApiKeySubject:
     owner_type: str  # "user" | "service_account"
     owner_id: str
     permissions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A decision for the log, before it is written (features/policy/decision_log.py)."""
+
+    organization_id: str
+    at: datetime
+    expires_at: datetime
+    request: dict[str, Any]
+    decision: bool
+    reason: str
+
+    def logged(self) -> LoggedDecision:
+        """As dry-run reads it; id 0: not written yet."""
+        return LoggedDecision(
+            0, self.organization_id, self.at, self.request, self.decision, self.reason
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,14 @@ organization ("" for deployment-wide policies) and is scoped by it."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-from ostiary.features.policy.models import ApiKeySubject, LoggedDecision, PolicyVersion
+from ostiary.features.policy.models import ApiKeySubject, LogEntry, LoggedDecision, PolicyVersion
 
 __all__ = [
     "ApiKeyDirectory",
+    "DecisionLogSink",
     "DecisionLogStore",
     "PolicyStore",
     "UserDirectory",
@@ -34,18 +35,26 @@ class PolicyStore(Protocol):
 
 
 class DecisionLogStore(Protocol):
-    async def append(
-        self,
-        org_id: str,
-        at: datetime,
-        expires_at: datetime,
-        request: dict[str, Any],
-        decision: bool,
-        reason: str,
-    ) -> None: ...
+    async def append(self, entry: LogEntry) -> None: ...
+
+    async def append_many(self, entries: Sequence[LogEntry]) -> None:
+        """One multi-row INSERT (features/policy/decision_log.py writes its batches so)."""
+        ...
 
     async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
         """The newest ``limit`` decisions of the organization, newest first."""
+        ...
+
+
+class DecisionLogSink(Protocol):
+    """Where a decision goes off the request path (features/policy/decision_log.py)."""
+
+    def offer(self, entry: LogEntry) -> bool:
+        """True if taken; False: write it inline."""
+        ...
+
+    def pending(self, org_id: str) -> list[LogEntry]:
+        """The organization's entries not written yet, newest first."""
         ...
 
 

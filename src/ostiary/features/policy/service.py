@@ -6,7 +6,8 @@ validates against Ostiary's schema with the organization's extension over it
 (features/policy/cedar.py) and refuses a bad set with Cedar's message and the line. A rollback
 to version V saves V's texts again as the next version, so the series only grows and a cache
 keyed by it never serves a superseded set. Dry-run evaluates a candidate against the recent
-decision log and lists the decisions that would change.
+decision log (the rows written, and this node's entries still waiting to be written:
+features/policy/decision_log.py) and lists the decisions that would change.
 
 Decisions (section 3, OpenID AuthZEN Authorization API 1.0 section 6): the mapping to Cedar,
 stated in the README:
@@ -53,6 +54,7 @@ from ostiary.features.policy.cedar import (
 )
 from ostiary.features.policy.models import (
     Decision,
+    LogEntry,
     LoggedDecision,
     PolicyRefused,
     PolicyVersion,
@@ -60,6 +62,7 @@ from ostiary.features.policy.models import (
 )
 from ostiary.features.policy.ports import (
     ApiKeyDirectory,
+    DecisionLogSink,
     DecisionLogStore,
     PolicyStore,
     UserDirectory,
@@ -132,6 +135,7 @@ class PolicyService:
         cache: DecisionCache,
         invalidator: CatalogInvalidator,
         log_policy: DecisionLogPolicy,
+        log_sink: DecisionLogSink | None = None,
     ) -> None:
         self._store = store
         self._log = log
@@ -145,6 +149,7 @@ class PolicyService:
         self._cache = cache
         self._invalidator = invalidator
         self._log_policy = log_policy
+        self._log_sink = log_sink
         self._changed = False  # reads of this unit may see its own uncommitted writes
 
     # -- versions --------------------------------------------------------------------------
@@ -252,6 +257,9 @@ class PolicyService:
         shared = await self._store.latest_version(DEPLOYMENT)
         candidate = compile_program([_origin(DEPLOYMENT, shared), ("candidate", policies)])
         logged = await self._log.recent(level, limit)
+        if self._log_sink is not None:  # this node's decisions not written yet are newer
+            held = [e.logged() for e in self._log_sink.pending(level)[:limit]]
+            logged = [*held, *logged][:limit]
         changes: list[DryRunChange] = []
         for entry in logged:
             replay = _replayed(entry.request)
@@ -410,7 +418,7 @@ class PolicyService:
         if policy.mode == "full" or (
             policy.mode == "sampled" and random.random() < policy.sample_rate  # noqa: S311 (sampling, not secrecy)
         ):
-            await self._log.append(
+            entry = LogEntry(
                 org_id,
                 env.now,
                 env.now + policy.retention,
@@ -418,6 +426,9 @@ class PolicyService:
                 decision.allowed,
                 decision.reason_admin,
             )
+            sink = self._log_sink
+            if sink is None or not sink.offer(entry):
+                await self._log.append(entry)
         return decision
 
     async def _decide(

@@ -6,14 +6,14 @@ the unit's transaction on PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ostiary.features.models.models import ModelEntry
-from ostiary.features.policy.models import LoggedDecision, PolicyVersion
+from ostiary.features.policy.models import LogEntry, LoggedDecision, PolicyVersion
 from ostiary.storage.sqla.tables import decision_log, model_catalog, policy_versions
 from ostiary.storage.sqla.uow import Connection
 
@@ -141,29 +141,27 @@ class SqlPolicyStore:
         return [_version(row) for row in result]
 
 
+def _row(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "organization_id": entry.organization_id,
+        "at": entry.at,
+        "expires_at": entry.expires_at,
+        "request": entry.request,
+        "decision": entry.decision,
+        "reason": entry.reason[:300],
+    }
+
+
 class SqlDecisionLogStore:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def append(
-        self,
-        org_id: str,
-        at: datetime,
-        expires_at: datetime,
-        request: dict[str, Any],
-        decision: bool,
-        reason: str,
-    ) -> None:
-        await self._conn.execute(
-            insert(decision_log).values(
-                organization_id=org_id,
-                at=at,
-                expires_at=expires_at,
-                request=request,
-                decision=decision,
-                reason=reason[:300],
-            )
-        )
+    async def append(self, entry: LogEntry) -> None:
+        await self._conn.execute(insert(decision_log).values(_row(entry)))
+
+    async def append_many(self, entries: Sequence[LogEntry]) -> None:
+        if entries:  # one statement: INSERT ... VALUES (...), (...), ...
+            await self._conn.execute(insert(decision_log).values([_row(e) for e in entries]))
 
     async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
         result = await self._conn.execute(
