@@ -3,6 +3,7 @@ extension replacing same-named base declarations, and compiled programs describi
 
 from __future__ import annotations
 
+import cedarpy
 import pytest
 
 from ostiary.features.policy.cedar import (
@@ -78,3 +79,73 @@ def test_refusals_name_the_line(policies: str, extension: str, line: int, fragme
         validate(policies, extension)
     assert refused.value.line == line
     assert fragment in str(refused.value)
+
+
+SLICED = """permit(principal, action == Action::"models:invoke", resource == model::"m1");
+forbid(principal, action, resource == model::"m2");
+@id("tier") forbid(principal, action, resource is model) when { resource.tier == "x" };
+permit(principal, action in [Action::"models:read"], resource);
+permit(principal in Role::"r1", action, resource in Role::"r2");
+permit(principal, action == Action::"todo:read", resource is Todo) when { resource.owner == 1 };
+forbid(principal, action == Action::"models:invoke", resource)
+  unless { context has ip };
+"""
+
+
+def test_a_slice_keeps_the_policies_whose_scope_may_match() -> None:
+    program = compile_program([("organization v1", SLICED)])
+    assert len(program.scopes) == 7
+    sliced = program.slice("models:invoke", "model", "m1")
+    # == on the action and the resource narrow; `in` and `is` of the type asked are kept.
+    assert [s.line for s in sliced.statements] == [1, 3, 4, 5, 7]
+    assert sliced.describe("policy1") == 'forbid "tier" (organization v1, line 3)'
+    assert program.slice("models:invoke", "model", "m1") is sliced  # compiled once
+    other = program.slice("todo:read", "Todo", "t1")
+    assert [s.line for s in other.statements] == [4, 5, 6]
+    assert program.slice("models:read", "model", "m2").statements[0].line == 2
+
+
+def test_a_slice_decides_as_the_whole_program() -> None:
+    """Every action and resource asked of both: the same decision, reasons and errors."""
+    program = compile_program([("organization v1", SLICED)])
+    entities = [
+        {
+            "uid": {"type": "User", "id": "u"},
+            "attrs": {},
+            "parents": [{"type": "Role", "id": "r1"}],
+        },
+        {
+            "uid": {"type": "Role", "id": "r1"},
+            "attrs": {},
+            "parents": [{"type": "Role", "id": "r2"}],
+        },
+        {"uid": {"type": "Role", "id": "r2"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "model", "id": "m1"}, "attrs": {"tier": "x"}, "parents": []},
+        {"uid": {"type": "model", "id": "m2"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Todo", "id": "t1"}, "attrs": {"owner": 1}, "parents": []},
+    ]
+    compared = 0
+    for action in ("models:invoke", "models:read", "todo:read", "other"):
+        for resource in (("model", "m1"), ("model", "m2"), ("Todo", "t1"), ("Role", "r1")):
+            for context in ({}, {"ip": "10.0.0.1"}):
+                request = {
+                    "principal": {"type": "User", "id": "u"},
+                    "action": {"type": "Action", "id": action},
+                    "resource": {"type": resource[0], "id": resource[1]},
+                    "context": context,
+                }
+                sliced = program.slice(action, *resource)
+                assert program.policy_set is not None
+                whole = cedarpy.is_authorized(request, program.policy_set, entities)
+                if sliced.policy_set is None:
+                    assert not whole.allowed and not whole.diagnostics.reasons
+                    assert not whole.diagnostics.errors
+                    continue
+                part = cedarpy.is_authorized(request, sliced.policy_set, entities)
+                assert part.allowed == whole.allowed
+                assert sorted(sliced.describe(p) for p in part.diagnostics.reasons) == sorted(
+                    program.describe(p) for p in whole.diagnostics.reasons
+                )
+                assert len(part.diagnostics.errors) == len(whole.diagnostics.errors)
+                compared += 1
+    assert compared > 20

@@ -1,16 +1,18 @@
 """What decisions reuse, cached per organization on each node (issue 13, section 2).
 
 Compiled policy programs (per organization), resolved subjects (their Cedar entities and RBAC
-permissions, per organization and principal) and catalog attributes (per organization and
-model). As in features/rbac/cache.py, an entry is valid while the counters it was read under
-have not moved: the epoch (everything; a deployment-wide change), one per organization, one
-per principal of an organization. The keys that move them travel on the revocation fan-out
-(web/runtime.py): ``policy`` messages (a policy version, a catalog entry: ``ORG|*``, or ``*``
-for a deployment-wide change) and the ``rbac`` ones (``ORG|*``, ``ORG|TYPE|ID``), since role
-and group membership is part of a subject's entities. The stamp is read before the data, so an
-invalidation arriving meanwhile makes the result stale instead of being overwritten by it.
-Bounded: at ``max_entries`` per kind the oldest entry goes; at ``max_counters`` the epoch
-moves and every counter and entry is dropped (safe: only misses).
+permissions, per organization and principal), catalog attributes (per organization and
+model) and the entity sets Cedar parsed for a principal and a resource (valid under the
+principal's stamp, which the catalog's changes move too). As in features/rbac/cache.py, an
+entry is valid while the counters it was read under have not moved: the epoch (everything; a
+deployment-wide change), one per organization, one per principal of an organization. The keys
+that move them travel on the revocation fan-out (web/runtime.py): ``policy`` messages (a
+policy version, a catalog entry: ``ORG|*``, or ``*`` for a deployment-wide change) and the
+``rbac`` ones (``ORG|*``, ``ORG|TYPE|ID``), since role and group membership is part of a
+subject's entities. The stamp is read before the data, so an invalidation arriving meanwhile
+makes the result stale instead of being overwritten by it. Bounded: at ``max_entries`` per
+kind the oldest entry goes; at ``max_counters`` the epoch moves and every counter and entry is
+dropped (safe: only misses).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class DecisionCache:
         self.programs: _Entries[Any] = _Entries(max(1, max_entries // 10))
         self.subjects: _Entries[Any] = _Entries(max_entries)
         self.models: _Entries[Any] = _Entries(max_entries)
+        # Cedar entity sets (a parsed handle) per organization, principal and resource.
+        self.entity_sets: _Entries[Any] = _Entries(max_entries)
         self._counters: dict[str, int] = {}
         self._epoch = 0
         self._max_counters = max_counters
@@ -86,3 +90,4 @@ class DecisionCache:
         self.programs.clear()
         self.subjects.clear()
         self.models.clear()
+        self.entity_sets.clear()

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cedarpy
+import orjson
 
 from ostiary.protocol.permissions import PERMISSIONS
 
@@ -33,9 +34,11 @@ __all__ = [
     "BASE_SCHEMA",
     "PolicyInvalid",
     "PolicyProgram",
+    "Scope",
     "Statement",
     "compile_program",
     "schema_text",
+    "scopes",
     "statements",
     "validate",
 ]
@@ -244,13 +247,70 @@ def _schema_line(extension: str, message: str) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """What a policy's scope says of the action and the resource (Cedar's JSON policy format,
+    "Policy scope"), for slicing: ``actions`` the action ids ``action ==`` names (None: any
+    action, which ``action in`` is taken as); ``resource`` the uid ``resource ==`` names and
+    ``resource_type`` the type ``resource is`` names (None: any)."""
+
+    actions: frozenset[str] | None
+    resource: tuple[str, str] | None
+    resource_type: str | None
+
+    def may_match(self, action: str, resource_type: str, resource_id: str) -> bool:
+        if self.actions is not None and action not in self.actions:
+            return False
+        if self.resource is not None and self.resource != (resource_type, resource_id):
+            return False
+        return self.resource_type is None or self.resource_type == resource_type
+
+
+ANY_SCOPE = Scope(None, None, None)
+
+
+def _scope(policy: dict[str, Any]) -> Scope:
+    """Only ``==`` and ``is`` narrow: ``in`` may hold through parents (a resource that is one
+    of the principal's roles, say), so it is kept as "any", like every form not known here."""
+    action, resource = policy.get("action") or {}, policy.get("resource") or {}
+    actions = None
+    if action.get("op") == "==" and action.get("entity", {}).get("type") == "Action":
+        actions = frozenset({str(action["entity"]["id"])})
+    uid = None
+    if resource.get("op") == "==" and "entity" in resource:
+        uid = (str(resource["entity"]["type"]), str(resource["entity"]["id"]))
+    kind = str(resource["entity_type"]) if resource.get("op") == "is" else None
+    return Scope(actions, uid, kind)
+
+
+def scopes(text: str) -> tuple[Scope, ...]:
+    """The scope of each policy of ``text`` (which Cedar accepts), in Cedar's numbering."""
+    found = orjson.loads(cedarpy.policies_to_json_str(text)).get("staticPolicies", {})
+    return tuple(_scope(found.get(f"policy{i}", {})) for i in range(len(found)))
+
+
+# Slices a program keeps (one per action and resource asked about); then it starts over.
+MAX_SLICES = 4096
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyProgram:
     """The policies one organization's decisions run: the deployment-wide ones, then the
-    organization's, compiled once (``policy_set`` None when there are none)."""
+    organization's, compiled once (``policy_set`` None when there are none).
+
+    :meth:`slice` narrows it to the policies whose scope may match one action and resource
+    (Cedar evaluates every policy of a set, so a hundred ``resource == model::"mN"`` permits
+    cost a hundred scope checks per decision): a policy whose scope cannot match is never
+    satisfied and never errors (its conditions are not evaluated), so the decision, its
+    reasons and its errors are the same. Slices are compiled once per action and resource and
+    kept with the program, which lives as long as its policy version."""
 
     policy_set: cedarpy.PolicySet | None
     statements: tuple[Statement, ...]
     origins: tuple[str, ...]  # per statement: "deployment v3" / "organization v7"
+    scopes: tuple[Scope, ...] = ()
+    _slices: dict[tuple[str, str, str], PolicyProgram] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def describe(self, policy_id: str) -> str:
         if policy_id.startswith("policy") and policy_id[6:].isdigit():
@@ -267,6 +327,31 @@ class PolicyProgram:
             if index < len(self.statements):
                 return self.statements[index].effect
         return None
+
+    def slice(self, action: str, resource_type: str, resource_id: str) -> PolicyProgram:
+        """The program of the policies that may apply to this action and resource (its own
+        ``policyN`` numbering; :meth:`describe` names the original statements)."""
+        if self.policy_set is None or len(self.scopes) != len(self.statements):
+            return self
+        key = (action, resource_type, resource_id)
+        found = self._slices.get(key)
+        if found is not None:
+            return found
+        keep = [i for i, scope in enumerate(self.scopes) if scope.may_match(action, *key[1:])]
+        if len(keep) == len(self.statements):
+            found = self
+        elif not keep:
+            found = PolicyProgram(None, (), ())
+        else:
+            found = PolicyProgram(
+                cedarpy.PolicySet.from_str("\n".join(self.statements[i].text for i in keep)),
+                tuple(self.statements[i] for i in keep),
+                tuple(self.origins[i] for i in keep),
+            )
+        if len(self._slices) >= MAX_SLICES:
+            self._slices.clear()
+        self._slices[key] = found
+        return found
 
 
 def compile_program(parts: Sequence[tuple[str, str]]) -> PolicyProgram:
@@ -285,8 +370,12 @@ def compile_program(parts: Sequence[tuple[str, str]]) -> PolicyProgram:
         texts.append(text)
     if not texts:
         return PolicyProgram(None, (), ())
-    policy_set = cedarpy.PolicySet.from_str("\n".join(texts))
-    return PolicyProgram(policy_set, tuple(found), tuple(origins))
+    whole = "\n".join(texts)
+    policy_set = cedarpy.PolicySet.from_str(whole)
+    # Slicing needs the scanner and Cedar to agree on every statement (they do whenever Cedar
+    # accepts the text: validate() checks it); otherwise the program is used whole.
+    found_scopes = scopes(whole) if len(policy_set) == len(found) else ()
+    return PolicyProgram(policy_set, tuple(found), tuple(origins), found_scopes)
 
 
 def entity(

@@ -58,6 +58,8 @@ class Subject:
     entity_id: str
     entities: tuple[dict[str, Any], ...]
     permissions: frozenset[str]
+    # The principal's key in the decision cache (features/policy/cache.py), "" if not cached.
+    cache_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

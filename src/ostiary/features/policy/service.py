@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import cedarpy
+import orjson
 
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
@@ -44,7 +45,7 @@ from ostiary.features.models.ports import CatalogInvalidator
 from ostiary.features.models.service import ModelCatalog
 from ostiary.features.orgs.models import Conflict, InvalidInput, NotFound, TenancyError
 from ostiary.features.orgs.service import OrgService
-from ostiary.features.policy.cache import DecisionCache
+from ostiary.features.policy.cache import DecisionCache, Stamp
 from ostiary.features.policy.cedar import (
     PolicyInvalid,
     PolicyProgram,
@@ -388,13 +389,13 @@ class PolicyService:
         if cached is not None:
             assert isinstance(cached, Subject)
             return cached
-        made = await self._make_subject(org_id, subject.type, user_id, email)
+        made = await self._make_subject(org_id, subject.type, user_id, email, key)
         if made is not None and not self._changed:
             cache.subjects.put((org_id, key), made, stamp)
         return made
 
     async def _make_subject(
-        self, org_id: str, kind: str, principal_id: str, email: str
+        self, org_id: str, kind: str, principal_id: str, email: str, key: str
     ) -> Subject | None:
         if kind == "user":
             try:
@@ -404,11 +405,42 @@ class PolicyService:
             parents, others = await self._principal_entities(org_id, "user", principal_id)
             me = entity("User", principal_id, {"email": email}, parents)
             held = await self._rbac.effective_permissions(org_id, "user", principal_id)
-            return Subject("User", principal_id, (me, *others.values()), held)
+            return Subject("User", principal_id, (me, *others.values()), held, key)
         parents, others = await self._principal_entities(org_id, "service_account", principal_id)
         me = entity("ServiceAccount", principal_id, {}, parents)
         held = await self._rbac.effective_permissions(org_id, "service_account", principal_id)
-        return Subject("ServiceAccount", principal_id, (me, *others.values()), held)
+        return Subject("ServiceAccount", principal_id, (me, *others.values()), held, key)
+
+    def _entities(
+        self,
+        org_id: str,
+        subject: Subject,
+        resource: Entity,
+        attrs: dict[str, Any],
+        stamp: Stamp,
+        named: str,
+    ) -> cedarpy.Entities | str:
+        """The decision's entities: the subject's and the resource. Parsed by Cedar once per
+        subject and resource while the stamps hold (features/policy/cache.py), when the
+        resource is the catalog's alone (no request properties) and the subject was named by
+        the key it is cached under; otherwise Cedar's JSON, parsed for this decision."""
+        cache = self._cache
+        key = None
+        if not resource.properties and named and named == subject.cache_key and not self._changed:
+            key = (org_id, named, resource.type, resource.id)
+            found = cache.entity_sets.get(key, cache.stamp(org_id, named))
+            if found is not None:
+                assert isinstance(found, cedarpy.Entities)
+                return found
+        entities = {(e["uid"]["type"], e["uid"]["id"]): e for e in subject.entities}
+        if (resource.type, resource.id) not in entities:
+            entities[(resource.type, resource.id)] = entity(resource.type, resource.id, attrs, [])
+        text = orjson.dumps(list(entities.values())).decode()
+        if key is None:
+            return text
+        made = cedarpy.Entities.from_json_str(text)
+        cache.entity_sets.put(key, made, stamp)
+        return made
 
     async def evaluate(self, org_id: str, evaluation: Evaluation, env: DecisionEnv) -> Decision:
         """One decision inside ``org_id``, logged per the decision-log setting."""
@@ -435,6 +467,10 @@ class PolicyService:
         self, org_id: str, evaluation: Evaluation, env: DecisionEnv, program: PolicyProgram
     ) -> tuple[Decision, dict[str, Any]]:
         action = evaluation.action.name
+        # Read before the subject and the catalog: an invalidation arriving meanwhile makes
+        # the entity set built from them stale instead of cached as current.
+        named = _principal_key(evaluation.subject)
+        stamp = self._cache.stamp(org_id, named)
         subject = await self._subject(org_id, evaluation.subject)
         record = _record(evaluation, subject, env)
         if subject is None:
@@ -458,10 +494,11 @@ class PolicyService:
             if rbac_grants:
                 return Decision(True, f"granted by the permission {action}", ""), record
             return Decision(False, _missing(action), REASON_USER), record
-        entities = {(e["uid"]["type"], e["uid"]["id"]): e for e in subject.entities}
-        resource_uid = (resource.type, resource.id)
-        if resource_uid not in entities:
-            entities[resource_uid] = entity(resource.type, resource.id, attrs, [])
+        program = program.slice(action, resource.type, resource.id)
+        if program.policy_set is None:  # no policy can apply to this action and resource
+            if rbac_grants:
+                return Decision(True, f"granted by the permission {action}", ""), record
+            return Decision(False, _missing(action), REASON_USER), record
         request = {
             "principal": {"type": subject.entity_type, "id": subject.entity_id},
             "action": {"type": "Action", "id": action},
@@ -469,7 +506,8 @@ class PolicyService:
             "context": context,
         }
         try:
-            result = cedarpy.is_authorized(request, program.policy_set, list(entities.values()))
+            entities = self._entities(org_id, subject, resource, attrs, stamp, named)
+            result = cedarpy.is_authorized(request, program.policy_set, entities)
         except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
             return Decision(False, f"evaluation error: {str(exc)[:200]}", REASON_USER), record
         reasons = result.diagnostics.reasons
@@ -486,6 +524,14 @@ class PolicyService:
         if rbac_grants:
             return Decision(True, f"granted by the permission {action}", ""), record
         return Decision(False, _missing(action), REASON_USER), record
+
+
+def _principal_key(subject: Entity) -> str:
+    """The decision cache's key of a principal as the request names it (a user by e-mail is
+    keyed by id once found, so its entity sets are not cached: see ``_entities``)."""
+    if subject.type in ("user", "service_account"):
+        return f"{subject.type}|{subject.id}"
+    return ""
 
 
 def _missing(action: str) -> str:
