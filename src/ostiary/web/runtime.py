@@ -71,7 +71,7 @@ from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.orgs.cache import OrgCache
 from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
-from ostiary.features.policy.cache import DecisionCache
+from ostiary.features.policy.cache import DecisionCache, KnownUsers
 from ostiary.features.policy.decision_log import DecisionLogBuffer
 from ostiary.features.policy.models import ApiKeySubject, LogEntry
 from ostiary.features.policy.service import DecisionLogPolicy, PolicyService
@@ -313,6 +313,12 @@ class Runtime:
             self.user_generations, max_age=max(1.0, s.touch_interval.total_seconds())
         )
         self.user_cache = UserScopedCache[User](self.user_generations)
+        # Decision subjects named by user id (features/policy/cache.py): entries live less
+        # than half the token horizon, for which a ``user`` revocation hides them.
+        self.known_users = KnownUsers(
+            self.user_generations,
+            max_age=min(30.0, settings.tokens.max_token_ttl.total_seconds() / 2),
+        )
         self.account_views = UserScopedCache[AccountView](self.user_generations)
         self.external_writes = ExternalWrites(self.engine) if is_sqlite(db.url) else None
         self._caught_up_version: int | None = None
@@ -850,17 +856,32 @@ class Unit:
         )
 
     async def find_user(self, ref: str) -> tuple[str, str] | None:
-        """policy.UserDirectory: an enabled user by id or e-mail address."""
+        """policy.UserDirectory: an enabled user by id or e-mail address. By id, through the
+        node's ``known_users`` (features/policy/cache.py says why a disabled user is still
+        refused at once); by e-mail address always read (an address can change hands)."""
         if "@" in ref:
             try:
                 user = await self.accounts.get_by_email(ref)
             except UnknownUser:
                 return None
         elif len(ref) <= 36:
+            known = self._rt.known_users
+            # A user revocation (a disabling, maybe not committed yet): read, never cache.
+            unsure = self._rt.revoked.holds("user", ref)
+            if unsure:
+                known.discard(ref)
+            else:
+                hit = known.get(ref)
+                if hit is not None:
+                    return hit
+            stamp = known.stamp(ref)
             found = await self.accounts.get(ref)
-            if found is None:
+            if found is None or found.disabled:
+                known.discard(ref)
                 return None
-            user = found
+            if not unsure:
+                known.put(ref, (found.id, found.email), stamp)
+            return found.id, found.email
         else:
             return None
         return None if user.disabled else (user.id, user.email)

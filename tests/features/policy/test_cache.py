@@ -49,3 +49,20 @@ def test_bounds() -> None:
         cache.invalidate(f"o|user|{i}")
     assert cache.stamp("o", "49") != kept
     assert len(cache.subjects) == 0
+
+
+def test_known_users_age_out_and_refuse_a_read_older_than_a_change() -> None:
+    from ostiary.features.cache import Generations
+    from ostiary.features.policy.cache import KnownUsers
+
+    now = [100.0]
+    gens = Generations()
+    known = KnownUsers(gens, max_age=30.0, monotonic=lambda: now[0])
+    stamp = known.stamp("u1")
+    gens.bump("u1")  # the user changed while the read was on its way
+    known.put("u1", ("u1", "old@example.com"), stamp)
+    assert known.get("u1") is None
+    known.put("u1", ("u1", "new@example.com"), known.stamp("u1"))
+    assert known.get("u1") == ("u1", "new@example.com")
+    now[0] += 31  # older than max_age (less than the token horizon a revocation is held)
+    assert known.get("u1") is None

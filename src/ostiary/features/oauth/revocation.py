@@ -82,6 +82,10 @@ class RevocationSet:
             self.prune(revoked_at)
         self._entries[key] = (revoked_at, expires_at)
 
+    def holds(self, kind: str, value: str) -> bool:
+        """An entry of this kind and value is kept (until it expires and is pruned)."""
+        return (kind, value) in self._entries
+
     def prune(self, now: datetime) -> None:
         for key in [k for k, (_, exp) in self._entries.items() if exp <= now]:
             del self._entries[key]

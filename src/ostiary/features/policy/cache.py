@@ -17,9 +17,13 @@ dropped (safe: only misses).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["DecisionCache", "Stamp"]
+from ostiary.features.cache import Generations
+
+__all__ = ["DecisionCache", "KnownUsers", "Stamp"]
 
 Stamp = tuple[int, int, int]
 WHOLE_ORG = "*"
@@ -91,3 +95,61 @@ class DecisionCache:
         self.subjects.clear()
         self.models.clear()
         self.entity_sets.clear()
+
+
+class KnownUsers:
+    """Enabled users by id, as decisions name their subjects: (id, e-mail address).
+
+    A disabled user must be refused at once on every node (issue 13; ARCHITECTURE.md "Tokens
+    and revocation"). Disabling writes a ``user`` revocation (features/oauth/service.py
+    ``end_user_grants``), which reaches every node's revocation set by pub/sub, possibly before
+    the disabling transaction has committed, and by the poll after it. So the caller (web/
+    runtime.py ``Unit.find_user``) neither answers from nor fills this cache while the set holds
+    a ``user`` entry for that user (for the token horizon, minutes: far longer than any
+    transaction), and an entry lives at most ``max_age`` seconds, less than that horizon, so an
+    entry read before a disabling cannot outlive the revocation entry that hides it. The
+    stamp (the user's generation on this node, features/cache.py, moved by this node's
+    changes of the user and by SQLite's catch-up) is read before the fetch. A change that
+    writes no revocation (a new e-mail address) is seen by other nodes within ``max_age``.
+    """
+
+    def __init__(
+        self,
+        generations: Generations,
+        *,
+        max_age: float = 30.0,
+        max_entries: int = 20_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gens = generations
+        self._entries: dict[str, tuple[tuple[str, str], tuple[int, int], float]] = {}
+        self._max_age = max_age
+        self._max = max(1, max_entries)
+        self._monotonic = monotonic
+
+    def stamp(self, user_id: str) -> tuple[int, int]:
+        return self._gens.of(user_id)
+
+    def get(self, user_id: str) -> tuple[str, str] | None:
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        value, stamp, stored = entry
+        if stamp != self._gens.of(user_id) or self._monotonic() - stored > self._max_age:
+            del self._entries[user_id]
+            return None
+        return value
+
+    def put(self, user_id: str, value: tuple[str, str], stamp: tuple[int, int]) -> None:
+        if stamp != self._gens.of(user_id):
+            return
+        entries = self._entries
+        if user_id not in entries and len(entries) >= self._max:
+            del entries[next(iter(entries))]
+        entries[user_id] = (value, stamp, self._monotonic())
+
+    def discard(self, user_id: str) -> None:
+        self._entries.pop(user_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

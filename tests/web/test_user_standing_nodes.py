@@ -1,0 +1,98 @@
+"""A disabled user is refused at once on every node although decisions cache who their
+subjects are (features/policy/cache.py ``KnownUsers``): the ``user`` revocation written when a
+user is disabled reaches the other node by pub/sub (even before the disabling commits) or by
+the poll, and that node then reads the user instead of trusting its cache, never caching what
+it reads while the revocation is held. Two runtimes on one database stand for two replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import pytest
+
+from ostiary.features.policy.service import DecisionEnv
+from ostiary.protocol.authzen import Action, Entity, Evaluation
+from ostiary.web.runtime import Runtime
+from tests.conftest import Backend, make_settings
+from tests.web.test_permission_nodes import _nodes
+from tests.web.test_revocation_nodes import _stop, _subscribed, _until
+
+
+async def _allowed(rt: Runtime, org: str, user: str) -> bool:
+    ask = Evaluation(Entity("user", user), Action("models:invoke"), Entity("model", "m1"))
+    async with rt.unit() as unit:
+        decision = await unit.policies.evaluate(org, ask, DecisionEnv(rt.clock.now()))
+    return decision.allowed
+
+
+async def _member(rt: Runtime) -> tuple[str, str, str]:
+    email = f"{secrets.token_hex(4)}@example.com"
+    async with rt.unit() as unit:
+        user = (await unit.accounts.create_user(email, secrets.token_urlsafe(18))).id
+        org = (await unit.orgs.create("Standing", actor=None)).id
+        await unit.orgs.add_member(org, user, actor=None)
+        await unit.rbac.assign(org, ("user", user), "member", actor=None)
+    return org, user, email
+
+
+@pytest.mark.parametrize("path", ["pubsub", "poll"])
+async def test_a_user_disabled_on_node_a_is_refused_on_node_b(
+    backend: Backend, tmp_path: Path, path: str
+) -> None:
+    if path == "pubsub" and backend.redis_url is None:
+        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
+    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
+    background: asyncio.Task[None] | None = None
+    async with _nodes(settings) as (node_a, node_b):
+        org, user, email = await _member(node_a)
+        if path == "pubsub":
+            assert node_b.revocation_bus is not None
+            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
+            await _subscribed(node_a)
+        try:
+            assert await _allowed(node_b, org, user)
+            assert node_b.known_users.get(user) is not None  # cached on node B
+            async with node_a.unit() as unit:
+                await unit.accounts.disable(email, actor=None)
+            assert not await _allowed(node_a, org, user)
+            if path == "poll":
+                background = asyncio.create_task(node_b.sync_revocations_forever(interval=0.01))
+
+            async def refused() -> bool:
+                return not await _allowed(node_b, org, user)
+
+            await _until(refused)
+            assert node_b.known_users.get(user) is None
+        finally:
+            await _stop(background)
+
+
+async def test_a_revocation_arriving_before_the_commit_leaves_nothing_cached(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Pub/sub may deliver the disabling's revocation before its transaction commits: node B
+    then still reads the user as enabled, and must not cache that answer."""
+    if backend.redis_url is None:
+        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
+    settings = make_settings(backend, tmp_path)
+    async with _nodes(settings) as (node_a, node_b):
+        org, user, email = await _member(node_a)
+        assert node_b.revocation_bus is not None
+        background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
+        await _subscribed(node_a)
+        try:
+            assert await _allowed(node_b, org, user)
+            async with node_a.unit() as unit:
+                await unit.accounts.disable(email, actor=None)  # published, not committed
+
+                async def told() -> bool:
+                    return node_b.revoked.holds("user", user)
+
+                await _until(told)
+                assert await _allowed(node_b, org, user)  # the committed row: still enabled
+                assert node_b.known_users.get(user) is None  # ...but not cached as such
+            assert not await _allowed(node_b, org, user)  # committed: refused at once
+        finally:
+            await _stop(background)
