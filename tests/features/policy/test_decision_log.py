@@ -61,16 +61,21 @@ async def _until(condition: Any) -> None:
 
 
 class _Inserts:
-    """Counts the INSERT statements into decision_log the engine runs (and rows per statement)."""
+    """The INSERT statements into decision_log the engine sends, with how many rows each."""
 
     def __init__(self, runtime: Any) -> None:
         self.rows_per_statement: list[int] = []
         event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._seen)
         self._engine = runtime.engine.sync_engine
 
-    def _seen(self, conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+    def _seen(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO DECISION_LOG"):
-            self.rows_per_statement.append(statement.upper().count("(?") + statement.count("($"))
+            # sqlite3's executemany: one statement, a parameter set per row; PostgreSQL's
+            # insertmanyvalues: one statement, a VALUES group per row.
+            groups = statement.count("($")
+            self.rows_per_statement.append(len(params) if many else max(groups, 1))
 
     def close(self) -> None:
         event.remove(self._engine, "before_cursor_execute", self._seen)

@@ -160,8 +160,13 @@ class SqlDecisionLogStore:
         await self._conn.execute(insert(decision_log).values(_row(entry)))
 
     async def append_many(self, entries: Sequence[LogEntry]) -> None:
-        if entries:  # one statement: INSERT ... VALUES (...), (...), ...
-            await self._conn.execute(insert(decision_log).values([_row(e) for e in entries]))
+        """One statement for all: an "executemany" of the one (cached) INSERT, which
+        SQLAlchemy sends to PostgreSQL as multi-row ``INSERT ... VALUES (...), (...)``
+        ("insertmanyvalues") and sqlite3 runs as one prepared statement; a multi-row
+        ``.values([...])`` instead is compiled anew for every batch size (7 % of a single
+        decision's profile under load)."""
+        if entries:
+            await self._conn.execute(insert(decision_log), [_row(e) for e in entries])
 
     async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
         result = await self._conn.execute(
