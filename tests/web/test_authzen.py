@@ -431,3 +431,43 @@ async def test_an_oversized_body_is_413(app: Any, client: httpx.AsyncClient) -> 
         EVAL, content=body, headers={**_headers(world), "Content-Type": "application/json"}
     )
     assert response.status_code == 413
+
+
+async def _logged(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from ostiary.storage.sqla.tables import decision_log
+
+    rt = Runtime(settings)
+    try:
+        async with rt.unit() as unit:
+            count = select(func.count()).select_from(decision_log)
+            return int((await unit.conn.execute(count)).scalar_one())
+    finally:
+        await rt.close()
+
+
+def test_the_server_logs_decisions_off_the_request_and_writes_them_at_shutdown(
+    settings: Settings,
+) -> None:
+    """features/policy/decision_log.py through the real app: its lifespan runs the buffer (no
+    row per request) and writes what it holds when the server stops."""
+    from starlette.testclient import TestClient
+
+    from ostiary.features.policy.decision_log import DecisionLogBuffer
+
+    world = asyncio.run(_prepared(settings))
+    before = asyncio.run(_logged(settings))
+    app = create_app(settings)
+    runtime = app.state.runtime
+    buffer = DecisionLogBuffer(runtime._write_decisions, interval=3600)  # only at shutdown
+    runtime.decision_log_buffer = buffer
+    with TestClient(app, base_url=ISSUER) as test_client:
+        for _ in range(3):
+            response = test_client.post(
+                EVAL, json=_request(world["member"]), headers=_headers(world)
+            )
+            assert response.json() == {"decision": True}
+        assert len(buffer) == 3 and buffer.written == 0
+    assert buffer.written == 3
+    assert asyncio.run(_logged(settings)) == before + 3

@@ -191,6 +191,24 @@ async def test_a_failed_write_keeps_its_entries_for_the_next_try(runtime: Any) -
         await buffer.flush()
     assert len(buffer) == 3 and buffer.failed_writes == 1
     assert await _rows(runtime) == 0
-    assert await buffer.flush() == 3
-    assert attempts == [3, 3] and len(buffer) == 0
+    assert await buffer.flush() == 3  # the next try: one at a time, all go in
+    assert attempts == [3, 1, 1, 1] and len(buffer) == 0 and buffer.dropped == 0
     assert await _rows(runtime) == 3
+
+
+async def test_an_entry_the_database_refuses_does_not_hold_up_the_others(runtime: Any) -> None:
+    org, _ = await _member_org(runtime)
+    buffer = DecisionLogBuffer(runtime._write_decisions, interval=3600)
+    now = runtime.clock.now()
+    buffer.running = True
+    good = [LogEntry(org, now, now, {"n": n}, True, "granted") for n in range(3)]
+    bad = LogEntry(org, now, now, {"not json": {1, 2}}, True, "granted")  # a set: refused
+    for entry in (good[0], bad, good[1], good[2]):
+        assert buffer.offer(entry)
+    with pytest.raises(Exception, match="set"):
+        await buffer.flush()  # the batch fails as a whole
+    assert await _rows(runtime) == 0 and len(buffer) == 4
+    assert await buffer.flush() == 3  # then one at a time: the refused one is dropped
+    assert buffer.dropped == 1 and len(buffer) == 0
+    assert await _rows(runtime) == 3
+    assert buffer.offer(good[0]) and await buffer.flush() == 1  # batches again

@@ -9,7 +9,9 @@ multi-row INSERT in a transaction of its own, and :meth:`DecisionLogBuffer.close
 rest when the server stops. Entries stay in the buffer until their INSERT has committed, so
 :meth:`pending` (what dry-run adds to the rows it reads) includes the batch being written; a
 failed write keeps them for the next try (the buffer may then hold up to ``max_entries`` plus
-one batch).
+one batch), which writes that batch's entries one at a time: an entry the database refuses on
+its own is dropped and counted (``dropped``), and if none goes in the database is taken to be
+away and they all wait.
 
 A full buffer (the database cannot keep up, or is away) refuses the entry: the caller writes
 it inline, in the request's own transaction, as before this buffer existed, so nothing is
@@ -58,6 +60,8 @@ class DecisionLogBuffer:
         self.written = 0
         self.inline_writes = 0  # entries refused because the buffer was full
         self.failed_writes = 0
+        self.dropped = 0  # entries the database refused on their own (never retried)
+        self._singly = False  # the last batch failed: try its entries one at a time
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -87,16 +91,43 @@ class DecisionLogBuffer:
             while self._entries:
                 count = min(self._batch, len(self._entries))
                 batch = [self._entries[i] for i in range(count)]
-                try:
-                    await self._write(batch)
-                except BaseException:
-                    self.failed_writes += 1
-                    raise
-                for _ in range(count):  # committed: only now out of the buffer
+                if self._singly:
+                    written = await self._write_singly(batch)
+                else:
+                    try:
+                        await self._write(batch)
+                    except BaseException:
+                        self.failed_writes += 1
+                        self._singly = True
+                        raise
+                    written = count
+                for _ in range(count):  # committed (or refused alone): only now out
                     self._entries.popleft()
-                done += count
-                self.written += count
+                done += written
+                self.written += written
         return done
+
+    async def _write_singly(self, batch: list[LogEntry]) -> int:
+        """After a failed batch, its entries one at a time, so that one the database refuses
+        (a value it cannot store) does not hold up the others forever. If none is written the
+        database is taken to be away: the error is raised and every entry kept. Otherwise
+        the refused ones are dropped and counted (``dropped``), and batches resume."""
+        refused: list[LogEntry] = []
+        error: Exception | None = None
+        for entry in batch:
+            try:
+                await self._write([entry])
+            except Exception as exc:
+                refused.append(entry)
+                error = exc
+        if error is not None and len(refused) == len(batch):
+            self.failed_writes += 1
+            raise error
+        self._singly = False
+        if refused:
+            self.dropped += len(refused)
+            log.warning("decision_log_entries_refused", entries=len(refused))
+        return len(batch) - len(refused)
 
     async def run(self) -> None:
         """Write every ``interval`` seconds, or when a batch is waiting, until cancelled."""
