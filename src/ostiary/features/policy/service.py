@@ -506,13 +506,15 @@ class PolicyService:
             if rbac_grants:
                 return Decision(True, f"granted by the permission {action}", ""), record
             return Decision(False, _missing(action), REASON_USER), record
-        request = {
-            "principal": {"type": subject.entity_type, "id": subject.entity_id},
-            "action": {"type": "Action", "id": action},
-            "resource": {"type": resource.type, "id": resource.id},
-            "context": context,
-        }
         try:
+            request = {
+                "principal": {"type": subject.entity_type, "id": subject.entity_id},
+                "action": {"type": "Action", "id": action},
+                "resource": {"type": resource.type, "id": resource.id},
+                # As text: cedarpy passes a string through, where a dict is copied and dumped
+                # with the standard library's json on every call.
+                "context": orjson.dumps(context).decode(),
+            }
             entities = self._entities(org_id, subject, resource, attrs, stamp, named)
             result = cedarpy.is_authorized(request, program.policy_set, entities)
         except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
