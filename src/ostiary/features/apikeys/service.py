@@ -208,17 +208,6 @@ class ApiKeyService:
             cache.put(found, read_at)
         return found
 
-    async def _audit_change(
-        self, action: str, org_id: str, actor: str | None, target: str, **details: object
-    ) -> None:
-        await self._audit.record(
-            action,
-            "success",
-            actor=actor,
-            target=target,
-            details={"organization_id": org_id, **details},
-        )
-
     # -- service accounts ------------------------------------------------------------------
 
     async def create_service_account(
@@ -242,7 +231,7 @@ class ApiKeyService:
         )
         if not await self._accounts.add(account):
             raise Conflict(f"a service account named {name!r} exists")
-        await self._audit_change(
+        await self._audit.org_change(
             "service_account.create", org_id, actor, account.id, name=name, project_id=project_id
         )
         for role in roles:
@@ -286,7 +275,7 @@ class ApiKeyService:
                 await self._changed(owner_mark(*owner))
                 await self._stopped(await self._keys.ids_owned(org_id, owner))
             action = "service_account.disable" if disabled else "service_account.enable"
-            await self._audit_change(action, org_id, actor, account.id)
+            await self._audit.org_change(action, org_id, actor, account.id)
         return replace(account, disabled=disabled)
 
     async def delete_service_account(
@@ -300,7 +289,7 @@ class ApiKeyService:
         await self._stopped(await self._keys.ids_owned(org_id, owner))
         await self._rbac.principal_removed(org_id, owner, actor=actor)
         await self._accounts.delete(org_id, account.id)
-        await self._audit_change("service_account.delete", org_id, actor, account.id)
+        await self._audit.org_change("service_account.delete", org_id, actor, account.id)
 
     async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> int:
         """A project is being deleted: its service accounts go with it (their keys revoked,
@@ -399,7 +388,7 @@ class ApiKeyService:
             revoked_at=None,
         )
         await self._keys.add(key)
-        await self._audit_change(
+        await self._audit.org_change(
             "api_key.create",
             org_id,
             actor,
@@ -451,7 +440,7 @@ class ApiKeyService:
             raise Conflict("the key is revoked already")  # by a concurrent request
         await self._changed(key_mark(key.id))
         await self._stopped([key.id])
-        await self._audit_change("api_key.revoke", org_id, actor, key.id)
+        await self._audit.org_change("api_key.revoke", org_id, actor, key.id)
 
     async def rotate_key(
         self,
@@ -478,7 +467,7 @@ class ApiKeyService:
         if not await self._keys.rotate(org_id, key.id, new_hash, previous, until):
             raise Conflict("the key is revoked")  # by a concurrent request
         await self._changed(key_mark(key.id))
-        await self._audit_change(
+        await self._audit.org_change(
             "api_key.rotate",
             org_id,
             actor,
@@ -500,7 +489,7 @@ class ApiKeyService:
             await self._changed(owner_mark(*owner))
         await self._stopped(revoked)
         if revoked:
-            await self._audit_change(
+            await self._audit.org_change(
                 "api_key.revoke_owned",
                 org_id,
                 actor,

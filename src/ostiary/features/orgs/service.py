@@ -100,17 +100,6 @@ class OrgService:
         self._clock = clock
         self._listener = listener
 
-    async def _audit_change(
-        self, action: str, org_id: str, actor: str | None, target: str, **details: object
-    ) -> None:
-        await self._audit.record(
-            action,
-            "success",
-            actor=actor,
-            target=target,
-            details={"organization_id": org_id, **details},
-        )
-
     # -- organizations ---------------------------------------------------------------------
 
     async def create(
@@ -129,7 +118,7 @@ class OrgService:
         for candidate in candidates:
             org = Organization(str(uuid.uuid4()), candidate, name, now, now)
             if await self._store.add_org(org):
-                await self._audit_change("org.create", org.id, actor, org.id, slug=org.slug)
+                await self._audit.org_change("org.create", org.id, actor, org.id, slug=org.slug)
                 return org
         raise Conflict(f"the slug {candidates[0]!r} is taken")
 
@@ -191,7 +180,7 @@ class OrgService:
         changed = replace(changed, updated_at=self._clock.now())
         if not await self._store.update_org(changed):
             raise Conflict(f"the slug {changed.slug!r} is taken")
-        await self._audit_change("org.update", org_id, actor, org_id, **changes)
+        await self._audit.org_change("org.update", org_id, actor, org_id, **changes)
         return changed
 
     async def delete(self, org_id: str, *, actor: str | None) -> None:
@@ -203,7 +192,7 @@ class OrgService:
         if self._listener is not None:
             await self._listener.organization_deleting(org_id, actor=actor)
         await self._store.delete_org(org_id)
-        await self._audit_change("org.delete", org_id, actor, org_id, slug=org.slug)
+        await self._audit.org_change("org.delete", org_id, actor, org_id, slug=org.slug)
 
     async def lock(self, org_id: str) -> None:
         if not await self._store.lock_org(org_id):
@@ -220,7 +209,9 @@ class OrgService:
         project = Project(str(uuid.uuid4()), org_id, chosen, name, self._clock.now())
         if not await self._store.add_project(project):
             raise Conflict(f"the organization has a project with the slug {chosen!r}")
-        await self._audit_change("org.project.create", org_id, actor, project.id, slug=project.slug)
+        await self._audit.org_change(
+            "org.project.create", org_id, actor, project.id, slug=project.slug
+        )
         return project
 
     async def get_project(self, org_id: str, ref: str) -> Project:
@@ -259,7 +250,7 @@ class OrgService:
             return project
         if not await self._store.update_project(changed):
             raise Conflict(f"the organization has a project with the slug {changed.slug!r}")
-        await self._audit_change(
+        await self._audit.org_change(
             "org.project.update", org_id, actor, project.id, name=changed.name, slug=changed.slug
         )
         return changed
@@ -270,7 +261,9 @@ class OrgService:
         if self._listener is not None:
             await self._listener.project_deleting(org_id, project.id, actor=actor)
         await self._store.delete_project(org_id, project.id)
-        await self._audit_change("org.project.delete", org_id, actor, project.id, slug=project.slug)
+        await self._audit.org_change(
+            "org.project.delete", org_id, actor, project.id, slug=project.slug
+        )
 
     # -- members ---------------------------------------------------------------------------
 
@@ -282,7 +275,7 @@ class OrgService:
             raise NotFound("no such user")
         if outcome == "exists":
             raise Conflict("already a member of the organization")
-        await self._audit_change("org.member.add", org_id, actor, user_id)
+        await self._audit.org_change("org.member.add", org_id, actor, user_id)
         return membership
 
     async def is_member(self, org_id: str, user_id: str) -> bool:
@@ -304,7 +297,7 @@ class OrgService:
         await self._store.remove_membership(org_id, user_id)
         if await self._store.get_active_org(user_id) == org_id:
             await self._store.set_active_org(user_id, None, self._clock.now())
-        await self._audit_change("org.member.remove", org_id, actor, user_id)
+        await self._audit.org_change("org.member.remove", org_id, actor, user_id)
 
     # -- a user's own organizations --------------------------------------------------------
 
@@ -329,7 +322,7 @@ class OrgService:
             raise NotFound("no such organization")
         org = await self.get(org_id)
         await self._store.set_active_org(user_id, org.id, self._clock.now())
-        await self._audit_change("org.active.set", org.id, user_id, user_id)
+        await self._audit.org_change("org.active.set", org.id, user_id, user_id)
         return org
 
     async def leave(self, org_id: str, user_id: str) -> None:
