@@ -33,8 +33,7 @@ from __future__ import annotations
 import asyncio
 import html
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -135,7 +134,7 @@ from ostiary.storage.sqla.tables import (
     sessions,
     totp_factors,
 )
-from ostiary.storage.sqla.uow import LazyConnection, connection_gate, transaction
+from ostiary.storage.sqla.uow import LazyConnection, connection_gate
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
 from ostiary.web.email_links import EmailLinks
 from ostiary.web.second_step import SecondStepTickets
@@ -318,27 +317,19 @@ class Runtime:
         self.permission_cache.invalidate(key)
         self.decision_cache.invalidate(key)
 
-    @asynccontextmanager
-    async def unit(self) -> AsyncIterator[Unit]:
-        """One transaction and the services bound to it; commits if the block succeeds."""
-        async with transaction(self.unit_engine, self.connection_gate) as conn:
-            unit = Unit(self, conn)
-            try:
-                yield unit
-            except BaseException:
-                if conn.opened:
-                    # Entries cached from this transaction's reads may describe writes that are
-                    # about to be rolled back: drop them all (rare, and only costs misses).
-                    self.user_generations.clear()
-                    if unit.after_commit:
-                        self.permission_cache.clear()
-                        self.decision_cache.clear()
-                        self.api_key_cache.clear()
-                raise
-            finally:
-                unit.release()
-        for action in unit.after_commit:
-            await action()
+    def unit(self) -> UnitScope:
+        """One transaction and the services bound to it (``async with rt.unit() as unit``);
+        commits if the block succeeds."""
+        return UnitScope(self)
+
+    def rolled_back(self, unit: Unit) -> None:
+        """Entries cached from a transaction's reads may describe writes that are being rolled
+        back: drop them all (rare, and only costs misses)."""
+        self.user_generations.clear()
+        if unit.after_commit:
+            self.permission_cache.clear()
+            self.decision_cache.clear()
+            self.api_key_cache.clear()
 
     def session_ended(self, session: Session) -> bool:
         """Revoked by id, or its user disabled after it started (on any node)."""
@@ -572,6 +563,43 @@ class PolicyKeys:
 
     async def service_account_active(self, org_id: str, account_id: str) -> bool:
         return await self._keys.service_account_active(org_id, account_id)
+
+
+class UnitScope:
+    """``Runtime.unit()``: a :class:`Unit` over a lazily opened transaction (storage/sqla/uow.py,
+    as ``transaction`` does), committed if the block succeeds and rolled back if it raises;
+    then, after a commit, the unit's ``after_commit`` actions in order. A class rather than two
+    nested generator-based context managers: every request enters one, and the generators'
+    frames cost a few percent of the fastest endpoints."""
+
+    __slots__ = ("_rt", "_unit")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._unit: Unit | None = None
+
+    async def __aenter__(self) -> Unit:
+        rt = self._rt
+        self._unit = unit = Unit(rt, LazyConnection(rt.unit_engine, rt.connection_gate))
+        return unit
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        unit = self._unit
+        assert unit is not None
+        self._unit = None
+        conn = unit.conn
+        if exc_type is not None:
+            try:
+                if conn.opened:
+                    self._rt.rolled_back(unit)
+            finally:
+                unit.release()
+                await conn.finish(commit=False)
+            return
+        unit.release()
+        await conn.finish(commit=True)
+        for action in unit.after_commit:
+            await action()
 
 
 class Unit:
