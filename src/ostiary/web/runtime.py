@@ -48,7 +48,7 @@ from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService, KnownDevices, UnknownUser
 from ostiary.features.apikeys.cache import KeyCache, org_mark, owner_mark
-from ostiary.features.apikeys.service import ApiKeyService, UsageMarks
+from ostiary.features.apikeys.service import KEEP_ENDED_KEYS, ApiKeyService, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -125,6 +125,7 @@ from ostiary.storage.sqla.repositories import (
 )
 from ostiary.storage.sqla.retention import SqlExpiredRows
 from ostiary.storage.sqla.tables import (
+    api_keys,
     authorization_codes,
     client_assertions,
     decision_log,
@@ -1044,6 +1045,28 @@ class Unit:
                     only=org_invitations.c.ended_at.is_not(None),
                 ),
                 timedelta(days=7),
+            )
+        )
+        # API keys: KEEP_ENDED_KEYS after they were revoked or expired, listed as such meanwhile
+        # (the audit trail keeps their story after that).
+        rules.append(
+            RetentionRule(
+                "revoked_api_keys",
+                SqlExpiredRows(
+                    conn,
+                    api_keys,
+                    key="id",
+                    expires_at="revoked_at",
+                    only=api_keys.c.revoked_at.is_not(None),
+                ),
+                KEEP_ENDED_KEYS,
+            )
+        )
+        rules.append(
+            RetentionRule(
+                "expired_api_keys",
+                SqlExpiredRows(conn, api_keys, key="id", only=api_keys.c.expires_at.is_not(None)),
+                KEEP_ENDED_KEYS,
             )
         )
         if self._rt.redis_sessions is None:  # Redis expires its own sessions

@@ -27,6 +27,7 @@
   verifications of one key write once), and the ``UPDATE`` itself only moves an older value
   (so nodes together write about once per interval too).
 - A service account of a project is deleted with the project (:meth:`project_deleting`).
+- A revoked or expired key's row is deleted :data:`KEEP_ENDED_KEYS` later (features/retention).
 - Every change is audited with its actor and organization.
 """
 
@@ -77,6 +78,7 @@ from ostiary.protocol.opaque_secrets import secret_digest
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "KEEP_ENDED_KEYS",
     "MAX_MODELS",
     "MAX_OVERLAP",
     "TOUCH_INTERVAL",
@@ -88,6 +90,8 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=30)
 MAX_MODELS = 100
+# How long a revoked or expired key's row stays (listed as such) before retention deletes it.
+KEEP_ENDED_KEYS = timedelta(days=90)
 _MAX_LIFETIME = timedelta(days=3650)
 # Compared against when the key id is unknown, so that an unknown id costs what a known one
 # does (an HMAC and two constant-time comparisons).
