@@ -15,6 +15,7 @@ model").
 
 from __future__ import annotations
 
+import re
 import secrets
 import unicodedata
 import uuid
@@ -38,7 +39,7 @@ from ostiary.features.orgs.ports import MembershipListener, OrgStore
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.protocol.permissions import derive_slug, is_slug
 
-__all__ = ["MAX_PAGE", "UNCHANGED", "OrgService", "Unchanged", "check_name"]
+__all__ = ["MAX_PAGE", "UNCHANGED", "OrgService", "Unchanged", "check_name", "check_plan"]
 
 
 class Unchanged:
@@ -50,6 +51,18 @@ UNCHANGED = Unchanged()
 MAX_PAGE = 500
 _SLUG_TRIES = 20
 _T = TypeVar("_T", Organization, Project, Membership)
+
+
+_PLAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_plan(plan: str) -> str:
+    """A plan name as policies compare it: 1-64 letters, digits, ``.``, ``_``, ``-``."""
+    if not _PLAN.fullmatch(plan):
+        raise InvalidInput(
+            "plan must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return plan
 
 
 def check_name(value: str, what: str, limit: int = 200) -> str:
@@ -158,10 +171,13 @@ class OrgService:
         name: str | None = None,
         slug: str | None = None,
         require_acr: str | Unchanged | None = UNCHANGED,
+        plan: str | Unchanged | None = UNCHANGED,
         actor: str | None,
     ) -> Organization:
-        """Rename, change the slug, or set the acr class its members' sign-ins must reach for
-        org-scoped clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement)."""
+        """Rename, change the slug, set the acr class its members' sign-ins must reach for
+        org-scoped clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement),
+        or set its plan (:func:`check_plan`; None: none). The plan is the operator's to set:
+        callers acting for the organization (the management API) do not offer it."""
         org = await self.get(org_id)
         changes: dict[str, object] = {}
         if name is not None:
@@ -174,6 +190,8 @@ class OrgService:
                     f"require_acr must be one of {', '.join(ACR_VALUES_SUPPORTED)} or none"
                 )
             changes["require_acr"] = require_acr
+        if not isinstance(plan, Unchanged):
+            changes["plan"] = None if plan is None else check_plan(plan)
         changed = replace(org, **changes)  # type: ignore[arg-type]
         if changed == org:
             return org
