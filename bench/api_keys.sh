@@ -14,7 +14,8 @@
 #   bash bench/api_keys.sh postgres   # PostgreSQL (a fresh database, dropped afterwards) + Redis
 #
 # Environment: DUR=8 (seconds per load), CONCURRENCY="16", SCENARIOS="verify exchange token",
-# VENV=.venv, PORT=8193, PROFILE=DIR (py-spy, if installed in the venv, records each load of the
+# VENV=.venv, PORT=8193, LOG_LEVEL=warning (info: as shipped, one access line per request),
+# PROFILE=DIR (py-spy, if installed in the venv, records each load of the
 # server as DIR/<scenario>.txt, collapsed stacks). Figures go to bench/RESULTS.md, measured on a
 # quiet machine.
 set -euo pipefail
@@ -26,7 +27,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 SCENARIOS=${SCENARIOS:-verify exchange token}
 DATA=$(mktemp -d)
 BASE=http://127.0.0.1:$PORT
-export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=warning
+export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=${LOG_LEVEL:-warning}
 export OSTIARY_SECRET_KEY
 OSTIARY_SECRET_KEY=$(python3 -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())")
 DB=""
