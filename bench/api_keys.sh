@@ -14,7 +14,10 @@
 #   bash bench/api_keys.sh postgres   # PostgreSQL (a fresh database, dropped afterwards) + Redis
 #
 # Environment: DUR=8 (seconds per load), CONCURRENCY="16", SCENARIOS="verify exchange token",
-# VENV=.venv, PORT=8193. Figures go to bench/RESULTS.md, measured on a quiet machine.
+# VENV=.venv, PORT=8193, LOG_LEVEL=warning (info: as shipped, one access line per request),
+# PROFILE=DIR (py-spy, if installed in the venv, records each load of the
+# server as DIR/<scenario>.txt, collapsed stacks). Figures go to bench/RESULTS.md, measured on a
+# quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=${1:-sqlite}
@@ -24,7 +27,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 SCENARIOS=${SCENARIOS:-verify exchange token}
 DATA=$(mktemp -d)
 BASE=http://127.0.0.1:$PORT
-export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=warning
+export OSTIARY_DATA_DIR=$DATA OSTIARY_ISSUER=$BASE OSTIARY_LOG_LEVEL=${LOG_LEVEL:-warning}
 export OSTIARY_SECRET_KEY
 OSTIARY_SECRET_KEY=$(python3 -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())")
 DB=""
@@ -83,7 +86,15 @@ for scenario in $SCENARIOS; do
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
   for c in $CONCURRENCY; do
+    spy=""
+    if [ -n "${PROFILE:-}" ]; then
+      mkdir -p "$PROFILE"
+      taskset -c 1 "$VENV/bin/py-spy" record -r 250 -f raw -d "$DUR" -p "$SERVER" \
+        -o "$PROFILE/$scenario.txt" >/dev/null 2>&1 &
+      spy=$!
+    fi
     out=$(taskset -c 1 wrk -t1 -c"$c" -d"${DUR}s" --latency -s "$lua" "$BASE/$path")
+    [ -n "$spy" ] && wait "$spy" || true
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')

@@ -25,6 +25,10 @@
 #                                       table) under py-spy; raw profiles go to
 #                                       <dir>/<scenario>-<backend>.txt
 #   PYSPY_ARGS="--idle"                 extra py-spy arguments (--idle: off-CPU waits too)
+#   WORKERS=2                           `ostiary serve --workers 2` (Redis db 7 then, as workers
+#                                       need it), the server and wrk on both cores (not pinned):
+#                                       what one host of this machine's size serves; the CPU
+#                                       columns then describe the supervisor only
 #   LOG_LEVEL=warning                   the server's OSTIARY_LOG_LEVEL; at info (one JSON access
 #                                       line per request) the script stops the server at the end
 #                                       and counts the access lines per route against the
@@ -90,7 +94,14 @@ if [[ " $SCENARIOS " == *" refresh "* ]]; then
   RSECRET=$(echo "$RCLIENT" | json_field client_secret)
   RBASIC=$(printf '%s:%s' "$RID" "$RSECRET" | base64 -w0)
 fi
-taskset -c 0 $OSTIARY serve --host 127.0.0.1 --port "$PORT" >"$DATA/server.log" 2>&1 &
+WORKERS=${WORKERS:-1}
+SERVER_CPUS=0 WRK_CPUS=1
+if [ "$WORKERS" != 1 ]; then
+  SERVER_CPUS=0,1 WRK_CPUS=0,1
+  export OSTIARY_REDIS_URL=${OSTIARY_REDIS_URL:-redis://127.0.0.1:6379/7}
+fi
+taskset -c "$SERVER_CPUS" $OSTIARY serve --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
+  >"$DATA/server.log" 2>&1 &
 SERVER=$!
 # Up to 60 s: a shared machine can take that long to start a worker confined to one core.
 for _ in $(seq 600); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
@@ -118,10 +129,10 @@ load() {  # $1 scenario, $2 concurrency -> wrk's output
   local path=token
   [ "$1" = introspect ] && path=introspect
   if [ "$1" = refresh ]; then
-    taskset -c 1 wrk -t1 -c"$2" -d"${DUR}s" --latency -s bench/lua/refresh.lua \
+    taskset -c "$WRK_CPUS" wrk -t1 -c"$2" -d"${DUR}s" --latency -s bench/lua/refresh.lua \
       "$BASE/token" -- "$POOL" "$RBASIC" 1
   else
-    taskset -c 1 wrk -t1 -c"$2" -d"${DUR}s" --latency -s "$SCRIPT" "$BASE/$path"
+    taskset -c "$WRK_CPUS" wrk -t1 -c"$2" -d"${DUR}s" --latency -s "$SCRIPT" "$BASE/$path"
   fi
 }
 

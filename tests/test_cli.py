@@ -178,6 +178,8 @@ def test_purge_json_counts_what_each_kind_lost(tmp_path: Path) -> None:
             "totp_enrollments": 0,
             "invitations": 0,
             "ended_invitations": 0,
+            "revoked_api_keys": 0,
+            "expired_api_keys": 0,
             "sessions": 0,
         }
     }

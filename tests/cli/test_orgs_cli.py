@@ -240,3 +240,17 @@ def test_update_and_delete_organizations_projects_and_groups(env: dict[str, str]
     assert _json(env, "orgs", "delete", "renamed", "--yes")["deleted"] is True
     gone = _run(env, "orgs", "show", "renamed", "--json")
     assert gone.exit_code == 1 and json.loads(gone.stdout)["error"] == "not_found"
+
+
+def test_the_plan_is_set_by_the_operator(env: dict[str, str]) -> None:
+    org = _json(env, "orgs", "create", "--name", "Planned", "--plan", "enterprise")
+    assert org["plan"] == "enterprise"
+    assert _json(env, "orgs", "show", "planned")["plan"] == "enterprise"
+    assert _json(env, "orgs", "update", "planned", "--plan", "pro.2026")["plan"] == "pro.2026"
+    for bad in ("", "two words", "-leading", "x" * 65, "ünicode"):
+        refused = _refused(_run(env, "orgs", "update", "planned", "--plan", bad))
+        assert "plan must be" in refused
+    assert _json(env, "orgs", "show", "planned")["plan"] == "pro.2026"  # refusals changed nothing
+    assert _json(env, "orgs", "update", "planned", "--plan", "none")["plan"] is None
+    human = _run(env, "orgs", "update", "planned", "--plan", "free")
+    assert human.exit_code == 0 and "plan free" in human.stdout

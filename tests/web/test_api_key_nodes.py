@@ -1,12 +1,16 @@
-"""API keys on two nodes (issue 12, section 3): a revocation, a rotation without overlap, a
-removed member, a disabled or deleted service account, made on node A, stop the key on node
-B at its next request, with no wait and no fan-out (no node caches key rows). A key's
-permissions follow its owner's on node B once the RBAC invalidation arrives (the fan-out
-of test_permission_nodes.py). Two runtimes on one database stand for two replicas, as in
-test_revocation_nodes.py."""
+"""API keys on two nodes (issue 12, section 3). Node B caches the key rows it verified
+(features/apikeys/cache.py); a revocation, a rotation without overlap, a removed member, a
+disabled user, a disabled or deleted service account, a deleted project or organization, made
+on node A, stop the key on node B as soon as the invalidation arrives: by Redis pub/sub, or by
+the poll of the ``revocations`` table (the ``PRAGMA data_version`` catch-up on SQLite), the
+fan-out of test_permission_nodes.py. A new secret from a rotation on node A works on node B at
+once (a secret matching neither cached hash is checked against a fresh read). A key's
+permissions follow its owner's on node B once the RBAC invalidation arrives. Two runtimes on
+one database stand for two replicas, as in test_revocation_nodes.py."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +23,7 @@ import pytest
 from ostiary.features.clock import FrozenClock
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
-from tests.web.test_revocation_nodes import _until
+from tests.web.test_revocation_nodes import _stop, _subscribed, _until
 
 
 @asynccontextmanager
@@ -61,12 +65,27 @@ async def _delete_account(unit: Any, s: dict[str, Any]) -> None:
     await unit.api_keys.delete_service_account(s["org"], s["account"], actor=None)
 
 
+async def _disable_user(unit: Any, s: dict[str, Any]) -> None:
+    await unit.accounts.disable(s["email"], actor=None)
+
+
+async def _delete_project(unit: Any, s: dict[str, Any]) -> None:
+    await unit.orgs.delete_project(s["org"], s["project"], actor=None)
+
+
+async def _delete_org(unit: Any, s: dict[str, Any]) -> None:
+    await unit.orgs.delete(s["org"], actor=None)
+
+
 STOPS: dict[str, tuple[str, Stop]] = {
     "revoke": ("user", _revoke),
     "rotate_without_overlap": ("user", _rotate),
     "remove_member": ("user", _remove_member),
+    "disable_user": ("user", _disable_user),
     "disable_service_account": ("service_account", _disable_account),
     "delete_service_account": ("service_account", _delete_account),
+    "delete_project": ("service_account", _delete_project),
+    "delete_organization": ("service_account", _delete_org),
 }
 
 
@@ -82,33 +101,90 @@ async def _setup(node: Runtime, owner_type: str) -> dict[str, Any]:
         for who, role in ((owner.id, "owner"), (user.id, "member")):
             await unit.orgs.add_member(org, who, actor=None)
             await unit.rbac.assign(org, ("user", who), role, actor=None)
+        project = await unit.orgs.create_project(org, "Inference", actor=None)
         account = await unit.api_keys.create_service_account(
-            org, "bot", roles=["member"], actor=None
+            org, "bot", project=project.id, roles=["member"], actor=None
         )
         holder = ("user", user.id) if owner_type == "user" else ("service_account", account.id)
         issued = await unit.api_keys.create_key(org, holder, actor=None)
     return {
         "org": org,
+        "project": project.id,
         "user": user.id,
+        "email": user.email,
         "account": account.id,
         "key_id": issued.key.id,
         "secret": issued.secret,
+        "hash": issued.key.secret_hash,
     }
 
 
+async def _news(rt: Runtime) -> None:
+    """What the server's poll does (SQLite: the catch-up after another process wrote)."""
+    async with rt.unit() as unit:
+        if rt.external_writes is not None:
+            await rt.catch_up(unit)
+        else:
+            await unit.revocation.sync()
+
+
+@pytest.mark.parametrize("path", ["pubsub", "poll"])
 @pytest.mark.parametrize("stop", list(STOPS))
-async def test_a_change_on_node_a_stops_the_key_on_node_b_at_once(
-    backend: Backend, tmp_path: Path, stop: str
+async def test_a_change_on_node_a_stops_the_key_cached_on_node_b(
+    backend: Backend, tmp_path: Path, stop: str, path: str
 ) -> None:
-    settings = make_settings(backend, tmp_path, redis_url=None)  # no fan-out at all
+    if path == "pubsub" and backend.redis_url is None:
+        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
+    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
     owner_type, apply = STOPS[stop]
+    background: asyncio.Task[None] | None = None
     async with _nodes(settings) as (node_a, node_b):
         s = await _setup(node_a, owner_type)
-        assert await _valid(node_b, s["secret"])
+        if path == "pubsub":
+            assert node_b.revocation_bus is not None
+            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
+            await _subscribed(node_a)
+        else:
+            await _news(node_b)
+        try:
+            assert await _valid(node_b, s["secret"])
+            assert node_b.api_key_cache.get(s["key_id"]) is not None  # cached on node B
+            async with node_a.unit() as unit:
+                await apply(unit, s)
+            assert not await _valid(node_a, s["secret"])
+            if path == "poll":
+                # Nothing told node B yet: it answers from its cache, so what follows is the
+                # invalidation's doing, not a miss.
+                assert await _valid(node_b, s["secret"])
+                await _news(node_b)
+                assert not await _valid(node_b, s["secret"])
+            else:
+
+                async def stopped() -> bool:
+                    return not await _valid(node_b, s["secret"])
+
+                await _until(stopped)
+            cached = node_b.api_key_cache.get(s["key_id"])  # gone, or read again (rotated)
+            assert cached is None or cached.key.secret_hash != s["hash"]
+        finally:
+            await _stop(background)
+
+
+async def test_a_new_secret_from_node_a_works_on_node_b_at_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    settings = make_settings(backend, tmp_path, redis_url=None)  # no fan-out at all
+    async with _nodes(settings) as (node_a, node_b):
+        s = await _setup(node_a, "user")
+        await _news(node_b)
+        assert await _valid(node_b, s["secret"])  # cached with the old hash
         async with node_a.unit() as unit:
-            await apply(unit, s)
-        assert not await _valid(node_b, s["secret"])
-        assert not await _valid(node_a, s["secret"])
+            rotated = await unit.api_keys.rotate_key(
+                s["org"], s["key_id"], overlap=timedelta(minutes=5), actor=None
+            )
+        assert await _valid(node_b, rotated.secret)  # read again: the new hash
+        assert await _valid(node_b, s["secret"])  # within the overlap
+        assert not await _valid(node_b, s["secret"] + "x")
 
 
 async def test_permissions_on_node_b_follow_the_owners_after_the_fan_out(

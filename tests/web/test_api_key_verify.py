@@ -272,3 +272,32 @@ async def test_served_by_the_fast_lane_and_documented(app: Any, client: httpx.As
     lane = app.front.app.app
     assert isinstance(lane, FastLane)
     assert ("POST", VERIFY_PATH) in lane._lanes
+
+
+@pytest.mark.parametrize("change", ["revoke", "rotate"])
+async def test_a_change_by_another_process_is_seen_at_the_next_request(
+    app: Any, client: httpx.AsyncClient, clock: Any, settings: Any, change: str
+) -> None:
+    """SQLite: the CLI (another process, here another runtime on the same file) revokes or
+    rotates a key this server has cached; the next verification sees it (the route's
+    ``PRAGMA data_version`` catch-up). Other nodes on PostgreSQL: test_api_key_nodes.py."""
+    if app.state.runtime.external_writes is None:
+        pytest.skip("the catch-up after another process's write is SQLite's")
+    from ostiary.web.runtime import Runtime
+
+    s = await _setup(app, clock)
+    gateway, good = s["keys"]["gateway"].secret, s["keys"]["good"]
+    assert (await _verify(client, gateway, {"key": good.secret})).json()["valid"] is True
+    assert app.state.runtime.api_key_cache.get(good.key.id) is not None
+    cli = Runtime(settings, clock=clock)
+    try:
+        async with cli.unit() as unit:
+            if change == "revoke":
+                await unit.api_keys.revoke_key(s["org"].id, good.key.id, actor=None)
+            else:
+                await unit.api_keys.rotate_key(
+                    s["org"].id, good.key.id, overlap=timedelta(0), actor=None
+                )
+    finally:
+        await cli.close()
+    assert (await _verify(client, gateway, {"key": good.secret})).json() == {"valid": False}

@@ -72,6 +72,12 @@ async def test_show_rename_and_delete_an_organization(world: World, app: Any) ->
     assert "org:manage" in message
     renamed = await world.call("alice", "PATCH", _a(world), json={"name": "Acme", "slug": "acme"})
     assert renamed.status_code == 200 and renamed.json()["slug"] == "acme"
+    assert renamed.json()["plan"] is None and renamed.json()["require_acr"] is None
+    # The plan and the acr requirement are the operator's (CLI), not the organization's own.
+    for field, value in (("plan", "enterprise"), ("require_acr", "urn:ostiary:acr:mfa")):
+        refused = await world.call("alice", "PATCH", _a(world), json={field: value})
+        assert refused.status_code == 422, refused.text
+    assert (await world.call("carol", "GET", _a(world))).json()["plan"] is None
     _error(
         await world.call("alice", "PATCH", _a(world), json={"slug": world.orgs["B"]["slug"]}),
         409,

@@ -35,6 +35,7 @@ def org_dict(org: Any) -> dict[str, Any]:
         "created_at": org.created_at.isoformat(),
         "updated_at": org.updated_at.isoformat(),
         "require_acr": org.require_acr,
+        "plan": org.plan,
     }
 
 
@@ -85,6 +86,12 @@ async def member_dict(unit: Any, org_id: str, user: Any, project_id: str | None)
 # -- organizations ---------------------------------------------------------------------------
 
 
+_PLAN_HELP = (
+    "The organization's plan (free, pro, enterprise...: letters, digits, '.', '_', '-'), which "
+    "policies see as principal.plan."
+)
+
+
 @app.command("create")
 def orgs_create(
     name: Annotated[str, typer.Option("--name", help="Display name.")],
@@ -92,13 +99,16 @@ def orgs_create(
     owner: Annotated[
         str | None, typer.Option("--owner", help="E-mail of an existing user made its owner.")
     ] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help=_PLAN_HELP)] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create an organization (optionally with its first owner)."""
+    """Create an organization (optionally with its first owner and its plan)."""
 
     async def work(unit: Any) -> Any:
         user = await resolve_user(unit, owner) if owner else None
         org = await unit.orgs.create(name, slug=slug, actor=None)
+        if plan is not None:
+            org = await unit.orgs.update(org.id, plan=plan, actor=None)
         if user is not None:
             await unit.orgs.add_member(org.id, user.id, actor=None)
             await unit.rbac.assign(org.id, ("user", user.id), "owner", actor=None)
@@ -382,10 +392,13 @@ def orgs_update(
             "clients need for this organization.",
         ),
     ] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help=_PLAN_HELP + " 'none' removes it.")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Rename an organization, change its slug, or set the acr its members must reach for
-    org-scoped clients."""
+    """Rename an organization, change its slug, set the acr its members must reach for
+    org-scoped clients, or set its plan."""
     from ostiary.features.orgs.service import UNCHANGED
 
     async def work(unit: Any) -> Any:
@@ -393,7 +406,12 @@ def orgs_update(
         acr: Any = UNCHANGED
         if require_acr is not None:
             acr = None if require_acr.lower() == "none" else require_acr
-        return await unit.orgs.update(found.id, name=name, slug=slug, require_acr=acr, actor=None)
+        chosen: Any = UNCHANGED
+        if plan is not None:
+            chosen = None if plan.lower() == "none" else plan
+        return await unit.orgs.update(
+            found.id, name=name, slug=slug, require_acr=acr, plan=chosen, actor=None
+        )
 
     updated = run_tenancy(load(), work, json)
     if json:
@@ -401,7 +419,7 @@ def orgs_update(
         return
     typer.echo(
         f"updated {updated.slug} ({updated.id}): name {updated.name!r}, "
-        f"require-acr {updated.require_acr or 'none'}"
+        f"require-acr {updated.require_acr or 'none'}, plan {updated.plan or 'none'}"
     )
 
 

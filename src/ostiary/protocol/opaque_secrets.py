@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -22,8 +21,10 @@ def new_secret(prefix: str = "", nbytes: int = 32) -> str:
 
 
 def secret_digest(pepper: bytes, secret: str) -> str:
-    """Hex HMAC-SHA256 of ``secret`` under ``pepper``: what the database stores."""
-    return hmac.new(pepper, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    """Hex HMAC-SHA256 of ``secret`` under ``pepper``: what the database stores (``hmac.digest``:
+    OpenSSL's one-shot HMAC, the same value as ``hmac.new(...).hexdigest()`` at a fraction of
+    the cost, on every hot path that checks a secret)."""
+    return hmac.digest(pepper, secret.encode("utf-8"), "sha256").hex()
 
 
 def digest_matches(pepper: bytes, secret: str, stored_digest: str) -> bool:

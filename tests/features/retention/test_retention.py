@@ -145,6 +145,8 @@ async def test_each_kind_goes_when_it_no_longer_guards_anything(
         "totp_enrollments": 0,
         "invitations": 0,
         "ended_invitations": 0,
+        "revoked_api_keys": 0,
+        "expired_api_keys": 0,
     }
     if sql_sessions:
         expected["sessions"] = 1
@@ -280,3 +282,44 @@ async def test_the_servers_loop_purges_and_survives_a_failed_run(
         await asyncio.gather(task, return_exceptions=True)
     assert calls >= 2
     assert await _count(runtime, revocations) == 0
+
+
+async def test_revoked_and_expired_api_keys_go_after_keep_ended_keys(
+    runtime: Any, clock: FrozenClock
+) -> None:
+    from ostiary.features.apikeys.service import KEEP_ENDED_KEYS
+    from ostiary.storage.sqla.tables import api_keys
+
+    owner = (await _owner(runtime))[0]
+    async with runtime.unit() as unit:
+        org = (await unit.orgs.create("Keys", actor=None)).id
+        await unit.orgs.add_member(org, owner, actor=None)
+        await unit.rbac.assign(org, ("user", owner), "owner", actor=None)
+        made = {
+            name: (
+                await unit.api_keys.create_key(
+                    org, ("user", owner), expires_in=expires_in, actor=None
+                )
+            ).key.id
+            for name, expires_in in (
+                ("live", None),
+                ("revoked", None),
+                ("expiring", timedelta(days=1)),
+            )
+        }
+        await unit.api_keys.revoke_key(org, made["revoked"], actor=None)
+
+    async def left() -> set[str]:
+        async with runtime.unit() as unit:
+            return {row.id for row in await unit.conn.execute(select(api_keys.c.id))}
+
+    clock.advance(KEEP_ENDED_KEYS - SECOND)  # revoked 90 days ago less a second: still listed
+    deleted = await runtime.purge_expired()
+    assert deleted["revoked_api_keys"] == 0 and deleted["expired_api_keys"] == 0
+    assert await left() == set(made.values())
+    clock.advance(2 * SECOND)
+    assert (await runtime.purge_expired())["revoked_api_keys"] == 1
+    assert await left() == {made["live"], made["expiring"]}
+    clock.advance(timedelta(days=1))  # the expiring key expired 90 days ago
+    assert (await runtime.purge_expired())["expired_api_keys"] == 1
+    assert await left() == {made["live"]}

@@ -15,7 +15,7 @@ from typing import Protocol
 from ostiary.features.apikeys.models import ApiKey, KeyInUse, OwnerType, ServiceAccount
 from ostiary.features.orgs.models import Cursor
 
-__all__ = ["ApiKeyStore", "ExchangedTokens", "ServiceAccountStore", "UserStatus"]
+__all__ = ["ApiKeyStore", "ExchangedTokens", "KeyChanges", "ServiceAccountStore", "UserStatus"]
 
 
 class ServiceAccountStore(Protocol):
@@ -28,6 +28,10 @@ class ServiceAccountStore(Protocol):
     async def locate(self, account_id: str) -> ServiceAccount | None: ...
 
     async def list(self, org_id: str, limit: int, after: Cursor | None) -> list[ServiceAccount]: ...
+
+    async def ids_in_project(self, org_id: str, project_id: str) -> Sequence[str]:
+        """The ids of the project's service accounts."""
+        ...
 
     async def set_disabled(self, org_id: str, account_id: str, disabled: bool) -> bool: ...
 
@@ -99,3 +103,11 @@ class ExchangedTokens(Protocol):
     (served by the OAuth feature's revocation set)."""
 
     async def api_keys_stopped(self, key_ids: Sequence[str]) -> None: ...
+
+
+class KeyChanges(Protocol):
+    """Tells every node's key cache (features/apikeys/cache.py) that rows depending on these
+    marks changed: at once on this node, on the others once the change has committed (served by
+    the revocation fan-out, web/runtime.py)."""
+
+    async def api_keys_changed(self, marks: Sequence[str]) -> None: ...

@@ -13,22 +13,27 @@
   the recorded set with the owner's *current* effective permissions (RBAC, cached per node and
   invalidated on every node by the fan-out), so a demoted owner's keys lose what the owner
   lost. Optional allowlists: models (empty = any) and CIDR ranges (protocol/cidr.py).
-- Verification reads the key's row by its id on every use: no key row is cached, so a
-  revocation, a rotation past its overlap, a removed member or a disabled or deleted service
-  account is seen by every node at the next request. Every invalid key (malformed, unknown id,
-  wrong secret, expired, revoked, owner gone) gets the same answer, and an unknown id costs
-  the same HMAC and comparisons as a known one.
+- Verification reads the key's row (with its owner's standing) by its id, from the node's
+  :class:`KeyCache` when it holds it (features/apikeys/cache.py: only rows that can verify;
+  every change that can stop a key or change its secret invalidates what it touches on every
+  node through :class:`KeyChanges`; a secret matching neither cached hash is checked against
+  a fresh read). Every invalid key (malformed, unknown id, wrong secret, expired, revoked,
+  owner gone) gets the same answer, and an unknown id costs the same HMAC, comparisons and
+  database read as a known one that is not cached.
 - Rotation gives the same key record a new secret; the old one keeps working until
   ``now + overlap`` (0: at once), then never.
 - ``last_used_at`` is written at most once per :data:`TOUCH_INTERVAL` per key: a bounded map
   on each node says when it last wrote (checked and set before any ``await``, so parallel
   verifications of one key write once), and the ``UPDATE`` itself only moves an older value
   (so nodes together write about once per interval too).
+- A service account of a project is deleted with the project (:meth:`project_deleting`).
+- A revoked or expired key's row is deleted :data:`KEEP_ENDED_KEYS` later (features/retention).
 - Every change is audited with its actor and organization.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import unicodedata
 import uuid
@@ -36,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from ostiary.features.apikeys.cache import KeyCache, key_mark, owner_mark
 from ostiary.features.apikeys.models import (
     OWNER_TYPES,
     ApiKey,
@@ -49,6 +55,7 @@ from ostiary.features.apikeys.models import (
 from ostiary.features.apikeys.ports import (
     ApiKeyStore,
     ExchangedTokens,
+    KeyChanges,
     ServiceAccountStore,
     UserStatus,
 )
@@ -71,6 +78,7 @@ from ostiary.protocol.opaque_secrets import secret_digest
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "KEEP_ENDED_KEYS",
     "MAX_MODELS",
     "MAX_OVERLAP",
     "TOUCH_INTERVAL",
@@ -82,6 +90,8 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=30)
 MAX_MODELS = 100
+# How long a revoked or expired key's row stays (listed as such) before retention deletes it.
+KEEP_ENDED_KEYS = timedelta(days=90)
 _MAX_LIFETIME = timedelta(days=3650)
 # Compared against when the key id is unknown, so that an unknown id costs what a known one
 # does (an HMAC and two constant-time comparisons).
@@ -165,6 +175,8 @@ class ApiKeyService:
         pepper: bytes,
         usage: UsageMarks,
         exchanged: ExchangedTokens | None = None,
+        cache: KeyCache | None = None,
+        changes: KeyChanges | None = None,
     ) -> None:
         self._accounts = accounts
         self._keys = keys
@@ -176,22 +188,29 @@ class ApiKeyService:
         self._pepper = pepper
         self._usage = usage
         self._exchanged = exchanged
+        self._cache = cache
+        self._changes = changes
 
     async def _stopped(self, key_ids: Sequence[str]) -> None:
         """The tokens exchanged for these keys end too (a revocation of kind ``api_key``)."""
         if key_ids and self._exchanged is not None:
             await self._exchanged.api_keys_stopped(key_ids)
 
-    async def _audit_change(
-        self, action: str, org_id: str, actor: str | None, target: str, **details: object
-    ) -> None:
-        await self._audit.record(
-            action,
-            "success",
-            actor=actor,
-            target=target,
-            details={"organization_id": org_id, **details},
-        )
+    async def _changed(self, *marks: str) -> None:
+        """Every node's cached rows that depend on these marks are stale."""
+        if self._changes is not None:
+            await self._changes.api_keys_changed(marks)
+
+    async def _in_use(self, key_id: str) -> KeyInUse | None:
+        """The key's row with its owner's standing, read from the database (and cached)."""
+        cache = self._cache
+        if cache is None:
+            return await self._keys.find_in_use(key_id)
+        read_at = cache.begin()
+        found = await self._keys.find_in_use(key_id)
+        if found is not None:
+            cache.put(found, read_at)
+        return found
 
     # -- service accounts ------------------------------------------------------------------
 
@@ -216,7 +235,7 @@ class ApiKeyService:
         )
         if not await self._accounts.add(account):
             raise Conflict(f"a service account named {name!r} exists")
-        await self._audit_change(
+        await self._audit.org_change(
             "service_account.create", org_id, actor, account.id, name=name, project_id=project_id
         )
         for role in roles:
@@ -257,9 +276,10 @@ class ApiKeyService:
             await self._accounts.set_disabled(org_id, account.id, disabled)
             if disabled:
                 owner: tuple[OwnerType, str] = ("service_account", account.id)
+                await self._changed(owner_mark(*owner))
                 await self._stopped(await self._keys.ids_owned(org_id, owner))
             action = "service_account.disable" if disabled else "service_account.enable"
-            await self._audit_change(action, org_id, actor, account.id)
+            await self._audit.org_change(action, org_id, actor, account.id)
         return replace(account, disabled=disabled)
 
     async def delete_service_account(
@@ -269,10 +289,19 @@ class ApiKeyService:
         account = await self.get_service_account(org_id, account_id)
         owner: tuple[OwnerType, str] = ("service_account", account.id)
         await self._keys.revoke_owned(org_id, owner, self._clock.now())
+        await self._changed(owner_mark(*owner))
         await self._stopped(await self._keys.ids_owned(org_id, owner))
         await self._rbac.principal_removed(org_id, owner, actor=actor)
         await self._accounts.delete(org_id, account.id)
-        await self._audit_change("service_account.delete", org_id, actor, account.id)
+        await self._audit.org_change("service_account.delete", org_id, actor, account.id)
+
+    async def project_deleting(self, org_id: str, project_id: str, *, actor: str | None) -> int:
+        """A project is being deleted: its service accounts go with it (their keys revoked,
+        their role assignments dropped), as :meth:`delete_service_account` does each."""
+        ids = await self._accounts.ids_in_project(org_id, project_id)
+        for account_id in ids:
+            await self.delete_service_account(org_id, account_id, actor=actor)
+        return len(ids)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -363,7 +392,7 @@ class ApiKeyService:
             revoked_at=None,
         )
         await self._keys.add(key)
-        await self._audit_change(
+        await self._audit.org_change(
             "api_key.create",
             org_id,
             actor,
@@ -413,8 +442,9 @@ class ApiKeyService:
             raise Conflict("the key is revoked already")
         if not await self._keys.revoke(org_id, key.id, self._clock.now()):
             raise Conflict("the key is revoked already")  # by a concurrent request
+        await self._changed(key_mark(key.id))
         await self._stopped([key.id])
-        await self._audit_change("api_key.revoke", org_id, actor, key.id)
+        await self._audit.org_change("api_key.revoke", org_id, actor, key.id)
 
     async def rotate_key(
         self,
@@ -440,7 +470,8 @@ class ApiKeyService:
         until = now + overlap if overlap else None
         if not await self._keys.rotate(org_id, key.id, new_hash, previous, until):
             raise Conflict("the key is revoked")  # by a concurrent request
-        await self._audit_change(
+        await self._changed(key_mark(key.id))
+        await self._audit.org_change(
             "api_key.rotate",
             org_id,
             actor,
@@ -458,9 +489,11 @@ class ApiKeyService:
         """Revoke every key of an owner leaving the organization (a member removed), and the
         tokens exchanged for them."""
         revoked = await self._keys.revoke_owned(org_id, owner, self._clock.now())
+        if revoked:
+            await self._changed(owner_mark(*owner))
         await self._stopped(revoked)
         if revoked:
-            await self._audit_change(
+            await self._audit.org_change(
                 "api_key.revoke_owned",
                 org_id,
                 actor,
@@ -479,23 +512,17 @@ class ApiKeyService:
         allowlists (not checked when None). See the module docstring for what is equal."""
         now = self._clock.now()
         key_id = parse_api_key(raw) if isinstance(raw, str) else None
-        found = await self._keys.find_in_use(key_id) if key_id is not None else None
-        key = found.key if found is not None else None
         digest = secret_digest(self._pepper, raw if isinstance(raw, str) else "").encode()
-        current = (key.secret_hash if key is not None else _DUMMY_DIGEST).encode()
-        previous_hash = key.previous_hash if key is not None else None
-        previous = (previous_hash or _DUMMY_DIGEST).encode()
-        # Both comparisons always run (constant time, no short-circuit).
-        match_current = hmac.compare_digest(digest, current)
-        match_previous = hmac.compare_digest(digest, previous)
-        if found is None or key is None:
+        found = self._cache.get(key_id) if self._cache is not None and key_id else None
+        valid = found is not None and self._secret_matches(found.key, digest, now)
+        if not valid:
+            # Not cached, or the secret matches neither cached hash (a rotation committed on
+            # another node whose invalidation is on its way): the database decides.
+            found = await self._in_use(key_id) if key_id is not None else None
+            valid = self._secret_matches(found.key if found else None, digest, now)
+        if found is None:
             return Verification(None)
-        valid = match_current or (
-            match_previous
-            and previous_hash is not None
-            and key.previous_expires_at is not None
-            and now < key.previous_expires_at
-        )
+        key = found.key
         principal = await self._principal(found, now) if valid else None
         if principal is None:
             return Verification(None)
@@ -506,6 +533,25 @@ class ApiKeyService:
         if self._usage.due(key.id, now):
             await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
         return Verification(principal)
+
+    @staticmethod
+    def _secret_matches(key: ApiKey | None, digest: bytes, now: datetime) -> bool:
+        """The presented secret's digest is the key's current one, or its previous one within
+        the rotation overlap. Both comparisons always run (constant time, no short-circuit),
+        against a dummy when there is no key."""
+        current = (key.secret_hash if key is not None else _DUMMY_DIGEST).encode()
+        previous_hash = key.previous_hash if key is not None else None
+        previous = (previous_hash or _DUMMY_DIGEST).encode()
+        match_current = hmac.compare_digest(digest, current)
+        match_previous = hmac.compare_digest(digest, previous)
+        if key is None:
+            return False
+        return match_current or (
+            match_previous
+            and previous_hash is not None
+            and key.previous_expires_at is not None
+            and now < key.previous_expires_at
+        )
 
     async def _principal(self, found: KeyInUse, now: datetime) -> ApiKeyPrincipal | None:
         """What a key in use stands for now; None when it is revoked, expired, or its owner
@@ -533,7 +579,10 @@ class ApiKeyService:
     async def principal_of(self, org_id: str, key_id: str) -> ApiKeyPrincipal | None:
         """A live key of ``org_id`` named by its id (no secret: a policy decision about a key,
         asked by a caller of the organization), or None."""
-        found = await self._keys.find_in_use(key_id) if len(key_id) <= 64 else None
+        found = None
+        if len(key_id) <= 64:
+            found = self._cache.get(key_id) if self._cache is not None else None
+            found = found or await self._in_use(key_id)
         if found is None or found.key.organization_id != org_id:
             return None
         return await self._principal(found, self._clock.now())
@@ -552,4 +601,11 @@ class ApiKeyService:
 
     @staticmethod
     def _ip_allowed(ip: str, ranges: tuple[str, ...]) -> bool:
-        return address_allowed(ip, [parse_cidr(text) for text in ranges])
+        return _address_in(ip, ranges) if len(ip) <= 64 else False
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_in(ip: str, ranges: tuple[str, ...]) -> bool:
+    """Whether ``ip`` lies in a stored allowlist (validated when the key was made); remembered
+    per node for the addresses seen most (bounded: the least recently used goes)."""
+    return address_allowed(ip, [parse_cidr(text) for text in ranges])

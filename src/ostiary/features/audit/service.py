@@ -36,6 +36,19 @@ class AuditTrail:
         self._store = store
         self._clock = clock
 
+    async def org_change(
+        self, action: str, org_id: str, actor: str | None, target: str, **details: object
+    ) -> AuditEvent:
+        """A successful change inside an organization (the tenancy features' one shape):
+        filed under the organization, with its id among the details."""
+        return await self.record(
+            action,
+            "success",
+            actor=actor,
+            target=target,
+            details={"organization_id": org_id, **details},
+        )
+
     async def record(
         self,
         action: str,

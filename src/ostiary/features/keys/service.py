@@ -50,6 +50,9 @@ class SignerCache:
         self.ring_ttl = ring_ttl
         self.keys: tuple[datetime, list[SigningKey]] | None = None
         self.keyset: tuple[tuple[str, ...], KeySet] | None = None
+        # The ring and keys by kid built from ``keys[1]`` (that very list): rebuilt when the
+        # list is read again, not per token.
+        self.ring: tuple[list[SigningKey], SigningKeyRing, dict[str, SigningKey]] | None = None
 
     def get(self, cache_key: str) -> JwsSigner | None:
         return self._signers.get(cache_key)
@@ -172,7 +175,12 @@ class KeyService:
 
     async def ring(self) -> tuple[SigningKeyRing, dict[str, SigningKey]]:
         keys = await self._keys()
-        return self._ring_of(keys), {k.kid: k for k in keys}
+        cached = self._signers.ring
+        if cached is not None and cached[0] is keys:
+            return cached[1], cached[2]
+        ring, by_kid = self._ring_of(keys), {k.kid: k for k in keys}
+        self._signers.ring = (keys, ring, by_kid)
+        return ring, by_kid
 
     async def verification_keys(self) -> KeySet | None:
         """Public keys of every stored key, parsed once per key set (for our own tokens);

@@ -13,8 +13,20 @@ __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "Rev
 # likewise for the decision caches of an organization (features/policy/cache.py). "org": an
 # organization's row changed or is gone (features/orgs/cache.py).
 # "api_key": the access tokens exchanged for one API key (``ost_key_id``, RFC 8693 grant).
+# "api_key_row": an invalidation of the verified key rows cached per node (a key, an owner or an
+# organization; features/apikeys/cache.py).
 RevocationKind = Literal[
-    "jti", "sid", "user", "client", "user_client", "family", "rbac", "policy", "api_key", "org"
+    "jti",
+    "sid",
+    "user",
+    "client",
+    "user_client",
+    "family",
+    "rbac",
+    "policy",
+    "api_key",
+    "api_key_row",
+    "org",
 ]
 
 

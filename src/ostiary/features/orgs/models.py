@@ -36,6 +36,9 @@ class Organization:
     # An acr class (protocol/oidc.py) every sign-in must reach before an org-scoped client
     # gets a code for this organization; None: no requirement.
     require_acr: str | None = None
+    # The operator's name for the organization's plan (``free``, ``enterprise``...), which
+    # policies see as ``principal.plan``; None: none. Not the organization's own to change.
+    plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

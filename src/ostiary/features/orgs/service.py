@@ -18,6 +18,7 @@ model").
 
 from __future__ import annotations
 
+import re
 import secrets
 import unicodedata
 import uuid
@@ -42,7 +43,7 @@ from ostiary.features.orgs.ports import MembershipListener, OrgInvalidator, OrgS
 from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 from ostiary.protocol.permissions import derive_slug, is_slug
 
-__all__ = ["MAX_PAGE", "UNCHANGED", "OrgService", "Unchanged", "check_name"]
+__all__ = ["MAX_PAGE", "UNCHANGED", "OrgService", "Unchanged", "check_name", "check_plan"]
 
 
 class Unchanged:
@@ -54,6 +55,18 @@ UNCHANGED = Unchanged()
 MAX_PAGE = 500
 _SLUG_TRIES = 20
 _T = TypeVar("_T", Organization, Project, Membership)
+
+
+_PLAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_plan(plan: str) -> str:
+    """A plan name as policies compare it: 1-64 letters, digits, ``.``, ``_``, ``-``."""
+    if not _PLAN.fullmatch(plan):
+        raise InvalidInput(
+            "plan must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return plan
 
 
 def check_name(value: str, what: str, limit: int = 200) -> str:
@@ -109,17 +122,6 @@ class OrgService:
         self._invalidator = invalidator
         self._changed = False  # reads of this unit may see its own uncommitted writes
 
-    async def _audit_change(
-        self, action: str, org_id: str, actor: str | None, target: str, **details: object
-    ) -> None:
-        await self._audit.record(
-            action,
-            "success",
-            actor=actor,
-            target=target,
-            details={"organization_id": org_id, **details},
-        )
-
     # -- organizations ---------------------------------------------------------------------
 
     async def create(
@@ -138,7 +140,7 @@ class OrgService:
         for candidate in candidates:
             org = Organization(str(uuid.uuid4()), candidate, name, now, now)
             if await self._store.add_org(org):
-                await self._audit_change("org.create", org.id, actor, org.id, slug=org.slug)
+                await self._audit.org_change("org.create", org.id, actor, org.id, slug=org.slug)
                 return org
         raise Conflict(f"the slug {candidates[0]!r} is taken")
 
@@ -191,10 +193,13 @@ class OrgService:
         name: str | None = None,
         slug: str | None = None,
         require_acr: str | Unchanged | None = UNCHANGED,
+        plan: str | Unchanged | None = UNCHANGED,
         actor: str | None,
     ) -> Organization:
-        """Rename, change the slug, or set the acr class its members' sign-ins must reach for
-        org-scoped clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement)."""
+        """Rename, change the slug, set the acr class its members' sign-ins must reach for
+        org-scoped clients (protocol/oidc.py ``ACR_VALUES_SUPPORTED``; None: no requirement),
+        or set its plan (:func:`check_plan`; None: none). The plan is the operator's to set:
+        callers acting for the organization (the management API) do not offer it."""
         org = await self.get(org_id)
         changes: dict[str, object] = {}
         if name is not None:
@@ -207,6 +212,8 @@ class OrgService:
                     f"require_acr must be one of {', '.join(ACR_VALUES_SUPPORTED)} or none"
                 )
             changes["require_acr"] = require_acr
+        if not isinstance(plan, Unchanged):
+            changes["plan"] = None if plan is None else check_plan(plan)
         changed = replace(org, **changes)  # type: ignore[arg-type]
         if changed == org:
             return org
@@ -214,7 +221,7 @@ class OrgService:
         if not await self._store.update_org(changed):
             raise Conflict(f"the slug {changed.slug!r} is taken")
         await self._org_changed(org_id)
-        await self._audit_change("org.update", org_id, actor, org_id, **changes)
+        await self._audit.org_change("org.update", org_id, actor, org_id, **changes)
         return changed
 
     async def delete(self, org_id: str, *, actor: str | None) -> None:
@@ -227,7 +234,7 @@ class OrgService:
             await self._listener.organization_deleting(org_id, actor=actor)
         await self._store.delete_org(org_id)
         await self._org_changed(org_id)
-        await self._audit_change("org.delete", org_id, actor, org_id, slug=org.slug)
+        await self._audit.org_change("org.delete", org_id, actor, org_id, slug=org.slug)
 
     async def lock(self, org_id: str) -> None:
         if not await self._store.lock_org(org_id):
@@ -244,7 +251,9 @@ class OrgService:
         project = Project(str(uuid.uuid4()), org_id, chosen, name, self._clock.now())
         if not await self._store.add_project(project):
             raise Conflict(f"the organization has a project with the slug {chosen!r}")
-        await self._audit_change("org.project.create", org_id, actor, project.id, slug=project.slug)
+        await self._audit.org_change(
+            "org.project.create", org_id, actor, project.id, slug=project.slug
+        )
         return project
 
     async def get_project(self, org_id: str, ref: str) -> Project:
@@ -283,7 +292,7 @@ class OrgService:
             return project
         if not await self._store.update_project(changed):
             raise Conflict(f"the organization has a project with the slug {changed.slug!r}")
-        await self._audit_change(
+        await self._audit.org_change(
             "org.project.update", org_id, actor, project.id, name=changed.name, slug=changed.slug
         )
         return changed
@@ -294,7 +303,9 @@ class OrgService:
         if self._listener is not None:
             await self._listener.project_deleting(org_id, project.id, actor=actor)
         await self._store.delete_project(org_id, project.id)
-        await self._audit_change("org.project.delete", org_id, actor, project.id, slug=project.slug)
+        await self._audit.org_change(
+            "org.project.delete", org_id, actor, project.id, slug=project.slug
+        )
 
     # -- members ---------------------------------------------------------------------------
 
@@ -306,7 +317,7 @@ class OrgService:
             raise NotFound("no such user")
         if outcome == "exists":
             raise Conflict("already a member of the organization")
-        await self._audit_change("org.member.add", org_id, actor, user_id)
+        await self._audit.org_change("org.member.add", org_id, actor, user_id)
         return membership
 
     async def is_member(self, org_id: str, user_id: str) -> bool:
@@ -328,7 +339,7 @@ class OrgService:
         await self._store.remove_membership(org_id, user_id)
         if await self._store.get_active_org(user_id) == org_id:
             await self._store.set_active_org(user_id, None, self._clock.now())
-        await self._audit_change("org.member.remove", org_id, actor, user_id)
+        await self._audit.org_change("org.member.remove", org_id, actor, user_id)
 
     # -- a user's own organizations --------------------------------------------------------
 
@@ -353,7 +364,7 @@ class OrgService:
             raise NotFound("no such organization")
         org = await self.get(org_id)
         await self._store.set_active_org(user_id, org.id, self._clock.now())
-        await self._audit_change("org.active.set", org.id, user_id, user_id)
+        await self._audit.org_change("org.active.set", org.id, user_id, user_id)
         return org
 
     async def leave(self, org_id: str, user_id: str) -> None:

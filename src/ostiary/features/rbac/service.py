@@ -119,17 +119,6 @@ class RbacService:
         # writes, which must not reach the shared cache.
         self._changed = False
 
-    async def _audit_change(
-        self, action: str, org_id: str, actor: str | None, target: str, **details: object
-    ) -> None:
-        await self._audit.record(
-            action,
-            "success",
-            actor=actor,
-            target=target,
-            details={"organization_id": org_id, **details},
-        )
-
     async def _touched(self, org_id: str, principals: Collection[Principal] | None) -> None:
         """Invalidate what a change touches; a group stands for its members."""
         self._changed = True
@@ -240,7 +229,7 @@ class RbacService:
         if not await self._store.add_role(role):
             raise Conflict(f"a role named {name!r} exists")
         self._changed = True
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.role.create",
             org_id,
             actor,
@@ -305,7 +294,7 @@ class RbacService:
         ):
             await self._touched(org_id, await self._affected_by_role(org_id, role.id))
         self._changed = True
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.role.update",
             org_id,
             actor,
@@ -325,7 +314,7 @@ class RbacService:
         affected = await self._affected_by_role(org_id, role.id)
         await self._store.delete_role(org_id, role.id)
         await self._touched(org_id, affected)
-        await self._audit_change("rbac.role.delete", org_id, actor, role.id, name=role.name)
+        await self._audit.org_change("rbac.role.delete", org_id, actor, role.id, name=role.name)
 
     # -- assignments -----------------------------------------------------------------------
 
@@ -362,7 +351,7 @@ class RbacService:
         if not await self._store.add_assignment(assignment):
             raise Conflict(f"already assigned {role.name!r}")
         await self._touched(org_id, [principal])
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.assignment.add",
             org_id,
             actor,
@@ -398,7 +387,7 @@ class RbacService:
         if not await self._store.remove_assignment(org_id, principal, role.id, scope):
             raise NotFound(f"{role.name!r} is not assigned")
         await self._touched(org_id, [principal])
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.assignment.remove",
             org_id,
             actor,
@@ -447,7 +436,7 @@ class RbacService:
             )
         if current != wanted.keys():
             await self._touched(org_id, [principal])
-            await self._audit_change(
+            await self._audit.org_change(
                 "rbac.assignment.set",
                 org_id,
                 actor,
@@ -471,7 +460,7 @@ class RbacService:
         removed = await self._store.remove_assignments_of(org_id, ("user", user_id))
         left = await self._store.remove_user_from_groups(org_id, user_id)
         await self._touched(org_id, [("user", user_id)])
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.member.cleared",
             org_id,
             actor,
@@ -490,7 +479,7 @@ class RbacService:
             raise InvalidInput("a user leaves the organization as a member")
         removed = await self._store.remove_assignments_of(org_id, principal)
         await self._touched(org_id, [principal])
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.principal.cleared",
             org_id,
             actor,
@@ -505,7 +494,7 @@ class RbacService:
         it; whoever held them is recomputed."""
         affected = await self._store.drop_project(org_id, project_id)
         await self._touched(org_id, affected)
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.project.cleared", org_id, actor, project_id, principals=len(affected)
         )
 
@@ -587,7 +576,7 @@ class RbacService:
                 Assignment(org_id, "group", group.id, role.id, None, group.created_at)
             )
         self._changed = True
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.group.create",
             org_id,
             actor,
@@ -604,7 +593,7 @@ class RbacService:
         members = await self._store.group_members(org_id, group.id)
         await self._store.delete_group(org_id, group.id)
         await self._touched(org_id, [("user", user_id) for user_id in members])
-        await self._audit_change("rbac.group.delete", org_id, actor, group.id, name=group.name)
+        await self._audit.org_change("rbac.group.delete", org_id, actor, group.id, name=group.name)
 
     async def get_group(self, org_id: str, ref: str) -> Group:
         group = await self._store.get_group(org_id, ref) if len(ref) <= 36 else None
@@ -641,7 +630,9 @@ class RbacService:
         if not await self._store.add_group_member(org_id, group.id, user_id):
             raise Conflict("already in the group")
         await self._touched(org_id, [("user", user_id)])
-        await self._audit_change("rbac.group.member.add", org_id, actor, user_id, group_id=group.id)
+        await self._audit.org_change(
+            "rbac.group.member.add", org_id, actor, user_id, group_id=group.id
+        )
 
     async def remove_group_member(
         self, org_id: str, group_ref: str, user_id: str, *, actor: str | None
@@ -650,7 +641,7 @@ class RbacService:
         if not await self._store.remove_group_member(org_id, group.id, user_id):
             raise NotFound("not in the group")
         await self._touched(org_id, [("user", user_id)])
-        await self._audit_change(
+        await self._audit.org_change(
             "rbac.group.member.remove", org_id, actor, user_id, group_id=group.id
         )
 

@@ -84,6 +84,11 @@ class SqlServiceAccountStore:
         )
         return [_account(row) for row in await self._conn.execute(query)]
 
+    async def ids_in_project(self, org_id: str, project_id: str) -> Sequence[str]:
+        sa = service_accounts.c
+        query = select(sa.id).where(sa.organization_id == org_id, sa.project_id == project_id)
+        return [row.id for row in await self._conn.execute(query)]
+
     async def set_disabled(self, org_id: str, account_id: str, disabled: bool) -> bool:
         sa = service_accounts.c
         result = await self._conn.execute(

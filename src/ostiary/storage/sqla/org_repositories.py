@@ -75,6 +75,7 @@ class SqlOrgStore:
             "created_at": org.created_at,
             "updated_at": org.updated_at,
             "require_acr": org.require_acr,
+            "plan": org.plan,
         }
         return await _insert(self._conn, insert(organizations).values(**values))
 
@@ -145,6 +146,7 @@ class SqlOrgStore:
                 slug=org.slug,
                 name=org.name,
                 require_acr=org.require_acr,
+                plan=org.plan,
                 updated_at=org.updated_at,
             )
         )

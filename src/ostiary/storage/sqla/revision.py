@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["HEAD_REVISION", "current_revision"]
 
-HEAD_REVISION = "0016"
+HEAD_REVISION = "0017"
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -379,6 +379,9 @@ organizations = Table(
     # The acr class a sign-in must reach before an org-scoped client gets a code for this
     # organization (protocol/oidc.py ACR classes); NULL: none (migration 0015).
     Column("require_acr", String(64), nullable=True),
+    # The operator's name for what the organization bought (free, pro, enterprise...): a
+    # ``User`` attribute in Cedar decisions (features/policy); NULL: none (migration 0017).
+    Column("plan", String(64), nullable=True),
 )
 
 projects = Table(

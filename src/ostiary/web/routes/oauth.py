@@ -276,11 +276,16 @@ async def token(request: Request) -> Response:
         return error_response(exc)
     error: ProtocolError | None = None
     # Commit even when the grant fails: replay and reuse detection revoke tokens on purpose.
-    async with runtime_of(request).unit() as unit:
+    rt = runtime_of(request)
+    async with rt.unit() as unit:
         try:
             client: Client | None = None
-            if form.get("grant_type") != TOKEN_EXCHANGE or _names_a_client(authorization, form):
+            if form.get("grant_type") != TOKEN_EXCHANGE:
                 client = await authenticate_client(unit, authorization, form)
+            else:
+                await rt.catch_up(unit)  # SQLite: an API key revoked by the CLI, at once
+                if _names_a_client(authorization, form):
+                    client = await authenticate_client(unit, authorization, form)
             body = await unit.oauth.token(client, form, client_ip=client_ip(request))
         except ProtocolError as exc:
             error = exc

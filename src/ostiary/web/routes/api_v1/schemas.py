@@ -138,6 +138,12 @@ class OrgOut(BaseModel):
     name: str
     created_at: datetime
     updated_at: datetime
+    require_acr: str | None = Field(
+        None, description="The sign-in class org-scoped clients need (set by the operator)."
+    )
+    plan: str | None = Field(
+        None, description="The plan policies see as principal.plan (set by the operator)."
+    )
 
     @classmethod
     def of(cls, org: Organization) -> OrgOut:
@@ -147,6 +153,8 @@ class OrgOut(BaseModel):
             name=org.name,
             created_at=org.created_at,
             updated_at=org.updated_at,
+            require_acr=org.require_acr,
+            plan=org.plan,
         )
 
 
