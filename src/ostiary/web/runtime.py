@@ -970,8 +970,10 @@ class Unit:
         self.after_commit.append(announce)
 
     async def organization_changed(self, org_id: str) -> None:
-        """orgs.OrgInvalidator: the organization cache of every node (``org`` kind)."""
+        """orgs.OrgInvalidator: the organization cache of every node (``org`` kind), and its
+        decisions' subjects, which carry the organization's plan (``policy`` kind)."""
         await self._invalidate("org", [org_id], self._rt.org_cache.invalidate)
+        await self.decision_data_changed(org_id)
 
     async def member_leaving(self, org_id: str, user_id: str, *, actor: str | None) -> None:
         """orgs.MembershipListener: RBAC drops the member's roles and groups (or refuses to

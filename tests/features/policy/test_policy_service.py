@@ -352,3 +352,38 @@ async def test_concurrent_policy_changes_get_distinct_versions(runtime: Any) -> 
     async with runtime.unit() as unit:
         versions = await unit.policies.versions(org)
     assert [v.version for v in versions] == sorted(saved, reverse=True)
+
+
+async def test_a_policy_on_the_organizations_plan(runtime: Any) -> None:
+    """Only enterprise organizations may use the premium tier: ``principal.plan`` is the
+    organization's plan, for users and service accounts, and follows a change at once."""
+    member, _ = await _user(runtime)
+    org = await _org(runtime, (member, "member"))
+    async with runtime.unit() as unit:
+        await unit.models.create(org, "big", {"tier": "premium"}, actor=None)
+        bot = await unit.api_keys.create_service_account(org, "bot", roles=["member"], actor=None)
+    await _set(
+        runtime,
+        org,
+        'forbid(principal, action == Action::"models:invoke", resource is model)\n'
+        ' when { resource has tier && resource.tier == "premium"'
+        ' && !(principal has plan && principal.plan == "enterprise") };',
+    )
+    asks = [
+        _ask(member, "models:invoke", ("model", "big")),
+        _ask(bot.id, "models:invoke", ("model", "big"), subject_type="service_account"),
+    ]
+
+    async def allowed() -> list[bool]:
+        return [(await _decide(runtime, org, ask)).allowed for ask in asks]
+
+    assert await allowed() == [False, False]  # no plan
+    for plan, expected in (("enterprise", True), ("pro", False), ("enterprise", True)):
+        async with runtime.unit() as unit:
+            await unit.orgs.update(org, plan=plan, actor=None)
+        assert await allowed() == [expected, expected], plan
+    async with runtime.unit() as unit:
+        await unit.orgs.update(org, plan=None, actor=None)
+    assert await allowed() == [False, False]
+    # A model outside the tier is not affected.
+    assert (await _decide(runtime, org, _ask(member, "models:invoke", ("model", "m1")))).allowed

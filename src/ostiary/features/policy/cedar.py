@@ -4,8 +4,9 @@ Cedar (https://docs.cedarpolicy.com, via ``cedarpy``) evaluates; this module say
 entities are and where a policy starts.
 
 - The base schema (Cedar schema syntax, "Schema format"): ``User`` (``email``, optional
-  ``plan``; in ``Role`` and ``Group``), ``Group`` (in ``Role``), ``Role`` (in ``Role``: a role
-  is in the roles it includes), ``ServiceAccount`` (in ``Role``), ``ApiKey``, ``model`` (the
+  ``plan``, the organization's; in ``Role`` and ``Group``), ``Group`` (in ``Role``), ``Role`` (in
+  ``Role``: a role is in the roles it includes), ``ServiceAccount`` (optional ``plan``; in
+  ``Role``), ``ApiKey``, ``model`` (the
   catalog's common attributes, optional), the ``Context`` record type (``organization``,
   ``time``, optional ``ip``, ``acr``, ``amr``) and one action per RBAC permission
   (protocol/permissions.py) on any principal type and a ``model`` or ``Organization``.
@@ -50,7 +51,7 @@ BASE_DECLARATIONS: dict[str, str] = {
     "Role": "entity Role in [Role];",
     "Group": "entity Group in [Role];",
     "User": "entity User in [Role, Group] { email: String, plan?: String };",
-    "ServiceAccount": "entity ServiceAccount in [Role];",
+    "ServiceAccount": "entity ServiceAccount in [Role] { plan?: String };",
     "ApiKey": "entity ApiKey;",
     "Organization": "entity Organization;",
     "model": (

@@ -12,9 +12,10 @@ features/policy/decision_log.py) and lists the decisions that would change.
 Decisions (section 3, OpenID AuthZEN Authorization API 1.0 section 6): the mapping to Cedar,
 stated in the README:
 
-- principal: ``User::"<user id>"`` (``email``; parents: the member's roles ``Role::"<name>"``
-  and groups ``Group::"<name>"``; a group is in its roles, a role in the roles it includes),
-  ``ServiceAccount::"<id>"`` (in its roles), ``ApiKey::"<id>"``; a subject of another type is
+- principal: ``User::"<user id>"`` (``email``, and ``plan`` when the organization has one;
+  parents: the member's roles ``Role::"<name>"`` and groups ``Group::"<name>"``; a group is in
+  its roles, a role in the roles it includes), ``ServiceAccount::"<id>"`` (``plan`` likewise;
+  in its roles), ``ApiKey::"<id>"``; a subject of another type is
   ``<type>::"<id>"`` with its ``properties`` as attributes and no permission;
 - action: ``Action::"<name>"``;
 - resource: ``<type>::"<id>"``, attributes the request's ``properties`` over the catalog's for
@@ -394,6 +395,12 @@ class PolicyService:
             cache.subjects.put((org_id, key), made, stamp)
         return made
 
+    async def _plan(self, org_id: str) -> dict[str, str]:
+        """``{"plan": ...}`` when the organization has one (set by the operator); cached with
+        the subject, which an organization change invalidates (web/runtime.py)."""
+        plan = (await self._orgs.get(org_id)).plan
+        return {"plan": plan} if plan else {}
+
     async def _make_subject(
         self, org_id: str, kind: str, principal_id: str, email: str, key: str
     ) -> Subject | None:
@@ -403,11 +410,11 @@ class PolicyService:
             except TenancyError:
                 return None
             parents, others = await self._principal_entities(org_id, "user", principal_id)
-            me = entity("User", principal_id, {"email": email}, parents)
+            me = entity("User", principal_id, {"email": email, **await self._plan(org_id)}, parents)
             held = await self._rbac.effective_permissions(org_id, "user", principal_id)
             return Subject("User", principal_id, (me, *others.values()), held, key)
         parents, others = await self._principal_entities(org_id, "service_account", principal_id)
-        me = entity("ServiceAccount", principal_id, {}, parents)
+        me = entity("ServiceAccount", principal_id, await self._plan(org_id), parents)
         held = await self._rbac.effective_permissions(org_id, "service_account", principal_id)
         return Subject("ServiceAccount", principal_id, (me, *others.values()), held, key)
 
