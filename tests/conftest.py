@@ -100,6 +100,48 @@ def pooled_rsa_keys() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def shared_dummy_hashes() -> Iterator[None]:
+    """One dummy password hash per hashing parameters in a test process, not one per hasher.
+
+    ``PasswordHasher`` hashes a dummy password when built, so that a sign-in as an unknown
+    account does an argon2id verification like any other (constant work). A server builds one
+    hasher; the suite builds one per app or runtime, thousands, each a full argon2id hash
+    (19 MiB, t=2). Hashes made while a hasher is being built are kept per (password,
+    parameters) and reused: each hasher still holds a real hash of the dummy at its own
+    parameters, and every other hash (users' passwords) is made fresh.
+    """
+    import threading
+
+    from ostiary.features.accounts.passwords import PasswordHasher
+
+    build = PasswordHasher.__init__
+    hash_sync = PasswordHasher._hash_sync
+    building = threading.local()
+    made: dict[tuple[Any, ...], str] = {}
+
+    def init(self: PasswordHasher, *args: Any, **kwargs: Any) -> None:
+        building.active = True
+        try:
+            build(self, *args, **kwargs)
+        finally:
+            building.active = False
+
+    def hash_once(self: PasswordHasher, password: str) -> str:
+        if not getattr(building, "active", False):
+            return hash_sync(self, password)
+        argon = self._argon
+        key = (password, self._opslimit, self._memlimit, argon.parallelism, argon.hash_len)
+        if key not in made:
+            made[key] = hash_sync(self, password)
+        return made[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PasswordHasher, "__init__", init)
+        patch.setattr(PasswordHasher, "_hash_sync", hash_once)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def shared_route_state() -> Iterator[None]:
     """FastAPI's per-app route state built once per test process (tests/shared_routes.py):
     the suite builds an app for nearly every test, and rebuilding that state on each app's
