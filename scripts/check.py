@@ -3,7 +3,8 @@
 Run as ``uv run python scripts/check.py`` (the README's test command). Extra arguments go to
 pytest. Exits non-zero if any step fails, including pytest collecting no tests (exit 5).
 Sets ``OSTIARY_TEST_REQUIRE_BROWSER=1`` unless given: the Chromium and Node.js client tests
-then fail, rather than skip, where their tools are missing.
+then fail, rather than skip, where their tools are missing. Where ``PYTHONDONTWRITEBYTECODE``
+is set, pytest runs without it and keeps its bytecode under the temporary directory instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 STATIC = [
     ["ruff", "check", "src", "tests", "bench", "scripts"],
@@ -34,6 +37,14 @@ def main() -> int:
     # The browser (Chromium) and Node.js client tests fail rather than skip when their tools
     # are missing, so this check never passes without them; =0 skips them on purpose.
     os.environ.setdefault("OSTIARY_TEST_REQUIRE_BROWSER", "1")
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        # Each pytest worker would compile the whole import graph (about 3,800 modules) and
+        # re-run pytest's assertion rewriting, 20-30 s of CPU per worker on every run: cache
+        # the bytecode outside the repository and the virtualenv instead, where the e2e
+        # servers' subprocesses keep theirs (tests/e2e/harness.py, base_env).
+        os.environ.setdefault(
+            "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "ostiary-e2e-pyc")
+        )
     workers = os.environ.get("OSTIARY_TEST_WORKERS", "2")
     pytest = [sys.executable, "-m", "pytest", "-n", workers, "--dist", "loadfile", *sys.argv[1:]]
     code = _step(pytest)
