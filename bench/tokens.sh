@@ -106,6 +106,14 @@ SERVER=$!
 # Up to 60 s: a shared machine can take that long to start a worker confined to one core.
 for _ in $(seq 600); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
 curl -sf "$BASE/readyz" >/dev/null || { echo "the server did not become ready" >&2; tail -5 "$DATA/server.log" >&2; exit 1; }
+if [ "$WORKERS" != 1 ]; then
+  # /readyz answers once one worker is up: give the others time to load, then warm them all.
+  sleep 5
+  static_warm=$(mktemp --suffix .lua)
+  printf 'wrk.method="POST"\nwrk.body="grant_type=client_credentials"\nwrk.headers["Content-Type"]="application/x-www-form-urlencoded"\nwrk.headers["Authorization"]="Basic %s"\n' "$BASIC" >"$static_warm"
+  wrk -t1 -c16 -d3s -s "$static_warm" "$BASE/token" >/dev/null
+  rm -f "$static_warm"
+fi
 
 static_script() {  # $1 body, $2 name -> path of a wrk script POSTing that form
   printf 'wrk.method="POST"\nwrk.body="%s"\nwrk.headers["Content-Type"]="application/x-www-form-urlencoded"\nwrk.headers["Authorization"]="Basic %s"\n' "$1" "$BASIC" >"$DATA/$2.lua"
