@@ -163,3 +163,22 @@ def test_only_the_named_parameters_may_repeat() -> None:
         parse_form(b"resource=a&resource=b")
     assert form_values({"resource": "a"}, "resource") == ("a",)
     assert form_values(parse_form(b"scope=x"), "resource") == ()
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=512), form_like_bytes, field_text))
+@example("a=1&&b=2")
+@example("a==b&=x&c&")
+@example("a=1;b=2")
+def test_the_plain_fast_path_gives_what_parse_qsl_gives(body: bytes | str) -> None:
+    """A body without ``%`` or ``+`` skips ``parse_qsl``: the pairs must be the same."""
+    from urllib.parse import parse_qsl
+
+    from ostiary.protocol.forms import _plain_pairs
+
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError:
+        return
+    assume("%" not in text and "+" not in text)
+    assert _plain_pairs(text) == parse_qsl(text, keep_blank_values=True)

@@ -114,8 +114,14 @@ class JwsSigner:
     def _signature(self, data: bytes) -> bytes:
         key = self.key
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+            r, s = decode_dss_signature(key.sign(data, _ECDSA_SHA256))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+            return key.sign(data, _PKCS1V15, _SHA256)
         return key.sign(data)
+
+
+# The signature parameters, built once (immutable; one per token was measurable on the hot path).
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_PKCS1V15 = padding.PKCS1v15()
