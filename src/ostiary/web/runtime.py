@@ -138,7 +138,7 @@ from ostiary.storage.sqla.tables import (
     sessions,
     totp_factors,
 )
-from ostiary.storage.sqla.uow import LazyConnection, connection_gate
+from ostiary.storage.sqla.uow import Connection, LazyConnection, connection_gate
 from ostiary.storage.throttle import MemoryLoginThrottle, RedisLoginThrottle
 from ostiary.web.email_links import EmailLinks
 from ostiary.web.second_step import SecondStepTickets
@@ -146,6 +146,7 @@ from ostiary.web.webauthn_state import CeremonyStates
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from sqlalchemy import Table
 
     from ostiary.storage.redis.revocations import RedisRevocationBus
 
@@ -585,6 +586,17 @@ class PolicyKeys:
 
     async def service_account_active(self, org_id: str, account_id: str) -> bool:
         return await self._keys.service_account_active(org_id, account_id)
+
+
+def _ended(
+    conn: Connection, kind: str, table: Table, column: str, keep: timedelta
+) -> RetentionRule:
+    """Rows of ``table`` (keyed by ``id``) deleted ``keep`` after ``column`` was set (NULL: the
+    row has not ended)."""
+    only = table.c[column].is_not(None)
+    return RetentionRule(
+        kind, SqlExpiredRows(conn, table, key="id", expires_at=column, only=only), keep
+    )
 
 
 class UnitScope:
@@ -1086,40 +1098,12 @@ class Unit:
             )
         )
         rules.append(
-            RetentionRule(
-                "ended_invitations",
-                SqlExpiredRows(
-                    conn,
-                    org_invitations,
-                    key="id",
-                    expires_at="ended_at",
-                    only=org_invitations.c.ended_at.is_not(None),
-                ),
-                timedelta(days=7),
-            )
+            _ended(conn, "ended_invitations", org_invitations, "ended_at", timedelta(days=7))
         )
         # API keys: KEEP_ENDED_KEYS after they were revoked or expired, listed as such meanwhile
         # (the audit trail keeps their story after that).
-        rules.append(
-            RetentionRule(
-                "revoked_api_keys",
-                SqlExpiredRows(
-                    conn,
-                    api_keys,
-                    key="id",
-                    expires_at="revoked_at",
-                    only=api_keys.c.revoked_at.is_not(None),
-                ),
-                KEEP_ENDED_KEYS,
-            )
-        )
-        rules.append(
-            RetentionRule(
-                "expired_api_keys",
-                SqlExpiredRows(conn, api_keys, key="id", only=api_keys.c.expires_at.is_not(None)),
-                KEEP_ENDED_KEYS,
-            )
-        )
+        rules.append(_ended(conn, "revoked_api_keys", api_keys, "revoked_at", KEEP_ENDED_KEYS))
+        rules.append(_ended(conn, "expired_api_keys", api_keys, "expires_at", KEEP_ENDED_KEYS))
         if self._rt.redis_sessions is None:  # Redis expires its own sessions
             rules.append(RetentionRule("sessions", SqlExpiredRows(conn, sessions, key="sid")))
         return RetentionService(rules, self._rt.clock, batch=self.batch)
