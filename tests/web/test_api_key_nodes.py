@@ -10,31 +10,18 @@ one database stand for two replicas, as in test_revocation_nodes.py."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ostiary.features.clock import FrozenClock
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
-from tests.web.test_revocation_nodes import _stop, _subscribed, _until
-
-
-@asynccontextmanager
-async def _nodes(settings: Any) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    clock = FrozenClock()
-    node_a, node_b = Runtime(settings, clock=clock), Runtime(settings, clock=clock)
-    try:
-        yield node_a, node_b
-    finally:
-        await node_a.close()
-        await node_b.close()
+from tests.web.nodes import PATHS, hear, node_settings, poll, two_nodes
+from tests.web.test_revocation_nodes import _stop, _until
 
 
 async def _valid(rt: Runtime, key: str) -> bool:
@@ -119,33 +106,15 @@ async def _setup(node: Runtime, owner_type: str) -> dict[str, Any]:
     }
 
 
-async def _news(rt: Runtime) -> None:
-    """What the server's poll does (SQLite: the catch-up after another process wrote)."""
-    async with rt.unit() as unit:
-        if rt.external_writes is not None:
-            await rt.catch_up(unit)
-        else:
-            await unit.revocation.sync()
-
-
-@pytest.mark.parametrize("path", ["pubsub", "poll"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("stop", list(STOPS))
 async def test_a_change_on_node_a_stops_the_key_cached_on_node_b(
     backend: Backend, tmp_path: Path, stop: str, path: str
 ) -> None:
-    if path == "pubsub" and backend.redis_url is None:
-        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
-    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
     owner_type, apply = STOPS[stop]
-    background: asyncio.Task[None] | None = None
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(node_settings(backend, tmp_path, path)) as (node_a, node_b):
         s = await _setup(node_a, owner_type)
-        if path == "pubsub":
-            assert node_b.revocation_bus is not None
-            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-            await _subscribed(node_a)
-        else:
-            await _news(node_b)
+        background = await hear(path, node_a, node_b)
         try:
             assert await _valid(node_b, s["secret"])
             assert node_b.api_key_cache.get(s["key_id"]) is not None  # cached on node B
@@ -156,7 +125,7 @@ async def test_a_change_on_node_a_stops_the_key_cached_on_node_b(
                 # Nothing told node B yet: it answers from its cache, so what follows is the
                 # invalidation's doing, not a miss.
                 assert await _valid(node_b, s["secret"])
-                await _news(node_b)
+                await poll(node_b)
                 assert not await _valid(node_b, s["secret"])
             else:
 
@@ -174,9 +143,9 @@ async def test_a_new_secret_from_node_a_works_on_node_b_at_once(
     backend: Backend, tmp_path: Path
 ) -> None:
     settings = make_settings(backend, tmp_path, redis_url=None)  # no fan-out at all
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         s = await _setup(node_a, "user")
-        await _news(node_b)
+        await poll(node_b)
         assert await _valid(node_b, s["secret"])  # cached with the old hash
         async with node_a.unit() as unit:
             rotated = await unit.api_keys.rotate_key(
@@ -191,7 +160,7 @@ async def test_permissions_on_node_b_follow_the_owners_after_the_fan_out(
     backend: Backend, tmp_path: Path
 ) -> None:
     settings = make_settings(backend, tmp_path, redis_url=None)
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         s = await _setup(node_a, "user")
         async with node_b.unit() as unit:
             before = (await unit.api_keys.verify(s["secret"])).principal
@@ -200,11 +169,8 @@ async def test_permissions_on_node_b_follow_the_owners_after_the_fan_out(
             await unit.rbac.set_roles(s["org"], ("user", s["user"]), ["reader"], actor=None)
 
         async def narrowed() -> bool:
+            await poll(node_b)
             async with node_b.unit() as unit:
-                if node_b.external_writes is not None:
-                    await node_b.catch_up(unit)
-                else:
-                    await unit.revocation.sync()
                 principal = (await unit.api_keys.verify(s["secret"])).principal
             return principal is not None and "models:invoke" not in principal.permissions
 

@@ -15,8 +15,8 @@ import pytest
 from ostiary.features.orgs.models import NotFound, Organization
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
-from tests.web.test_permission_nodes import _nodes
-from tests.web.test_revocation_nodes import _stop, _subscribed, _until
+from tests.web.nodes import PATHS, hear, node_settings, two_nodes
+from tests.web.test_revocation_nodes import _stop, _until
 
 
 async def _resolve(rt: Runtime, ref: str) -> Organization | None:
@@ -41,28 +41,17 @@ CHANGES: dict[str, Callable[[Any, str], Awaitable[None]]] = {
 }
 
 
-@pytest.mark.parametrize("path", ["pubsub", "poll"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("change", list(CHANGES))
 async def test_a_rename_or_deletion_on_node_a_reaches_node_b(
     backend: Backend, tmp_path: Path, change: str, path: str
 ) -> None:
-    if path == "pubsub" and backend.redis_url is None:
-        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
-    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
+    settings = node_settings(backend, tmp_path, path)
     background: asyncio.Task[None] | None = None
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         async with node_a.unit() as unit:
             org = await unit.orgs.create("Acme", slug="acme", actor=None)
-        if path == "pubsub":
-            assert node_b.revocation_bus is not None
-            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-            await _subscribed(node_a)
-        else:
-            async with node_b.unit() as unit:
-                if node_b.external_writes is not None:
-                    await node_b.catch_up(unit)
-                else:
-                    await unit.revocation.sync()
+        background = await hear(path, node_a, node_b)
         try:
             for ref in ("acme", org.id):  # cached on node B under both references
                 found = await _resolve(node_b, ref)
@@ -94,7 +83,7 @@ async def test_a_unit_that_renamed_reads_past_the_cache_and_a_rollback_leaves_no
     backend: Backend, tmp_path: Path
 ) -> None:
     settings = make_settings(backend, tmp_path)
-    async with _nodes(settings) as (node, _):
+    async with two_nodes(settings) as (node, _):
         async with node.unit() as unit:
             org = await unit.orgs.create("Acme", slug="acme", actor=None)
         assert await _resolve(node, "acme") is not None

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ostiary.features.clock import FrozenClock
 from ostiary.features.rbac.models import BUILTIN_ROLES
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
-from tests.web.test_revocation_nodes import _stop, _subscribed, _until
+from tests.web.nodes import PATHS, hear, node_settings, two_nodes
+from tests.web.test_revocation_nodes import _stop, _until
 
 Change = Callable[[Any, str, str, dict[str, str]], Awaitable[Any]]
 
@@ -48,33 +47,19 @@ CHANGES: dict[str, tuple[Change, Callable[[frozenset[str]], bool]]] = {
 }
 
 
-@asynccontextmanager
-async def _nodes(settings: Any) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    clock = FrozenClock()
-    node_a, node_b = Runtime(settings, clock=clock), Runtime(settings, clock=clock)
-    try:
-        yield node_a, node_b
-    finally:
-        await node_a.close()
-        await node_b.close()
-
-
 async def _perms(rt: Runtime, org: str, user: str) -> frozenset[str]:
     async with rt.unit() as unit:
         return await unit.rbac.effective_permissions(org, "user", user)
 
 
-@pytest.mark.parametrize("path", ["pubsub", "poll"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("change", list(CHANGES))
 async def test_a_change_on_node_a_is_seen_on_node_b(
     backend: Backend, tmp_path: Path, change: str, path: str
 ) -> None:
-    if path == "pubsub" and backend.redis_url is None:
-        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
-    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
     apply, seen = CHANGES[change]
     background: asyncio.Task[None] | None = None
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(node_settings(backend, tmp_path, path)) as (node_a, node_b):
         async with node_a.unit() as unit:
             user = (
                 await unit.accounts.create_user(
@@ -90,16 +75,7 @@ async def test_a_change_on_node_a_is_seen_on_node_b(
             group = await unit.rbac.create_group(org, "g", roles=["member"], actor=None)
             await unit.rbac.assign(org, ("user", user), outer.id, actor=None)
         ids = {"inner": inner.id, "outer": outer.id, "group": group.id}
-        if path == "pubsub":
-            assert node_b.revocation_bus is not None
-            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-            await _subscribed(node_a)
-        else:  # what the server runs: the poll (and, on SQLite, the catch-up) from the start
-            async with node_b.unit() as unit:
-                if node_b.external_writes is not None:
-                    await node_b.catch_up(unit)
-                else:
-                    await unit.revocation.sync()
+        background = await hear(path, node_a, node_b)
         try:
             before = await _perms(node_b, org, user)  # computed and cached on node B
             assert before == {"keys:revoke", "keys:read"}
@@ -126,7 +102,7 @@ async def test_an_organization_wide_invalidation_reaches_every_principal(
 ) -> None:
     """Past ``WHOLE_ORG_AFTER`` principals, one key stands for the whole organization."""
     settings = make_settings(backend, tmp_path, redis_url=None)
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         async with node_a.unit() as unit:
             org = (await unit.orgs.create("Wide", actor=None)).id
             await unit.rbac.assign(org, ("service_account", "sa-1"), "reader", actor=None)

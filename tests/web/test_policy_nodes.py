@@ -16,9 +16,9 @@ import pytest
 from ostiary.features.policy.service import DecisionEnv
 from ostiary.protocol.authzen import Action, Entity, Evaluation
 from ostiary.web.runtime import Runtime
-from tests.conftest import Backend, make_settings
-from tests.web.test_permission_nodes import _nodes
-from tests.web.test_revocation_nodes import _stop, _subscribed, _until
+from tests.conftest import Backend
+from tests.web.nodes import PATHS, hear, node_settings, two_nodes
+from tests.web.test_revocation_nodes import _stop, _until
 
 Change = Callable[[Any, str, str], Awaitable[Any]]
 
@@ -54,16 +54,14 @@ async def _allowed(rt: Runtime, org: str, user: str) -> bool:
     return decision.allowed
 
 
-@pytest.mark.parametrize("path", ["pubsub", "poll"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("change", list(CHANGES))
 async def test_a_change_on_node_a_reaches_decisions_on_node_b(
     backend: Backend, tmp_path: Path, change: str, path: str
 ) -> None:
-    if path == "pubsub" and backend.redis_url is None:
-        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
-    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
+    settings = node_settings(backend, tmp_path, path)
     background: asyncio.Task[None] | None = None
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         async with node_a.unit() as unit:
             user = (
                 await unit.accounts.create_user(
@@ -80,16 +78,7 @@ async def test_a_change_on_node_a_reaches_decisions_on_node_b(
                 ' when { resource has tier && resource.tier == "blocked" };',
                 actor=None,
             )
-        if path == "pubsub":
-            assert node_b.revocation_bus is not None
-            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-            await _subscribed(node_a)
-        else:
-            async with node_b.unit() as unit:
-                if node_b.external_writes is not None:
-                    await node_b.catch_up(unit)
-                else:
-                    await unit.revocation.sync()
+        background = await hear(path, node_a, node_b)
         try:
             assert await _allowed(node_b, org, user)  # cached on node B
             async with node_a.unit() as unit:

@@ -16,8 +16,8 @@ from ostiary.features.policy.service import DecisionEnv
 from ostiary.protocol.authzen import Action, Entity, Evaluation
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
-from tests.web.test_permission_nodes import _nodes
-from tests.web.test_revocation_nodes import _stop, _subscribed, _until
+from tests.web.nodes import PATHS, hear, node_settings, two_nodes
+from tests.web.test_revocation_nodes import _stop, _until
 
 
 async def _allowed(rt: Runtime, org: str, user: str) -> bool:
@@ -37,20 +37,15 @@ async def _member(rt: Runtime) -> tuple[str, str, str]:
     return org, user, email
 
 
-@pytest.mark.parametrize("path", ["pubsub", "poll"])
+@pytest.mark.parametrize("path", PATHS)
 async def test_a_user_disabled_on_node_a_is_refused_on_node_b(
     backend: Backend, tmp_path: Path, path: str
 ) -> None:
-    if path == "pubsub" and backend.redis_url is None:
-        pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
-    settings = make_settings(backend, tmp_path, **({"redis_url": None} if path == "poll" else {}))
+    settings = node_settings(backend, tmp_path, path)
     background: asyncio.Task[None] | None = None
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         org, user, email = await _member(node_a)
-        if path == "pubsub":
-            assert node_b.revocation_bus is not None
-            background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-            await _subscribed(node_a)
+        background = await hear(path, node_a, node_b)
         try:
             assert await _allowed(node_b, org, user)
             assert node_b.known_users.get(user) is not None  # cached on node B
@@ -77,11 +72,9 @@ async def test_a_revocation_arriving_before_the_commit_leaves_nothing_cached(
     if backend.redis_url is None:
         pytest.skip("pub/sub needs Redis (the postgres backend with OSTIARY_TEST_REDIS_URL)")
     settings = make_settings(backend, tmp_path)
-    async with _nodes(settings) as (node_a, node_b):
+    async with two_nodes(settings) as (node_a, node_b):
         org, user, email = await _member(node_a)
-        assert node_b.revocation_bus is not None
-        background = asyncio.create_task(node_b.revocation_bus.listen(node_b.revoked.add))
-        await _subscribed(node_a)
+        background = await hear("pubsub", node_a, node_b)
         try:
             assert await _allowed(node_b, org, user)
             async with node_a.unit() as unit:
