@@ -254,3 +254,5 @@ def test_the_plan_is_set_by_the_operator(env: dict[str, str]) -> None:
     assert _json(env, "orgs", "update", "planned", "--plan", "none")["plan"] is None
     human = _run(env, "orgs", "update", "planned", "--plan", "free")
     assert human.exit_code == 0 and "plan free" in human.stdout
+    shown = _run(env, "orgs", "show", "planned")
+    assert shown.exit_code == 0 and "plan: free; require-acr: none" in shown.stdout

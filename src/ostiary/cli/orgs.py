@@ -150,6 +150,7 @@ def orgs_show(org: OrgArg, json: JsonOpt = False) -> None:
         print_json(org_dict(found))
         return
     typer.echo(f"{found.id}  {found.slug}  {found.name}  (created {found.created_at:%Y-%m-%d})")
+    typer.echo(f"plan: {found.plan or 'none'}; require-acr: {found.require_acr or 'none'}")
 
 
 @app.command("delete")
