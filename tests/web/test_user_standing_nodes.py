@@ -2,7 +2,9 @@
 subjects are (features/policy/cache.py ``KnownUsers``): the ``user`` revocation written when a
 user is disabled reaches the other node by pub/sub (even before the disabling commits) or by
 the poll, and that node then reads the user instead of trusting its cache, never caching what
-it reads while the revocation is held. Two runtimes on one database stand for two replicas."""
+it reads while the revocation is held. A new e-mail address reaches the other node's decisions
+(``principal.email``) through the ``user_row`` fan-out. Two runtimes on one database stand for
+two replicas."""
 
 from __future__ import annotations
 
@@ -87,5 +89,52 @@ async def test_a_revocation_arriving_before_the_commit_leaves_nothing_cached(
                 assert await _allowed(node_b, org, user)  # the committed row: still enabled
                 assert node_b.known_users.get(user) is None  # ...but not cached as such
             assert not await _allowed(node_b, org, user)  # committed: refused at once
+        finally:
+            await _stop(background)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_new_email_address_reaches_decisions_on_node_b(
+    backend: Backend, tmp_path: Path, path: str
+) -> None:
+    """A policy on ``principal.email``: the address changed on node A (the account page's
+    path: the current password confirms it) is what node B's next decisions see, although
+    node B cached the subject with the old one."""
+    settings = node_settings(backend, tmp_path, path)
+    background: asyncio.Task[None] | None = None
+    async with two_nodes(settings) as (node_a, node_b):
+        password = secrets.token_urlsafe(18)
+        async with node_a.unit() as unit:
+            user = (await unit.accounts.create_user("ada@corp.example", password)).id
+            org = (await unit.orgs.create("Mail", actor=None)).id
+            await unit.orgs.add_member(org, user, actor=None)
+            await unit.rbac.assign(org, ("user", user), "member", actor=None)
+            await unit.policies.set(
+                org,
+                'forbid(principal, action == Action::"models:invoke", resource)\n'
+                ' unless { principal has email && principal.email like "*@corp.example" };',
+                "",
+                actor=None,
+            )
+        background = await hear(path, node_a, node_b)
+        try:
+            assert await _allowed(node_b, org, user)  # the subject is cached on node B
+            assert await _allowed(node_b, org, user)
+            async with node_a.unit() as unit:
+                accounts = unit.accounts
+                attempt = await accounts.begin_confirmation(
+                    user, action="account.email.changed", ip=None
+                )
+                attempt = await accounts.check_password(attempt, password)
+                await accounts.change_email(attempt, "ada@elsewhere.example", ip=None)
+            assert not await _allowed(node_a, org, user)
+            if path == "poll":
+                assert await _allowed(node_b, org, user)  # not told yet: the cached subject
+                background = asyncio.create_task(node_b.sync_revocations_forever(interval=0.01))
+
+            async def refused() -> bool:
+                return not await _allowed(node_b, org, user)
+
+            await _until(refused)
         finally:
             await _stop(background)

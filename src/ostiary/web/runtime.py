@@ -299,6 +299,7 @@ class Runtime:
         self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
         self.api_key_cache = KeyCache()  # verified key rows (features/apikeys/cache.py)
         self.revoked.observers["api_key_row"] = self.api_key_cache.invalidate
+        self.revoked.observers["user_row"] = self.user_row_changed
         tokens = settings.tokens
         self.oauth_policy = OAuthPolicy(
             issuer=settings.issuer or "http://127.0.0.1:8000",
@@ -333,6 +334,10 @@ class Runtime:
     async def _write_decisions(self, entries: Sequence[LogEntry]) -> None:
         async with self.unit() as unit:
             await SqlDecisionLogStore(unit.conn).append_many(entries)
+
+    def user_row_changed(self, user_id: str) -> None:
+        self.known_users.discard(user_id)
+        self.decision_cache.invalidate("*")
 
     def rbac_changed(self, key: str) -> None:
         self.permission_cache.invalidate(key)
@@ -730,6 +735,12 @@ class Unit:
         await self.sessions.revoke_all(user_id, actor="system", reason="user_disabled")
         await self.oauth.user_disabled(user_id)
         await self.api_keys_changed([owner_mark("user", user_id)])  # the user's API keys
+
+    async def user_changed(self, user_id: str) -> None:
+        """accounts.AccountListener: a user's e-mail address changed. Decisions' subjects carry
+        it (``principal.email``), in every organization: on every node, the user's entry in
+        ``known_users`` goes and every decision subject is rebuilt (``user_row`` kind)."""
+        await self._invalidate("user_row", [user_id], self._rt.user_row_changed)
 
     async def end_user_sessions(
         self, user_id: str, *, actor: str | None, reason: str

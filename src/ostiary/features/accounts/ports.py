@@ -58,6 +58,9 @@ class LoginThrottle(Protocol):
 
 
 class AccountListener(Protocol):
-    """Told when an account is disabled, e.g. to revoke its tokens on every node."""
+    """Told when an account is disabled, e.g. to revoke its tokens on every node, and when
+    what other features keep of it changed (its e-mail address)."""
 
     async def user_disabled(self, user_id: str) -> None: ...
+
+    async def user_changed(self, user_id: str) -> None: ...

@@ -443,6 +443,8 @@ class AccountService:
             )
             raise EmailUnavailable() from None
         self._generations.bump(user.id)
+        if self._listener is not None:
+            await self._listener.user_changed(user.id)  # e.g. decisions' ``principal.email``
         await self._audit.record(
             "account.email.changed", "success", actor=user.id, target=user.id, ip=ip, details=masked
         )

@@ -14,7 +14,8 @@ __all__ = ["AuthorizationCode", "Consent", "RefreshFamily", "RefreshToken", "Rev
 # organization's row changed or is gone (features/orgs/cache.py).
 # "api_key": the access tokens exchanged for one API key (``ost_key_id``, RFC 8693 grant).
 # "api_key_row": an invalidation of the verified key rows cached per node (a key, an owner or an
-# organization; features/apikeys/cache.py).
+# organization; features/apikeys/cache.py). "user_row": a user's e-mail address changed (the
+# decision subjects that carry it, features/policy/cache.py).
 RevocationKind = Literal[
     "jti",
     "sid",
@@ -26,6 +27,7 @@ RevocationKind = Literal[
     "policy",
     "api_key",
     "api_key_row",
+    "user_row",
     "org",
 ]
 

@@ -109,8 +109,9 @@ class KnownUsers:
     transaction), and an entry lives at most ``max_age`` seconds, less than that horizon, so an
     entry read before a disabling cannot outlive the revocation entry that hides it. The
     stamp (the user's generation on this node, features/cache.py, moved by this node's
-    changes of the user and by SQLite's catch-up) is read before the fetch. A change that
-    writes no revocation (a new e-mail address) is seen by other nodes within ``max_age``.
+    changes of the user and by SQLite's catch-up) is read before the fetch. A new e-mail address
+    drops the entry on every node (the ``user_row`` fan-out, web/runtime.py ``Unit.user_changed``,
+    which also rebuilds every decision subject).
     """
 
     def __init__(
