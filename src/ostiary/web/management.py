@@ -234,6 +234,16 @@ class OrgCall:
         if missing:
             raise Escalation(f"{what} carries permissions you do not hold: {', '.join(missing)}")
 
+    async def project_scope(self, project: str | None) -> str | None:
+        """The id of the organization's project named by id or slug (404 for another's), or
+        None (organization level) when none is named."""
+        return (await self.unit.orgs.get_project(self.org.id, project)).id if project else None
+
+    async def role_ids(self, refs: Iterable[str], *, project_id: str | None = None) -> set[str]:
+        """The ids of roles named by name or id at one level (404 for an unknown one)."""
+        rbac, org_id = self.unit.rbac, self.org.id
+        return {(await rbac.get_role(org_id, ref, project_id=project_id)).id for ref in refs}
+
     async def refuse_role_escalation(
         self, role_ids: Collection[str], what: str, *, project_id: str | None = None
     ) -> None:

@@ -82,7 +82,7 @@ async def create_group(request: Request, org: OrgRef, body: GroupCreate) -> Grou
     async def work(call: OrgCall) -> GroupOut:
         await call.require("groups:manage")
         rbac = call.unit.rbac
-        wanted = {(await rbac.get_role(call.org.id, r)).id for r in body.roles}
+        wanted = await call.role_ids(body.roles)
         await call.refuse_role_escalation(wanted, "these roles")
         group = await rbac.create_group(
             call.org.id, body.name, roles=sorted(wanted), actor=call.actor
@@ -134,14 +134,10 @@ async def set_group_roles(
 ) -> GroupOut:
     async def work(call: OrgCall) -> GroupOut:
         rbac = call.unit.rbac
-        scope = (
-            (await call.unit.orgs.get_project(call.org.id, body.project)).id
-            if (body.project)
-            else None
-        )
+        scope = await call.project_scope(body.project)
         await call.require("groups:manage", project_id=scope)
         found = await rbac.get_group(call.org.id, group)
-        wanted = {(await rbac.get_role(call.org.id, r, project_id=scope)).id for r in body.roles}
+        wanted = await call.role_ids(body.roles, project_id=scope)
         held = await rbac.assignments_of_many(call.org.id, [("group", found.id)])
         current = {a.role for a in held if a.project_id == scope}
         await call.refuse_role_escalation(

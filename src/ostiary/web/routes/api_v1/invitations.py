@@ -99,8 +99,7 @@ async def _issue(
         wanted = set()
         if invitation_id is not None:
             wanted = set((await call.unit.invitations.get(call.org.id, invitation_id)).roles)
-        for ref in roles or ():
-            wanted.add((await call.unit.rbac.get_role(call.org.id, ref)).id)
+        wanted |= await call.role_ids(roles or ())
         await call.refuse_role_escalation(wanted, "these roles")
         return call.org.id, call.actor
 

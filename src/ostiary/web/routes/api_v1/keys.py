@@ -152,14 +152,9 @@ async def create_service_account(
     request: Request, org: OrgRef, body: ServiceAccountCreate
 ) -> ServiceAccountOut:
     async def work(call: OrgCall) -> ServiceAccountOut:
-        scope = (
-            (await call.unit.orgs.get_project(call.org.id, body.project)).id
-            if body.project
-            else None
-        )
+        scope = await call.project_scope(body.project)
         await call.require("service-accounts:manage")
-        rbac = call.unit.rbac
-        wanted = {(await rbac.get_role(call.org.id, r, project_id=scope)).id for r in body.roles}
+        wanted = await call.role_ids(body.roles, project_id=scope)
         await call.refuse_role_escalation(wanted, "these roles", project_id=scope)
         account = await call.unit.api_keys.create_service_account(
             call.org.id,

@@ -42,10 +42,6 @@ async def _member(call: OrgCall, user_id: str) -> MemberOut:
     return rows[0]
 
 
-async def _scope(call: OrgCall, project: str | None) -> str | None:
-    return (await call.unit.orgs.get_project(call.org.id, project)).id if project else None
-
-
 async def _held_roles(call: OrgCall, user_id: str, scope: str | bool | None) -> set[str]:
     """The user's direct roles at one level (``True``: at every level)."""
     held = await call.unit.rbac.assignments_of(call.org.id, ("user", user_id))
@@ -81,10 +77,10 @@ async def list_members(
 )
 async def add_member(request: Request, org: OrgRef, body: MemberAdd) -> MemberOut:
     async def work(call: OrgCall) -> MemberOut:
-        scope = await _scope(call, body.project)
+        scope = await call.project_scope(body.project)
         await call.require("members:manage", project_id=scope)
         rbac = call.unit.rbac
-        wanted = {(await rbac.get_role(call.org.id, r, project_id=scope)).id for r in body.roles}
+        wanted = await call.role_ids(body.roles, project_id=scope)
         await call.refuse_role_escalation(wanted, "these roles", project_id=scope)
         try:
             user = await call.unit.accounts.get_by_email(body.email)
@@ -141,11 +137,11 @@ async def set_member_roles(
     request: Request, org: OrgRef, user_id: UserRef, body: RolesPut
 ) -> MemberOut:
     async def work(call: OrgCall) -> MemberOut:
-        scope = await _scope(call, body.project)
+        scope = await call.project_scope(body.project)
         await call.require("members:manage", project_id=scope)
         await call.unit.orgs.require_member(call.org.id, user_id)
         rbac = call.unit.rbac
-        wanted = {(await rbac.get_role(call.org.id, r, project_id=scope)).id for r in body.roles}
+        wanted = await call.role_ids(body.roles, project_id=scope)
         current = await _held_roles(call, user_id, scope)
         await call.refuse_role_escalation(
             wanted ^ current, "the roles this change adds or removes", project_id=scope

@@ -70,11 +70,7 @@ async def create_role(request: Request, org: OrgRef, body: RoleCreate) -> RoleOu
     async def work(call: OrgCall) -> RoleOut:
         await call.require("roles:manage")
         rbac = call.unit.rbac
-        scope = (
-            (await call.unit.orgs.get_project(call.org.id, body.project)).id
-            if (body.project)
-            else None
-        )
+        scope = await call.project_scope(body.project)
         granted = await rbac.permissions_granted_by(
             call.org.id, permissions=body.permissions, includes=body.includes, project_id=scope
         )
