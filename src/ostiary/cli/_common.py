@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -54,6 +54,25 @@ def load(**overrides: Any) -> Settings:
 
 def print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def print_page(
+    items: Sequence[T],
+    next_cursor: str | None,
+    json: bool,
+    *,
+    row: Callable[[T], Any],
+    line: Callable[[T], str],
+) -> None:
+    """One page of a listing: ``{"items": [row(...)], "next_cursor"}`` under ``--json``;
+    otherwise one line per item, then how to ask for the next page."""
+    if json:
+        print_json({"items": [row(item) for item in items], "next_cursor": next_cursor})
+        return
+    for item in items:
+        typer.echo(line(item))
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
 
 
 def run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:

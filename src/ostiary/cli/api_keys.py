@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, fail, load, print_json, run_tenancy
+from ostiary.cli._common import JsonOpt, fail, load, print_json, print_page, run_tenancy
 from ostiary.cli.orgs import CursorOpt, LimitOpt, OrgArg, resolve_user
 
 __all__ = ["app", "key_dict"]
@@ -112,14 +112,16 @@ def keys_list(
         return await unit.api_keys.list_keys(found.id, limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": [key_dict(k) for k in items], "next_cursor": next_cursor})
-        return
-    for key in items:
-        state = "revoked" if key.revoked_at else "active"
-        typer.echo(f"{key.id}  {key.owner_type}:{key.owner_id}  {key.name:<24} {state}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        items,
+        next_cursor,
+        json,
+        row=key_dict,
+        line=lambda key: (
+            f"{key.id}  {key.owner_type}:{key.owner_id}  {key.name:<24} "
+            + ("revoked" if key.revoked_at else "active")
+        ),
+    )
 
 
 @app.command("revoke")

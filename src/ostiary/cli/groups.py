@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, load, print_json, run_tenancy
-from ostiary.cli.orgs import CursorOpt, LimitOpt, OrgArg, resolve_user
+from ostiary.cli._common import JsonOpt, load, print_json, print_page, run_tenancy
+from ostiary.cli.orgs import CursorOpt, LimitOpt, OrgArg, resolve_user, role_names
 
 __all__ = ["app"]
 
@@ -98,16 +98,15 @@ def groups_list(
         return [await _group_dict(unit, found.id, g) for g in items], next_cursor
 
     rows, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": rows, "next_cursor": next_cursor})
-        return
-    for row in rows:
-        roles = ", ".join(r["role"] for r in row["roles"]) or "-"
-        typer.echo(
-            f"{row['id']}  {row['name']:<24} roles: {roles}; {len(row['members'])} member(s)"
-        )
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        rows,
+        next_cursor,
+        json,
+        row=lambda r: r,
+        line=lambda r: (
+            f"{r['id']}  {r['name']:<24} roles: {role_names(r)}; {len(r['members'])} member(s)"
+        ),
+    )
 
 
 @app.command("delete")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, load, print_json, run_tenancy
+from ostiary.cli._common import JsonOpt, load, print_json, print_page, run_tenancy
 
 __all__ = ["app", "org_dict", "resolve_user"]
 
@@ -25,6 +25,11 @@ RolesOpt = Annotated[list[str], typer.Option("--role", help="Role name or id (re
 ProjectOpt = Annotated[
     str | None, typer.Option("--project", help="Project id or slug: roles in that project.")
 ]
+
+
+def role_names(row: dict[str, Any]) -> str:
+    """The roles of a member's or group's row, for a line of a listing ("-": none)."""
+    return ", ".join(r["role"] for r in row["roles"]) or "-"
 
 
 def org_dict(org: Any) -> dict[str, Any]:
@@ -129,13 +134,9 @@ def orgs_list(limit: LimitOpt = 100, cursor: CursorOpt = None, json: JsonOpt = F
         return await unit.orgs.list_orgs(limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": [org_dict(o) for o in items], "next_cursor": next_cursor})
-        return
-    for org in items:
-        typer.echo(f"{org.id}  {org.slug:<30} {org.name}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        items, next_cursor, json, row=org_dict, line=lambda o: f"{o.id}  {o.slug:<30} {o.name}"
+    )
 
 
 @app.command("show")
@@ -212,13 +213,13 @@ def projects_list(
         return await unit.orgs.list_projects(found.id, limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": [_project_dict(p) for p in items], "next_cursor": next_cursor})
-        return
-    for project in items:
-        typer.echo(f"{project.id}  {project.slug:<30} {project.name}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        items,
+        next_cursor,
+        json,
+        row=_project_dict,
+        line=lambda p: f"{p.id}  {p.slug:<30} {p.name}",
+    )
 
 
 @projects_app.command("update")
@@ -318,14 +319,13 @@ def members_list(
         return rows, next_cursor
 
     rows, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": rows, "next_cursor": next_cursor})
-        return
-    for row in rows:
-        roles = ", ".join(r["role"] for r in row["roles"]) or "-"
-        typer.echo(f"{row['user_id']}  {row['email']:<40} {roles}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        rows,
+        next_cursor,
+        json,
+        row=lambda r: r,
+        line=lambda r: f"{r['user_id']}  {r['email']:<40} {role_names(r)}",
+    )
 
 
 @members_app.command("remove")
@@ -541,17 +541,16 @@ def invitations_list(
         )
 
     items, next_cursor = run_tenancy(load(), work, json)
-    rows = [invitation_dict(i) for i in items]
-    if json:
-        print_json({"items": rows, "next_cursor": next_cursor})
-        return
-    for row in rows:
-        typer.echo(
-            f"{row['id']}  {row['email']:<40} {row['state']:<9} mail {row['mail_status']:<7}"
-            f" {', '.join(row['roles'])}"
-        )
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        [invitation_dict(i) for i in items],
+        next_cursor,
+        json,
+        row=lambda r: r,
+        line=lambda r: (
+            f"{r['id']}  {r['email']:<40} {r['state']:<9} mail {r['mail_status']:<7}"
+            f" {', '.join(r['roles'])}"
+        ),
+    )
 
 
 @invitations_app.command("revoke")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, load, print_json, run_tenancy
+from ostiary.cli._common import JsonOpt, load, print_json, print_page, run_tenancy
 from ostiary.cli.orgs import CursorOpt, LimitOpt, OrgArg
 
 __all__ = ["app", "role_dict"]
@@ -80,10 +80,8 @@ def roles_list(
 
     items, next_cursor = run_tenancy(load(), work, json)
     names = {role.id: role.name for role in items}
-    if json:
-        print_json({"items": [role_dict(r, names) for r in items], "next_cursor": next_cursor})
-        return
-    for role in items:
+
+    def line(role: Any) -> str:
         kind = (
             "built-in"
             if role.builtin
@@ -95,9 +93,9 @@ def roles_list(
             if role.includes
             else ""
         )
-        typer.echo(f"{role.name:<20} {kind:<10} {granted}{included}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+        return f"{role.name:<20} {kind:<10} {granted}{included}"
+
+    print_page(items, next_cursor, json, row=lambda r: role_dict(r, names), line=line)
 
 
 @app.command("update")

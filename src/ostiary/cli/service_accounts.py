@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, load, print_json, run_tenancy
+from ostiary.cli._common import JsonOpt, load, print_json, print_page, run_tenancy
 from ostiary.cli.orgs import CursorOpt, LimitOpt, OrgArg, RolesOpt
 
 __all__ = ["account_dict", "app"]
@@ -67,14 +67,13 @@ def accounts_list(
         return await unit.api_keys.list_service_accounts(found.id, limit=limit, cursor=cursor)
 
     items, next_cursor = run_tenancy(load(), work, json)
-    if json:
-        print_json({"items": [account_dict(a) for a in items], "next_cursor": next_cursor})
-        return
-    for account in items:
-        state = "disabled" if account.disabled else "enabled"
-        typer.echo(f"{account.id}  {account.name:<30} {state}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")
+    print_page(
+        items,
+        next_cursor,
+        json,
+        row=account_dict,
+        line=lambda a: f"{a.id}  {a.name:<30} {'disabled' if a.disabled else 'enabled'}",
+    )
 
 
 @app.command("disable")
