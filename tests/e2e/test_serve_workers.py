@@ -61,13 +61,19 @@ def _workers_of(pid: int) -> set[int]:
     return found
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT_S) -> None:
+def _wait(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = READY_TIMEOUT_S,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    pytest.fail(f"{what} within {timeout:.0f} s")
+    tail = "" if log is None else "\n" + log.read_text()[-3000:]
+    pytest.fail(f"{what} within {timeout:.0f} s{tail}")
 
 
 def _token_requests(metrics: str) -> float:
@@ -196,6 +202,7 @@ def test_workers_share_the_socket_survive_kills_merge_metrics_and_stop_cleanly(
                         and len(_workers_of(supervisor.pid)) == WORKERS
                     ),
                     "a killed worker was not replaced",
+                    log=stderr_path,
                 )
             now = _workers_of(supervisor.pid)
             assert not now & first, (now, first)
@@ -226,6 +233,7 @@ def test_workers_share_the_socket_survive_kills_merge_metrics_and_stop_cleanly(
                         and not _workers_of(supervisor.pid) & now
                     ),
                     "SIGHUP did not replace every worker",
+                    log=stderr_path,
                 )
             finally:
                 stop.set()

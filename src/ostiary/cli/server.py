@@ -37,6 +37,7 @@ __all__ = ["dev", "migrate", "purge", "serve"]
 
 DEV_ADMIN_EMAIL = "admin@ostiary.dev"
 DEV_ADMIN_FILE = "dev-admin.json"
+WORKER_HEALTH_TIMEOUT_SECONDS = 30
 
 
 def _uvicorn_config(settings: Settings, app: Any, host: str, port: int, **more: Any) -> Any:
@@ -227,6 +228,12 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
         port,
         factory=True,
         workers=workers,
+        # How long a new worker may take to serve (on SIGHUP the supervisor gives up the
+        # restart, keeping the old worker, if a replacement is not ready by then), and how
+        # long a worker may leave a health check unanswered before it is killed. uvicorn's 5 s
+        # is about what a worker takes to import and start on a loaded machine: a restart
+        # there was silently abandoned.
+        timeout_worker_healthcheck=WORKER_HEALTH_TIMEOUT_SECONDS,
     )
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     try:
