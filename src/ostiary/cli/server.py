@@ -43,12 +43,15 @@ WORKER_HEALTH_TIMEOUT_SECONDS = 30
 def _uvicorn_config(settings: Settings, app: Any, host: str, port: int, **more: Any) -> Any:
     import uvicorn
 
+    from ostiary.web.http_protocol import CoalescingHttpProtocol
+
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with each response's head and body in one write (web/http_protocol.py).
+        http=CoalescingHttpProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=True,
