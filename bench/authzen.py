@@ -359,7 +359,7 @@ class OwnServer:
         from ostiary.config import Settings
 
         return Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             data_dir=self.tmp / "data",
             secret_key=self.secret,
             issuer=self.base_url,
