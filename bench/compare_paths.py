@@ -32,8 +32,10 @@ connections (wrk, one thread):
 
 It prints a markdown table: per phase the median requests/s (decisions/s for AuthZEN), each
 round's figure, the median p99, the server's CPU time per request (all threads, from
-``/proc/PID/task/*/schedstat``: what holds best when the core is shared) and the ratio of the
-medians to client_credentials of the same run; then the peer line. ``--json-out FILE`` writes
+``/proc/PID/task/*/schedstat``: what holds best when the core is shared), what everything
+else took of the server's core meanwhile (``/proc/stat``; a load with much of it was disturbed
+by other users of the machine) and the ratio of the medians to client_credentials of the same
+run; then the peer line. ``--json-out FILE`` writes
 every figure as JSON. Exit status 1 when a phase failed (a check, a non-2xx answer, a socket
 error), never because of a ratio. Run from the repository root:
 ``uv run python bench/compare_paths.py --duration 2 --warmup 1 --rounds 1`` (a smoke run).
@@ -77,6 +79,7 @@ PATHS = {
     "refresh_rs256": "/token",
 }
 KEY_MODEL = "gpt-bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REFRESH_EMAIL = "bench-refresh@example.com"
 # OwnServer's settings that stay: the deployment itself; the rest is the caller's environment.
 DEPLOYMENT = ("OSTIARY_DATA_DIR", "OSTIARY_SECRET_KEY", "OSTIARY_ISSUER")
@@ -226,6 +229,7 @@ class Load:
     p99_ms: float
     cpu_us_per_request: float
     detail: str = ""
+    other_on_core_pct: float = 0.0
 
     @property
     def requests_per_s(self) -> float:
@@ -326,12 +330,30 @@ class Bench:
         return [*command, "-s", str(LUA_DIR / "bodies.lua"), url], env
 
     def load(self, phase: str, seconds: int) -> Load:
+        """One load; with what everything but the worker took of its core meanwhile (other
+        users of a shared machine: a load with much of it is disturbed)."""
         command, env = self.wrk_command(phase, seconds)
-        cpu_before = self.server.cpu_ns()
+        started = time.perf_counter_ns()
+        core, cpu = self.core_busy_ns(), self.server.cpu_ns()
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=seconds + 60
         )
-        return parse_wrk(done.stdout, self.server.cpu_ns() - cpu_before)
+        cpu = self.server.cpu_ns() - cpu
+        other = self.core_busy_ns() - core - cpu
+        load = parse_wrk(done.stdout, cpu)
+        wall = time.perf_counter_ns() - started
+        load.other_on_core_pct = round(max(0.0, 100 * other / wall), 1)
+        return load
+
+    def core_busy_ns(self) -> int:
+        """Busy time of the server's core (``/proc/stat``: all but idle and iowait)."""
+        name = f"cpu{self.args.server_core}"
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields[0] == name:
+                busy = sum(int(v) for i, v in enumerate(fields[1:9]) if i not in (3, 4))
+                return busy * 1_000_000_000 // CLOCK_TICKS
+        raise RuntimeError(f"no {name} in /proc/stat")
 
 
 def prepare_bench(server: ShippedServer, args: argparse.Namespace) -> Bench:
@@ -392,6 +414,7 @@ def report(loads: dict[str, list[Load]]) -> list[dict[str, Any]]:
                 "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
                 "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
                 "cpu_us_per_request": round(statistics.median(r.cpu_us_per_request for r in runs)),
+                "other_on_core_pct": statistics.median(r.other_on_core_pct for r in runs),
                 "ratio_to_client_credentials": round(rate / reference, 2) if reference else None,
                 "failed": sum(r.failed for r in runs),
                 "loads": [asdict(r) for r in runs],
@@ -403,15 +426,15 @@ def report(loads: dict[str, list[Load]]) -> list[dict[str, Any]]:
 def markdown(rows: list[dict[str, Any]], peer_line: str) -> str:
     lines = [
         "| phase | requests/s | decisions/s | rounds (requests/s) | p99 ms | CPU µs/req "
-        "| vs client_credentials | failed |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| other on core | vs client_credentials | failed |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         decisions = "-" if r["decisions_per_s"] is None else f"{r['decisions_per_s']:.0f}"
         spread = " / ".join(f"{v:.0f}" for v in r["rounds_requests_per_s"])
         lines.append(
             f"| {r['phase']} | {r['requests_per_s']:.0f} | {decisions} | {spread} "
-            f"| {r['p99_ms']} | {r['cpu_us_per_request']} "
+            f"| {r['p99_ms']} | {r['cpu_us_per_request']} | {r['other_on_core_pct']:.0f}% "
             f"| {r['ratio_to_client_credentials']:.2f}x | {r['failed']} |"
         )
     return "\n".join([*lines, "", f"peer: {peer_line}"])
@@ -448,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         check_all(bench)
         loads = measure(bench)
+    except (RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as failure:
+        stderr = getattr(failure, "stderr", None)
+        say(f"failed: {failure}" + (f"\n{stderr[-1000:]}" if stderr else ""))
+        print(f"phases not measured: {failure}\n\npeer: {args.peer_line}")
+        return 1
     finally:
         server.stop(args.keep)
     rows = report(loads)
