@@ -9,15 +9,15 @@
 #      measured per phase: client_credentials (the reference), API-key verification by a
 #      gateway's key, AuthZEN single and batch-of-10 evaluations (1,000 roles, 100 policies,
 #      50 members) and refresh grants with rotation and an RS256 ID token; a markdown table with
-#      the medians, each round, p99, CPU per request and the ratio to client_credentials of the
-#      same run, then the peer line.
-# About 6 minutes (3 for each part), nothing else running. Run from anywhere:
+#      the medians, each round, p99, CPU per request, what other processes took of the server's
+#      core and the ratio to client_credentials of the same run, then the peer line.
+# About 5-6 minutes (about half each part), nothing else running. Run from anywhere:
 #   bash bench/compare.sh
 # Environment: any OSTIARY_* variable passes through to both servers (OSTIARY_LOG_LEVEL=warning
-# turns the access log off); DUR=6 measured seconds per load, WARMUP=2, ROUNDS=3,
-# CONCURRENCY=16 (part 2 only); PEER=0 skips part 1; PEER_SCRIPT=path of the peer comparison
-# (default ../shared/bench-peer/compare.sh from the repository root); OUT=FILE writes part 2's
-# figures and the peer line as JSON. Exit status: 1 when a phase of part 2 failed (a check, a
+# turns the access log off); for part 2 only, DUR=6 measured seconds per load, WARMUP=2,
+# ROUNDS=3, CONCURRENCY=16, PHASES=client_credentials,verify,... (the reference first); PEER=0
+# skips part 1; PEER_SCRIPT=path of the peer comparison (default ../shared/bench-peer/compare.sh
+# from the repository root); OUT=FILE writes part 2's figures and the peer line as JSON. Exit status: 1 when a phase of part 2 failed (a check, a
 # non-2xx answer or a socket error), 0 otherwise, whatever the ratios.
 set -uo pipefail
 OUT=${OUT:+$(realpath -m "$OUT")}  # the caller's directory, before the cd below
@@ -46,6 +46,7 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk 
 command -v wrk >/dev/null || { echo "wrk is missing and could not be installed" >&2; exit 1; }
 args=(--duration "${DUR:-6}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}")
 args+=(--concurrency "${CONCURRENCY:-16}" --peer-line "$peer_line")
+[ -n "${PHASES:-}" ] && args+=(--phases "$PHASES")
 [ -n "${OUT:-}" ] && args+=(--json-out "$OUT")
 echo "part 2: bench/compare_paths.py" >&2
 uv run -q python bench/compare_paths.py "${args[@]}"

@@ -35,9 +35,9 @@ round's figure, the median p99, the server's CPU time per request (all threads, 
 ``/proc/PID/task/*/schedstat``: what holds best when the core is shared), what everything
 else took of the server's core meanwhile (``/proc/stat``; a load with much of it was disturbed
 by other users of the machine) and the ratio of the medians to client_credentials of the same
-run; then the peer line. ``--json-out FILE`` writes
-every figure as JSON. Exit status 1 when a phase failed (a check, a non-2xx answer, a socket
-error), never because of a ratio. Run from the repository root:
+run; then the peer line. ``--json-out FILE`` writes every figure as JSON; ``--phases`` picks
+some (client_credentials first). Exit status 1 when a phase failed (a check, a non-2xx answer,
+a socket error), never because of a ratio. Run from the repository root:
 ``uv run python bench/compare_paths.py --duration 2 --warmup 1 --rounds 1`` (a smoke run).
 """
 
@@ -384,9 +384,9 @@ def check_all(bench: Bench) -> None:
 
 
 def measure(bench: Bench) -> dict[str, list[Load]]:
-    loads: dict[str, list[Load]] = {phase: [] for phase in PHASES}
+    loads: dict[str, list[Load]] = {phase: [] for phase in bench.args.phases}
     for round_ in range(bench.args.rounds):
-        for phase in PHASES:
+        for phase in bench.args.phases:
             say(f"round {round_ + 1}/{bench.args.rounds}: {phase}")
             if bench.args.warmup > 0:
                 bench.load(phase, bench.args.warmup)
@@ -446,6 +446,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="discarded seconds before each")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--phases",
+        type=lambda value: value.split(","),
+        default=list(PHASES),
+        help="comma-separated, client_credentials first (the reference)",
+    )
     parser.add_argument("--roles", type=int, default=1000)
     parser.add_argument("--policies", type=int, default=100)
     parser.add_argument("--subjects", type=int, default=50)
@@ -457,6 +463,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 20 or not 1 <= args.duration <= 600:
         parser.error("--rounds must be 1..20 and --duration 1..600")
+    if args.phases[0] != "client_credentials" or not set(args.phases) <= set(PHASES):
+        parser.error(f"--phases: client_credentials first, then any of {', '.join(PHASES)}")
     return args
 
 
