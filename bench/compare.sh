@@ -14,11 +14,12 @@
 # About 5-6 minutes (about half each part), nothing else running. Run from anywhere:
 #   bash bench/compare.sh
 # Environment: any OSTIARY_* variable passes through to both servers (OSTIARY_LOG_LEVEL=warning
-# turns the access log off); for part 2 only, DUR=6 measured seconds per load, WARMUP=2,
-# ROUNDS=3, CONCURRENCY=16, PHASES=client_credentials,verify,... (the reference first); PEER=0
-# skips part 1; PEER_SCRIPT=path of the peer comparison (default ../shared/bench-peer/compare.sh
-# from the repository root); OUT=FILE writes part 2's figures and the peer line as JSON. Exit status: 1 when a phase of part 2 failed (a check, a
-# non-2xx answer or a socket error), 0 otherwise, whatever the ratios.
+# turns the access log off); for part 2 only, DUR=6 measured seconds per load, WARMUP=2, ROUNDS=3,
+# CONCURRENCY=16, PHASES=client_credentials,verify,... (the reference first); PEER=0 skips part 1;
+# PEER_SCRIPT=path of the peer comparison (default ../shared/bench-peer/compare.sh from the
+# repository root); OUT=FILE writes part 2's figures and the peer line as JSON. Exit status: 1
+# when a phase of part 2 failed (a check, a non-2xx answer or a socket error), 0 otherwise,
+# whatever the ratios.
 set -uo pipefail
 OUT=${OUT:+$(realpath -m "$OUT")}  # the caller's directory, before the cd below
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -34,7 +35,8 @@ if [ "$PEER" != 0 ]; then
     # Its result is its last line starting with "perf" (a failure says "perf: ..." too).
     peer_line=$(grep '^perf' <<<"$peer_out" | tail -n 1)
     if [ -z "$peer_line" ]; then
-      peer_line="the peer comparison printed no result (exit $peer_rc): $(tail -c 300 <<<"$peer_out" | tr '\n' ' ')"
+      peer_line="the peer comparison printed no result (exit $peer_rc):"
+      peer_line+=" $(tail -c 300 <<<"$peer_out" | tr '\n' ' ')"
     fi
   else
     peer_line="not run: no $PEER_SCRIPT here (set PEER_SCRIPT)"
