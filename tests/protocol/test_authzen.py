@@ -155,3 +155,18 @@ def test_near_valid_requests_parse_or_are_refused_cleanly(
     for evaluation in batch.evaluations:
         assert is_cedar_name(evaluation.subject.type) and is_cedar_name(evaluation.resource.type)
         assert "__" not in str([k for k in evaluation.context if k.startswith("__")])
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(max_size=40) | st.text(st.characters(max_codepoint=0x9F), max_size=10))
+def test_an_id_is_taken_exactly_when_it_has_no_control_character(value: str) -> None:
+    # The rule stated plainly (C0 controls and DEL refused; anything else kept as sent), against
+    # the parser's faster check.
+    acceptable = bool(value) and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+    body = {**BASE, "subject": {"type": "user", "id": value}}
+    if acceptable:
+        assert parse_evaluation(body).subject.id == value
+    else:
+        with pytest.raises(AuthzenError) as refused:
+            parse_evaluation(body)
+        assert refused.value.pointer == "/subject/id"

@@ -152,7 +152,7 @@ async def caller_from_request(unit: Unit, request: Request) -> Caller:
         if principal is None:
             raise _unauthorized("the API key is invalid, expired or revoked")
         return Caller((principal.owner_type, principal.owner_id), principal)
-    claims = await unit.oauth.validate_access_token(credential)
+    claims = await unit.access_tokens.validate(credential)
     if claims is None:
         raise _unauthorized("the access token is invalid or expired")
     if runtime_of(request).oauth_policy.issuer not in _audiences(claims):

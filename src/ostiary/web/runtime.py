@@ -63,6 +63,7 @@ from ostiary.features.mail.ports import Mailer
 from ostiary.features.mfa.passkeys import PasskeyService, RelyingParty
 from ostiary.features.mfa.service import MfaKeys, MfaService
 from ostiary.features.models.service import ModelCatalog
+from ostiary.features.oauth.access_tokens import AccessTokens
 from ostiary.features.oauth.directory import AccountDirectory
 from ostiary.features.oauth.grants import GrantContext
 from ostiary.features.oauth.grants.base import OAuthPolicy
@@ -847,7 +848,15 @@ class Unit:
             SqlConsentStore(self.conn),
             self.keys,
             generations=rt.user_generations,
-            verified=rt.verified_tokens,
+            access_tokens=self.access_tokens,
+        )
+
+    @cached_property
+    def access_tokens(self) -> AccessTokens:
+        """Our JWTs checked, without the grant machinery of :attr:`oauth` (bearer-only routes)."""
+        rt = self._rt
+        return AccessTokens(
+            self.keys, rt.revoked, rt.clock, rt.oauth_policy.issuer, rt.verified_tokens
         )
 
     @cached_property

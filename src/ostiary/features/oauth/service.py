@@ -24,13 +24,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwt import Token
-
 from ostiary.features.cache import Generations
 from ostiary.features.clients.models import Client
 from ostiary.features.keys.service import KeyService
+from ostiary.features.oauth.access_tokens import AccessTokens
 from ostiary.features.oauth.authorize import AuthorizationRequest
 from ostiary.features.oauth.grants import (
     GRANT_HANDLERS,
@@ -55,7 +52,6 @@ __all__ = ["OAuthService", "extra_claims", "user_claims_for"]
 
 CODE_PREFIX = "ost_ac_"
 OFFLINE_ACCESS = "offline_access"
-_ALGS = ["ES256", "RS256", "EdDSA"]
 
 
 class OAuthService:
@@ -66,14 +62,16 @@ class OAuthService:
         keys: KeyService,
         generations: Generations | None = None,
         verified: VerifiedTokens | None = None,
+        access_tokens: AccessTokens | None = None,
     ) -> None:
         self._ctx = ctx
         self._consents = consents
         self._keys = keys
         # The account page lists consents (features/cache.py); unwired: a private counter.
         self._generations = generations or Generations()
-        # Process-wide when wired (web/runtime.py); unwired: this service's own.
-        self._verified = verified if verified is not None else VerifiedTokens()
+        self._tokens = access_tokens or AccessTokens(
+            keys, ctx.revocation, ctx.clock, ctx.policy.issuer, verified
+        )
 
     # -- authorization endpoint --------------------------------------------------------
 
@@ -184,40 +182,9 @@ class OAuthService:
 
     # -- access token validation (our own tokens) ----------------------------------------
 
-    async def _decode_own(self, token: str) -> Token | None:
-        """A JWT signed by one of our keys (signature only; the callers check the claims)."""
-        if not token or len(token) > 8192 or token.count(".") != 2:
-            return None
-        keys = await self._keys.verification_keys()
-        if keys is None:
-            return None
-        known = self._verified.get(token, keys)
-        if known is not None:
-            return known
-        try:
-            decoded = jwt.decode(token, keys, algorithms=_ALGS)
-        except (JoseError, ValueError, TypeError):
-            return None
-        self._verified.put(token, keys, decoded)
-        return decoded
-
     async def validate_access_token(self, token: str) -> dict[str, Any] | None:
         """Claims of an active access token issued here, or None (RFC 7662 "active")."""
-        decoded = await self._decode_own(token)
-        if decoded is None or decoded.header.get("typ") != "at+jwt":
-            return None
-        claims = dict(decoded.claims)
-        now = self._ctx.now().timestamp()
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not isinstance(exp, int) or not isinstance(iat, int) or exp <= now or iat > now + 60:
-            return None
-        if claims.get("iss") != self._ctx.policy.issuer:
-            return None
-        # Disabled users, ended sessions, withdrawn consents and revoked tokens are all in the
-        # revocation set (fed at once on this node, by pub/sub or the 1 s poll on others).
-        if self._ctx.revocation.is_revoked(claims):
-            return None
-        return claims
+        return await self._tokens.validate(token)
 
     # -- introspection (RFC 7662) -----------------------------------------------------
 
@@ -360,7 +327,7 @@ class OAuthService:
 
     async def verify_id_token_hint(self, token: str) -> dict[str, Any] | None:
         """Claims of an ID token we issued (expired ones accepted, per RP-Initiated Logout 2)."""
-        decoded = await self._decode_own(token)
+        decoded = await self._tokens.decode_own(token)
         if decoded is None:
             return None
         claims = dict(decoded.claims)

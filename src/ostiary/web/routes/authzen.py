@@ -99,7 +99,7 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
         if not allows(key.permissions, PERMISSION):
             raise _Refused(403, "insufficient_permission", f"the key lacks {PERMISSION}")
         return key.organization_id, DecisionEnv(now, ip), None
-    claims = await unit.oauth.validate_access_token(credential)
+    claims = await unit.access_tokens.validate(credential)
     if claims is None:
         raise _Refused(401, "invalid_token", "the access token is invalid or expired")
     # RFC 9068 section 4 / RFC 8707: a token minted for another resource server is not for us.

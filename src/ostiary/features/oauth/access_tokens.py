@@ -1,0 +1,85 @@
+"""Checking our own JWTs: the signature against the published keys, then what makes an access
+token active (RFC 7662 section 2.2; RFC 9068 section 4: ``typ`` ``at+jwt``, ``iss``, ``exp``,
+``iat`` not in the future, and no revocation covering it).
+
+Separate from :class:`~ostiary.features.oauth.service.OAuthService` so that the endpoints that
+only authenticate a bearer token (the management API, the AuthZEN decision API) build this and
+nothing of the grant machinery per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import Token
+
+from ostiary.features.clock import Clock
+from ostiary.features.keys.service import KeyService
+from ostiary.features.oauth.verified import VerifiedTokens
+
+__all__ = ["AccessTokens"]
+
+_ALGS = ["ES256", "RS256", "EdDSA"]
+_MAX_TOKEN = 8192
+_CLOCK_SKEW_SECONDS = 60
+
+
+class Revocations(Protocol):
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool: ...
+
+
+class AccessTokens:
+    def __init__(
+        self,
+        keys: KeyService,
+        revoked: Revocations,
+        clock: Clock,
+        issuer: str,
+        verified: VerifiedTokens | None = None,
+    ) -> None:
+        self._keys = keys
+        self._revoked = revoked
+        self._clock = clock
+        self._issuer = issuer
+        # Process-wide when wired (web/runtime.py); unwired: this object's own.
+        self._verified = verified if verified is not None else VerifiedTokens()
+
+    async def decode_own(self, token: str) -> Token | None:
+        """A JWT signed by one of our keys (signature only; the callers check the claims)."""
+        if not token or len(token) > _MAX_TOKEN or token.count(".") != 2:
+            return None
+        keys = await self._keys.verification_keys()
+        if keys is None:
+            return None
+        known = self._verified.get(token, keys)
+        if known is not None:
+            return known
+        try:
+            decoded = jwt.decode(token, keys, algorithms=_ALGS)
+        except (JoseError, ValueError, TypeError):
+            return None
+        self._verified.put(token, keys, decoded)
+        return decoded
+
+    async def validate(self, token: str) -> dict[str, Any] | None:
+        """Claims of an active access token issued here, or None (RFC 7662 "active")."""
+        decoded = await self.decode_own(token)
+        if decoded is None or decoded.header.get("typ") != "at+jwt":
+            return None
+        claims = dict(decoded.claims)
+        now = self._clock.now().timestamp()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int) or not isinstance(iat, int):
+            return None
+        if exp <= now or iat > now + _CLOCK_SKEW_SECONDS:
+            return None
+        if claims.get("iss") != self._issuer:
+            return None
+        # Disabled users, ended sessions, withdrawn consents and revoked tokens are all in the
+        # revocation set (fed at once on this node, by pub/sub or the 1 s poll on others).
+        if self._revoked.is_revoked(claims):
+            return None
+        return claims
