@@ -12,6 +12,7 @@ import datetime
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -283,3 +284,24 @@ async def test_console_mode_logs_requests_through_structlog() -> None:
         structlog.configure(**saved[2])
     text = stream.buffer.getvalue().decode()  # type: ignore[attr-defined]
     assert "request" in text and "console-1" in text, text
+
+
+async def test_a_request_without_an_id_gets_a_new_one_each_time() -> None:
+    app = RequestContextMiddleware(_ok, Metrics())
+    given: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            given.extend(v.decode() for k, v in message["headers"] if k == b"x-request-id")
+
+    for sent in ("", "bad id with spaces", None):
+        headers = [] if sent is None else [(b"x-request-id", sent.encode())]
+        for _ in range(100):
+            await app(
+                {"type": "http", "method": "GET", "path": "/x", "headers": headers}, receive, send
+            )
+    assert len(given) == 300 and len(set(given)) == 300  # new, and never one sent as invalid
+    assert all(re.fullmatch(r"[0-9a-f]{16}", request_id) for request_id in given)
