@@ -19,10 +19,11 @@ from joserfc.jwt import Token
 from ostiary.features.clock import Clock
 from ostiary.features.keys.service import KeyService
 from ostiary.features.oauth.verified import VerifiedTokens
+from ostiary.protocol.jose import SUPPORTED_ALGS
 
 __all__ = ["AccessTokens"]
 
-_ALGS = ["ES256", "RS256", "EdDSA"]
+_ALGS = list(SUPPORTED_ALGS)  # the algorithms our keys sign with (protocol/jose.py)
 _MAX_TOKEN = 8192
 _CLOCK_SKEW_SECONDS = 60
 
