@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ostiary.features.policy.service import DecisionEnv
-from ostiary.protocol.authzen import Action, Entity, Evaluation
 from ostiary.web.runtime import Runtime
 from tests.conftest import Backend, make_settings
 from tests.web.nodes import PATHS, hear, node_settings, two_nodes
+from tests.web.test_policy_nodes import _allowed
 from tests.web.test_revocation_nodes import _stop, _until
-
-
-async def _allowed(rt: Runtime, org: str, user: str) -> bool:
-    ask = Evaluation(Entity("user", user), Action("models:invoke"), Entity("model", "m1"))
-    async with rt.unit() as unit:
-        decision = await unit.policies.evaluate(org, ask, DecisionEnv(rt.clock.now()))
-    return decision.allowed
 
 
 async def _member(rt: Runtime) -> tuple[str, str, str]:
