@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -212,3 +213,26 @@ async def test_an_entry_the_database_refuses_does_not_hold_up_the_others(runtime
     assert buffer.dropped == 1 and len(buffer) == 0
     assert await _rows(runtime) == 3
     assert buffer.offer(good[0]) and await buffer.flush() == 1  # batches again
+
+
+async def test_a_stop_that_comes_as_a_batch_fills_still_stops_the_writer() -> None:
+    """The server's shutdown cancels the writer; a batch filling in the same loop turn must not
+    swallow that cancellation (Python 3.11's ``asyncio.wait_for`` returns the finished inner
+    result instead of raising, and the loop would then wait forever for the writer: a worker
+    that never stops)."""
+    written: list[int] = []
+
+    async def write(entries: Sequence[LogEntry]) -> None:
+        written.append(len(entries))
+
+    buffer = DecisionLogBuffer(write, batch=1, interval=3600)
+    task = asyncio.create_task(buffer.run())
+    await asyncio.sleep(0)
+    now = datetime.now(UTC)
+    entry = LogEntry("o", now, now, {}, True, "")
+    assert buffer.offer(entry)  # a full batch: the writer is woken in this turn...
+    task.cancel()  # ...and stopped in the same one
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(DEADLINE_S):
+            await task
+    assert task.cancelled()

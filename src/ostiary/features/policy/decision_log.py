@@ -134,8 +134,12 @@ class DecisionLogBuffer:
         self.running = True
         try:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that arrives as the wait ends (a batch filling as the server
+                # stops), and shutdown then waited for this task forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 try:
                     await self.flush()
