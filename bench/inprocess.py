@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Where a hot path's time goes, without HTTP: the ASGI app called directly, in one process.
+
+Builds a throw-away SQLite deployment (temporary data dir, random secret) with what
+``bench/authzen.py`` prepares (an organization with ``--roles`` roles, ``--policies`` Cedar
+policies, members, a confidential client, the PEP's access token), builds the app with
+``create_app(Settings())``, runs its lifespan, and then sends ``--requests`` requests of each
+``--phase`` straight into the app (scope, receive, send: no socket, no HTTP parser), so what
+is timed is Ostiary's own code: middlewares, fast lane, routes, services, Cedar.
+
+Prints microseconds per request (wall time of a sequential loop: a quiet machine matters; run
+twice and compare) and, with ``--profile``, cProfile's top functions by cumulative time (a
+profile slows Python code by about 2x, C calls less; read shares, not absolute times).
+``--callgrind`` is not here: bench/authzen.py and bench/instructions.sh count instructions of
+the real server.
+
+    uv run python bench/inprocess.py --phase client_credentials --phase single --profile
+    uv run python bench/inprocess.py --phase introspect --requests 5000
+
+``--access-log`` keeps the access log on (the shipped default); it is off by default here so
+that its writer thread does not add noise to a profile of the request path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from authzen import bodies, headers, prepare
+
+PATHS = {
+    "single": "/access/v1/evaluation",
+    "batch10": "/access/v1/evaluations",
+    "client_credentials": "/token",
+    "introspect": "/introspect",
+}
+
+
+def _scope(path: str, header_map: dict[str, str], body: bytes) -> dict[str, Any]:
+    raw = [(k.lower().encode(), v.encode()) for k, v in header_map.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    raw.append((b"host", b"127.0.0.1"))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def call(app: Any, path: str, header_map: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    sent = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # the app never waits for a disconnect on these paths
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(_scope(path, header_map, body), receive, send)
+    return status, b"".join(chunks)
+
+
+class Lifespan:
+    """Runs an ASGI app's lifespan startup and, on exit, its shutdown."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def __aenter__(self) -> Lifespan:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self.task = asyncio.create_task(self.app(scope, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        message = await self.outbox.get()
+        if message["type"] != "lifespan.startup.complete":
+            raise RuntimeError(message)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 20)
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise
+
+
+async def main(args: argparse.Namespace) -> None:
+    from ostiary.config import Settings
+    from ostiary.web.app import create_app
+
+    settings = Settings()
+    world = await prepare(settings, args)
+    app = create_app(settings)
+    async with Lifespan(app):
+        token_headers = headers(world, "client_credentials")
+        status, data = await call(
+            app, "/token", token_headers, bodies(world, "client_credentials", 1)[0].encode()
+        )
+        assert status == 200, data
+        issued = json.loads(data)["access_token"]
+        for phase in args.phase:
+            if phase == "introspect":
+                phase_headers = token_headers
+                phase_bodies = [f"token={issued}".encode()]
+            else:
+                phase_headers = headers(world, phase)
+                phase_bodies = [b.encode() for b in bodies(world, phase, 200)]
+            rng = random.Random(7)
+            picks = [rng.choice(phase_bodies) for _ in range(args.requests)]
+            for body in picks[: args.warmup]:
+                status, data = await call(app, PATHS[phase], phase_headers, body)
+                assert status == 200, (phase, status, data[:300])
+            for attempt in range(args.repeat):
+                started = time.perf_counter()
+                for body in picks:
+                    await call(app, PATHS[phase], phase_headers, body)
+                elapsed = time.perf_counter() - started
+                print(
+                    f"{phase}: {elapsed / len(picks) * 1e6:,.0f} µs per request"
+                    f" ({len(picks)} requests, run {attempt + 1})"
+                )
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for body in picks:
+                    await call(app, PATHS[phase], phase_headers, body)
+                profiler.disable()
+                stats = pstats.Stats(profiler)
+                stats.sort_stats("cumulative").print_stats(args.top)
+                if args.profile_out:
+                    stats.dump_stats(f"{args.profile_out}.{phase}.pstats")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", action="append", choices=sorted(PATHS), default=None)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-out", default=None, help="also write FILE.PHASE.pstats")
+    parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--access-log", action="store_true", help="keep the access log on")
+    parser.add_argument("--roles", type=int, default=1000)
+    parser.add_argument("--policies", type=int, default=100)
+    parser.add_argument("--subjects", type=int, default=50)
+    args = parser.parse_args()
+    args.phase = args.phase or ["client_credentials", "single"]
+    data_dir = tempfile.mkdtemp(prefix="ostiary-inprocess-")
+    os.environ.update(
+        OSTIARY_DATA_DIR=data_dir,
+        OSTIARY_ISSUER="http://127.0.0.1:8000",
+        OSTIARY_SECRET_KEY=secrets.token_urlsafe(32),
+        OSTIARY_LOG_LEVEL=os.environ.get("OSTIARY_LOG_LEVEL", "info"),
+        OSTIARY_ACCESS_LOG="true" if args.access_log else "false",
+    )
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "ostiary", "migrate"], check=True, capture_output=True)
+    asyncio.run(main(args))
