@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 __all__ = ["MAX_FORM_BYTES", "Form", "FormError", "form_values", "parse_form"]
 
@@ -53,15 +53,24 @@ def form_values(form: Mapping[str, str], name: str) -> tuple[str, ...]:
     return (form[name],) if name in form else ()
 
 
-def _plain_pairs(text: str) -> list[tuple[str, str]]:
-    """``parse_qsl(text, keep_blank_values=True)`` for a body with nothing to decode (no ``%``,
-    no ``+``): the same pairs without its per-field unquoting (the token endpoint's forms;
+def _decoded(part: str) -> str:
+    """One name or value as ``parse_qsl`` decodes it: ``+`` is a space, then percent-decoding
+    as UTF-8 (strict: bad UTF-8 raises ``UnicodeDecodeError``)."""
+    if "%" in part or "+" in part:
+        return unquote(part.replace("+", " "), encoding="utf-8", errors="strict")
+    return part
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")``, with
+    the field count checked by the caller, decoding only the parts that need it (the token
+    endpoint's forms: ``scope=models%3Aread`` decodes one value, not every name and value;
     tests/protocol/test_forms_properties.py checks the two agree)."""
     pairs: list[tuple[str, str]] = []
     for field in text.split("&"):
         if field:
             name, _, value = field.partition("=")
-            pairs.append((name, value))
+            pairs.append((_decoded(name), _decoded(value)))
     return pairs
 
 
@@ -78,19 +87,10 @@ def parse_form(
         raise FormError("request body is not valid UTF-8") from exc
     if text.count("&") >= max_fields:
         raise FormError("malformed form body or too many fields")
-    if "%" in text or "+" in text:
-        try:
-            pairs = parse_qsl(
-                text,
-                keep_blank_values=True,
-                max_num_fields=max_fields,
-                encoding="utf-8",
-                errors="strict",
-            )
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormError("malformed form body or too many fields") from exc
-    else:
-        pairs = _plain_pairs(text)
+    try:
+        pairs = _pairs(text)
+    except UnicodeDecodeError as exc:
+        raise FormError("malformed form body or too many fields") from exc
     fields = Form()
     for name, value in pairs:
         if "\x00" in name or "\x00" in value:

@@ -836,7 +836,7 @@ class Unit:
             refresh=SqlRefreshTokenStore(self.conn),
             revocation=self.revocation,
             minter=TokenMinter(self.keys, rt.oauth_policy.issuer),
-            users=AccountDirectory(self.accounts, self.sessions),
+            users=AccountDirectory(self),
             policy=rt.oauth_policy,
             pepper=rt.token_pepper,
             clock=rt.clock,
