@@ -107,3 +107,17 @@ async def test_a_finished_unit_is_freed_by_reference_counting(runtime: Any) -> N
         assert alive() == []
     finally:
         gc.enable()
+
+
+async def test_a_unit_builds_each_service_once_and_units_share_none(runtime: Any) -> None:
+    """``Unit`` services (web/runtime.py ``service``): built on first use, the same object on
+    every later read in that unit, a new one in the next unit; release() drops them."""
+    async with runtime.unit() as first:
+        assert "oauth" not in vars(first)  # nothing built before it is asked for
+        oauth = first.oauth
+        assert first.oauth is oauth and vars(first)["oauth"] is oauth
+        assert "mfa" not in vars(first)  # only what was used (and what it needed)
+        async with runtime.unit() as second:
+            assert second.oauth is not oauth
+            assert second.keys is not first.keys
+    assert "oauth" not in vars(first) and "keys" not in vars(first)  # released at the end
