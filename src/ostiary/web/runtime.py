@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from urllib.parse import urlencode
 
 import structlog
@@ -159,6 +159,26 @@ AccountView = tuple[list[Session], list[Consent]]
 
 log = structlog.get_logger("ostiary.runtime")
 T = TypeVar("T")
+S = TypeVar("S")
+
+
+class service(cached_property[S]):
+    """``functools.cached_property`` without its lock: Python 3.11's takes an ``RLock`` at every
+    first access (3.12 dropped it), 1-2 µs per service a request builds. A :class:`Unit` is used
+    by one task on the loop thread, so two first accesses never race."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> S: ...
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Self | S:
+        if instance is None:
+            return self
+        value: S = self.func(instance)
+        instance.__dict__[self.attrname] = value  # type: ignore[index]
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,8 +683,8 @@ class Unit:
         them when the unit ends. A service kept past the unit by its caller stays usable.
         """
         cached = self.__dict__
-        for name in _SERVICES:
-            cached.pop(name, None)
+        for name in [name for name in cached if name in _SERVICES]:
+            del cached[name]
 
     async def attempt(
         self,
@@ -692,11 +712,11 @@ class Unit:
             await self.audit.record(action, "failure", actor=actor, details=recorded)
             return exc
 
-    @cached_property
+    @service
     def audit(self) -> AuditTrail:
         return AuditTrail(SqlAuditStore(self.conn), self._rt.clock)
 
-    @cached_property
+    @service
     def accounts(self) -> AccountService:
         rt = self._rt
         return AccountService(
@@ -711,13 +731,13 @@ class Unit:
             known_devices=rt.known_devices,
         )
 
-    @cached_property
+    @service
     def session_store(self) -> SessionStore:
         if self._rt.redis_sessions is not None:
             return self._rt.redis_sessions
         return SqlSessionStore(self.conn)
 
-    @cached_property
+    @service
     def sessions(self) -> SessionService:
         rt = self._rt
         return SessionService(
@@ -764,7 +784,7 @@ class Unit:
         """Sessions ended on purpose: their refresh families and access tokens die with them."""
         await self.oauth.sessions_ended(sids)
 
-    @cached_property
+    @service
     def mfa(self) -> MfaService:
         rt = self._rt
         return MfaService(
@@ -779,7 +799,7 @@ class Unit:
             enrollment_ttl=timedelta(seconds=rt.settings.mfa_enrollment_seconds),
         )
 
-    @cached_property
+    @service
     def passkeys(self) -> PasskeyService:
         """Passkeys; ceremonies raise ``PasskeysOff`` when ``runtime.relying_party`` is None."""
         rt = self._rt
@@ -787,13 +807,13 @@ class Unit:
             SqlPasskeyStore(self.conn), rt.relying_party, rt.throttle, self.audit, rt.clock
         )
 
-    @cached_property
+    @service
     def spent_tickets(self) -> SqlAssertionReplayStore:
         """Second-step tickets already used (web/second_step.py): the single-use table of
         client assertion ids, with its own key prefix, expiry and retention rule."""
         return SqlAssertionReplayStore(self.conn)
 
-    @cached_property
+    @service
     def clients(self) -> ClientService:
         rt = self._rt
         return ClientService(
@@ -807,7 +827,7 @@ class Unit:
             signing_algs=rt.settings.tokens.signing_algs,
         )
 
-    @cached_property
+    @service
     def client_assertions(self) -> ClientAssertionVerifier:
         rt = self._rt
         issuer = rt.oauth_policy.issuer
@@ -818,7 +838,7 @@ class Unit:
             fetcher=rt.jwks_fetcher,
         )
 
-    @cached_property
+    @service
     def revocation(self) -> RevocationService:
         rt = self._rt
         return RevocationService(
@@ -829,7 +849,7 @@ class Unit:
             bus=rt.revocation_bus,
         )
 
-    @cached_property
+    @service
     def oauth(self) -> OAuthService:
         rt = self._rt
         context = GrantContext(
@@ -852,7 +872,7 @@ class Unit:
             access_tokens=self.access_tokens,
         )
 
-    @cached_property
+    @service
     def access_tokens(self) -> AccessTokens:
         """Our JWTs checked, without the grant machinery of :attr:`oauth` (bearer-only routes)."""
         rt = self._rt
@@ -860,7 +880,7 @@ class Unit:
             self.keys, rt.revoked, rt.clock, rt.oauth_policy.issuer, rt.verified_tokens
         )
 
-    @cached_property
+    @service
     def orgs(self) -> OrgService:
         rt = self._rt
         return OrgService(
@@ -872,7 +892,7 @@ class Unit:
             invalidator=self,
         )
 
-    @cached_property
+    @service
     def invitations(self) -> InvitationService:
         rt = self._rt
         return InvitationService(
@@ -885,12 +905,12 @@ class Unit:
             ttl=timedelta(seconds=rt.settings.invitation_ttl_seconds),
         )
 
-    @cached_property
+    @service
     def permissions(self) -> EffectivePermissions:
         """Effective permissions alone (the unit's ``rbac`` shares this reader)."""
         return EffectivePermissions(SqlRbacStore(self.conn), self._rt.permission_cache)
 
-    @cached_property
+    @service
     def rbac(self) -> RbacService:
         rt = self._rt
         return RbacService(
@@ -912,13 +932,13 @@ class Unit:
             org_id, user_id, roles=roles, amr=amr
         )
 
-    @cached_property
+    @service
     def models(self) -> ModelCatalog:
         return ModelCatalog(
             SqlModelCatalogStore(self.conn), self.orgs, self.audit, self._rt.clock, self
         )
 
-    @cached_property
+    @service
     def policies(self) -> PolicyService:
         rt = self._rt
         return PolicyService(
@@ -1025,7 +1045,7 @@ class Unit:
         await self.rbac.member_leaving(org_id, user_id, actor=actor)
         await self.api_keys.owner_removed(org_id, ("user", user_id), actor=actor)
 
-    @cached_property
+    @service
     def api_keys(self) -> ApiKeyService:
         rt = self._rt
         return ApiKeyService(
@@ -1042,7 +1062,7 @@ class Unit:
             changes=self,
         )
 
-    @cached_property
+    @service
     def api_key_verifier(self) -> KeyVerifier:
         """Verification of presented keys alone: what the verify route, the management API
         and AuthZEN need of the feature (features/apikeys/verification.py)."""
@@ -1094,7 +1114,7 @@ class Unit:
 
     batch = 1_000  # rows a retention batch deletes of each kind, in one transaction
 
-    @cached_property
+    @service
     def retention(self) -> RetentionService:
         """What expires, and how long past expiry each kind still guards something
         (features/retention/service.py)."""
@@ -1153,7 +1173,7 @@ class Unit:
             rules.append(RetentionRule("sessions", SqlExpiredRows(conn, sessions, key="sid")))
         return RetentionService(rules, self._rt.clock, batch=self.batch)
 
-    @cached_property
+    @service
     def keys(self) -> KeyService:
         rt = self._rt
         tokens = rt.settings.tokens
