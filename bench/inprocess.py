@@ -16,6 +16,10 @@ the real server.
 
     uv run python bench/inprocess.py --phase client_credentials --phase single --profile
     uv run python bench/inprocess.py --phase introspect --requests 5000
+    uv run python bench/inprocess.py --phase verify --roles 10 --policies 10 --repeat 5
+
+``verify`` is bench/api_keys.sh's load: a gateway's service-account key (``keys:verify``)
+checks a member's key with an address and a model (``POST /api/v1/keys/verify``).
 
 ``--access-log`` keeps the access log on (the shipped default); it is off by default here so
 that its writer thread does not add noise to a profile of the request path.
@@ -46,7 +50,36 @@ PATHS = {
     "batch10": "/access/v1/evaluations",
     "client_credentials": "/token",
     "introspect": "/introspect",
+    "verify": "/api/v1/keys/verify",
 }
+
+
+async def api_keys(settings: Any, world: Any) -> tuple[str, str]:
+    """As bench/api_keys.sh: a gateway service account (role admin) whose key holds only
+    ``keys:verify``, and a member's key limited to one model and 127.0.0.0/8. Returns
+    (gateway key, member key)."""
+    from ostiary.web.runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        async with rt.unit() as unit:
+            keys = unit.api_keys
+            gateway = await keys.create_service_account(
+                world.org, "gateway", roles=["admin"], actor=None
+            )
+            gateway_key = await keys.create_key(
+                world.org, ("service_account", gateway.id), permissions=["keys:verify"], actor=None
+            )
+            member_key = await keys.create_key(
+                world.org,
+                ("user", world.subjects[0]),
+                models=["gpt-bench"],
+                allowed_ips=["127.0.0.0/8"],
+                actor=None,
+            )
+    finally:
+        await rt.close()
+    return gateway_key.secret, member_key.secret
 
 
 def _scope(path: str, header_map: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -127,6 +160,7 @@ async def main(args: argparse.Namespace) -> None:
 
     settings = Settings()
     world = await prepare(settings, args)
+    gateway_key, member_key = await api_keys(settings, world)
     app = create_app(settings)
     async with Lifespan(app):
         token_headers = headers(world, "client_credentials")
@@ -139,6 +173,13 @@ async def main(args: argparse.Namespace) -> None:
             if phase == "introspect":
                 phase_headers = token_headers
                 phase_bodies = [f"token={issued}".encode()]
+            elif phase == "verify":
+                phase_headers = {
+                    "Authorization": f"Bearer {gateway_key}",
+                    "Content-Type": "application/json",
+                }
+                check = {"key": member_key, "ip": "127.0.0.1", "model": "gpt-bench"}
+                phase_bodies = [json.dumps(check).encode()]
             else:
                 phase_headers = headers(world, phase)
                 phase_bodies = [b.encode() for b in bodies(world, phase, 200)]
@@ -147,6 +188,8 @@ async def main(args: argparse.Namespace) -> None:
             for body in picks[: args.warmup]:
                 status, data = await call(app, PATHS[phase], phase_headers, body)
                 assert status == 200, (phase, status, data[:300])
+                if phase == "verify":
+                    assert json.loads(data)["valid"] is True, data
             for attempt in range(args.repeat):
                 started = time.perf_counter()
                 for body in picks:

@@ -4,7 +4,10 @@
 # shared; throughput figures move 20-30 % from run to run). For A/B comparisons of the hot paths.
 #
 #   bash bench/instructions.sh [SRC_DIR]   # SRC_DIR: the `src` of another tree (default ./src)
-#   N=300 WARMUP=100 SCENARIOS="token introspect"
+#   N=300 WARMUP=100 SCENARIOS="token introspect verify"
+#
+# verify: POST /api/v1/keys/verify as bench/api_keys.sh loads it (a gateway service account's
+# keys:verify key checks a member's key with an address and a model).
 #
 # The server runs under callgrind; after WARMUP requests of a scenario (sequentially, on one
 # keep-alive connection) a dump resets the counters, and the dump after N more holds their cost
@@ -22,12 +25,23 @@ mkdir -p "$OSTIARY_DATA_DIR"
 "$py" -m ostiary migrate >/dev/null
 "$py" -m ostiary keys rotate --lead-seconds 0 >/dev/null
 creds="$("$py" -m ostiary clients create --name bench --grant-type client_credentials --scope api:read --json)"
+keys="{}"
+if [[ " $SCENARIOS " == *" verify "* ]]; then
+  field() { "$py" -c "import json,sys;print(json.load(sys.stdin)$1)"; }
+  "$py" -m ostiary users create --email bench-member@example.com >/dev/null
+  org="$("$py" -m ostiary orgs create --name Bench --owner bench-member@example.com --json | field "['id']")"
+  gateway="$("$py" -m ostiary service-accounts create "$org" --name gateway --role admin --json | field "['id']")"
+  gateway_key="$("$py" -m ostiary api-keys create --service-account "$gateway" --permission keys:verify --json | field "['key']")"
+  member_key="$("$py" -m ostiary api-keys create --org "$org" --user bench-member@example.com --model gpt-bench --allow-ip 127.0.0.0/8 --json | field "['key']")"
+  keys="{\"gateway\": \"$gateway_key\", \"member\": \"$member_key\"}"
+fi
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
   "$py" -m ostiary serve --host 127.0.0.1 --port ${PORT} >"$work/server.log" 2>&1 &
 server=$!
-"$py" - "$creds" "$server" "$N" "$WARMUP" "$SCENARIOS" "$work" <<'PY'
+"$py" - "$creds" "$server" "$N" "$WARMUP" "$SCENARIOS" "$work" "$keys" <<'PY'
 import base64, glob, http.client, json, os, subprocess, sys, time
 creds, pid, n, warmup, scenarios, work = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split(), sys.argv[6]
+keys = json.loads(sys.argv[7])
 basic = "Basic " + base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
 headers = {"Authorization": basic, "Content-Type": "application/x-www-form-urlencoded"}
 deadline = time.monotonic() + 1800
@@ -40,11 +54,16 @@ while True:
         pass
     if time.monotonic() > deadline: sys.exit("server not ready")
     time.sleep(1)
-def post(path, body):
+def post(path, body, headers=headers):
     conn.request("POST", path, body=body, headers=headers); r = conn.getresponse(); data = r.read()
     assert r.status == 200, (r.status, data[:200]); return data
 token = json.loads(post("/token", "grant_type=client_credentials&scope=api%3Aread"))["access_token"]
 bodies = {"token": ("/token", "grant_type=client_credentials&scope=api%3Aread"), "introspect": ("/introspect", "token=" + token)}
+scenario_headers = {}
+if keys:
+    bodies["verify"] = ("/api/v1/keys/verify", json.dumps({"key": keys["member"], "ip": "127.0.0.1", "model": "gpt-bench"}))
+    scenario_headers["verify"] = {"Authorization": "Bearer " + keys["gateway"], "Content-Type": "application/json"}
+    assert json.loads(post(*bodies["verify"], scenario_headers["verify"]))["valid"] is True
 def dump(label):
     """Ask callgrind for a dump (which also resets its counters) and wait until it is written."""
     before = set(glob.glob(f"{work}/cg.{pid}.*"))
@@ -62,9 +81,10 @@ def summary(path):
     raise SystemExit(f"no summary in {path}")
 for name in scenarios:
     path, body = bodies[name]
-    for _ in range(warmup): post(path, body)
+    h = scenario_headers.get(name, headers)
+    for _ in range(warmup): post(path, body, h)
     dump(f"{name}-warm")
-    for _ in range(n): post(path, body)
+    for _ in range(n): post(path, body, h)
     total = summary(dump(name))
     print(f"{name}: {total / n:,.0f} instructions per request ({n} requests, all threads)")
 PY

@@ -1,4 +1,5 @@
-"""The composition root's catch-up with other processes' writes (SQLite ``data_version``)."""
+"""The composition root's catch-up with other processes' writes (SQLite ``data_version``), and
+the services a unit builds once and drops when it ends."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
+
+from ostiary.web.runtime import _SERVICES, Unit, service
 
 GOOD = "correct horse battery staple 92"
 
@@ -121,3 +124,18 @@ async def test_a_unit_builds_each_service_once_and_units_share_none(runtime: Any
             assert second.oauth is not oauth
             assert second.keys is not first.keys
     assert "oauth" not in vars(first) and "keys" not in vars(first)  # released at the end
+
+
+async def test_a_unit_builds_each_service_once_and_drops_them_all_when_it_ends(
+    runtime: Any,
+) -> None:
+    assert {"api_keys", "api_key_verifier", "permissions", "rbac"} <= _SERVICES
+    assert all(isinstance(vars(Unit)[name], service) for name in _SERVICES)
+    async with runtime.unit() as unit:
+        verifier = unit.api_key_verifier
+        assert unit.api_key_verifier is verifier  # built once, then an attribute
+        assert unit.api_keys._verifier is verifier and unit.rbac._permissions is unit.permissions
+        built = {name for name in vars(unit) if name in _SERVICES}
+        assert {"api_keys", "api_key_verifier", "permissions", "rbac", "orgs", "audit"} <= built
+    assert not any(name in _SERVICES for name in vars(unit))  # released: no cycle left
+    assert unit.settings is runtime.settings and unit.after_commit == []

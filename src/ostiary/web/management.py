@@ -9,7 +9,7 @@ Authentication (RFC 6750 section 2.1, ``Authorization: Bearer``):
   organizations. The caller is the token's user (``sub``). A client_credentials token has no
   user (RFC 9068 section 2.2: its ``sub`` is the client) and is refused with 403: machines use a
   service account's API key.
-- an API key (``ost_sk_...``), checked by features/apikeys (``ApiKeyService.authenticate_api_key``:
+- an API key (``ost_sk_...``), checked by features/apikeys (``KeyVerifier.authenticate_api_key``:
   the key's row and its owner's standing are read at every call, so a revoked key, a removed
   member's or a disabled service account's stops at once on every node; the key's IP allowlist
   is checked against the caller's address).
@@ -148,7 +148,7 @@ async def caller_from_request(unit: Unit, request: Request) -> Caller:
     :class:`ApiError` 401/403."""
     credential = _bearer_of(request)
     if credential.startswith(API_KEY_PREFIX):
-        principal = await unit.api_keys.authenticate_api_key(credential, client_ip(request))
+        principal = await unit.api_key_verifier.authenticate_api_key(credential, client_ip(request))
         if principal is None:
             raise _unauthorized("the API key is invalid, expired or revoked")
         return Caller((principal.owner_type, principal.owner_id), principal)

@@ -48,7 +48,8 @@ from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService, KnownDevices, UnknownUser
 from ostiary.features.apikeys.cache import KeyCache, org_mark, owner_mark
-from ostiary.features.apikeys.service import KEEP_ENDED_KEYS, ApiKeyService, UsageMarks
+from ostiary.features.apikeys.service import KEEP_ENDED_KEYS, ApiKeyService
+from ostiary.features.apikeys.verification import KeyVerifier, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.cache import Generations, UserScopedCache
 from ostiary.features.clients.assertions import ClientAssertionVerifier
@@ -81,7 +82,7 @@ from ostiary.features.policy.service import DecisionLogPolicy, PolicyService
 from ostiary.features.rbac.cache import PermissionCache, invalidation_key
 from ostiary.features.rbac.claims import OrgClaims
 from ostiary.features.rbac.models import Principal
-from ostiary.features.rbac.service import RbacService
+from ostiary.features.rbac.service import EffectivePermissions, RbacService
 from ostiary.features.retention.service import RetentionRule, RetentionService
 from ostiary.features.sessions.models import Session
 from ostiary.features.sessions.ports import SessionStore
@@ -920,10 +921,21 @@ class Unit:
         )
 
     @service
+    def permissions(self) -> EffectivePermissions:
+        """Effective permissions alone (the unit's ``rbac`` shares this reader)."""
+        return EffectivePermissions(SqlRbacStore(self.conn), self._rt.permission_cache)
+
+    @service
     def rbac(self) -> RbacService:
         rt = self._rt
         return RbacService(
-            SqlRbacStore(self.conn), self.orgs, self.audit, rt.clock, rt.permission_cache, self
+            SqlRbacStore(self.conn),
+            self.orgs,
+            self.audit,
+            rt.clock,
+            rt.permission_cache,
+            self,
+            self.permissions,
         )
 
     async def org_claims(
@@ -1060,10 +1072,23 @@ class Unit:
             self.audit,
             rt.clock,
             pepper=rt.api_key_pepper,
-            usage=rt.api_key_usage,
+            verifier=self.api_key_verifier,
             exchanged=self,
-            cache=rt.api_key_cache,
             changes=self,
+        )
+
+    @service
+    def api_key_verifier(self) -> KeyVerifier:
+        """Verification of presented keys alone: what the verify route, the management API
+        and AuthZEN need of the feature (features/apikeys/verification.py)."""
+        rt = self._rt
+        return KeyVerifier(
+            SqlApiKeyStore(self.conn),
+            self.permissions,
+            rt.clock,
+            pepper=rt.api_key_pepper,
+            usage=rt.api_key_usage,
+            cache=rt.api_key_cache,
         )
 
     async def api_keys_stopped(self, key_ids: Sequence[str]) -> None:

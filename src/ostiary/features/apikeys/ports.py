@@ -15,7 +15,15 @@ from typing import Protocol
 from ostiary.features.apikeys.models import ApiKey, KeyInUse, OwnerType, ServiceAccount
 from ostiary.features.orgs.models import Cursor
 
-__all__ = ["ApiKeyStore", "ExchangedTokens", "KeyChanges", "ServiceAccountStore", "UserStatus"]
+__all__ = [
+    "ApiKeyStore",
+    "ExchangedTokens",
+    "KeyChanges",
+    "KeyRows",
+    "OwnerPermissions",
+    "ServiceAccountStore",
+    "UserStatus",
+]
 
 
 class ServiceAccountStore(Protocol):
@@ -90,6 +98,28 @@ class ApiKeyStore(Protocol):
         """Set ``last_used_at = now`` if it is unset or at or before ``older_than`` (so that nodes
         together write at most about once per interval); whether it was written."""
         ...
+
+
+class KeyRows(Protocol):
+    """What verification (features/apikeys/verification.py) reads and writes of the keys: a
+    part of :class:`ApiKeyStore`."""
+
+    async def find_in_use(self, key_id: str) -> KeyInUse | None: ...
+
+    async def touch(self, key_id: str, now: datetime, older_than: datetime) -> bool: ...
+
+
+class OwnerPermissions(Protocol):
+    """A key owner's current effective permissions in an organization, or in one of its
+    projects (served by RBAC, cached per node)."""
+
+    async def effective_permissions(
+        self,
+        org_id: str,
+        principal_type: OwnerType,
+        principal_id: str,
+        project_id: str | None = None,
+    ) -> frozenset[str]: ...
 
 
 class UserStatus(Protocol):

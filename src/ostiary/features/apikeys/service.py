@@ -13,19 +13,12 @@
   the recorded set with the owner's *current* effective permissions (RBAC, cached per node and
   invalidated on every node by the fan-out), so a demoted owner's keys lose what the owner
   lost. Optional allowlists: models (empty = any) and CIDR ranges (protocol/cidr.py).
-- Verification reads the key's row (with its owner's standing) by its id, from the node's
-  :class:`KeyCache` when it holds it (features/apikeys/cache.py: only rows that can verify;
-  every change that can stop a key or change its secret invalidates what it touches on every
-  node through :class:`KeyChanges`; a secret matching neither cached hash is checked against
-  a fresh read). Every invalid key (malformed, unknown id, wrong secret, expired, revoked,
-  owner gone) gets the same answer, and an unknown id costs the same HMAC, comparisons and
-  database read as a known one that is not cached.
+- Verification (features/apikeys/verification.py, :class:`KeyVerifier`, to which this service
+  delegates): the key's row from the node's :class:`KeyCache` or the database, the secret
+  compared in constant time, every invalid key the same answer.
 - Rotation gives the same key record a new secret; the old one keeps working until
   ``now + overlap`` (0: at once), then never.
-- ``last_used_at`` is written at most once per :data:`TOUCH_INTERVAL` per key: a bounded map
-  on each node says when it last wrote (checked and set before any ``await``, so parallel
-  verifications of one key write once), and the ``UPDATE`` itself only moves an older value
-  (so nodes together write about once per interval too).
+- ``last_used_at`` is written at most once per :data:`TOUCH_INTERVAL` per key (verification.py).
 - A service account of a project is deleted with the project (:meth:`project_deleting`).
 - A revoked or expired key's row is deleted :data:`KEEP_ENDED_KEYS` later (features/retention).
 - Every change is audited with its actor and organization.
@@ -33,21 +26,18 @@
 
 from __future__ import annotations
 
-import functools
-import hmac
 import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from ostiary.features.apikeys.cache import KeyCache, key_mark, owner_mark
+from ostiary.features.apikeys.cache import key_mark, owner_mark
 from ostiary.features.apikeys.models import (
     OWNER_TYPES,
     ApiKey,
     ApiKeyPrincipal,
     IssuedKey,
-    KeyInUse,
     OwnerType,
     ServiceAccount,
     Verification,
@@ -59,6 +49,7 @@ from ostiary.features.apikeys.ports import (
     ServiceAccountStore,
     UserStatus,
 )
+from ostiary.features.apikeys.verification import TOUCH_INTERVAL, KeyVerifier, UsageMarks
 from ostiary.features.audit.service import AuditTrail
 from ostiary.features.clock import Clock
 from ostiary.features.orgs.models import (
@@ -72,8 +63,8 @@ from ostiary.features.orgs.service import MAX_PAGE, OrgService, check_name
 from ostiary.features.rbac.models import InvalidPermission
 from ostiary.features.rbac.service import RbacService
 from ostiary.protocol import permissions as perms
-from ostiary.protocol.api_keys import narrow, new_api_key, parse_api_key, permissions_within
-from ostiary.protocol.cidr import CidrError, address_allowed, parse_cidr, parse_cidrs
+from ostiary.protocol.api_keys import new_api_key, permissions_within
+from ostiary.protocol.cidr import CidrError, parse_cidrs
 from ostiary.protocol.opaque_secrets import secret_digest
 
 __all__ = [
@@ -86,44 +77,12 @@ __all__ = [
     "UsageMarks",
 ]
 
-TOUCH_INTERVAL = timedelta(minutes=1)
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=30)
 MAX_MODELS = 100
 # How long a revoked or expired key's row stays (listed as such) before retention deletes it.
 KEEP_ENDED_KEYS = timedelta(days=90)
 _MAX_LIFETIME = timedelta(days=3650)
-# Compared against when the key id is unknown, so that an unknown id costs what a known one
-# does (an HMAC and two constant-time comparisons).
-_DUMMY_DIGEST = "0" * 64
-
-
-class UsageMarks:
-    """When this node last wrote each key's ``last_used_at``; bounded (the oldest mark goes
-    first, which at worst costs one extra write)."""
-
-    __slots__ = ("_marks", "_max")
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._marks: dict[str, datetime] = {}
-        self._max = max_entries
-
-    def __len__(self) -> int:
-        return len(self._marks)
-
-    def due(self, key_id: str, now: datetime) -> bool:
-        """Whether to write now; if so, marks it (synchronously: concurrent callers on this
-        node see the mark at once)."""
-        marks = self._marks
-        last = marks.get(key_id)
-        if last is not None and now - last < TOUCH_INTERVAL:
-            return False
-        if last is not None:
-            del marks[key_id]
-        elif len(marks) >= self._max:
-            del marks[next(iter(marks))]
-        marks[key_id] = now
-        return True
 
 
 def _limit(limit: int) -> int:
@@ -173,9 +132,8 @@ class ApiKeyService:
         clock: Clock,
         *,
         pepper: bytes,
-        usage: UsageMarks,
+        verifier: KeyVerifier,
         exchanged: ExchangedTokens | None = None,
-        cache: KeyCache | None = None,
         changes: KeyChanges | None = None,
     ) -> None:
         self._accounts = accounts
@@ -186,9 +144,8 @@ class ApiKeyService:
         self._audit = audit
         self._clock = clock
         self._pepper = pepper
-        self._usage = usage
+        self._verifier = verifier
         self._exchanged = exchanged
-        self._cache = cache
         self._changes = changes
 
     async def _stopped(self, key_ids: Sequence[str]) -> None:
@@ -200,17 +157,6 @@ class ApiKeyService:
         """Every node's cached rows that depend on these marks are stale."""
         if self._changes is not None:
             await self._changes.api_keys_changed(marks)
-
-    async def _in_use(self, key_id: str) -> KeyInUse | None:
-        """The key's row with its owner's standing, read from the database (and cached)."""
-        cache = self._cache
-        if cache is None:
-            return await self._keys.find_in_use(key_id)
-        read_at = cache.begin()
-        found = await self._keys.find_in_use(key_id)
-        if found is not None:
-            cache.put(found, read_at)
-        return found
 
     # -- service accounts ------------------------------------------------------------------
 
@@ -508,84 +454,12 @@ class ApiKeyService:
     async def verify(
         self, raw: str, *, ip: str | None = None, model: str | None = None
     ) -> Verification:
-        """Check a presented key. ``ip``/``model``: also check them against the key's
-        allowlists (not checked when None). See the module docstring for what is equal."""
-        now = self._clock.now()
-        key_id = parse_api_key(raw) if isinstance(raw, str) else None
-        digest = secret_digest(self._pepper, raw if isinstance(raw, str) else "").encode()
-        found = self._cache.get(key_id) if self._cache is not None and key_id else None
-        valid = found is not None and self._secret_matches(found.key, digest, now)
-        if not valid:
-            # Not cached, or the secret matches neither cached hash (a rotation committed on
-            # another node whose invalidation is on its way): the database decides.
-            found = await self._in_use(key_id) if key_id is not None else None
-            valid = self._secret_matches(found.key if found else None, digest, now)
-        if found is None:
-            return Verification(None)
-        key = found.key
-        principal = await self._principal(found, now) if valid else None
-        if principal is None:
-            return Verification(None)
-        if ip is not None and key.allowed_ips and not self._ip_allowed(ip, key.allowed_ips):
-            return Verification(principal, "ip_not_allowed")
-        if model is not None and key.models and model not in key.models:
-            return Verification(principal, "model_not_allowed")
-        if self._usage.due(key.id, now):
-            await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
-        return Verification(principal)
-
-    @staticmethod
-    def _secret_matches(key: ApiKey | None, digest: bytes, now: datetime) -> bool:
-        """The presented secret's digest is the key's current one, or its previous one within
-        the rotation overlap. Both comparisons always run (constant time, no short-circuit),
-        against a dummy when there is no key."""
-        current = (key.secret_hash if key is not None else _DUMMY_DIGEST).encode()
-        previous_hash = key.previous_hash if key is not None else None
-        previous = (previous_hash or _DUMMY_DIGEST).encode()
-        match_current = hmac.compare_digest(digest, current)
-        match_previous = hmac.compare_digest(digest, previous)
-        if key is None:
-            return False
-        return match_current or (
-            match_previous
-            and previous_hash is not None
-            and key.previous_expires_at is not None
-            and now < key.previous_expires_at
-        )
-
-    async def _principal(self, found: KeyInUse, now: datetime) -> ApiKeyPrincipal | None:
-        """What a key in use stands for now; None when it is revoked, expired, or its owner
-        may no longer use it."""
-        key = found.key
-        if key.revoked_at is not None or not found.owner_active:
-            return None
-        if key.expires_at is not None and key.expires_at <= now:
-            return None
-        held = await self._rbac.effective_permissions(
-            key.organization_id, key.owner_type, key.owner_id, found.project_id
-        )
-        return ApiKeyPrincipal(
-            key_id=key.id,
-            organization_id=key.organization_id,
-            owner_type=key.owner_type,
-            owner_id=key.owner_id,
-            project_id=found.project_id,
-            permissions=narrow(key.permissions, held),
-            models=key.models,
-            allowed_ips=key.allowed_ips,
-            expires_at=key.expires_at,
-        )
+        """Check a presented key (:meth:`KeyVerifier.verify`)."""
+        return await self._verifier.verify(raw, ip=ip, model=model)
 
     async def principal_of(self, org_id: str, key_id: str) -> ApiKeyPrincipal | None:
-        """A live key of ``org_id`` named by its id (no secret: a policy decision about a key,
-        asked by a caller of the organization), or None."""
-        found = None
-        if len(key_id) <= 64:
-            found = self._cache.get(key_id) if self._cache is not None else None
-            found = found or await self._in_use(key_id)
-        if found is None or found.key.organization_id != org_id:
-            return None
-        return await self._principal(found, self._clock.now())
+        """A live key of ``org_id`` named by its id (:meth:`KeyVerifier.principal_of`)."""
+        return await self._verifier.principal_of(org_id, key_id)
 
     async def service_account_active(self, org_id: str, account_id: str) -> bool:
         """The service account exists in ``org_id`` and is not disabled."""
@@ -593,19 +467,6 @@ class ApiKeyService:
         return account is not None and not account.disabled
 
     async def authenticate_api_key(self, raw: str, ip: str | None) -> ApiKeyPrincipal | None:
-        """For the management API and other callers that act for the key: the principal, or
-        None for any invalid key and for a client address outside the key's IP allowlist
-        (an unknown address, None, never passes an allowlist)."""
-        outcome = await self.verify(raw, ip=ip if ip is not None else "")
-        return outcome.principal if outcome.valid else None
-
-    @staticmethod
-    def _ip_allowed(ip: str, ranges: tuple[str, ...]) -> bool:
-        return _address_in(ip, ranges) if len(ip) <= 64 else False
-
-
-@functools.lru_cache(maxsize=4096)
-def _address_in(ip: str, ranges: tuple[str, ...]) -> bool:
-    """Whether ``ip`` lies in a stored allowlist (validated when the key was made); remembered
-    per node for the addresses seen most (bounded: the least recently used goes)."""
-    return address_allowed(ip, [parse_cidr(text) for text in ranges])
+        """The principal of a valid key allowed from ``ip`` (see
+        :meth:`KeyVerifier.authenticate_api_key`)."""
+        return await self._verifier.authenticate_api_key(raw, ip)

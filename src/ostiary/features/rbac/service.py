@@ -60,7 +60,7 @@ from ostiary.features.rbac.ports import PermissionInvalidator, RbacStore
 from ostiary.protocol import permissions as perms
 from ostiary.protocol.permissions import allows
 
-__all__ = ["WHOLE_ORG_AFTER", "RbacService", "allows"]
+__all__ = ["WHOLE_ORG_AFTER", "EffectivePermissions", "RbacService", "allows"]
 
 WHOLE_ORG_AFTER = 1_000
 _T = TypeVar("_T", Role, Group)
@@ -99,6 +99,49 @@ def _limit(limit: int) -> int:
     return limit
 
 
+class EffectivePermissions:
+    """Effective permissions read through the node's cache (cache.py), without the rest of
+    :class:`RbacService`: what a hot path that only checks permissions builds (API-key
+    verification). A unit's :class:`RbacService` shares its reader, so that once the unit
+    changed anything (``changed``) its reads, which see the uncommitted writes, stay out of the
+    shared cache."""
+
+    __slots__ = ("_cache", "_store", "changed")
+
+    def __init__(self, store: RbacStore, cache: PermissionCache) -> None:
+        self._store = store
+        self._cache = cache
+        self.changed = False
+
+    async def effective_permissions(
+        self,
+        org_id: str,
+        principal_type: PrincipalType,
+        principal_id: str,
+        project_id: str | None = None,
+    ) -> frozenset[str]:
+        """The principal's permissions in the organization, or in one of its projects (``*``
+        kept as a wildcard: use :func:`allows`). Empty for a stranger to the organization."""
+        cache = self._cache
+        cached = cache.get(org_id, principal_type, principal_id, project_id)
+        if cached is not None and not self.changed:
+            return cached
+        stamp = cache.stamp(org_id, principal_type, principal_id)
+        principals: list[Principal] = [(principal_type, principal_id)]
+        if principal_type == "user":
+            groups = await self._store.groups_of_user(org_id, principal_id)
+            principals.extend(("group", group_id) for group_id in groups)
+        held = await self._store.assignments_of(org_id, principals)
+        roles = {a.role for a in held if a.project_id is None or a.project_id == project_id}
+        result: frozenset[str] = frozenset()
+        if roles:
+            own, includes = await self._store.role_graph(org_id)
+            result = perms.expand(roles, {**own, **BUILTIN_ROLES}, includes)
+        if not self.changed:
+            cache.put(org_id, principal_type, principal_id, project_id, result, stamp)
+        return result
+
+
 class RbacService:
     def __init__(
         self,
@@ -108,20 +151,22 @@ class RbacService:
         clock: Clock,
         cache: PermissionCache,
         invalidator: PermissionInvalidator,
+        permissions: EffectivePermissions | None = None,
     ) -> None:
+        """``permissions``: the unit's reader, if it has one (see :class:`EffectivePermissions`);
+        one over ``store`` and ``cache`` otherwise."""
         self._store = store
         self._orgs = orgs
         self._audit = audit
         self._clock = clock
-        self._cache = cache
         self._invalidator = invalidator
-        # Set by the first change of this unit: from then on its reads see uncommitted
-        # writes, which must not reach the shared cache.
-        self._changed = False
+        # ``changed`` is set by the first change of this unit: from then on its reads see
+        # uncommitted writes, which must not reach the shared cache.
+        self._permissions = permissions or EffectivePermissions(store, cache)
 
     async def _touched(self, org_id: str, principals: Collection[Principal] | None) -> None:
         """Invalidate what a change touches; a group stands for its members."""
-        self._changed = True
+        self._permissions.changed = True
         if principals is not None:
             expanded: set[Principal] = set()
             for principal in principals:
@@ -228,7 +273,7 @@ class RbacService:
         # A new role is included by nobody, so it cannot close a cycle.
         if not await self._store.add_role(role):
             raise Conflict(f"a role named {name!r} exists")
-        self._changed = True
+        self._permissions.changed = True
         await self._audit.org_change(
             "rbac.role.create",
             org_id,
@@ -293,7 +338,7 @@ class RbacService:
             or changed.name != role.name  # policies name roles: Role::"<name>" (issue 13)
         ):
             await self._touched(org_id, await self._affected_by_role(org_id, role.id))
-        self._changed = True
+        self._permissions.changed = True
         await self._audit.org_change(
             "rbac.role.update",
             org_id,
@@ -575,7 +620,7 @@ class RbacService:
             await self._store.add_assignment(
                 Assignment(org_id, "group", group.id, role.id, None, group.created_at)
             )
-        self._changed = True
+        self._permissions.changed = True
         await self._audit.org_change(
             "rbac.group.create",
             org_id,
@@ -656,24 +701,9 @@ class RbacService:
     ) -> frozenset[str]:
         """The principal's permissions in the organization, or in one of its projects (``*``
         kept as a wildcard: use :func:`allows`). Empty for a stranger to the organization."""
-        cache = self._cache
-        cached = cache.get(org_id, principal_type, principal_id, project_id)
-        if cached is not None and not self._changed:
-            return cached
-        stamp = cache.stamp(org_id, principal_type, principal_id)
-        principals: list[Principal] = [(principal_type, principal_id)]
-        if principal_type == "user":
-            groups = await self._store.groups_of_user(org_id, principal_id)
-            principals.extend(("group", group_id) for group_id in groups)
-        held = await self._store.assignments_of(org_id, principals)
-        roles = {a.role for a in held if a.project_id is None or a.project_id == project_id}
-        result: frozenset[str] = frozenset()
-        if roles:
-            own, includes = await self._store.role_graph(org_id)
-            result = perms.expand(roles, {**own, **BUILTIN_ROLES}, includes)
-        if not self._changed:
-            cache.put(org_id, principal_type, principal_id, project_id, result, stamp)
-        return result
+        return await self._permissions.effective_permissions(
+            org_id, principal_type, principal_id, project_id
+        )
 
     async def require(
         self,

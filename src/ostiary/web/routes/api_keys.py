@@ -203,7 +203,7 @@ async def verify_api_key(request: Request) -> Response:
     rt = runtime_of(request)
     async with rt.unit() as unit:
         await rt.catch_up(unit)  # SQLite: take in role changes another process committed
-        service = unit.api_keys
+        service = unit.api_key_verifier
         if bearer == key:
             outcome = await service.verify(key, ip=ip, model=model)
             if outcome.principal is None:

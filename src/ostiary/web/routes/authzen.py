@@ -93,7 +93,7 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
     # Policies, catalog and roles changed by another process (the CLI on SQLite) first.
     await rt.catch_up(unit)
     if credential.count(".") != 2:  # not a JWT: an API key
-        key = await unit.api_keys.authenticate_api_key(credential, ip)
+        key = await unit.api_key_verifier.authenticate_api_key(credential, ip)
         if key is None:
             raise _Refused(401, "invalid_token", "the credential is invalid")
         if not allows(key.permissions, PERMISSION):
