@@ -28,15 +28,18 @@ from typing import Any, Literal
 
 import cedarpy
 import orjson
+from cedarpy import _internal as _cedar_internal
 
 from ostiary.protocol.permissions import PERMISSIONS
 
 __all__ = [
     "BASE_SCHEMA",
+    "Answer",
     "PolicyInvalid",
     "PolicyProgram",
     "Scope",
     "Statement",
+    "authorize",
     "compile_program",
     "schema_text",
     "scopes",
@@ -377,6 +380,38 @@ def compile_program(parts: Sequence[tuple[str, str]]) -> PolicyProgram:
     # accepts the text: validate() checks it); otherwise the program is used whole.
     found_scopes = scopes(whole) if len(policy_set) == len(found) else ()
     return PolicyProgram(policy_set, tuple(found), tuple(origins), found_scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Cedar's answer to one request: the decision, the ids of the policies that determined
+    it (Cedar's ``reason``), and its evaluation errors as Cedar words them."""
+
+    allowed: bool
+    reasons: list[str]
+    errors: list[str]
+
+
+def authorize(
+    request: dict[str, Any], policy_set: cedarpy.PolicySet, entities: cedarpy.Entities | str
+) -> Answer:
+    """``cedarpy.is_authorized`` for a request whose ``context`` is JSON text already.
+
+    The public function wraps the same extension call with work a decision does not need:
+    it parses Cedar's JSON answer with the standard library's json and wraps it in three
+    objects (about a fifth of the call's instructions, and a tenth of a cached single
+    decision's CPU before this). Here the answer is parsed with orjson into :class:`Answer`.
+    ``_internal.is_authorized_batch`` is the entry point the public function calls (cedarpy
+    4.12, pinned in uv.lock); tests/features/policy/test_cedar.py checks that both agree."""
+    handle = entities._inner if isinstance(entities, cedarpy.Entities) else entities
+    raw = _cedar_internal.is_authorized_batch([request], policy_set, handle, None, False)
+    answer = orjson.loads(raw[0])
+    diagnostics = answer.get("diagnostics") or {}
+    return Answer(
+        answer.get("decision") == "Allow",
+        diagnostics.get("reason") or [],
+        [str(e) for e in diagnostics.get("errors") or ()],
+    )
 
 
 def entity(
