@@ -666,8 +666,9 @@ class Unit:
         them when the unit ends. A service kept past the unit by its caller stays usable.
         """
         cached = self.__dict__
-        for name in _SERVICES:
-            cached.pop(name, None)
+        # The few names this unit set, rather than a pop for every service there is.
+        for name in [name for name in cached if name in _SERVICES]:
+            del cached[name]
 
     async def attempt(
         self,
