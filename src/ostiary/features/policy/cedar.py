@@ -312,6 +312,10 @@ class PolicyProgram:
     statements: tuple[Statement, ...]
     origins: tuple[str, ...]  # per statement: "deployment v3" / "organization v7"
     scopes: tuple[Scope, ...] = ()
+    # Whether any policy may read ``context`` (its text names it anywhere, comments and
+    # strings included: never a miss). When none does, a decision's answer does not depend on
+    # the request's context, the caller's address or the time (features/policy/service.py).
+    reads_context: bool = True
     _slices: dict[tuple[str, str, str], PolicyProgram] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -347,10 +351,12 @@ class PolicyProgram:
         elif not keep:
             found = PolicyProgram(None, (), ())
         else:
+            kept = tuple(self.statements[i] for i in keep)
             found = PolicyProgram(
-                cedarpy.PolicySet.from_str("\n".join(self.statements[i].text for i in keep)),
-                tuple(self.statements[i] for i in keep),
+                cedarpy.PolicySet.from_str("\n".join(statement.text for statement in kept)),
+                kept,
                 tuple(self.origins[i] for i in keep),
+                reads_context=_reads_context(kept),
             )
         if len(self._slices) >= MAX_SLICES:
             self._slices.clear()
@@ -379,7 +385,13 @@ def compile_program(parts: Sequence[tuple[str, str]]) -> PolicyProgram:
     # Slicing needs the scanner and Cedar to agree on every statement (they do whenever Cedar
     # accepts the text: validate() checks it); otherwise the program is used whole.
     found_scopes = scopes(whole) if len(policy_set) == len(found) else ()
-    return PolicyProgram(policy_set, tuple(found), tuple(origins), found_scopes)
+    return PolicyProgram(
+        policy_set, tuple(found), tuple(origins), found_scopes, reads_context=_reads_context(found)
+    )
+
+
+def _reads_context(found: Sequence[Statement]) -> bool:
+    return any("context" in statement.text for statement in found)
 
 
 @dataclass(frozen=True, slots=True)

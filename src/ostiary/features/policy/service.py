@@ -525,26 +525,47 @@ class PolicyService:
             program = program.slice(action, resource.type, resource.id)
         if program.policy_set is None:  # no policy can apply to this action and resource
             return _by_permission(action, rbac_grants), subject
-        context: dict[str, Any] = dict(evaluation.context)
-        for name, value in (("ip", env.ip), ("acr", env.acr)):
-            if value and not isinstance(context.get(name), str):
-                context[name] = value
-        if env.amr and not isinstance(context.get("amr"), list):
-            context["amr"] = list(env.amr)
-        context["organization"] = org_id
-        context["time"] = int(env.now.timestamp())
-        try:
-            request = {
-                "principal": {"type": subject.entity_type, "id": subject.entity_id},
-                "action": {"type": "Action", "id": action},
-                "resource": {"type": resource.type, "id": resource.id},
-                # As text: a dict would be copied and dumped with the standard library's json.
-                "context": orjson.dumps(context).decode(),
-            }
-            entities = await self._entities(org_id, subject, resource, stamp, named)
-            answer = authorize(request, program.policy_set, entities)
-        except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
-            return Decision(False, f"evaluation error: {str(exc)[:200]}", REASON_USER), subject
+        # When no policy of the slice reads the context, Cedar's answer depends only on the
+        # policies, the entities and the principal, action and resource: it is kept with the
+        # entity set's key and stamp (and the slice it came from), for the same question.
+        cache = self._cache
+        memo = None
+        answer = None
+        if (
+            not program.reads_context
+            and named
+            and named == subject.cache_key
+            and not resource.properties
+            and not self._changed
+        ):
+            memo = (org_id, named, resource.type, resource.id, action)
+            found = cache.answers.get(memo, cache.stamp(org_id, named))
+            if found is not None and found[0] is program:
+                answer = found[1]
+        if answer is None:
+            context: dict[str, Any] = dict(evaluation.context)
+            for name, value in (("ip", env.ip), ("acr", env.acr)):
+                if value and not isinstance(context.get(name), str):
+                    context[name] = value
+            if env.amr and not isinstance(context.get("amr"), list):
+                context["amr"] = list(env.amr)
+            context["organization"] = org_id
+            context["time"] = int(env.now.timestamp())
+            try:
+                request = {
+                    "principal": {"type": subject.entity_type, "id": subject.entity_id},
+                    "action": {"type": "Action", "id": action},
+                    "resource": {"type": resource.type, "id": resource.id},
+                    # As text: a dict would be copied and dumped with the stdlib's json.
+                    "context": orjson.dumps(context).decode(),
+                }
+                entities = await self._entities(org_id, subject, resource, stamp, named)
+                answer = authorize(request, program.policy_set, entities)
+            except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
+                why = f"evaluation error: {str(exc)[:200]}"
+                return Decision(False, why, REASON_USER), subject
+            if memo is not None:
+                cache.answers.put(memo, (program, answer), stamp)
         if answer.errors:
             failed_forbids = [p for p in _error_ids(answer.errors) if program.effect(p) == "forbid"]
             if failed_forbids:
