@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ostiary.features.cache import Generations
+from ostiary.features.policy.cedar import Answer
 
 __all__ = ["DecisionCache", "KnownUsers", "Stamp"]
 
@@ -70,7 +71,7 @@ class DecisionCache:
         self.entity_sets: _Entries[Any] = _Entries(max_entries)
         # Cedar's answers per organization, principal, resource and action, for programs that
         # never read the context (features/policy/service.py ``_decide``).
-        self.answers: _Entries[Any] = _Entries(max_entries)
+        self.answers: _Entries[Answer] = _Entries(max_entries)
         self._counters: dict[str, int] = {}
         self._epoch = 0
         self._max_counters = max_counters

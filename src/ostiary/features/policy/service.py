@@ -526,8 +526,9 @@ class PolicyService:
         if program.policy_set is None:  # no policy can apply to this action and resource
             return _by_permission(action, rbac_grants), subject
         # When no policy of the slice reads the context, Cedar's answer depends only on the
-        # policies, the entities and the principal, action and resource: it is kept with the
-        # entity set's key and stamp (and the slice it came from), for the same question.
+        # policies, the entities and the principal, action and resource: it is kept under the
+        # entity set's stamp, which every change of those moves (a policy version included),
+        # for the same question.
         cache = self._cache
         memo = None
         answer = None
@@ -539,9 +540,7 @@ class PolicyService:
             and not self._changed
         ):
             memo = (org_id, named, resource.type, resource.id, action)
-            found = cache.answers.get(memo, cache.stamp(org_id, named))
-            if found is not None and found[0] is program:
-                answer = found[1]
+            answer = cache.answers.get(memo, cache.stamp(org_id, named))
         if answer is None:
             context: dict[str, Any] = dict(evaluation.context)
             for name, value in (("ip", env.ip), ("acr", env.acr)):
@@ -565,7 +564,7 @@ class PolicyService:
                 why = f"evaluation error: {str(exc)[:200]}"
                 return Decision(False, why, REASON_USER), subject
             if memo is not None:
-                cache.answers.put(memo, (program, answer), stamp)
+                cache.answers.put(memo, answer, stamp)
         if answer.errors:
             failed_forbids = [p for p in _error_ids(answer.errors) if program.effect(p) == "forbid"]
             if failed_forbids:
