@@ -489,7 +489,7 @@ class PolicyService:
     async def evaluate(self, org_id: str, evaluation: Evaluation, env: DecisionEnv) -> Decision:
         """One decision inside ``org_id``, logged per the decision-log setting."""
         program = await self.program(org_id)
-        decision, subject = await self._decide(org_id, evaluation, env, program)
+        decision, subject = await self._decide(org_id, evaluation, env, program, active=True)
         policy = self._log_policy
         if policy.mode == "full" or (
             policy.mode == "sampled" and random.random() < policy.sample_rate  # noqa: S311 (sampling, not secrecy)
@@ -508,9 +508,17 @@ class PolicyService:
         return decision
 
     async def _decide(
-        self, org_id: str, evaluation: Evaluation, env: DecisionEnv, program: PolicyProgram
+        self,
+        org_id: str,
+        evaluation: Evaluation,
+        env: DecisionEnv,
+        program: PolicyProgram,
+        *,
+        active: bool = False,
     ) -> tuple[Decision, Subject | None]:
-        """The decision, and the subject as resolved (None: not known here)."""
+        """The decision, and the subject as resolved (None: not known here). ``active``:
+        ``program`` is the organization's active one (:meth:`program`), whose answers the
+        decision cache keeps; not a dry-run's candidate."""
         action = evaluation.action.name
         # Read before the subject and the catalog: an invalidation arriving meanwhile makes
         # the entity set built from them stale instead of cached as current.
@@ -533,7 +541,8 @@ class PolicyService:
         memo = None
         answer = None
         if (
-            not program.reads_context
+            active
+            and not program.reads_context
             and named
             and named == subject.cache_key
             and not resource.properties
