@@ -22,6 +22,7 @@ which would let a request forge membership in a role.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -96,8 +97,10 @@ class BatchRequest:
     single: bool  # no ``evaluations`` array: answer as one evaluation
 
 
+@functools.lru_cache(maxsize=1024)
 def is_cedar_name(value: str) -> bool:
-    """A Cedar entity type name: identifiers joined by ``::``, none of them reserved."""
+    """A Cedar entity type name: identifiers joined by ``::``, none of them reserved.
+    Remembered: requests name the same few types again and again."""
     return (
         len(value) <= MAX_TYPE
         and _NAME.fullmatch(value) is not None

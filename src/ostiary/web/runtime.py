@@ -76,6 +76,7 @@ from ostiary.features.orgs.cache import OrgCache
 from ostiary.features.orgs.models import TenancyError
 from ostiary.features.orgs.service import OrgService
 from ostiary.features.policy.cache import DecisionCache, KnownUsers
+from ostiary.features.policy.callers import CallerCache
 from ostiary.features.policy.decision_log import DecisionLogBuffer
 from ostiary.features.policy.models import ApiKeySubject, LogEntry
 from ostiary.features.policy.service import DecisionLogPolicy, PolicyService
@@ -286,6 +287,9 @@ class Runtime:
         # Organizations by id or slug (features/orgs/cache.py): ``org`` messages name one.
         self.org_cache = OrgCache()
         self.revoked.observers["org"] = self.org_cache.invalidate
+        # The decision API's callers, verified (features/policy/callers.py): valid under the
+        # stamps of the caches above, the key list and the revocation set, so never told.
+        self.decision_callers = CallerCache()
         # The API-key seam (features/policy/ports.py): the apikeys feature replaces it.
         self.decision_log_policy = DecisionLogPolicy(
             settings.decision_log,
@@ -956,15 +960,16 @@ class Unit:
     @service
     def policies(self) -> PolicyService:
         rt = self._rt
+        # The services as functions: a decision answered from the caches builds none of them.
         return PolicyService(
             SqlPolicyStore(self.conn),
             SqlDecisionLogStore(self.conn),
-            self.orgs,
-            self.rbac,
-            self.models,
+            lambda: self.orgs,
+            lambda: self.rbac,
+            lambda: self.models,
             self,
-            PolicyKeys(self.api_keys),
-            self.audit,
+            lambda: PolicyKeys(self.api_keys),
+            lambda: self.audit,
             rt.clock,
             rt.decision_cache,
             self,

@@ -3,12 +3,15 @@ extension replacing same-named base declarations, and compiled programs describi
 
 from __future__ import annotations
 
+import json
+
 import cedarpy
 import pytest
 
 from ostiary.features.policy.cedar import (
     BASE_SCHEMA,
     PolicyInvalid,
+    authorize,
     compile_program,
     schema_text,
     statements,
@@ -149,3 +152,39 @@ def test_a_slice_decides_as_the_whole_program() -> None:
                 assert len(part.diagnostics.errors) == len(whole.diagnostics.errors)
                 compared += 1
     assert compared > 20
+
+
+ERRING = """permit(principal, action, resource) when { context.n > 1 };
+@id("tier") forbid(principal, action, resource) when { resource.tier == "x" };"""
+
+
+@pytest.mark.parametrize(
+    ("attrs", "context", "allowed"),
+    [
+        ({"tier": "x"}, '{"n": 2}', False),  # forbidden
+        ({}, '{"n": 2}', True),  # permitted; the forbid errors (no tier)
+        ({}, '{"n": 0}', False),  # nothing permits; the forbid errors
+    ],
+)
+def test_authorize_answers_as_cedarpy_is_authorized(
+    attrs: dict[str, str], context: str, allowed: bool
+) -> None:
+    """cedar.authorize calls the extension cedarpy.is_authorized wraps, and parses its answer
+    itself: the same decision, reasons and errors."""
+    policies = cedarpy.PolicySet.from_str(ERRING)
+    uid = {"type": "model", "id": "m"}
+    entities = cedarpy.Entities.from_json_str(
+        json.dumps([{"uid": uid, "attrs": attrs, "parents": []}])
+    )
+    request = {
+        "principal": {"type": "User", "id": "u"},
+        "action": {"type": "Action", "id": "models:invoke"},
+        "resource": uid,
+        "context": context,
+    }
+    theirs = cedarpy.is_authorized(request, policies, entities)
+    ours = authorize(request, policies, entities)
+    assert ours.allowed == theirs.allowed == allowed
+    assert ours.reasons == theirs.diagnostics.reasons
+    assert ours.errors == [str(e) for e in theirs.diagnostics.errors]
+    assert bool(ours.errors) == ("tier" not in attrs)

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from ostiary.features.policy.decision_log import DecisionLogBuffer
 from ostiary.features.policy.models import LogEntry
 from ostiary.features.policy.service import DecisionEnv
 from ostiary.protocol.authzen import Action, Entity, Evaluation
+from ostiary.storage.sqla.driver import AsyncpgDriver, SqliteDriver
 from ostiary.storage.sqla.policy_repositories import SqlDecisionLogStore
 from ostiary.storage.sqla.tables import decision_log
 
@@ -62,24 +63,22 @@ async def _until(condition: Any) -> None:
 
 
 class _Inserts:
-    """The INSERT statements into decision_log the engine sends, with how many rows each."""
+    """The INSERT statements into decision_log run on the driver (storage/sqla/driver.py
+    ``executemany``: one prepared statement, a parameter row per entry), with how many rows
+    each."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.rows_per_statement: list[int] = []
-        event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._seen)
-        self._engine = runtime.engine.sync_engine
+        for kind in (SqliteDriver, AsyncpgDriver):
+            monkeypatch.setattr(kind, "executemany", self._counting(kind.executemany))
 
-    def _seen(
-        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
-    ) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO DECISION_LOG"):
-            # sqlite3's executemany: one statement, a parameter set per row; PostgreSQL's
-            # insertmanyvalues: one statement, a VALUES group per row.
-            groups = statement.count("($")
-            self.rows_per_statement.append(len(params) if many else max(groups, 1))
+    def _counting(self, run: Any) -> Any:
+        async def executemany(driver: Any, sql: Any, rows: Sequence[Any]) -> None:
+            if sql.qmark.lstrip().upper().startswith("INSERT INTO DECISION_LOG"):
+                self.rows_per_statement.append(len(rows))
+            await run(driver, sql, rows)
 
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._seen)
+        return executemany
 
 
 @asynccontextmanager
@@ -95,24 +94,23 @@ async def _running(buffer: DecisionLogBuffer) -> AsyncIterator[asyncio.Task[None
             await task
 
 
-async def test_a_batch_is_one_insert_written_when_it_is_full(runtime: Any) -> None:
+async def test_a_batch_is_one_insert_written_when_it_is_full(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org, user = await _member_org(runtime)
     buffer = DecisionLogBuffer(runtime._write_decisions, batch=5, interval=3600)
     runtime.decision_log_buffer = buffer
-    inserts = _Inserts(runtime)
-    try:
-        async with _running(buffer):
-            await _decide(runtime, org, user, 4)
-            assert await _rows(runtime) == 0 and len(buffer) == 4  # held, not written
-            await _decide(runtime, org, user)  # the fifth: a batch is waiting
+    inserts = _Inserts(monkeypatch)
+    async with _running(buffer):
+        await _decide(runtime, org, user, 4)
+        assert await _rows(runtime) == 0 and len(buffer) == 4  # held, not written
+        await _decide(runtime, org, user)  # the fifth: a batch is waiting
 
-            async def written() -> bool:
-                return await _rows(runtime) == 5
+        async def written() -> bool:
+            return await _rows(runtime) == 5
 
-            await _until(written)
-            assert len(buffer) == 0 and buffer.written == 5
-    finally:
-        inserts.close()
+        await _until(written)
+        assert len(buffer) == 0 and buffer.written == 5
     assert inserts.rows_per_statement == [5]  # one statement for the five rows
 
 

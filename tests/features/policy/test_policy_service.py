@@ -7,6 +7,7 @@ models and subjects are invisible)."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -147,6 +148,32 @@ async def test_a_policy_on_context_acr(runtime: Any) -> None:
     )
     spoof = _ask(user, "keys:revoke", context={"organization": "someone-else"})
     assert not (await _decide(runtime, org, spoof)).allowed
+
+
+async def test_cedars_answer_is_reused_only_while_no_policy_reads_the_context(
+    runtime: Any, clock: Any
+) -> None:
+    """The same question again is answered from the decision cache when no policy of its
+    slice names ``context``; a policy on ``context.time`` is evaluated at every decision."""
+    user, _ = await _user(runtime)
+    org = await _org(runtime, (user, "member"))
+    await _set(runtime, org, 'forbid(principal, action, resource == model::"m2");')
+    ask = _ask(user, "models:invoke")
+    blocked = _ask(user, "models:invoke", ("model", "m2"))
+    assert (await _decide(runtime, org, ask)).allowed
+    assert not (await _decide(runtime, org, blocked)).allowed
+    assert len(runtime.decision_cache.answers) == 1  # m1: no policy applies, RBAC decides
+    assert (await _decide(runtime, org, ask)).allowed
+    assert not (await _decide(runtime, org, blocked)).allowed  # answered from the cache
+    assert len(runtime.decision_cache.answers) == 1
+    late = int(clock.now().timestamp()) + 60
+    await _set(
+        runtime, org, f"forbid(principal, action, resource) when {{ context.time > {late} }};"
+    )
+    assert (await _decide(runtime, org, ask)).allowed
+    clock.advance(timedelta(seconds=120))
+    late_answer = await _decide(runtime, org, ask)
+    assert not late_answer.allowed and "forbidden by" in late_answer.reason_admin
 
 
 async def test_roles_groups_and_includes_are_parents(runtime: Any) -> None:

@@ -54,6 +54,21 @@ class SignerCache:
         # list is read again, not per token.
         self.ring: tuple[list[SigningKey], SigningKeyRing, dict[str, SigningKey]] | None = None
 
+    def key_list(self) -> object:
+        """The key list read last (compare with :meth:`current`), or None."""
+        return self.keys[1] if self.keys is not None else None
+
+    def current(self, key_list: object, now: datetime) -> bool:
+        """``key_list`` (from :meth:`key_list`) is the list in use and younger than
+        ``ring_ttl``: what was verified under it would be verified under the keys of now."""
+        cached = self.keys
+        return (
+            key_list is not None
+            and cached is not None
+            and cached[1] is key_list
+            and abs(now - cached[0]) < self.ring_ttl
+        )
+
     def get(self, cache_key: str) -> JwsSigner | None:
         return self._signers.get(cache_key)
 

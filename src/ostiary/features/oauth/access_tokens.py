@@ -21,11 +21,11 @@ from ostiary.features.keys.service import KeyService
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.protocol.jose import SUPPORTED_ALGS
 
-__all__ = ["AccessTokens"]
+__all__ = ["CLOCK_SKEW_SECONDS", "AccessTokens"]
 
 _ALGS = list(SUPPORTED_ALGS)  # the algorithms our keys sign with (protocol/jose.py)
 _MAX_TOKEN = 8192
-_CLOCK_SKEW_SECONDS = 60
+CLOCK_SKEW_SECONDS = 60  # an iat this far ahead of our clock is still accepted
 
 
 class Revocations(Protocol):
@@ -75,7 +75,7 @@ class AccessTokens:
         exp, iat = claims.get("exp"), claims.get("iat")
         if not isinstance(exp, int) or not isinstance(iat, int):
             return None
-        if exp <= now or iat > now + _CLOCK_SKEW_SECONDS:
+        if exp <= now or iat > now + CLOCK_SKEW_SECONDS:
             return None
         if claims.get("iss") != self._issuer:
             return None

@@ -2,10 +2,12 @@
 
 Compiled policy programs (per organization), resolved subjects (their Cedar entities and RBAC
 permissions, per organization and principal), catalog attributes (per organization and
-model) and the entity sets Cedar parsed for a principal and a resource (valid under the
-principal's stamp, which the catalog's changes move too). As in features/rbac/cache.py, an
-entry is valid while the counters it was read under have not moved: the epoch (everything; a
-deployment-wide change), one per organization, one per principal of an organization. The keys
+model), the entity sets Cedar parsed for a principal and a resource, and Cedar's answers for
+a principal, a resource and an action when no policy reads the context (both valid under the
+principal's stamp, which the catalog's and the policies' changes move too). As in
+features/rbac/cache.py, an entry is valid while the counters it was read under have not
+moved: the epoch (everything; a deployment-wide change), one per organization, one per
+principal of an organization. The keys
 that move them travel on the revocation fan-out (web/runtime.py): ``policy`` messages (a
 policy version, a catalog entry: ``ORG|*``, or ``*`` for a deployment-wide change) and the
 ``rbac`` ones (``ORG|*``, ``ORG|TYPE|ID``), since role and group membership is part of a
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ostiary.features.cache import Generations
+from ostiary.features.policy.cedar import Answer
 
 __all__ = ["DecisionCache", "KnownUsers", "Stamp"]
 
@@ -66,6 +69,9 @@ class DecisionCache:
         self.models: _Entries[Any] = _Entries(max_entries)
         # Cedar entity sets (a parsed handle) per organization, principal and resource.
         self.entity_sets: _Entries[Any] = _Entries(max_entries)
+        # Cedar's answers per organization, principal, resource and action, for programs that
+        # never read the context (features/policy/service.py ``_decide``).
+        self.answers: _Entries[Answer] = _Entries(max_entries)
         self._counters: dict[str, int] = {}
         self._epoch = 0
         self._max_counters = max_counters
@@ -95,6 +101,7 @@ class DecisionCache:
         self.subjects.clear()
         self.models.clear()
         self.entity_sets.clear()
+        self.answers.clear()
 
 
 class KnownUsers:

@@ -32,7 +32,7 @@ grants nothing (Cedar's own rule).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -50,6 +50,7 @@ from ostiary.features.policy.cache import DecisionCache, Stamp
 from ostiary.features.policy.cedar import (
     PolicyInvalid,
     PolicyProgram,
+    authorize,
     compile_program,
     entity,
     validate,
@@ -85,6 +86,7 @@ MAX_POLICY_TEXT = 200_000
 MAX_SCHEMA_TEXT = 100_000
 _PERMISSIONS = frozenset(PERMISSIONS)
 REASON_USER = "You do not have access to this resource."
+_UNKNOWN = "the subject is not known in this organization"
 # Entity types Ostiary builds itself: a request naming one as its subject type would forge an
 # Ostiary principal's attributes (subjects are "user", "service_account" or "api_key").
 OSTIARY_TYPES = frozenset({"User", "ServiceAccount", "ApiKey", "Role", "Group", "Organization"})
@@ -123,16 +125,22 @@ def _origin(level: str, version: PolicyVersion | None) -> tuple[str, str]:
 
 
 class PolicyService:
+    """Policy versions and decisions over one unit of work.
+
+    ``orgs``, ``rbac``, ``catalog``, ``api_keys`` and ``audit`` are given as functions that
+    return the unit's service: a decision answered from the caches (features/policy/cache.py)
+    needs none of them, and building them per request was a tenth of a single decision."""
+
     def __init__(
         self,
         store: PolicyStore,
         log: DecisionLogStore,
-        orgs: OrgService,
-        rbac: RbacService,
-        catalog: ModelCatalog,
+        orgs: Callable[[], OrgService],
+        rbac: Callable[[], RbacService],
+        catalog: Callable[[], ModelCatalog],
         users: UserDirectory,
-        api_keys: ApiKeyDirectory,
-        audit: AuditTrail,
+        api_keys: Callable[[], ApiKeyDirectory],
+        audit: Callable[[], AuditTrail],
         clock: Clock,
         cache: DecisionCache,
         invalidator: CatalogInvalidator,
@@ -141,18 +149,38 @@ class PolicyService:
     ) -> None:
         self._store = store
         self._log = log
-        self._orgs = orgs
-        self._rbac = rbac
-        self._catalog = catalog
+        self._orgs_of = orgs
+        self._rbac_of = rbac
+        self._catalog_of = catalog
         self._users = users
-        self._api_keys = api_keys
-        self._audit = audit
+        self._api_keys_of = api_keys
+        self._audit_of = audit
         self._clock = clock
         self._cache = cache
         self._invalidator = invalidator
         self._log_policy = log_policy
         self._log_sink = log_sink
         self._changed = False  # reads of this unit may see its own uncommitted writes
+
+    @property
+    def _orgs(self) -> OrgService:
+        return self._orgs_of()
+
+    @property
+    def _rbac(self) -> RbacService:
+        return self._rbac_of()
+
+    @property
+    def _catalog(self) -> ModelCatalog:
+        return self._catalog_of()
+
+    @property
+    def _api_keys(self) -> ApiKeyDirectory:
+        return self._api_keys_of()
+
+    @property
+    def _audit(self) -> AuditTrail:
+        return self._audit_of()
 
     # -- versions --------------------------------------------------------------------------
 
@@ -290,6 +318,7 @@ class PolicyService:
         return program
 
     async def _model_attributes(self, org_id: str, model_id: str) -> dict[str, Any]:
+        """The catalog's attributes of the model (cached: not to be changed)."""
         cache = self._cache
         stamp = cache.stamp(org_id)
         key = (org_id, model_id)
@@ -298,7 +327,7 @@ class PolicyService:
             found = await self._catalog.attributes(org_id, model_id)
             if not self._changed:
                 cache.models.put(key, found, stamp)
-        return dict(found)
+        return found
 
     async def _roles_entities(
         self, org_id: str, role_ids: Sequence[str], out: dict[tuple[str, str], dict[str, Any]]
@@ -418,34 +447,35 @@ class PolicyService:
         held = await self._rbac.effective_permissions(org_id, "service_account", principal_id)
         return Subject("ServiceAccount", principal_id, (me, *others.values()), held, key)
 
-    def _entities(
-        self,
-        org_id: str,
-        subject: Subject,
-        resource: Entity,
-        attrs: dict[str, Any],
-        stamp: Stamp,
-        named: str,
+    async def _entities(
+        self, org_id: str, subject: Subject, resource: Entity, stamp: Stamp, named: str
     ) -> cedarpy.Entities | str:
         """The decision's entities: the subject's and the resource. When the subject was
         named by the key it is cached under, Cedar parses its entities once (a handle, under
         its stamp: features/policy/cache.py) and each decision adds only the resource to a
         copy (cedarpy ``with_added_json_str``: about a quarter of parsing them all); the
-        result is kept too when the resource is the catalog's alone (no request properties).
-        Otherwise Cedar's JSON, parsed for this decision."""
+        result is kept too when the resource is the catalog's alone (no request properties),
+        and then a decision that finds it reads nothing else. Otherwise Cedar's JSON, parsed
+        for this decision."""
         cache = self._cache
-        uid = (resource.type, resource.id)
-        mine = {(e["uid"]["type"], e["uid"]["id"]) for e in subject.entities}
-        added = None if uid in mine else entity(resource.type, resource.id, attrs, [])
-        if not named or named != subject.cache_key or self._changed:
+        cached = bool(named) and named == subject.cache_key and not self._changed
+        key = None
+        if cached:
+            current = cache.stamp(org_id, named)
+            if not resource.properties:
+                key = (org_id, named, resource.type, resource.id)
+                found = cache.entity_sets.get(key, current)
+                if found is not None:
+                    assert isinstance(found, cedarpy.Entities)
+                    return found
+        attrs: dict[str, Any] = resource.properties
+        if resource.type == "model":
+            attrs = {**await self._model_attributes(org_id, resource.id), **attrs}
+        uid = {"type": resource.type, "id": resource.id}
+        mine = any(e["uid"] == uid for e in subject.entities)
+        added = None if mine else entity(resource.type, resource.id, attrs, [])
+        if not cached:
             return orjson.dumps([*subject.entities, *([added] if added else [])]).decode()
-        current = cache.stamp(org_id, named)
-        key = (org_id, named, resource.type, resource.id) if not resource.properties else None
-        if key is not None:
-            found = cache.entity_sets.get(key, current)
-            if found is not None:
-                assert isinstance(found, cedarpy.Entities)
-                return found
         base = cache.entity_sets.get((org_id, named), current)
         if base is None:
             base = cedarpy.Entities.from_json_str(orjson.dumps(subject.entities).decode())
@@ -459,7 +489,7 @@ class PolicyService:
     async def evaluate(self, org_id: str, evaluation: Evaluation, env: DecisionEnv) -> Decision:
         """One decision inside ``org_id``, logged per the decision-log setting."""
         program = await self.program(org_id)
-        decision, record = await self._decide(org_id, evaluation, env, program)
+        decision, subject = await self._decide(org_id, evaluation, env, program, active=True)
         policy = self._log_policy
         if policy.mode == "full" or (
             policy.mode == "sampled" and random.random() < policy.sample_rate  # noqa: S311 (sampling, not secrecy)
@@ -468,7 +498,7 @@ class PolicyService:
                 org_id,
                 env.now,
                 env.now + policy.retention,
-                record,
+                _record(evaluation, subject, env),
                 decision.allowed,
                 decision.reason_admin,
             )
@@ -478,68 +508,92 @@ class PolicyService:
         return decision
 
     async def _decide(
-        self, org_id: str, evaluation: Evaluation, env: DecisionEnv, program: PolicyProgram
-    ) -> tuple[Decision, dict[str, Any]]:
+        self,
+        org_id: str,
+        evaluation: Evaluation,
+        env: DecisionEnv,
+        program: PolicyProgram,
+        *,
+        active: bool = False,
+    ) -> tuple[Decision, Subject | None]:
+        """The decision, and the subject as resolved (None: not known here). ``active``:
+        ``program`` is the organization's active one (:meth:`program`), whose answers the
+        decision cache keeps; not a dry-run's candidate."""
         action = evaluation.action.name
         # Read before the subject and the catalog: an invalidation arriving meanwhile makes
         # the entity set built from them stale instead of cached as current.
         named = _principal_key(evaluation.subject)
         stamp = self._cache.stamp(org_id, named)
         subject = await self._subject(org_id, evaluation.subject)
-        record = _record(evaluation, subject, env)
         if subject is None:
-            return Decision(
-                False, "the subject is not known in this organization", REASON_USER
-            ), record
+            return Decision(False, _UNKNOWN, REASON_USER), None
         resource = evaluation.resource
-        attrs = dict(resource.properties)
-        if resource.type == "model":
-            attrs = {**await self._model_attributes(org_id, resource.id), **attrs}
-        context: dict[str, Any] = dict(evaluation.context)
-        for name, value in (("ip", env.ip), ("acr", env.acr)):
-            if value and not isinstance(context.get(name), str):
-                context[name] = value
-        if env.amr and not isinstance(context.get("amr"), list):
-            context["amr"] = list(env.amr)
-        context["organization"] = org_id
-        context["time"] = int(env.now.timestamp())
         rbac_grants = action in _PERMISSIONS and allows(subject.permissions, action)
-        if program.policy_set is None:
-            if rbac_grants:
-                return Decision(True, f"granted by the permission {action}", ""), record
-            return Decision(False, _missing(action), REASON_USER), record
-        program = program.slice(action, resource.type, resource.id)
+        if program.policy_set is not None:
+            program = program.slice(action, resource.type, resource.id)
         if program.policy_set is None:  # no policy can apply to this action and resource
-            if rbac_grants:
-                return Decision(True, f"granted by the permission {action}", ""), record
-            return Decision(False, _missing(action), REASON_USER), record
-        try:
-            request = {
-                "principal": {"type": subject.entity_type, "id": subject.entity_id},
-                "action": {"type": "Action", "id": action},
-                "resource": {"type": resource.type, "id": resource.id},
-                # As text: cedarpy passes a string through, where a dict is copied and dumped
-                # with the standard library's json on every call.
-                "context": orjson.dumps(context).decode(),
-            }
-            entities = self._entities(org_id, subject, resource, attrs, stamp, named)
-            result = cedarpy.is_authorized(request, program.policy_set, entities)
-        except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
-            return Decision(False, f"evaluation error: {str(exc)[:200]}", REASON_USER), record
-        reasons = result.diagnostics.reasons
-        failed_forbids = [p for p in _error_ids(result) if program.effect(p) == "forbid"]
-        if failed_forbids:
-            why = ", ".join(program.describe(p) for p in failed_forbids[:3])
-            return Decision(False, f"a forbid failed to evaluate: {why}", REASON_USER), record
-        if result.allowed:
+            return _by_permission(action, rbac_grants), subject
+        # When no policy of the slice reads the context, Cedar's answer depends only on the
+        # policies, the entities and the principal, action and resource: it is kept under the
+        # entity set's stamp, which every change of those moves (a policy version included),
+        # for the same question.
+        cache = self._cache
+        memo = None
+        answer = None
+        if (
+            active
+            and not program.reads_context
+            and named
+            and named == subject.cache_key
+            and not resource.properties
+            and not self._changed
+        ):
+            memo = (org_id, named, resource.type, resource.id, action)
+            answer = cache.answers.get(memo, cache.stamp(org_id, named))
+        if answer is None:
+            context: dict[str, Any] = dict(evaluation.context)
+            for name, value in (("ip", env.ip), ("acr", env.acr)):
+                if value and not isinstance(context.get(name), str):
+                    context[name] = value
+            if env.amr and not isinstance(context.get("amr"), list):
+                context["amr"] = list(env.amr)
+            context["organization"] = org_id
+            context["time"] = int(env.now.timestamp())
+            try:
+                request = {
+                    "principal": {"type": subject.entity_type, "id": subject.entity_id},
+                    "action": {"type": "Action", "id": action},
+                    "resource": {"type": resource.type, "id": resource.id},
+                    # As text: a dict would be copied and dumped with the stdlib's json.
+                    "context": orjson.dumps(context).decode(),
+                }
+                entities = await self._entities(org_id, subject, resource, stamp, named)
+                answer = authorize(request, program.policy_set, entities)
+            except (ValueError, TypeError) as exc:  # a value Cedar cannot take: deny, say why
+                why = f"evaluation error: {str(exc)[:200]}"
+                return Decision(False, why, REASON_USER), subject
+            if memo is not None:
+                cache.answers.put(memo, answer, stamp)
+        if answer.errors:
+            failed_forbids = [p for p in _error_ids(answer.errors) if program.effect(p) == "forbid"]
+            if failed_forbids:
+                why = ", ".join(program.describe(p) for p in failed_forbids[:3])
+                return Decision(False, f"a forbid failed to evaluate: {why}", REASON_USER), subject
+        reasons = answer.reasons
+        if answer.allowed:
             why = ", ".join(program.describe(p) for p in reasons[:3])
-            return Decision(True, f"permitted by {why}", ""), record
+            return Decision(True, f"permitted by {why}", ""), subject
         if reasons:  # Cedar's deny reasons are the forbids that matched
             why = ", ".join(program.describe(p) for p in reasons[:3])
-            return Decision(False, f"forbidden by {why}", REASON_USER), record
-        if rbac_grants:
-            return Decision(True, f"granted by the permission {action}", ""), record
-        return Decision(False, _missing(action), REASON_USER), record
+            return Decision(False, f"forbidden by {why}", REASON_USER), subject
+        return _by_permission(action, rbac_grants), subject
+
+
+def _by_permission(action: str, granted: bool) -> Decision:
+    """No policy decided: the RBAC permission does, or the default deny."""
+    if granted:
+        return Decision(True, f"granted by the permission {action}", "")
+    return Decision(False, _missing(action), REASON_USER)
 
 
 def _principal_key(subject: Entity) -> str:
@@ -556,11 +610,10 @@ def _missing(action: str) -> str:
     return "no policy permits it"
 
 
-def _error_ids(result: Any) -> list[str]:
+def _error_ids(errors: Sequence[str]) -> list[str]:
     """Policy ids named by Cedar's evaluation errors (``error while evaluating policy `p`..``)."""
     ids: list[str] = []
-    for error in result.diagnostics.errors:
-        text = str(error)
+    for text in errors:
         start = text.find("`policy")
         if start >= 0:
             end = text.find("`", start + 1)

@@ -12,7 +12,8 @@ That lets a repository run a hot statement on the driver itself (:meth:`Driver.f
 lookup, execution context, parameter and result processing, the greenlet hop of its asyncio
 layer) cost 220 µs of CPU per refresh grant on SQLite and 280 µs on PostgreSQL for four
 statements the drivers run in 40 and 190 µs (bench/RESULTS.md). Only the refresh grant's
-statements take this path; everything else stays on SQLAlchemy Core. On PostgreSQL the grant's
+statements and the decision log's batch INSERT (policy_repositories.py) take this path;
+everything else stays on SQLAlchemy Core. On PostgreSQL the grant's
 spend-and-successor is one statement (oauth_repositories.py), and with the read before it
 runs outside a transaction (uow.py, ``standalone``): two round trips per grant.
 
@@ -58,7 +59,6 @@ __all__ = [
     "row_writer",
 ]
 
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 _QMARK = sqlite_dialect(paramstyle="qmark")
 
 
@@ -124,6 +124,10 @@ class Driver(Protocol):
         """Run a statement; the number of rows it changed."""
         ...
 
+    async def executemany(self, sql: Sql, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per parameter row (sqlite3's and asyncpg's executemany)."""
+        ...
+
     @staticmethod
     def timestamp(value: datetime) -> Any:
         """An aware datetime as the database stores a ``UtcDateTime``."""
@@ -177,9 +181,14 @@ class SqliteDriver:
     async def execute(self, sql: Sql, params: Sequence[Any]) -> int:
         return self._raw.execute(sql.qmark, params).rowcount
 
+    async def executemany(self, sql: Sql, rows: Sequence[Sequence[Any]]) -> None:
+        self._raw.executemany(sql.qmark, rows)
+
     @staticmethod
     def timestamp(value: datetime) -> Any:
-        return value.astimezone(UTC).strftime(_SQLITE_DATETIME)
+        # SQLAlchemy's SQLite DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff`` (year
+        # zero-padded, microseconds always): isoformat writes it at a tenth of strftime's cost.
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     @staticmethod
     def datetime_of(value: Any) -> datetime | None:
@@ -227,6 +236,9 @@ class AsyncpgDriver:
         status: str = await self._conn.execute(sql.numbered, *params)
         count = status.rpartition(" ")[2]  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
         return int(count) if count.isdigit() else 0
+
+    async def executemany(self, sql: Sql, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql.numbered, rows)
 
     @staticmethod
     def timestamp(value: datetime) -> Any:

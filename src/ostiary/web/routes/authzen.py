@@ -24,37 +24,52 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ostiary.features.oauth.access_tokens import CLOCK_SKEW_SECONDS
 from ostiary.features.orgs.models import TenancyError
+from ostiary.features.policy.callers import VerifiedCaller
 from ostiary.features.policy.models import Decision
 from ostiary.features.policy.service import DecisionEnv
 from ostiary.protocol.authzen import AuthzenError, parse_evaluation, parse_evaluations
 from ostiary.protocol.permissions import allows
-from ostiary.web.deps import client_ip, runtime_of
-from ostiary.web.runtime import Unit
+from ostiary.web.deps import client_ip, read_body, runtime_of
+from ostiary.web.runtime import Runtime, Unit
 
-__all__ = ["router"]
+__all__ = ["authenticate_caller", "router"]
 
 router = APIRouter(tags=["authzen"])
 
 _JSON = "application/json"
 PERMISSION = "access:evaluate"
 ORG_HEADER = "ostiary-organization"
+_ORG_HEADER = ORG_HEADER.encode()
+
+
+_CONTENT_TYPE = (b"content-type", _JSON.encode())
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class _Json(Response):
+    """An ``orjson`` body with Starlette's headers and ours (Content-Length, Content-Type,
+    Cache-Control, the challenge if any), built as one list instead of through Starlette's
+    header merging, as web/routes/oauth.py does."""
+
     media_type = _JSON
 
     def __init__(self, content: Any, status_code: int = 200, challenge: str | None = None) -> None:
-        super().__init__(orjson.dumps(content), status_code)
-        self.headers["cache-control"] = "no-store"
+        body = orjson.dumps(content)
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE, _NO_STORE]
         if challenge is not None:
-            self.headers["www-authenticate"] = challenge
+            self.raw_headers.append((b"www-authenticate", challenge.encode("latin-1")))
 
 
 class _Refused(Exception):
@@ -72,8 +87,29 @@ class _Refused(Exception):
         return _Json(body, self.status, challenge)
 
 
-def _bearer(request: Request) -> str:
-    value = request.headers.get("authorization")
+def _headers(request: Request) -> tuple[str | None, str, str | None]:
+    """The first ``Authorization``, ``Content-Type`` and ``Ostiary-Organization`` values
+    (latin-1, as Starlette decodes them), found in one pass over the raw headers."""
+    authorization: bytes | None = None
+    content_type: bytes | None = None
+    organization: bytes | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif name == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif name == _ORG_HEADER and organization is None:
+            organization = value
+    return (
+        None if authorization is None else authorization.decode("latin-1"),
+        "" if content_type is None else content_type.decode("latin-1"),
+        None if organization is None else organization.decode("latin-1"),
+    )
+
+
+def _bearer(value: str | None) -> str:
     if value is None:
         raise _Refused(401, "unauthorized", "a bearer access token or API key is required")
     scheme, _, credential = value.partition(" ")
@@ -83,13 +119,14 @@ def _bearer(request: Request) -> str:
     return credential
 
 
-async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str | None]:
-    """(organization id, the environment of its decisions, the user id the token is of)."""
-    rt = runtime_of(request)
+async def authenticate_caller(
+    rt: Runtime, unit: Unit, credential: str, named: str | None, ip: str | None
+) -> tuple[str, DecisionEnv, str | None]:
+    """(organization id, the environment of its decisions, the user id the token is of) for
+    the bearer ``credential`` and the organization the request names (``named``: the
+    Ostiary-Organization header) if any. An access token's answer is kept per node
+    (features/policy/callers.py) and used again while what it rests on holds."""
     now = rt.clock.now()
-    ip = client_ip(request)
-    credential = _bearer(request)
-    named = request.headers.get(ORG_HEADER)
     # Policies, catalog and roles changed by another process (the CLI on SQLite) first.
     await rt.catch_up(unit)
     if credential.count(".") != 2:  # not a JWT: an API key
@@ -99,6 +136,15 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
         if not allows(key.permissions, PERMISSION):
             raise _Refused(403, "insufficient_permission", f"the key lacks {PERMISSION}")
         return key.organization_id, DecisionEnv(now, ip), None
+    ref = named or ""
+    known = rt.decision_callers.get(credential, ref)
+    if known is not None:
+        if _holds(rt, known, now):
+            return known.organization_id, DecisionEnv(now, ip, known.acr, known.amr), known.user_id
+        rt.decision_callers.discard(credential, ref)
+    # Read before what they guard (features/policy/callers.py).
+    key_list = rt.signers.key_list()
+    org_stamp = rt.org_cache.stamp()
     claims = await unit.access_tokens.validate(credential)
     if claims is None:
         raise _Refused(401, "invalid_token", "the access token is invalid or expired")
@@ -121,23 +167,57 @@ async def _caller(request: Request, unit: Unit) -> tuple[str, DecisionEnv, str |
     if isinstance(claimed, str) and claimed != org.id:
         raise _Refused(403, "insufficient_permission", "the token is bound to another organization")
     amr = claims.get("amr")
-    env = DecisionEnv(
-        now,
-        ip,
-        claims["acr"] if isinstance(claims.get("acr"), str) else None,
-        tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else (),
-    )
+    acr = claims["acr"] if isinstance(claims.get("acr"), str) else None
+    amrs = tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else ()
+    user_id: str | None = subject
+    permission_stamp: object = None
     if subject and subject == claims.get("client_id"):  # client_credentials
         if not isinstance(claimed, str):
             raise _Refused(
                 403, "insufficient_permission", "the client is not bound to an organization"
             )
-        return org.id, DecisionEnv(now, ip), None
-    held = await unit.rbac.effective_permissions(org.id, "user", subject)
-    if not allows(held, PERMISSION):
-        # Same answer for a stranger and a member without the permission.
-        raise _Refused(403, "insufficient_permission", "not allowed in that organization")
-    return org.id, env, subject
+        user_id, acr, amrs = None, None, ()
+    else:
+        permission_stamp = rt.permission_cache.stamp(org.id, "user", subject)
+        held = await unit.rbac.effective_permissions(org.id, "user", subject)
+        if not allows(held, PERMISSION):
+            # Same answer for a stranger and a member without the permission.
+            raise _Refused(403, "insufficient_permission", "not allowed in that organization")
+    rt.decision_callers.put(
+        credential,
+        ref,
+        VerifiedCaller(
+            org.id,
+            user_id,
+            acr,
+            amrs,
+            claims,
+            claims["exp"],
+            claims["iat"],
+            key_list,
+            org_stamp,
+            permission_stamp,
+        ),
+    )
+    return org.id, DecisionEnv(now, ip, acr, amrs), user_id
+
+
+def _holds(rt: Runtime, known: VerifiedCaller, now: datetime) -> bool:
+    """What ``known`` rests on is unchanged (features/policy/callers.py) and its token is
+    still active: not expired, not revoked."""
+    at = now.timestamp()
+    return (
+        known.expires > at
+        and known.issued <= at + CLOCK_SKEW_SECONDS
+        and rt.signers.current(known.keys, now)
+        and known.org_stamp == rt.org_cache.stamp()
+        and (
+            known.user_id is None
+            or known.permission_stamp
+            == rt.permission_cache.stamp(known.organization_id, "user", known.user_id)
+        )
+        and not rt.revoked.is_revoked(known.claims)
+    )
 
 
 def _env_for(
@@ -149,23 +229,25 @@ def _env_for(
     return DecisionEnv(env.now, env.ip)
 
 
-async def _body(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != _JSON:
+async def _body(request: Request, content_type: str) -> Any:
+    if content_type.split(";")[0].strip().lower() != _JSON:
         raise _Refused(415, "invalid_request", "send the request as application/json")
     try:
-        return orjson.loads(await request.body())
+        return orjson.loads(await read_body(request.receive))
     except orjson.JSONDecodeError:
         raise _Refused(400, "invalid_request", "the body is not valid JSON") from None
 
 
 async def _decide_one(request: Request) -> Response:
     rt = runtime_of(request)
+    authorization, content_type, named = _headers(request)
     try:
-        body = await _body(request)
-        evaluation = parse_evaluation(body)
+        evaluation = parse_evaluation(await _body(request, content_type))
         async with rt.unit() as unit:
-            org_id, env, token_user = await _caller(request, unit)
+            credential = _bearer(authorization)
+            org_id, env, token_user = await authenticate_caller(
+                rt, unit, credential, named, client_ip(request)
+            )
             subject = evaluation.subject
             decision = await unit.policies.evaluate(
                 org_id, evaluation, _env_for(env, token_user, subject.type, subject.id)
@@ -179,12 +261,15 @@ async def _decide_one(request: Request) -> Response:
 
 async def _decide_batch(request: Request) -> Response:
     rt = runtime_of(request)
+    authorization, content_type, named = _headers(request)
     try:
-        body = await _body(request)
-        batch = parse_evaluations(body)
+        batch = parse_evaluations(await _body(request, content_type))
         answers: list[Decision] = []
         async with rt.unit() as unit:
-            org_id, env, token_user = await _caller(request, unit)
+            credential = _bearer(authorization)
+            org_id, env, token_user = await authenticate_caller(
+                rt, unit, credential, named, client_ip(request)
+            )
             for evaluation in batch.evaluations:
                 subject = evaluation.subject
                 decision = await unit.policies.evaluate(

@@ -31,16 +31,14 @@ from urllib.parse import unquote_plus
 import orjson
 import structlog
 from fastapi import APIRouter, Request
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import Receive
 
 from ostiary.features.clients.assertions import ASSERTION_TYPE, ClientAssertionVerifier
 from ostiary.features.clients.models import AuthMethod, Client
 from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.web.deps import client_ip, runtime_of
+from ostiary.web.deps import client_ip, read_body, runtime_of
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -104,26 +102,13 @@ def _authorization_and_type(request: Request) -> tuple[str | None, str]:
     )
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole body, straight from ASGI ``receive`` (what ``Request.body`` does, without its
-    async generator). RequestContextMiddleware's ``receive`` enforces the size limit."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def read_oauth_form(
     request: Request, content_type: str, repeatable: frozenset[str] = frozenset()
 ) -> dict[str, str]:
     if content_type.partition(";")[0].strip().lower() != _FORM:
         raise ProtocolError("invalid_request", "Use application/x-www-form-urlencoded.")
     try:
-        return parse_form(await _read_body(request.receive), repeatable=repeatable)
+        return parse_form(await read_body(request.receive), repeatable=repeatable)
     except FormError as exc:
         raise ProtocolError("invalid_request", str(exc)) from exc
 
