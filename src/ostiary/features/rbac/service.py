@@ -699,8 +699,7 @@ class RbacService:
         principal_id: str,
         project_id: str | None = None,
     ) -> frozenset[str]:
-        """The principal's permissions in the organization, or in one of its projects (``*``
-        kept as a wildcard: use :func:`allows`). Empty for a stranger to the organization."""
+        """:meth:`EffectivePermissions.effective_permissions`, through the unit's reader."""
         return await self._permissions.effective_permissions(
             org_id, principal_type, principal_id, project_id
         )
