@@ -46,7 +46,18 @@ def main() -> int:
             "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "ostiary-e2e-pyc")
         )
     workers = os.environ.get("OSTIARY_TEST_WORKERS", "2")
-    pytest = [sys.executable, "-m", "pytest", "-n", workers, "--dist", "loadfile", *sys.argv[1:]]
+    # The slowest tests named in every run: the suite must stay under 15 minutes on CI.
+    pytest = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-n",
+        workers,
+        "--dist",
+        "loadfile",
+        "--durations=20",
+        *sys.argv[1:],
+    ]
     code = _step(pytest)
     if code == 5:
         print("pytest collected no tests: that is a failure here", flush=True)
