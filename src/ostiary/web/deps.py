@@ -9,7 +9,7 @@ from ostiary.protocol.forms import FormError, parse_form
 from ostiary.web.errors import PageError
 from ostiary.web.runtime import Runtime
 
-__all__ = ["client_ip", "read_body", "read_form", "runtime_of"]
+__all__ = ["client_ip", "first_headers", "read_body", "read_form", "runtime_of"]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -22,6 +22,19 @@ def client_ip(request: Request) -> str | None:
     listed in ``OSTIARY_FORWARDED_ALLOW_IPS`` (uvicorn's proxy-headers middleware, set up by
     ``ostiary serve``, rewrites the peer; anyone else's header is ignored)."""
     return request.client.host if request.client else None
+
+
+def first_headers(request: Request, names: tuple[bytes, ...]) -> list[str | None]:
+    """The first value of each of ``names`` (lower case) among the raw headers, decoded as
+    latin-1 as Starlette does, found in one pass (the fast-lane endpoints); None for a header
+    the request did not send."""
+    found: list[bytes | None] = [None] * len(names)
+    for name, value in request.scope["headers"]:
+        if name in names:
+            index = names.index(name)
+            if found[index] is None:
+                found[index] = value
+    return [None if value is None else value.decode("latin-1") for value in found]
 
 
 async def read_body(receive: Receive) -> bytes:

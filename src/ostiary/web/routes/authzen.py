@@ -38,7 +38,7 @@ from ostiary.features.policy.models import Decision
 from ostiary.features.policy.service import DecisionEnv
 from ostiary.protocol.authzen import AuthzenError, parse_evaluation, parse_evaluations
 from ostiary.protocol.permissions import allows
-from ostiary.web.deps import client_ip, read_body, runtime_of
+from ostiary.web.deps import client_ip, first_headers, read_body, runtime_of
 from ostiary.web.runtime import Runtime, Unit
 
 __all__ = ["authenticate_caller", "router"]
@@ -48,7 +48,7 @@ router = APIRouter(tags=["authzen"])
 _JSON = "application/json"
 PERMISSION = "access:evaluate"
 ORG_HEADER = "ostiary-organization"
-_ORG_HEADER = ORG_HEADER.encode()
+_HEADERS = (b"authorization", b"content-type", ORG_HEADER.encode())
 
 
 _CONTENT_TYPE = (b"content-type", _JSON.encode())
@@ -88,25 +88,10 @@ class _Refused(Exception):
 
 
 def _headers(request: Request) -> tuple[str | None, str, str | None]:
-    """The first ``Authorization``, ``Content-Type`` and ``Ostiary-Organization`` values
-    (latin-1, as Starlette decodes them), found in one pass over the raw headers."""
-    authorization: bytes | None = None
-    content_type: bytes | None = None
-    organization: bytes | None = None
-    for name, value in request.scope["headers"]:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value
-        elif name == b"content-type":
-            if content_type is None:
-                content_type = value
-        elif name == _ORG_HEADER and organization is None:
-            organization = value
-    return (
-        None if authorization is None else authorization.decode("latin-1"),
-        "" if content_type is None else content_type.decode("latin-1"),
-        None if organization is None else organization.decode("latin-1"),
-    )
+    """The first ``Authorization``, ``Content-Type`` ("" when none was sent) and
+    ``Ostiary-Organization`` values."""
+    authorization, content_type, organization = first_headers(request, _HEADERS)
+    return authorization, content_type or "", organization
 
 
 def _bearer(value: str | None) -> str:

@@ -38,7 +38,7 @@ from ostiary.features.clients.models import AuthMethod, Client
 from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.protocol.oauth_errors import ProtocolError
-from ostiary.web.deps import client_ip, read_body, runtime_of
+from ostiary.web.deps import client_ip, first_headers, read_body, runtime_of
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -85,21 +85,13 @@ def error_response(error: ProtocolError, *, basic_attempted: bool = False) -> Re
     return _JsonResponse(error.as_dict(), status, challenge)
 
 
+_AUTHORIZATION_AND_TYPE = (b"authorization", b"content-type")
+
+
 def _authorization_and_type(request: Request) -> tuple[str | None, str]:
-    """The first ``Authorization`` and ``Content-Type`` values (latin-1, as Starlette decodes
-    them), found in one pass over the raw headers."""
-    authorization: bytes | None = None
-    content_type: bytes | None = None
-    for name, value in request.scope["headers"]:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value
-        elif name == b"content-type" and content_type is None:
-            content_type = value
-    return (
-        None if authorization is None else authorization.decode("latin-1"),
-        "" if content_type is None else content_type.decode("latin-1"),
-    )
+    """The first ``Authorization`` and ``Content-Type`` values ("" when no type was sent)."""
+    authorization, content_type = first_headers(request, _AUTHORIZATION_AND_TYPE)
+    return authorization, content_type or ""
 
 
 async def read_oauth_form(
