@@ -21,7 +21,7 @@ from ostiary.features.keys.service import KeyService
 from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.protocol.jose import SUPPORTED_ALGS
 
-__all__ = ["CLOCK_SKEW_SECONDS", "AccessTokens"]
+__all__ = ["CLOCK_SKEW_SECONDS", "AccessTokens", "claims_active"]
 
 _ALGS = list(SUPPORTED_ALGS)  # the algorithms our keys sign with (protocol/jose.py)
 _MAX_TOKEN = 8192
@@ -30,6 +30,19 @@ CLOCK_SKEW_SECONDS = 60  # an iat this far ahead of our clock is still accepted
 
 class Revocations(Protocol):
     def is_revoked(self, claims: Mapping[str, Any]) -> bool: ...
+
+
+def claims_active(claims: Mapping[str, Any], now: float, revoked: Revocations) -> bool:
+    """Whether a verified token's claims are active at ``now`` (epoch seconds): integer
+    ``exp`` after it, ``iat`` at most :data:`CLOCK_SKEW_SECONDS` ahead of it, and not covered
+    by the revocation set (disabled users, ended sessions, withdrawn consents and revoked
+    tokens are all in it: fed at once on this node, by pub/sub or the 1 s poll on others)."""
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int):
+        return False
+    if exp <= now or iat > now + CLOCK_SKEW_SECONDS:
+        return False
+    return not revoked.is_revoked(claims)
 
 
 class AccessTokens:
@@ -71,16 +84,8 @@ class AccessTokens:
         if decoded is None or decoded.header.get("typ") != "at+jwt":
             return None
         claims = dict(decoded.claims)
-        now = self._clock.now().timestamp()
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not isinstance(exp, int) or not isinstance(iat, int):
-            return None
-        if exp <= now or iat > now + CLOCK_SKEW_SECONDS:
-            return None
         if claims.get("iss") != self._issuer:
             return None
-        # Disabled users, ended sessions, withdrawn consents and revoked tokens are all in the
-        # revocation set (fed at once on this node, by pub/sub or the 1 s poll on others).
-        if self._revoked.is_revoked(claims):
+        if not claims_active(claims, self._clock.now().timestamp(), self._revoked):
             return None
         return claims

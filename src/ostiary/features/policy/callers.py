@@ -40,9 +40,7 @@ class VerifiedCaller:
     user_id: str | None  # the token's user; None for a client's own token
     acr: str | None
     amr: tuple[str, ...]
-    claims: Mapping[str, Any]  # what the revocation set is asked about
-    expires: int  # exp
-    issued: int  # iat
+    claims: Mapping[str, Any]  # exp, iat and what the revocation set is asked about
     keys: object  # the key list its signature was verified under (compared by identity)
     org_stamp: int
     permission_stamp: object  # None for a client's own token
