@@ -201,8 +201,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: int = Field(default=20, ge=1, le=300)
     # How long an invitation's link can be used (default 7 days).
     invitation_ttl_seconds: int = Field(default=7 * 86400, ge=300, le=90 * 86400)
-    # AuthZEN decisions (issue 13) go to the decision log: "full" (every one), "sampled" (a
-    # share of them, OSTIARY_DECISION_LOG_SAMPLE_RATE) or "off". Logged decisions are kept this
+    # AuthZEN decisions (issue 13) go to the decision log: "full" (every one), "sampled" (every
+    # deny, as OWASP ASVS 4.0 V7.2.2 asks, and a share of the permits,
+    # OSTIARY_DECISION_LOG_SAMPLE_RATE) or "off". Logged decisions are kept this
     # many days (the purge deletes older ones); `policies dry-run` replays them.
     decision_log: Literal["off", "sampled", "full"] = "full"
     decision_log_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)

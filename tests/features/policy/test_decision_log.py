@@ -114,6 +114,29 @@ async def test_a_batch_is_one_insert_written_when_it_is_full(
     assert inserts.rows_per_statement == [5]  # one statement for the five rows
 
 
+async def test_requests_are_served_between_two_batches_of_a_backlog() -> None:
+    """On SQLite a batch's INSERT runs on the loop thread: a backlog is written a batch at a
+    time with the loop's turn between two, so that requests do not wait for all of it."""
+    turns: list[str] = []
+
+    async def write(entries: Any) -> None:
+        turns.append(f"batch of {len(entries)}")
+
+    async def request() -> None:
+        turns.append("request")
+
+    buffer = DecisionLogBuffer(write, batch=2, interval=3600)
+    buffer.running = True
+    now = datetime.now(UTC)
+    for _ in range(5):
+        assert buffer.offer(LogEntry("o", now, now, {}, True, ""))
+    flush = asyncio.create_task(buffer.flush())
+    served = asyncio.create_task(request())  # due as soon as the flush gives the loop a turn
+    assert await flush == 5
+    await served
+    assert turns == ["batch of 2", "request", "batch of 2", "batch of 1"]
+
+
 async def test_the_interval_writes_a_partial_batch(runtime: Any) -> None:
     org, user = await _member_org(runtime)
     buffer = DecisionLogBuffer(runtime._write_decisions, batch=500, interval=0.05)

@@ -327,6 +327,23 @@ async def test_decision_log_keeps_ids_not_emails_and_follows_the_setting(runtime
         assert after == before + logged_more, (mode, rate)
 
 
+async def test_sampled_logs_every_deny_whatever_the_rate(runtime: Any) -> None:
+    """OWASP ASVS 4.0 V7.2.2: failed access control decisions are all logged; only permits
+    are sampled."""
+    user, email = await _user(runtime)
+    org = await _org(runtime, (user, "reader"))  # a reader lacks models:invoke
+    runtime.decision_log_policy = type(runtime.decision_log_policy)("sampled", 0.0)
+    count = select(func.count()).select_from(decision_log)
+    async with runtime.unit() as unit:
+        before = (await unit.conn.execute(count)).scalar()
+    for _ in range(3):
+        assert not (await _decide(runtime, org, _ask(email, "models:invoke"))).allowed
+    assert (await _decide(runtime, org, _ask(email, "models:read"))).allowed  # not sampled
+    async with runtime.unit() as unit:
+        after = (await unit.conn.execute(count)).scalar()
+    assert after == before + 3
+
+
 async def test_deployment_wide_policies_apply_to_every_organization(runtime: Any) -> None:
     user, _ = await _user(runtime)
     first = await _org(runtime, (user, "owner"))

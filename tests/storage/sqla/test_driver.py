@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import bindparam, insert, select, update
 
 from ostiary.features.clients.service import ClientRegistration
 from ostiary.features.oauth.models import RefreshFamily, RefreshToken
-from ostiary.storage.sqla.driver import Sql
+from ostiary.storage.sqla.driver import Sql, SqliteDriver
 from ostiary.storage.sqla.oauth_repositories import SqlRefreshTokenStore, SqlRevocationStore
 from ostiary.storage.sqla.tables import refresh_tokens, revocations
 
@@ -27,6 +29,22 @@ _INSERT_REVOCATION = Sql(
 # Microseconds and a non-UTC offset: both representations must keep the instant exactly.
 WHEN = datetime(2026, 11, 30, 14, 5, 6, 123456, tzinfo=UTC)
 LATER = WHEN + timedelta(days=30)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9, minutes=-30))]),
+    )
+)
+def test_sqlite_timestamps_are_sqlalchemys_text_of_the_utc_instant(when: datetime) -> None:
+    """The shortcut for datetimes already in UTC writes what the general way writes, which is
+    what SQLAlchemy's SQLite DATETIME stores (read back to the same instant)."""
+    text = SqliteDriver.timestamp(when)
+    utc = when.astimezone(UTC)
+    assert text == utc.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f").rjust(26, "0")
+    assert SqliteDriver.datetime_of(text) == when
 
 
 def test_parameters_are_named_in_the_order_the_sql_takes_them() -> None:

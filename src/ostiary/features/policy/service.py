@@ -492,7 +492,9 @@ class PolicyService:
         decision, subject = await self._decide(org_id, evaluation, env, program, active=True)
         policy = self._log_policy
         if policy.mode == "full" or (
-            policy.mode == "sampled" and random.random() < policy.sample_rate  # noqa: S311 (sampling, not secrecy)
+            # OWASP ASVS 4.0 V7.2.2: every refused access is logged; permits are sampled.
+            policy.mode == "sampled"
+            and (not decision.allowed or random.random() < policy.sample_rate)  # noqa: S311 (sampling, not secrecy)
         ):
             entry = LogEntry(
                 org_id,

@@ -188,6 +188,8 @@ class SqliteDriver:
     def timestamp(value: datetime) -> Any:
         # SQLAlchemy's SQLite DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff`` (year
         # zero-padded, microseconds always): isoformat writes it at a tenth of strftime's cost.
+        if value.tzinfo is UTC:  # what the clock gives: the text up to the "+00:00" offset
+            return value.isoformat(" ", "microseconds")[:26]
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     @staticmethod
