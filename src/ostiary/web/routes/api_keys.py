@@ -11,6 +11,8 @@ document through ``openapi_extra``.
   verified itself. No or an invalid bearer key: 401 with ``WWW-Authenticate`` (RFC 6750
   section 3); a valid key without ``keys:verify`` verifying another key: 403
   ``insufficient_scope`` (section 3.1). The caller's own key must allow the caller's address.
+  A gateway's own key is verified once per node and its answer kept while everything it rests
+  on holds (features/apikeys/callers.py); the address is checked at every request.
 - Body: JSON ``{"key": "...", "ip": "...", "model": "..."}`` (``ip`` and ``model``
   optional). Answer: ``{"valid": true, "key_id", "owner": {"type", "id"}, "organization_id",
   "project_id", "permissions", "models", "allowed_ips", "expires_at"}``, or
@@ -209,7 +211,8 @@ async def verify_api_key(request: Request) -> Response:
             if outcome.principal is None:
                 return _unauthorized("invalid_token", "The API key is not valid.")
             return _Json(_outcome(outcome, None))
-        caller = await service.authenticate_api_key(bearer, client_ip(request))
+        # The gateway's own key: the same every request, kept per node while its answer holds.
+        caller = await service.authenticate_caller(bearer, client_ip(request))
         if caller is None:
             return _unauthorized("invalid_token", "The API key is not valid.")
         if caller.owner_type != "service_account" or not allows(caller.permissions, "keys:verify"):
