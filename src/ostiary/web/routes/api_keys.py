@@ -50,12 +50,13 @@ _INVALID: dict[str, Any] = {"valid": False}
 
 
 class _Json(Response):
-    """An ``orjson`` body with prebuilt headers (as web/routes/oauth.py does)."""
+    """An ``orjson`` body (``content``, or ``content`` itself when it is encoded already) with
+    prebuilt headers (as web/routes/oauth.py does)."""
 
     media_type = _JSON
 
     def __init__(self, content: Any, status_code: int = 200, challenge: str | None = None):
-        body = orjson.dumps(content)
+        body = content if type(content) is bytes else orjson.dumps(content)
         self.status_code = status_code
         self.background = None
         self.body = body
@@ -135,7 +136,26 @@ def _answer(principal: ApiKeyPrincipal) -> dict[str, Any]:
     }
 
 
-def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, Any]:
+# A valid key's answer, encoded once per outcome: the verifier hands out the same outcome
+# while the key's row and its owner's permissions hold (features/apikeys/verification.py), so it
+# is compared by identity (the entry keeps it alive: an identity is never reused). Bounded: the
+# oldest key goes first.
+_MAX_BODIES = 10_000
+_bodies: dict[str, tuple[Verification, bytes]] = {}
+
+
+def _valid_body(outcome: Verification, principal: ApiKeyPrincipal) -> bytes:
+    known = _bodies.get(principal.key_id)
+    if known is not None and known[0] is outcome:
+        return known[1]
+    body = orjson.dumps(_answer(principal))
+    if known is None and len(_bodies) >= _MAX_BODIES:
+        del _bodies[next(iter(_bodies))]
+    _bodies[principal.key_id] = (outcome, body)
+    return body
+
+
+def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, Any] | bytes:
     principal = outcome.principal
     if principal is None:
         return _INVALID
@@ -143,7 +163,7 @@ def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, An
         return _INVALID  # another organization's key: the gateway learns nothing of it
     if outcome.reason is not None:
         return {"valid": False, "reason": outcome.reason}
-    return _answer(principal)
+    return _valid_body(outcome, principal)
 
 
 _VERIFY_DOC: dict[str, Any] = {
