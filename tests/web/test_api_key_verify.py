@@ -301,3 +301,26 @@ async def test_a_change_by_another_process_is_seen_at_the_next_request(
     finally:
         await cli.close()
     assert (await _verify(client, gateway, {"key": good.secret})).json() == {"valid": False}
+
+
+async def test_the_answer_follows_the_key_owners_permissions_at_the_next_request(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    """The answer is encoded once per outcome: a change of the owner's roles is a new one."""
+    s = await _setup(app, clock)
+    rt = app.state.runtime
+    async with rt.unit() as unit:
+        member = await unit.accounts.create_user(
+            f"{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(18)
+        )
+        await unit.orgs.add_member(s["org"].id, member.id, actor=None)
+        await unit.rbac.assign(s["org"].id, ("user", member.id), "member", actor=None)
+        key = await unit.api_keys.create_key(s["org"].id, ("user", member.id), actor=None)
+    gateway = s["keys"]["gateway"].secret
+    for _ in range(2):
+        answer = (await _verify(client, gateway, {"key": key.secret})).json()
+        assert "models:invoke" in answer["permissions"]
+    async with rt.unit() as unit:
+        await unit.rbac.set_roles(s["org"].id, ("user", member.id), ["reader"], actor=None)
+    answer = (await _verify(client, gateway, {"key": key.secret})).json()
+    assert answer["permissions"] == ["keys:read", "members:read", "models:read"]

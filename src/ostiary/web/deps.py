@@ -21,7 +21,8 @@ def client_ip(request: Request) -> str | None:
     """The peer address: the client's, from ``X-Forwarded-For``, when the peer is a proxy
     listed in ``OSTIARY_FORWARDED_ALLOW_IPS`` (uvicorn's proxy-headers middleware, set up by
     ``ostiary serve``, rewrites the peer; anyone else's header is ignored)."""
-    return request.client.host if request.client else None
+    client = request.scope.get("client")  # (host, port), as ``request.client`` reads it
+    return client[0] if client is not None else None
 
 
 def first_headers(request: Request, names: tuple[bytes, ...]) -> list[str | None]:

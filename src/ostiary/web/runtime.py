@@ -48,6 +48,7 @@ from ostiary.features.accounts.passwords import PasswordHasher
 from ostiary.features.accounts.ports import LoginThrottle
 from ostiary.features.accounts.service import AccountService, KnownDevices, UnknownUser
 from ostiary.features.apikeys.cache import KeyCache, org_mark, owner_mark
+from ostiary.features.apikeys.callers import KnownCallers
 from ostiary.features.apikeys.service import KEEP_ENDED_KEYS, ApiKeyService
 from ostiary.features.apikeys.verification import KeyVerifier, UsageMarks
 from ostiary.features.audit.service import AuditTrail
@@ -303,6 +304,9 @@ class Runtime:
         self.api_key_pepper = derive_key(secret, "ostiary/api-key-hmac")
         self.api_key_usage = UsageMarks()  # when this node last wrote each key's last_used_at
         self.api_key_cache = KeyCache()  # verified key rows (features/apikeys/cache.py)
+        # Gateways' own keys (features/apikeys/callers.py): valid under the key cache's and the
+        # permission cache's stamps and the clock, so never told.
+        self.api_key_callers = KnownCallers()
         self.revoked.observers["api_key_row"] = self.api_key_cache.invalidate
         self.revoked.observers["user_row"] = self.user_row_changed
         tokens = settings.tokens
@@ -1094,6 +1098,7 @@ class Unit:
             pepper=rt.api_key_pepper,
             usage=rt.api_key_usage,
             cache=rt.api_key_cache,
+            callers=rt.api_key_callers,
         )
 
     async def api_keys_stopped(self, key_ids: Sequence[str]) -> None:

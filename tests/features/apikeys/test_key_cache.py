@@ -128,3 +128,21 @@ async def test_a_cached_key_costs_verification_no_statement(runtime: Any) -> Non
         assert len(statements) - first == 3
     finally:
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", seen)
+
+
+def test_holds_tells_whether_a_row_kept_elsewhere_is_still_current() -> None:
+    """For answers that rest on a row (features/apikeys/callers.py): held while no mark it
+    depends on moved since it was read, nor the whole cache was dropped."""
+    for change in (key_mark("k1"), owner_mark("user", "u1"), org_mark("o1"), "clear"):
+        cache = KeyCache()
+        read_at = cache.begin()
+        row = _row()
+        assert cache.holds(row, read_at)
+        cache.invalidate(key_mark("k2"))  # another key: still held
+        assert cache.holds(row, read_at)
+        if change == "clear":
+            cache.clear()
+        else:
+            cache.invalidate(change)
+        assert not cache.holds(row, read_at), change
+        assert cache.holds(row, cache.begin())  # read again after it: current

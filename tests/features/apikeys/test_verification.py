@@ -49,3 +49,34 @@ async def test_the_service_and_the_verifier_answer_alike(runtime: Any) -> None:
         assert by_service == await verifier.authenticate_api_key(key, "10.0.0.1")
         assert by_service is not None and by_service.organization_id == org
         assert await unit.api_keys.principal_of(org, by_service.key_id) == by_service
+
+
+async def test_a_key_answered_from_the_caches_gets_one_outcome_until_a_change(
+    runtime: Any,
+) -> None:
+    """The outcome is built once for each row and owner's permissions (compared by identity):
+    the same object while both caches hold, a new one after either changed."""
+    org, user, key = await _member_key(runtime)
+    async with runtime.unit() as unit:
+        first = await unit.api_key_verifier.verify(key)
+    async with runtime.unit() as unit:
+        assert await unit.api_key_verifier.verify(key) is first
+        other = await _other_user(unit)
+        await unit.orgs.add_member(org, other, actor=None)
+        await unit.rbac.assign(org, ("user", other), "owner", actor=None)
+    async with runtime.unit() as unit:  # another principal's change: still the same
+        assert await unit.api_key_verifier.verify(key) is first
+        await unit.rbac.set_roles(org, ("user", user), ["member"], actor=None)
+    async with runtime.unit() as unit:
+        narrowed = await unit.api_key_verifier.verify(key)
+    assert narrowed is not first and narrowed.principal is not None
+    assert "members:read" in narrowed.principal.permissions
+    assert "org:manage" not in narrowed.principal.permissions
+    assert first.principal is not None and "*" in first.principal.permissions
+
+
+async def _other_user(unit: Any) -> str:
+    other = await unit.accounts.create_user(
+        f"{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(18)
+    )
+    return str(other.id)

@@ -80,6 +80,12 @@ class KeyCache:
             and marks.get(org_mark(key.organization_id), 0) <= read_at
         )
 
+    def holds(self, found: KeyInUse, read_at: int) -> bool:
+        """Whether a row read after :meth:`begin` returned ``read_at`` is still current: nothing
+        it depends on was invalidated since (for answers kept elsewhere that rest on the row,
+        features/apikeys/callers.py). No invalidation at all since then is one comparison."""
+        return read_at == self._seq or self._current(found, read_at)
+
     def get(self, key_id: str) -> KeyInUse | None:
         entry = self._entries.get(key_id)
         if entry is None:

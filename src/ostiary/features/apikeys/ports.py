@@ -121,6 +121,12 @@ class OwnerPermissions(Protocol):
         project_id: str | None = None,
     ) -> frozenset[str]: ...
 
+    def stamp(self, org_id: str, principal_type: OwnerType, principal_id: str) -> object:
+        """What the owner's effective permissions in the organization rest on now: while it
+        compares equal, so do they (on every node: the revocation fan-out moves it). Read it
+        before the permissions; None when it cannot be told (never equal to a stamp)."""
+        ...
+
 
 class UserStatus(Protocol):
     """Whether a user exists and is not disabled (served by the accounts feature)."""

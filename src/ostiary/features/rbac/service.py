@@ -141,6 +141,12 @@ class EffectivePermissions:
             cache.put(org_id, principal_type, principal_id, project_id, result, stamp)
         return result
 
+    def stamp(self, org_id: str, principal_type: PrincipalType, principal_id: str) -> object:
+        """The cache's stamp of the principal (cache.py): equal stamps, equal effective
+        permissions, in the organization and in each of its projects. None once this unit
+        changed anything (its reads are not the committed state)."""
+        return None if self.changed else self._cache.stamp(org_id, principal_type, principal_id)
+
 
 class RbacService:
     def __init__(

@@ -11,6 +11,8 @@ document through ``openapi_extra``.
   verified itself. No or an invalid bearer key: 401 with ``WWW-Authenticate`` (RFC 6750
   section 3); a valid key without ``keys:verify`` verifying another key: 403
   ``insufficient_scope`` (section 3.1). The caller's own key must allow the caller's address.
+  A gateway's own key is verified once per node and its answer kept while everything it rests
+  on holds (features/apikeys/callers.py); the address is checked at every request.
 - Body: JSON ``{"key": "...", "ip": "...", "model": "..."}`` (``ip`` and ``model``
   optional). Answer: ``{"valid": true, "key_id", "owner": {"type", "id"}, "organization_id",
   "project_id", "permissions", "models", "allowed_ips", "expires_at"}``, or
@@ -48,12 +50,13 @@ _INVALID: dict[str, Any] = {"valid": False}
 
 
 class _Json(Response):
-    """An ``orjson`` body with prebuilt headers (as web/routes/oauth.py does)."""
+    """An ``orjson`` body (``content``, or ``content`` itself when it is encoded already) with
+    prebuilt headers (as web/routes/oauth.py does)."""
 
     media_type = _JSON
 
     def __init__(self, content: Any, status_code: int = 200, challenge: str | None = None):
-        body = orjson.dumps(content)
+        body = content if type(content) is bytes else orjson.dumps(content)
         self.status_code = status_code
         self.background = None
         self.body = body
@@ -133,7 +136,26 @@ def _answer(principal: ApiKeyPrincipal) -> dict[str, Any]:
     }
 
 
-def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, Any]:
+# A valid key's answer, encoded once per outcome: the verifier hands out the same outcome
+# while the key's row and its owner's permissions hold (features/apikeys/verification.py), so it
+# is compared by identity (the entry keeps it alive: an identity is never reused). Bounded: the
+# oldest key goes first.
+_MAX_BODIES = 10_000
+_bodies: dict[str, tuple[Verification, bytes]] = {}
+
+
+def _valid_body(outcome: Verification, principal: ApiKeyPrincipal) -> bytes:
+    known = _bodies.get(principal.key_id)
+    if known is not None and known[0] is outcome:
+        return known[1]
+    body = orjson.dumps(_answer(principal))
+    if known is None and len(_bodies) >= _MAX_BODIES:
+        del _bodies[next(iter(_bodies))]
+    _bodies[principal.key_id] = (outcome, body)
+    return body
+
+
+def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, Any] | bytes:
     principal = outcome.principal
     if principal is None:
         return _INVALID
@@ -141,7 +163,7 @@ def _outcome(outcome: Verification, organization_id: str | None) -> dict[str, An
         return _INVALID  # another organization's key: the gateway learns nothing of it
     if outcome.reason is not None:
         return {"valid": False, "reason": outcome.reason}
-    return _answer(principal)
+    return _valid_body(outcome, principal)
 
 
 _VERIFY_DOC: dict[str, Any] = {
@@ -209,7 +231,8 @@ async def verify_api_key(request: Request) -> Response:
             if outcome.principal is None:
                 return _unauthorized("invalid_token", "The API key is not valid.")
             return _Json(_outcome(outcome, None))
-        caller = await service.authenticate_api_key(bearer, client_ip(request))
+        # The gateway's own key: the same every request, kept per node while its answer holds.
+        caller = await service.authenticate_caller(bearer, client_ip(request))
         if caller is None:
             return _unauthorized("invalid_token", "The API key is not valid.")
         if caller.owner_type != "service_account" or not allows(caller.permissions, "keys:verify"):
