@@ -24,12 +24,65 @@ the refresh p99). A server runs :class:`WalCheckpointer` instead: a PASSIVE chec
 worker thread every fraction of a second, on its own connection, concurrent with the writer;
 the loop's connection checkpoints only if the WAL reaches ``WAL_AUTOCHECKPOINT_PAGES`` (the
 worker stopped or fell far behind).
+
+Other processes' commits (``ExternalWrites``): a SQLite server learns that the CLI committed
+from ``PRAGMA data_version`` (https://sqlite.org/pragma.html#pragma_data_version), read before
+every hot request. The pragma starts and ends a read transaction, which takes and releases a WAL
+read lock with ``fcntl`` calls: 4-9 us a call here. In WAL mode every process maps the same
+wal-index (the ``-shm`` file), and SQLite's own test for "another connection committed" is a
+comparison of its first 48 bytes, the wal-index header, with the copy it read last time (wal.c,
+``walIndexTryHdr``; the pragma's value moves when that comparison finds a difference). So
+``ExternalWrites`` maps those 48 bytes read-only and runs the pragma only when they differ from
+the ones read just *before* its last pragma; otherwise it answers the value that pragma gave,
+with no system call. Why no commit by another connection can be missed
+(https://sqlite.org/walformat.html, "The WAL-Index Header" and "The WAL-Index File Format"):
+
+- Every commit, by any connection in any process, rewrites the header: ``iChange`` incremented,
+  ``mxFrame`` (the last committed frame of the WAL) moved forward, ``aFrameCksum`` (the running
+  checksum of the WAL up to that frame) and a checksum over the header. A WAL reset (after a
+  checkpoint) increments salt-1 and draws a new salt-2. So equal bytes mean the same WAL
+  generation ending at the same frame with the same running checksum, and the same ``iChange``:
+  the same committed state. A writer writes the second copy of the header, then the first; a
+  commit has written the first copy before it returns, so a request that starts after the
+  commit returned reads the new bytes.
+- The bytes are read before the pragma: a commit that lands between the two makes the next
+  comparison differ (one more pragma), never an answer that misses it. A torn read (the header
+  being written while read) only makes bytes differ; and a header is remembered only if it is
+  one SQLite would take for consistent (``isInit``, format version 3007000, checksum), so a torn
+  read never becomes the reference (checked when it is first found unchanged, so that a
+  connection whose own commits move the header each request does not pay for it).
+- The mapped file must be the one SQLite uses for this very connection. It is mapped only when
+  the connection's ``journal_mode`` is ``wal``, the database is a file (not ``:memory:``), and
+  ``/proc/self/maps`` shows SQLite's own read-write shared mapping of that same file (device and
+  inode) in this process: that excludes a stale file, heap-memory wal-indexes (EXCLUSIVE locking
+  mode, https://sqlite.org/wal.html#noshm), read-only ``-shm`` files and builds that put the file
+  elsewhere. Anything else (no ``/proc``, no ``mmap``, another platform) runs the pragma every
+  time, as before.
+- While the connection is open SQLite holds a shared lock on the database file and the ``-shm``
+  file's DMS lock, so no other process can leave WAL mode, delete the ``-shm`` file or truncate
+  it (the DMS section of walformat.html; checked in tests). So the mapping is read only after
+  checking, without a system call, that the connection is still open; a closed connection
+  answers None ("assume changes") as before, and a new connection maps again and gives values
+  that never equal an older connection's (the pragma restarts at the same number on each new
+  connection).
+- POSIX advisory locks belong to the process and *any* ``close()`` of a file drops all of them
+  (https://sqlite.org/howtocorrupt.html, "Posix advisory locks canceled by a separate thread
+  doing close()"). Closing our descriptor of the ``-shm`` file would silently release SQLite's
+  locks on it (a second writer, a truncation under our mapping). So the descriptors stay open for
+  the life of the process, one per ``-shm`` file (64 at most), and are closed only once the file
+  is unlinked: SQLite deletes it only when the last connection of every process closes, after
+  which no connection holds a lock on it.
+- What still costs a pragma: any commit, our own included (its value does not move then), and a
+  RESTART or TRUNCATE checkpoint; not the PASSIVE checkpoints of ``WalCheckpointer``, which
+  leave the header alone. A pragma that finds nothing new costs what it did before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import struct
 import threading
 import time
 from typing import Any, NamedTuple
@@ -43,6 +96,13 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.util import await_
 
 from ostiary.storage.sqla.inline_sqlite import DRIVER, InlineConnection
+
+try:
+    import mmap
+except ImportError:  # pragma: no cover - a platform without mmap runs the pragma every time
+    _CAN_MAP = False
+else:
+    _CAN_MAP = True
 
 __all__ = [
     "LOCK_WAIT_SECONDS",
@@ -181,23 +241,147 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     return engine
 
 
+# The wal-index header (https://sqlite.org/walformat.html): its first copy, the one every reader
+# reads first and every writer writes last, is the first 48 bytes of the -shm file.
+_HEADER_BYTES = 48
+_WAL_INDEX_VERSION = 3007000
+_MAX_MAPPED_FILES = 64
+_PROC_MAPS = "/proc/self/maps"
+_HEADER_WORDS = struct.Struct("=12I")  # native byte order, as SQLite writes it
+
+
+class _MappedFile(NamedTuple):
+    fd: int  # never closed while the file exists (module doc: POSIX locks)
+    view: mmap.mmap | None  # None: kept open only so as not to close it
+
+
+# -shm files this process mapped, by (st_dev, st_ino); shared by every engine of the process.
+_mapped: dict[tuple[int, int], _MappedFile] = {}
+_mapped_lock = threading.Lock()
+# Descriptors of a file replaced while it was being mapped, which another entry already holds.
+_spare_fds: list[int] = []
+
+
+def _consistent(header: bytes) -> bool:
+    """Whether ``header`` is one SQLite would take as read whole: initialized, of the documented
+    format version, and matching its checksum (wal.c ``walChecksumBytes``: native-order 32-bit
+    words, two running sums)."""
+    words = _HEADER_WORDS.unpack(header)
+    if words[0] != _WAL_INDEX_VERSION or header[12] != 1:
+        return False
+    s1 = s2 = 0
+    for i in range(0, 10, 2):
+        s1 = (s1 + words[i] + s2) & 0xFFFFFFFF
+        s2 = (s2 + words[i + 1] + s1) & 0xFFFFFFFF
+    return (s1, s2) == (words[10], words[11])
+
+
+def _sqlite_maps(key: tuple[int, int]) -> bool:
+    """Whether this process has a read-write shared mapping of the file ``key`` at offset 0:
+    SQLite's own wal-index (ours is read-only)."""
+    device = f"{os.major(key[0]):02x}:{os.minor(key[0]):02x}"
+    with open(_PROC_MAPS, encoding="ascii", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if (
+                len(fields) >= 5
+                and fields[1] == "rw-s"
+                and int(fields[2], 16) == 0
+                and fields[3] == device
+                and fields[4] == str(key[1])
+            ):
+                return True
+    return False
+
+
+def _forget_unlinked() -> None:
+    """Close the descriptors of -shm files that no longer exist (module doc); holds the lock."""
+    for key, entry in list(_mapped.items()):
+        if os.fstat(entry.fd).st_nlink == 0:
+            if entry.view is not None:
+                entry.view.close()
+            os.close(entry.fd)
+            del _mapped[key]
+
+
+def _map_wal_index(raw: sqlite3.Connection) -> mmap.mmap | None:
+    """The wal-index header of ``raw``'s database, mapped read-only, if it can be shown to be
+    the one SQLite uses for it (module doc); None otherwise."""
+    if not _CAN_MAP or not os.path.exists(_PROC_MAPS):
+        return None
+    mode = raw.execute("PRAGMA journal_mode").fetchone()
+    if mode is None or str(mode[0]).lower() != "wal":
+        return None
+    path = next((row[2] for row in raw.execute("PRAGMA database_list") if row[1] == "main"), "")
+    if not path:  # in memory, or a temporary database
+        return None
+    shm = f"{path}-shm"
+    with _mapped_lock:
+        _forget_unlinked()
+        try:
+            st = os.stat(shm)
+        except OSError:
+            return None
+        key = (st.st_dev, st.st_ino)
+        if not _sqlite_maps(key):
+            return None
+        known = _mapped.get(key)
+        if known is not None:
+            return known.view
+        if len(_mapped) >= _MAX_MAPPED_FILES:
+            return None
+        try:
+            fd = os.open(shm, os.O_RDONLY)
+        except OSError:
+            return None
+        # From here on the descriptor is kept, whatever happens (module doc).
+        st = os.fstat(fd)
+        opened = (st.st_dev, st.st_ino)
+        if opened != key:  # replaced since the stat above: not the file SQLite maps
+            if opened in _mapped:
+                _spare_fds.append(fd)
+            else:
+                _mapped[opened] = _MappedFile(fd, None)
+            return None
+        _mapped[key] = _MappedFile(fd, None)
+        if st.st_size < _HEADER_BYTES:
+            return None
+        view = mmap.mmap(fd, _HEADER_BYTES, access=mmap.ACCESS_READ)
+        _mapped[key] = _MappedFile(fd, view)
+        return view
+
+
 class ExternalWrites:
-    """The ``PRAGMA data_version`` of this process's SQLite connection.
+    """The ``PRAGMA data_version`` of this process's SQLite connection, read only when the
+    wal-index header moved (module doc).
 
     The value changes only when *another* connection (the CLI, another process) commits
     (https://sqlite.org/pragma.html#pragma_data_version), so comparing it with the value seen
     at the last catch-up tells whether in-process state (caches, the revocation set) may be
-    behind the database. Reading it is a pragma on the loop thread, microseconds; it is read
-    from the raw connection without a pool checkout, which is harmless for a read-only pragma
-    (all statements run on the loop thread, so none runs concurrently with it).
+    behind the database. The pragma is read from the raw connection without a pool checkout,
+    which is harmless for a read-only pragma (all statements run on the loop thread, so none
+    runs concurrently with it). Values from a later connection never equal an earlier
+    connection's: each connection's pragma starts at the same number.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._raw: sqlite3.Connection | None = None
+        self._connections = 0
+        self._view: mmap.mmap | None = None
+        self._mapped = False  # whether mapping was tried for the current connection
+        # The header read just before the pragma that gave ``_seen``: ``_unchecked`` until it
+        # is first found unchanged and checked whole (``_consistent``), then ``_header``.
+        self._unchecked: bytes | None = None
+        self._header: bytes | None = None
+        self._seen = 0
         event.listen(engine.sync_engine, "connect", self._attach)
 
     def _attach(self, dbapi_connection: Any, _record: Any) -> None:
         self._raw = _raw(dbapi_connection)
+        self._connections += 1
+        self._view = None
+        self._mapped = False
+        self._unchecked = self._header = None
 
     def version(self) -> int | None:
         """None before the first connection (or after it closed): assume changes."""
@@ -205,11 +389,51 @@ class ExternalWrites:
         if raw is None:
             return None
         try:
+            # Raises on a closed connection, whose -shm file may be gone or truncated: then
+            # the mapping must not be read (module doc). No system call.
+            raw.in_transaction  # noqa: B018
+        except sqlite3.Error:
+            self._raw = None
+            return None
+        view = self._view
+        if view is None:
+            return self._read(raw, None)
+        try:
+            header = view[:_HEADER_BYTES]
+        except ValueError:  # closed: its file was found unlinked (``_forget_unlinked``)
+            self._view = None
+            return self._read(raw, None)
+        if header == self._header:
+            return self._seen
+        if header == self._unchecked and _consistent(header):
+            self._header = header
+            return self._seen
+        return self._read(raw, header)
+
+    def _read(self, raw: sqlite3.Connection, header: bytes | None) -> int | None:
+        """The pragma; ``header`` was read before it (module doc)."""
+        self._unchecked = self._header = None
+        if not self._mapped:
+            try:
+                self._view = _map_wal_index(raw)
+            except sqlite3.Error:  # busy, say: the pragma below decides; try again next time
+                pass
+            except (OSError, ValueError) as exc:
+                log.warning("wal_index_not_mapped", error=str(exc))
+                self._mapped = True
+            else:
+                self._mapped = True
+            if self._view is not None:
+                header = self._view[:_HEADER_BYTES]
+        try:
             row = raw.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error:
             self._raw = None
             return None
-        return int(row[0])
+        # Distinct per connection: the count of connections above the pragma's 32 bits.
+        self._seen = (self._connections << 32) | (int(row[0]) & 0xFFFFFFFF)
+        self._unchecked = header
+        return self._seen
 
 
 class Checkpoint(NamedTuple):
