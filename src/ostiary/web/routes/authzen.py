@@ -6,7 +6,8 @@
   ``access_evaluations_endpoint``).
 - The caller is the policy enforcement point. It authenticates with an RFC 6750 bearer
   credential: an Ostiary access token (RFC 9068), or an API key of a service account (the
-  apikeys feature's ``authenticate_api_key``, through features/policy/ports.py). Decisions are
+  apikeys feature's ``KeyVerifier.authenticate_caller``: the same key request after request,
+  its answer kept per node while what it rests on holds, features/apikeys/callers.py). Decisions are
   made inside the caller's organization:
   * a user's token: the organization named by the ``Ostiary-Organization`` header (id or
     slug), or by the token's ``org_id`` claim; the user must hold ``access:evaluate`` there;
@@ -115,7 +116,7 @@ async def authenticate_caller(
     # Policies, catalog and roles changed by another process (the CLI on SQLite) first.
     await rt.catch_up(unit)
     if credential.count(".") != 2:  # not a JWT: an API key
-        key = await unit.api_key_verifier.authenticate_api_key(credential, ip)
+        key = await unit.api_key_verifier.authenticate_caller(credential, ip)
         if key is None:
             raise _Refused(401, "invalid_token", "the credential is invalid")
         if not allows(key.permissions, PERMISSION):
