@@ -137,6 +137,38 @@ async def test_requests_are_served_between_two_batches_of_a_backlog() -> None:
     assert turns == ["batch of 2", "request", "batch of 2", "batch of 1"]
 
 
+async def test_the_writer_keeps_up_when_requests_add_more_than_a_batch_each_turn() -> None:
+    """Each batch is half of what is held (at least ``batch``): a fixed batch a turn fell
+    behind a load that adds more each turn (batches of ten decisions: the buffer filled up and
+    decisions went inline), half the backlog keeps up with any rate."""
+    sizes: list[int] = []
+
+    async def write(entries: Any) -> None:
+        sizes.append(len(entries))
+
+    buffer = DecisionLogBuffer(write, batch=2, max_entries=30, interval=3600)
+    buffer.running = True
+    now = datetime.now(UTC)
+    entry = LogEntry("o", now, now, {}, True, "")
+    refused = 0
+
+    async def requests() -> None:
+        nonlocal refused
+        for _ in range(60):  # three entries every turn of the loop
+            refused += sum(not buffer.offer(entry) for _ in range(3))
+            await asyncio.sleep(0)
+
+    for _ in range(10):
+        assert buffer.offer(entry)
+    load = asyncio.create_task(requests())
+    written = await buffer.flush()
+    await load
+    written += await buffer.flush()
+    assert refused == 0 and buffer.inline_writes == 0
+    assert written == 10 + 180 == sum(sizes)
+    assert sizes[0] == 5  # half of the ten held, more than a batch
+
+
 async def test_the_interval_writes_a_partial_batch(runtime: Any) -> None:
     org, user = await _member_org(runtime)
     buffer = DecisionLogBuffer(runtime._write_decisions, batch=500, interval=0.05)

@@ -4,11 +4,11 @@ of a single evaluation).
 
 A decision is put in a bounded in-process buffer (:meth:`DecisionLogBuffer.offer`); a
 background task (:meth:`DecisionLogBuffer.run`, started by the server) writes what it holds
-every ``interval`` seconds (100 ms), or as soon as ``batch`` entries are waiting, as one
-multi-row INSERT per ``batch`` entries, each in a transaction of its own, letting the event
-loop serve requests between two batches (on SQLite the INSERT runs on the loop thread: a
-backlog of 500 decisions written in one go held every request for about 4 ms, 100 for under
-1 ms at about 1 µs more per entry), and :meth:`DecisionLogBuffer.close` writes the
+every ``interval`` seconds (100 ms), or as soon as ``batch`` entries are waiting, in batches
+(one multi-row INSERT and a transaction each: half of what is held, at least ``batch``),
+letting the event loop serve requests between two batches (on SQLite the INSERT runs on the
+loop thread: a backlog of 500 decisions written in one go held every request for about 4 ms,
+100 for under 1 ms at about 1 µs more per entry), and :meth:`DecisionLogBuffer.close` writes the
 rest when the server stops. Entries stay in the buffer until their INSERT has committed, so
 :meth:`pending` (what dry-run adds to the rows it reads) includes the batch being written; a
 failed write keeps them for the next try (the buffer may then hold up to ``max_entries`` plus
@@ -92,7 +92,13 @@ class DecisionLogBuffer:
         done = 0
         async with self._lock:
             while self._entries:
-                count = min(self._batch, len(self._entries))
+                # Half of what is held, and at least ``batch``: with one batch per turn of the
+                # loop, a fixed size fell behind when requests added more per turn than it
+                # (batches of ten decisions at c=16: the buffer filled and decisions were
+                # written inline); half the backlog keeps up with any rate, and the backlog
+                # settles at about twice what one turn adds.
+                held = len(self._entries)
+                count = min(held, max(self._batch, held // 2))
                 batch = [self._entries[i] for i in range(count)]
                 if self._singly:
                     written = await self._write_singly(batch)
