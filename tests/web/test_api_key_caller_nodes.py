@@ -226,3 +226,19 @@ async def test_refusals_are_not_kept(app: Any) -> None:
     async with rt.unit() as unit:  # enabled again: no invalidation needed, nothing was kept
         await unit.api_keys.set_service_account_disabled(w["org"], w["account"], False, actor=None)
     assert await _ask(app, w["gateway"], w["member"]) == 200
+
+
+async def test_a_unit_that_changed_permissions_keeps_nothing(app: Any) -> None:
+    """Inside a unit that changed roles, reads see uncommitted writes (features/rbac/service.py
+    ``EffectivePermissions.stamp`` is None): the answer is given but not kept for others."""
+    rt = app.state.runtime
+    w = await _world(rt)
+    async with rt.unit() as unit:
+        await unit.rbac.set_roles(
+            w["org"], ("service_account", w["account"]), ["admin", "member"], actor=None
+        )
+        caller = await unit.api_key_verifier.authenticate_caller(w["gateway"], PEER)
+        assert caller is not None and caller.key_id == w["gateway_key_id"]
+    assert _cached(rt) == 0
+    assert await _ask(app, w["gateway"], w["member"]) == 200
+    assert _cached(rt) == 1

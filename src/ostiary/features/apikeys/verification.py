@@ -240,18 +240,31 @@ class KeyVerifier:
         if callers is None or cache is None:
             return await self.authenticate_api_key(raw, ip)
         now = self._clock.now()
-        address = ip if ip is not None else ""
         digest = secret_digest(self._pepper, raw)
         known = callers.get(digest)
-        if known is not None:
-            if self._holds(known, cache, now):
-                key = known.found.key
-                if key.allowed_ips and not self._ip_allowed(address, key.allowed_ips):
-                    return None
-                if self._usage.due(key.id, now):
-                    await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
-                return known.principal
+        if known is not None and not self._holds(known, cache, now):
             callers.discard(digest)
+            known = None
+        fresh = known is None
+        if known is None:
+            known = await self._verified_caller(raw, digest, cache, now)
+            if known is None:
+                return None
+        key = known.found.key
+        if key.allowed_ips and not self._ip_allowed(ip or "", key.allowed_ips):
+            return None
+        if fresh and known.stamp is not None:  # kept only once the address passed
+            callers.put(digest, known)
+        if self._usage.due(key.id, now):
+            await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
+        return known.principal
+
+    async def _verified_caller(
+        self, raw: str, digest: str, cache: KeyCache, now: datetime
+    ) -> KnownCaller | None:
+        """A full verification of a caller's key, with what its answer rests on
+        (features/apikeys/callers.py); None for an invalid key. Its ``stamp`` is None when it
+        cannot be kept (the unit changed permissions)."""
         read_at = cache.begin()  # before the row
         found = await self._matching(raw, digest.encode(), now)
         if found is None:
@@ -261,17 +274,11 @@ class KeyVerifier:
         principal = await self._principal(found, now)  # after the stamp
         if principal is None:
             return None
-        if key.allowed_ips and not self._ip_allowed(address, key.allowed_ips):
-            return None
-        if stamp is not None:
-            until = key.expires_at
-            if not hmac.compare_digest(digest, key.secret_hash):  # the replaced secret
-                ends = key.previous_expires_at
-                until = ends if until is None or (ends is not None and ends < until) else until
-            callers.put(digest, KnownCaller(principal, found, read_at, stamp, until))
-        if self._usage.due(key.id, now):
-            await self._keys.touch(key.id, now, now - TOUCH_INTERVAL)
-        return principal
+        until = key.expires_at
+        if not hmac.compare_digest(digest, key.secret_hash):  # the replaced secret
+            ends = key.previous_expires_at
+            until = ends if until is None or (ends is not None and ends < until) else until
+        return KnownCaller(principal, found, read_at, stamp, until)
 
     def _holds(self, known: KnownCaller, cache: KeyCache, now: datetime) -> bool:
         """What ``known`` rests on is unchanged and its key has not expired (see
