@@ -368,7 +368,7 @@ class ExternalWrites:
         self._raw: sqlite3.Connection | None = None
         self._connections = 0
         self._view: mmap.mmap | None = None
-        self._mapped = False  # whether mapping was tried for the current connection
+        self._map_tried = False  # whether mapping was tried for the current connection
         # The header read just before the pragma that gave ``_seen``: ``_unchecked`` until it
         # is first found unchanged and checked whole (``_consistent``), then ``_header``.
         self._unchecked: bytes | None = None
@@ -380,7 +380,7 @@ class ExternalWrites:
         self._raw = _raw(dbapi_connection)
         self._connections += 1
         self._view = None
-        self._mapped = False
+        self._map_tried = False
         self._unchecked = self._header = None
 
     def version(self) -> int | None:
@@ -413,16 +413,16 @@ class ExternalWrites:
     def _read(self, raw: sqlite3.Connection, header: bytes | None) -> int | None:
         """The pragma; ``header`` was read before it (module doc)."""
         self._unchecked = self._header = None
-        if not self._mapped:
+        if not self._map_tried:
             try:
                 self._view = _map_wal_index(raw)
             except sqlite3.Error:  # busy, say: the pragma below decides; try again next time
                 pass
             except (OSError, ValueError) as exc:
                 log.warning("wal_index_not_mapped", error=str(exc))
-                self._mapped = True
+                self._map_tried = True
             else:
-                self._mapped = True
+                self._map_tried = True
             if self._view is not None:
                 header = self._view[:_HEADER_BYTES]
         try:
