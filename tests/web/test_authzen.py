@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -288,6 +288,30 @@ async def test_acr_of_the_callers_token_counts_for_its_own_user_only(
     other = _request(world["reader"], "models:fine-tune")
     assert (await client.post(EVAL, json=own, headers=headers)).json()["decision"] is True
     assert (await client.post(EVAL, json=other, headers=headers)).json()["decision"] is False
+
+
+async def test_the_log_keeps_each_decisions_own_environment_in_a_batch(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """Decisions of one batch share what they can of the log's record, but the caller's acr
+    and amr are logged only with its own user's decisions, and every entry has the time."""
+    world = await _world(app)
+    rt = app.state.runtime
+    strong = await _token(rt, world["pep"], acr="mfa", amr=["otp"])
+    headers = {"Authorization": f"Bearer {strong}", "Ostiary-Organization": world["a"]}
+    subjects = [world["pep"], world["reader"], world["pep"], world["member"]]
+    body = {"evaluations": [_request(subject) for subject in subjects]}
+    answer = await client.post(BATCH, json=body, headers=headers)
+    assert answer.status_code == 200 and len(answer.json()["evaluations"]) == 4
+    async with rt.unit() as unit:
+        logged = list(reversed(await unit.policies._log.recent(world["a"], 4)))
+    assert [entry.request["subject"]["id"] for entry in logged] == subjects
+    for entry, subject in zip(logged, subjects, strict=True):
+        env = entry.request["env"]
+        own = subject == world["pep"]
+        assert (env["acr"], env["amr"]) == (("mfa", ["otp"]) if own else (None, []))
+        assert env["ip"] == "203.0.113.7"  # the test client's address
+        assert datetime.fromisoformat(env["at"]) == entry.at
 
 
 @pytest.mark.parametrize(

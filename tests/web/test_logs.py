@@ -305,3 +305,34 @@ async def test_a_request_without_an_id_gets_a_new_one_each_time() -> None:
             )
     assert len(given) == 300 and len(set(given)) == 300  # new, and never one sent as invalid
     assert all(re.fullmatch(r"[0-9a-f]{16}", request_id) for request_id in given)
+
+
+async def test_events_logged_while_a_request_is_served_carry_its_id_and_no_other(
+    stderr: _Stderr,
+) -> None:
+    """Concurrent requests each log from inside the app (structlog and stdlib logging): every
+    event names its own request, and an event logged after the request names none."""
+    events = structlog.get_logger("ostiary.test")
+    stdlib = logging.getLogger("ostiary.test.stdlib")
+
+    async def noisy(scope: Any, receive: Any, send: Any) -> None:
+        mine = scope["state"]["request_id"]
+        events.warning("inside", mine=mine)
+        await asyncio.sleep(0)  # the other requests run in between
+        stdlib.warning("inside %s", mine)
+        await _ok(scope, receive, send)
+
+    app = RequestContextMiddleware(noisy, Metrics())
+    sent = [f"ctx-{i}" for i in range(50)]
+    await asyncio.gather(*(_get(app, "/x", request_id) for request_id in sent))
+    await _get(app, "/x", "ctx-last")  # in this task: its id must not outlive the request
+    events.warning("after")
+    records = stderr.records()
+    structlog_events = [r for r in records if r["event"] == "inside"]
+    assert sorted(r["request_id"] for r in structlog_events) == sorted([*sent, "ctx-last"])
+    assert all(r["request_id"] == r["mine"] for r in structlog_events)
+    stdlib_events = [r for r in records if r["event"].startswith("inside ")]
+    assert all(r["event"] == f"inside {r['request_id']}" for r in stdlib_events)
+    assert len(stdlib_events) == len(sent) + 1
+    (after,) = [r for r in records if r["event"] == "after"]
+    assert "request_id" not in after

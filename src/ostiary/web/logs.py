@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import datetime
 import logging
 import sys
@@ -190,7 +191,7 @@ class AccessLog:
 
     The keys and values are those structlog wrote for
     ``log.info("request", method=..., route=..., status=..., duration_ms=...)`` with the
-    request id bound in contextvars: the same ``level`` and ISO 8601 UTC ``timestamp``.
+    request id of ``REQUEST_ID``: the same ``level`` and ISO 8601 UTC ``timestamp``.
     """
 
     __slots__ = ("_writer",)
@@ -295,6 +296,24 @@ def _binary(stream: IO[str]) -> IO[bytes]:
     return buffer
 
 
+# The request id of the request being served (set by web/middleware.py), added to every event
+# logged meanwhile. A ContextVar of our own rather than structlog's ``bind_contextvars``: one
+# ``set`` and one ``reset`` a request instead of two calls through structlog's keyword and
+# name handling (1.5 % of an AuthZEN decision in a py-spy profile).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ostiary_request_id", default=None
+)
+
+
+def _add_request_id(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
 def configure_logging(
     level: str = "info", json: bool = True, stream: IO[str] | None = None
 ) -> None:
@@ -306,6 +325,7 @@ def configure_logging(
     _access = AccessLog(_writer) if json else None
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_event,

@@ -160,7 +160,7 @@ class RequestContextMiddleware:
             else f"{_request_ids.getrandbits(64):016x}"
         )
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = logs.REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
         declared = _header(scope, b"content-length")
@@ -170,6 +170,7 @@ class RequestContextMiddleware:
             await _reject_too_large(send, request_id, self.headers)
             status = 413
             self._observe(scope, status, started, request_id)
+            logs.REQUEST_ID.reset(bound)
             return
 
         # RFC 9110 section 9.3.2: HEAD is GET without the content.
@@ -210,7 +211,7 @@ class RequestContextMiddleware:
             status = 413
         finally:
             self._observe(scope, status, started, request_id)
-            structlog.contextvars.unbind_contextvars("request_id")
+            logs.REQUEST_ID.reset(bound)
 
     def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started

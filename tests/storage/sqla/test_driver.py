@@ -214,3 +214,43 @@ async def test_a_connection_the_server_ended_is_not_pooled_again(runtime: Any) -
         async with runtime.unit() as unit:
             driver = await unit.conn.driver(standalone=True)
             assert await driver.fetchone(backend_pid, ()) is not None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+            st.integers(0, 999_999),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_sqlite_timestamps_in_the_same_second_keep_their_own_microseconds(
+    seconds: list[tuple[datetime, int]],
+) -> None:
+    """The text of whole seconds is kept and reused: a run of instants in one second and then
+    in others (including the one just before) each write their own exact text."""
+    instants: list[datetime] = []
+    for when, micro in seconds:
+        base = when.replace(tzinfo=UTC)
+        instants += [base, base.replace(microsecond=micro), base.replace(microsecond=0)]
+        instants.append(base.replace(microsecond=0) - timedelta(microseconds=1))
+    for when in instants:
+        text = SqliteDriver.timestamp(when)
+        assert text == when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f").rjust(26, "0")
+
+
+def test_sqlite_timestamps_of_the_same_clock_time_on_other_dates_are_not_confused() -> None:
+    base = datetime(2026, 12, 3, 19, 45, 30, 250000, tzinfo=UTC)
+    for when in (
+        base,
+        base + timedelta(days=1),
+        base.replace(month=11),
+        base.replace(year=2025),
+        base.replace(hour=18),
+        base.replace(minute=44),
+        base.replace(second=29),
+        base,
+    ):
+        assert SqliteDriver.timestamp(when) == when.strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -161,6 +161,9 @@ class PolicyService:
         self._log_policy = log_policy
         self._log_sink = log_sink
         self._changed = False  # reads of this unit may see its own uncommitted writes
+        # The log's view of the last environment: (env, expiry, the "env" member of a record).
+        # The decisions of one batch share their environment, so they share these too.
+        self._logged_env: tuple[DecisionEnv, datetime, dict[str, Any]] | None = None
 
     @property
     def _orgs(self) -> OrgService:
@@ -496,11 +499,15 @@ class PolicyService:
             policy.mode == "sampled"
             and (not decision.allowed or random.random() < policy.sample_rate)  # noqa: S311 (sampling, not secrecy)
         ):
+            logged = self._logged_env
+            if logged is None or logged[0] is not env:
+                logged = (env, env.now + policy.retention, _env_record(env))
+                self._logged_env = logged
             entry = LogEntry(
                 org_id,
                 env.now,
-                env.now + policy.retention,
-                _record(evaluation, subject, env),
+                logged[1],
+                _record(evaluation, subject, logged[2]),
                 decision.allowed,
                 decision.reason_admin,
             )
@@ -624,9 +631,15 @@ def _error_ids(errors: Sequence[str]) -> list[str]:
     return ids
 
 
-def _record(evaluation: Evaluation, subject: Subject | None, env: DecisionEnv) -> dict[str, Any]:
+def _env_record(env: DecisionEnv) -> dict[str, Any]:
+    """The caller's environment as the decision log keeps it (read back by ``_replayed``)."""
+    return {"ip": env.ip, "acr": env.acr, "amr": list(env.amr), "at": env.now.isoformat()}
+
+
+def _record(evaluation: Evaluation, subject: Subject | None, env: dict[str, Any]) -> dict[str, Any]:
     """What the decision log keeps: the request with the subject named by its resolved id
-    (never the e-mail address it may have been given by), and the caller's environment."""
+    (never the e-mail address it may have been given by), and the caller's environment
+    (``_env_record``: one dict shared by the entries of one environment, never changed)."""
     named = evaluation.subject
     subject_id = subject.entity_id if subject is not None else ""
     return {
@@ -638,7 +651,7 @@ def _record(evaluation: Evaluation, subject: Subject | None, env: DecisionEnv) -
             "properties": evaluation.resource.properties,
         },
         "context": evaluation.context,
-        "env": {"ip": env.ip, "acr": env.acr, "amr": list(env.amr), "at": env.now.isoformat()},
+        "env": env,
     }
 
 

@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 _QMARK = sqlite_dialect(paramstyle="qmark")
+# SqliteDriver.timestamp: "YYYY-MM-DD HH:MM:SS" by (second, minute, hour, day, month, year).
+_seconds: dict[tuple[int, int, int, int, int, int], str] = {}
 
 
 class Sql:
@@ -189,7 +191,16 @@ class SqliteDriver:
         # SQLAlchemy's SQLite DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff`` (year
         # zero-padded, microseconds always): isoformat writes it at a tenth of strftime's cost.
         if value.tzinfo is UTC:  # what the clock gives: the text up to the "+00:00" offset
-            return value.isoformat(" ", "microseconds")[:26]
+            # The text of whole seconds is kept (a few: a row's times alternate between "now"
+            # and an expiry): timestamps written together fall in the same seconds, and
+            # finding one costs about half of isoformat (0.47 against 0.91 µs a stamp).
+            key = (value.second, value.minute, value.hour, value.day, value.month, value.year)
+            second = _seconds.get(key)
+            if second is None:
+                if len(_seconds) >= 16:
+                    _seconds.clear()
+                second = _seconds[key] = value.isoformat(" ", "seconds")[:19]
+            return f"{second}.{value.microsecond:06d}"
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     @staticmethod

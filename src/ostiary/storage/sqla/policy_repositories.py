@@ -158,23 +158,14 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-def _row(entry: LogEntry) -> dict[str, Any]:
-    return {
-        "organization_id": entry.organization_id,
-        "at": entry.at,
-        "expires_at": entry.expires_at,
-        "request": entry.request,
-        "decision": entry.decision,
-        "reason": entry.reason[:300],
-    }
-
-
 class SqlDecisionLogStore:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def append(self, entry: LogEntry) -> None:
-        await self._conn.execute(insert(decision_log).values(_row(entry)))
+        """One entry in the unit's transaction (a full buffer's overflow, or no buffer): the
+        same INSERT as a batch's, not SQLAlchemy's (which cost about ten times as much)."""
+        await self.append_many((entry,))
 
     async def append_many(self, entries: Sequence[LogEntry]) -> None:
         """One prepared INSERT run once per entry on the driver (sqlite3's and asyncpg's

@@ -202,12 +202,19 @@ def _holds(rt: Runtime, known: VerifiedCaller, now: datetime) -> bool:
 
 
 def _env_for(
-    env: DecisionEnv, token_user: str | None, subject_type: str, subject_id: str
+    env: DecisionEnv,
+    token_user: str | None,
+    subject_type: str,
+    subject_id: str,
+    bare: DecisionEnv | None = None,
 ) -> DecisionEnv:
-    """acr/amr of the caller's token speak for the subject only when it is the same user."""
+    """acr/amr of the caller's token speak for the subject only when it is the same user;
+    for any other subject, ``bare`` (the same environment without them) if given. The
+    decisions of a batch share one ``bare``, and so the decision log's view of it
+    (PolicyService.evaluate)."""
     if token_user is not None and subject_type == "user" and subject_id == token_user:
         return env
-    return DecisionEnv(env.now, env.ip)
+    return bare or DecisionEnv(env.now, env.ip)
 
 
 async def _body(request: Request, content_type: str) -> Any:
@@ -251,10 +258,11 @@ async def _decide_batch(request: Request) -> Response:
             org_id, env, token_user = await authenticate_caller(
                 rt, unit, credential, named, client_ip(request)
             )
+            bare = env if not (env.acr or env.amr) else DecisionEnv(env.now, env.ip)
             for evaluation in batch.evaluations:
                 subject = evaluation.subject
                 decision = await unit.policies.evaluate(
-                    org_id, evaluation, _env_for(env, token_user, subject.type, subject.id)
+                    org_id, evaluation, _env_for(env, token_user, subject.type, subject.id, bare)
                 )
                 answers.append(decision)
                 # Section 7.1.2.1: stop at the first deny / permit; the answer lists the
