@@ -69,20 +69,24 @@ class AuthzenError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+# The value objects of a decision are not frozen: a frozen dataclass's __init__ sets each field
+# through object.__setattr__, about three times the cost (0.44 against 0.15 µs for three
+# fields), and a batch of ten decisions builds about seventy of them. Nothing changes them
+# after they are built; they are not hashed.
+@dataclass(slots=True)
 class Entity:
     type: str
     id: str
     properties: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Entity
 class Action:
     name: str
     properties: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Entity
 class Evaluation:
     subject: Entity
     action: Action

@@ -30,7 +30,7 @@ class PolicyVersion:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see protocol/authzen.py, Entity
 class Decision:
     allowed: bool
     reason_admin: str  # which policy decided, or which permission was missing
@@ -74,7 +74,7 @@ class ApiKeySubject:
     permissions: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see protocol/authzen.py, Entity
 class LogEntry:
     """A decision for the log, before it is written (features/policy/decision_log.py)."""
 

@@ -92,7 +92,7 @@ _UNKNOWN = "the subject is not known in this organization"
 OSTIARY_TYPES = frozenset({"User", "ServiceAccount", "ApiKey", "Role", "Group", "Organization"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see protocol/authzen.py, Entity
 class DecisionEnv:
     """What Ostiary knows of a decision beyond the request: the caller's address and the
     authentication context of the caller's token, when it is the subject's own."""
