@@ -60,7 +60,7 @@ def microseconds_since_epoch(instant: datetime) -> int:
     return (instant - EPOCH) // _MICROSECOND
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see protocol/authzen.py, Entity
 class AccessTokenRequest:
     client_id: str
     subject: str
@@ -79,7 +79,7 @@ class AccessTokenRequest:
     extra_claims: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see protocol/authzen.py, Entity
 class MintedToken:
     token: str
     jti: str
