@@ -94,7 +94,7 @@ class Evaluation:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Entity
 class BatchRequest:
     evaluations: list[Evaluation]
     semantic: Semantic
