@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -99,7 +100,8 @@ class DecisionLogBuffer:
                 # settles at about twice what one turn adds.
                 held = len(self._entries)
                 count = min(held, max(self._batch, held // 2))
-                batch = [self._entries[i] for i in range(count)]
+                # islice walks the deque once; indexing it is linear in the index.
+                batch = list(itertools.islice(self._entries, count))
                 if self._singly:
                     written = await self._write_singly(batch)
                 else:
