@@ -290,6 +290,45 @@ async def test_acr_of_the_callers_token_counts_for_its_own_user_only(
     assert (await client.post(EVAL, json=other, headers=headers)).json()["decision"] is False
 
 
+async def test_a_request_without_a_bearer_credential_is_refused_before_its_body_is_read(
+    app: Any,
+) -> None:
+    """401 with the Bearer challenge, and not a byte of the (up to 1 MiB) body read."""
+    reads: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append("read")
+        return {"type": "http.request", "body": b'{"subject": 1}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for path, authorization in ((EVAL, None), (BATCH, None), (EVAL, b"Basic eDp5")):
+        headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+        if authorization is not None:
+            headers.append((b"authorization", authorization))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        await app(scope, receive, send)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [401, 401, 401]
+    assert all(dict(m["headers"])[b"www-authenticate"].startswith(b"Bearer") for m in starts)
+    assert reads == []
+
+
 async def test_the_log_keeps_each_decisions_own_environment_in_a_batch(
     app: Any, client: httpx.AsyncClient
 ) -> None:

@@ -230,9 +230,12 @@ async def _decide_one(request: Request) -> Response:
     rt = runtime_of(request)
     authorization, content_type, named = _headers(request)
     try:
+        # A request without a bearer credential is refused before its body is read (up to
+        # 1 MiB of JSON); the credential itself is checked once the body is in, so that no
+        # unit (a database connection on PostgreSQL) waits for a slow client's upload.
+        credential = _bearer(authorization)
         evaluation = parse_evaluation(await _body(request, content_type))
         async with rt.unit() as unit:
-            credential = _bearer(authorization)
             org_id, env, token_user = await authenticate_caller(
                 rt, unit, credential, named, client_ip(request)
             )
@@ -251,10 +254,10 @@ async def _decide_batch(request: Request) -> Response:
     rt = runtime_of(request)
     authorization, content_type, named = _headers(request)
     try:
+        credential = _bearer(authorization)  # first, as in _decide_one
         batch = parse_evaluations(await _body(request, content_type))
         answers: list[Decision] = []
         async with rt.unit() as unit:
-            credential = _bearer(authorization)
             org_id, env, token_user = await authenticate_caller(
                 rt, unit, credential, named, client_ip(request)
             )
