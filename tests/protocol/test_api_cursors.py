@@ -78,3 +78,10 @@ def test_every_single_character_change_is_refused() -> None:
             continue
         # base64 may ignore the low bits of the last character: then it decodes to the same.
         assert opened == "2026-01-01T00:00:00+00:00|0b5e"
+
+
+def test_a_cursor_sealed_before_the_shared_helpers_still_opens() -> None:
+    # Sealed on 2026-12-03 with the module's own base64url (now protocol/signed_fields.py).
+    cursor = "TWpBeU5pMHdNUzB3TVF8YWJj.yt6___HNEwuJZmPjigckKQ"
+    assert seal_cursor(KEY, "org-1|members", "MjAyNi0wMS0wMQ|abc") == cursor
+    assert open_cursor(KEY, "org-1|members", cursor) == "MjAyNi0wMS0wMQ|abc"

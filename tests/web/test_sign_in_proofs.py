@@ -102,3 +102,21 @@ def test_an_account_choice_is_bound_to_its_session_and_request() -> None:
     expired = ASKED + timedelta(seconds=PROOF_TTL_SECONDS + 1)
     assert not proofs.account_chosen(choice, REQUEST, now=expired, session_cookie="grace")
     assert not proofs.account_chosen("1", REQUEST, now=later, session_cookie="grace")
+
+
+def test_markers_issued_before_the_shared_helpers_still_prove() -> None:
+    # Made on 2026-12-03 by the module's own base64url and length-prefixed fields (now in
+    # protocol/signed_fields.py): markers in flight across that upgrade must still verify.
+    proofs, asked = SignInProofs(bytes(range(32))), datetime(2026, 12, 3, 1, 0, tzinfo=UTC)
+    request = [("client_id", "c1"), ("response_type", "code"), ("scope", "openid")]
+    demand = "1796259600.zWG7fFA3Xdx4kyQikZsL-y.DIAm_yqR9NGXLGLFxNz288NTuLUuPzidfZtOV8aNPS0"
+    choice = "1796259600.zUU8a4rf0XGxFrGoMwylTtLGYgzAMxrpV8bkRqHXEYs"
+    browser, later = "b" * 43, asked + timedelta(seconds=30)
+    assert proofs.demand_sign_in(request, now=asked, browser=browser, session_cookie="sess-1") == (
+        demand
+    )
+    assert proofs.signed_in_since(
+        demand, request, now=later, browser=browser, session_cookie="sess-2", auth_time=later
+    )
+    assert proofs.account_choice(request, now=asked, session_cookie="sess-1") == choice
+    assert proofs.account_chosen(choice, request, now=later, session_cookie="sess-1")

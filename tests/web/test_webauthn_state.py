@@ -3,6 +3,9 @@ unforgeable, bound to its purpose, user and browser, and short-lived."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -86,3 +89,25 @@ def test_a_changed_state_does_not_read(tamper: object) -> None:
     states = CeremonyStates(secrets.token_bytes(32))
     value = tamper(_issued(states))  # type: ignore[operator]
     assert states.read(value, "register", now=NOW, browser=BROWSER) is None
+
+
+def test_a_state_issued_before_the_shared_helpers_still_reads() -> None:
+    """The cookie's bytes, built by hand as web/webauthn_state.py made them until 2026-12-03
+    (its own base64url and length-prefixed fields, now in protocol/signed_fields.py)."""
+    key, challenge, user = bytes(range(32)), bytes(range(32)), "user-1\u00e9"
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    fields = ["1796259600", "register", b64(challenge), b64(user.encode()), BROWSER]
+    msg = b"webauthn-ceremony" + b"".join(b"%d:%s" % (len(f), f.encode()) for f in fields)
+    mac = b64(hmac.new(key, msg, hashlib.sha256).digest())
+    old = ".".join([*fields[:4], mac])
+    assert old == (
+        "1796259600.register.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.dXNlci0xw6k."
+        "KpRieiKKzLx5tf8UdrNerpcsInK1Lb4owoZ_eWCSQ2c"
+    )
+    states = CeremonyStates(key)
+    assert states.issue("register", challenge, user, now=NOW, browser=BROWSER) == old
+    state = states.read(old, "register", now=NOW, browser=BROWSER)
+    assert state is not None and (state.challenge, state.user_id) == (challenge, user)

@@ -11,10 +11,11 @@ section 5), so a cursor is safe in a query string.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
+
+from ostiary.protocol.signed_fields import b64url_decode, b64url_encode
 
 __all__ = ["MAX_CURSOR", "InvalidCursor", "open_cursor", "seal_cursor"]
 
@@ -27,14 +28,6 @@ class InvalidCursor(ValueError):
     """A cursor we did not hand out for this list."""
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _tag(key: bytes, scope: str, payload: bytes) -> bytes:
     message = _LABEL + scope.encode() + b"\x00" + payload
     return hmac.new(key, message, hashlib.sha256).digest()[:_TAG_BYTES]
@@ -43,7 +36,7 @@ def _tag(key: bytes, scope: str, payload: bytes) -> bytes:
 def seal_cursor(key: bytes, scope: str, position: str) -> str:
     """Wrap a listing's ``position`` for the list named by ``scope`` (e.g. ``org|members``)."""
     payload = position.encode()
-    return f"{_b64(payload)}.{_b64(_tag(key, scope, payload))}"
+    return f"{b64url_encode(payload)}.{b64url_encode(_tag(key, scope, payload))}"
 
 
 def open_cursor(key: bytes, scope: str, cursor: str) -> str:
@@ -53,8 +46,8 @@ def open_cursor(key: bytes, scope: str, cursor: str) -> str:
         raise InvalidCursor("invalid cursor")
     encoded, _, tag = cursor.partition(".")
     try:
-        payload = _unb64(encoded)
-        given = _unb64(tag)
+        payload = b64url_decode(encoded)
+        given = b64url_decode(tag)
     except (binascii.Error, ValueError):
         raise InvalidCursor("invalid cursor") from None
     if not hmac.compare_digest(given, _tag(key, scope, payload)):

@@ -10,30 +10,18 @@ is harmless: the address is verified already. Nothing in it is secret but its MA
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
+from ostiary.protocol.signed_fields import b64url_decode, b64url_encode, mac_input
+
 __all__ = ["LINK_TTL_SECONDS", "EmailLink", "EmailLinks"]
 
 LINK_TTL_SECONDS = 24 * 3600
 _MAX_LEN = 1024
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _field(value: str) -> bytes:
-    data = value.encode()
-    return str(len(data)).encode() + b":" + data
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +37,13 @@ class EmailLinks:
         self._ttl = ttl_seconds
 
     def _mac(self, user_id: str, email: str, issued: int) -> bytes:
-        data = b"".join(_field(v) for v in ("email-verify", user_id, email, str(issued)))
+        data = mac_input("email-verify", user_id, email, str(issued))
         return hmac.new(self._key, data, hashlib.sha256).digest()
 
     def issue(self, user_id: str, email: str, now: datetime) -> str:
         issued = int(now.timestamp())
-        body = _b64(f"{user_id}\n{email}\n{issued}".encode())
-        return f"{body}.{_b64(self._mac(user_id, email, issued))}"
+        body = b64url_encode(f"{user_id}\n{email}\n{issued}".encode())
+        return f"{body}.{b64url_encode(self._mac(user_id, email, issued))}"
 
     def verify(self, token: str, now: datetime) -> EmailLink | None:
         """The link's user and address, or None: forged, malformed or expired."""
@@ -63,9 +51,9 @@ class EmailLinks:
             return None
         body, mac = token.split(".")
         try:
-            user_id, email, stamp = _unb64(body).decode().split("\n")
+            user_id, email, stamp = b64url_decode(body).decode().split("\n")
             issued = int(stamp)
-            given = _unb64(mac)
+            given = b64url_decode(mac)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
         if not hmac.compare_digest(given, self._mac(user_id, email, issued)):

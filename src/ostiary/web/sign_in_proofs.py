@@ -24,30 +24,19 @@ is asked again (never a code without it).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlencode
 
+from ostiary.protocol.signed_fields import b64url_encode, issued_fresh, mac_input
+
 __all__ = ["PROOF_TTL_SECONDS", "SignInProofs"]
 
 # How long a sign-in page or a choice page may stay open before the answer is asked again.
 PROOF_TTL_SECONDS = 1800
-# Made by another node whose clock runs ahead: still ours (the MAC says so), so accept it.
-_CLOCK_SKEW_SECONDS = 60
 _NO_SESSION = "-"
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _field(value: str) -> bytes:
-    """Length-prefixed, so that no two field lists give the same MAC input."""
-    data = value.encode()
-    return str(len(data)).encode() + b":" + data
 
 
 class SignInProofs:
@@ -56,8 +45,7 @@ class SignInProofs:
         self._ttl = ttl_seconds
 
     def _mac(self, *fields: str) -> str:
-        msg = b"".join(_field(f) for f in fields)
-        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
+        return b64url_encode(hmac.new(self._key, mac_input(*fields), hashlib.sha256).digest())
 
     def _session_tag(self, session_cookie: str | None) -> str:
         if not session_cookie:
@@ -68,12 +56,6 @@ class SignInProofs:
     def _request(pairs: Iterable[tuple[str, str]]) -> str:
         """The request in one canonical form (order-free: a round trip may reorder it)."""
         return urlencode(sorted(pairs))
-
-    def _fresh(self, issued: str, now: datetime) -> bool:
-        if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
-            return False
-        age = int(now.timestamp()) - int(issued)
-        return -_CLOCK_SKEW_SECONDS <= age <= self._ttl
 
     # -- prompt=login, max_age, a sign-in that is the account choice ----------------------
 
@@ -104,7 +86,7 @@ class SignInProofs:
         if not marker or not browser or len(marker) > 128 or marker.count(".") != 2:
             return False
         issued, prior, mac = marker.split(".")
-        if not self._fresh(issued, now):
+        if not issued_fresh(issued, now, self._ttl):
             return False
         expected = self._mac("sign-in", issued, prior, browser, self._request(request))
         if not hmac.compare_digest(expected.encode(), mac.encode()):
@@ -133,7 +115,7 @@ class SignInProofs:
         if not marker or not session_cookie or len(marker) > 128 or marker.count(".") != 1:
             return False
         issued, mac = marker.split(".")
-        if not self._fresh(issued, now):
+        if not issued_fresh(issued, now, self._ttl):
             return False
         tag = self._session_tag(session_cookie)
         expected = self._mac("chosen", issued, tag, self._request(request))

@@ -20,13 +20,14 @@ Nothing in it is secret; the MAC makes it unforgeable.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+
+from ostiary.protocol.signed_fields import b64url_decode, b64url_encode, issued_fresh, mac_input
 
 __all__ = [
     "STATE_TTL_SECONDS",
@@ -37,7 +38,6 @@ __all__ = [
 ]
 
 STATE_TTL_SECONDS = 300
-_CLOCK_SKEW_SECONDS = 60
 _MAX_LEN = 512
 _PURPOSES = ("register", "authenticate", "second-step")
 
@@ -46,20 +46,6 @@ Purpose = Literal["register", "authenticate", "second-step"]
 
 def state_cookie_name(secure: bool) -> str:
     return "__Host-ostiary_webauthn" if secure else "ostiary_webauthn"
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _field(value: str) -> bytes:
-    """Length-prefixed, so that no two field lists give the same MAC input."""
-    data = value.encode()
-    return str(len(data)).encode() + b":" + data
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +70,15 @@ class CeremonyStates:
         self._key = key
 
     def _mac(self, issued: str, purpose: str, challenge: str, user: str, browser: str) -> str:
-        fields = (issued, purpose, challenge, user, browser)
-        msg = b"webauthn-ceremony" + b"".join(_field(f) for f in fields)
-        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
+        msg = b"webauthn-ceremony" + mac_input(issued, purpose, challenge, user, browser)
+        return b64url_encode(hmac.new(self._key, msg, hashlib.sha256).digest())
 
     def issue(
         self, purpose: Purpose, challenge: bytes, user_id: str, *, now: datetime, browser: str
     ) -> str:
         issued = str(int(now.timestamp()))
-        challenge_b64 = _b64(challenge)
-        user_b64 = _b64(user_id.encode())
+        challenge_b64 = b64url_encode(challenge)
+        user_b64 = b64url_encode(user_id.encode())
         mac = self._mac(issued, purpose, challenge_b64, user_b64, browser)
         return f"{issued}.{purpose}.{challenge_b64}.{user_b64}.{mac}"
 
@@ -106,17 +91,14 @@ class CeremonyStates:
         issued, got_purpose, challenge_b64, user_b64, mac = value.split(".")
         if got_purpose != purpose or purpose not in _PURPOSES:
             return None
-        if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
-            return None
-        age = int(now.timestamp()) - int(issued)
-        if not -_CLOCK_SKEW_SECONDS <= age <= STATE_TTL_SECONDS:
+        if not issued_fresh(issued, now, STATE_TTL_SECONDS):
             return None
         expected = self._mac(issued, purpose, challenge_b64, user_b64, browser)
         if not hmac.compare_digest(expected.encode(), mac.encode()):
             return None
         try:
-            challenge = _unb64(challenge_b64)
-            user_id = _unb64(user_b64).decode()
+            challenge = b64url_decode(challenge_b64)
+            user_id = b64url_decode(user_b64).decode()
         except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
             return None
         return CeremonyState(
