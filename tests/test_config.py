@@ -62,6 +62,17 @@ def test_missing_or_bad_secret_key_is_a_config_error(tmp_path: Path, value: str 
         settings.secret_key_bytes()
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",  # unpadded (RFC 4648 section 3.2)
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",  # padded, as `ostiary dev` writes it
+    ],
+)
+def test_secret_key_is_base64url_with_or_without_padding(tmp_path: Path, value: str) -> None:
+    assert Settings(data_dir=tmp_path, secret_key=value).secret_key_bytes() == bytes(range(32))
+
+
 def test_missing_issuer_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="OSTIARY_ISSUER"):
         Settings(data_dir=tmp_path).require_issuer()

@@ -10,7 +10,6 @@ the slices group them for the code that uses them.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ipaddress
 import re
@@ -26,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ostiary.protocol.destinations import DestinationPolicy, is_loopback_host
 from ostiary.protocol.jose import SUPPORTED_ALGS, Alg
+from ostiary.protocol.signed_fields import b64url_decode
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -344,7 +344,7 @@ class Settings(BaseSettings):
                 "no secret key: set OSTIARY_SECRET_KEY or create it with `ostiary dev`"
             )
         try:
-            key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            key = b64url_decode(raw)
         except (binascii.Error, ValueError) as exc:
             raise ConfigError("OSTIARY_SECRET_KEY is not base64url") from exc
         if len(key) < 32:

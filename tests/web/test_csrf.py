@@ -8,11 +8,16 @@ cookie (planted by an attacker); anonymous forms (sign-in) keep their pre-sessio
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
+from ostiary.web.csrf import CsrfGuard
+from tests.protocol.test_pinned_derivations import PINNED_KEYS
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
 ADA = "ada@example.com"
@@ -97,3 +102,33 @@ async def test_the_sign_in_form_is_protected_by_its_pre_session_cookie(
         data["csrf_token"] = csrf_from(page.text)
         assert (await browser.post("/login", data=data)).status_code == 403  # no cookie
         assert (await browser.get("/account")).status_code == 303
+
+
+def _request(cookie: str) -> Request:
+    headers = [(b"cookie", cookie.encode())]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("session", "pinned"),
+    [
+        ("s3ss10n", "a2d8e331d6e55ad247faff125b6ac1d58ea4abdf5af9107655433875e3e3ad80"),
+        ("", "a6c273412ae631eceb5b7f78665f207fcfb099c4487fc5673411a2046cc73bc7"),
+    ],
+)
+def test_the_token_is_hmac_of_the_length_prefixed_session_and_cookie(
+    session: str, pinned: str
+) -> None:
+    """Pinned on 2026-12-03 (the tokens of the pages open in browsers must survive an upgrade):
+    hex HMAC-SHA256 under the ``ostiary/csrf`` key of ``csrf-v2``, then the session cookie and
+    the CSRF cookie, each as ``<length in bytes>:<value>`` (an empty session before sign-in)."""
+    key = bytes.fromhex(PINNED_KEYS["ostiary/csrf"])
+    guard = CsrfGuard(
+        key, secure=False, issuer_origin="http://testserver", session_cookie="ostiary_session"
+    )
+    browser = "b" * 43
+    cookie = f"{CSRF_COOKIE}={browser}" + (f"; ostiary_session={session}" if session else "")
+    message = b"csrf-v2%d:%s43:%s" % (len(session), session.encode(), browser.encode())
+    assert hmac.new(key, message, hashlib.sha256).hexdigest() == pinned
+    assert guard.token_for(_request(cookie)) == (pinned, None)
+    assert guard.is_valid(_request(cookie), pinned)

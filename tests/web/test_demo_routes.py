@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
 import pytest
 
+from ostiary.web.routes import demo as demo_routes
 from tests.conftest import Backend, make_settings
 from tests.web.helpers import csrf_from
 
@@ -102,4 +106,9 @@ async def test_the_sign_in_button_starts_the_code_flow_with_its_token(
     response = await demo.post("/demo/login", data={"csrf_token": token})
     assert response.status_code == 303
     assert response.headers["location"].startswith("/authorize?response_type=code")
-    assert "code_challenge_method=S256" in response.headers["location"]
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    assert query["code_challenge_method"] == ["S256"]
+    # RFC 7636 section 4.2: BASE64URL(SHA256(ASCII(code_verifier))), no padding.
+    verifier = demo_routes._STATE[demo.cookies["ostiary_demo"]]["verifier"]
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    assert query["code_challenge"] == [base64.urlsafe_b64encode(digest).rstrip(b"=").decode()]

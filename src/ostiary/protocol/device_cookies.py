@@ -15,12 +15,13 @@ cookie for one account is worth nothing on another.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
 import secrets
 from datetime import datetime
+
+from ostiary.protocol.signed_fields import b64url_encode
 
 __all__ = ["issue_device_cookie", "new_device_id", "verify_device_cookie"]
 
@@ -34,7 +35,7 @@ def new_device_id() -> str:
 def _mac(key: bytes, device_id: str, expires: int, account: str) -> str:
     message = b"\0".join((b"ostiary/known-device/v1", device_id.encode(), b"%d" % expires))
     digest = hmac.new(key, message + b"\0" + account.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return b64url_encode(digest)
 
 
 def issue_device_cookie(key: bytes, device_id: str, account: str, expires: datetime) -> str:

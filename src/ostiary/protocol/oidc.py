@@ -30,9 +30,10 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Sequence
+
+from ostiary.protocol.signed_fields import b64url_encode
 
 __all__ = [
     "ACR_MFA",
@@ -65,7 +66,7 @@ _RANK = {acr: rank for rank, acr in enumerate(ACR_VALUES_SUPPORTED)}
 
 def left_half_hash(value: str, alg: str) -> str:
     digest = (hashlib.sha512 if alg == "EdDSA" else hashlib.sha256)(value.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest[: len(digest) // 2])
 
 
 def acr_for(amr: Iterable[str]) -> str | None:

@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
 from typing import Literal
+
+from ostiary.protocol.signed_fields import b64url_encode
 
 __all__ = [
     "PKCE_MODES",
@@ -49,7 +50,7 @@ def is_valid_challenge(challenge: str) -> bool:
 
 def s256_challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest)
 
 
 def verify_s256(verifier: str, challenge: str) -> bool:

@@ -25,12 +25,9 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ostiary.protocol.signed_fields import mac_input
+
 __all__ = ["CsrfGuard"]
-
-
-def _field(value: str) -> bytes:
-    data = value.encode()
-    return str(len(data)).encode() + b":" + data
 
 
 class CsrfGuard:
@@ -49,7 +46,7 @@ class CsrfGuard:
         self._session_cookie = session_cookie
 
     def _mac(self, browser: str, session: str) -> str:
-        msg = b"csrf-v2" + _field(session) + _field(browser)
+        msg = b"csrf-v2" + mac_input(session, browser)
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
 
     def browser_id(self, request: Request) -> tuple[str, str | None]:

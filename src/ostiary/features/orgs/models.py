@@ -4,10 +4,11 @@ tenancy and RBAC use case raises, and the opaque keyset cursors of listings."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+
+from ostiary.protocol.signed_fields import b64url_decode, b64url_encode
 
 __all__ = [
     "Conflict",
@@ -100,7 +101,7 @@ Cursor = tuple[datetime, str]
 
 def encode_cursor(created_at: datetime, item_id: str) -> str:
     raw = f"{created_at.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return b64url_encode(raw)
 
 
 def decode_cursor(cursor: str | None) -> Cursor | None:
@@ -108,7 +109,7 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
     if not cursor:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = b64url_decode(cursor).decode()
         stamp, sep, item_id = raw.partition("|")
         when = datetime.fromisoformat(stamp)
     except (binascii.Error, UnicodeDecodeError, ValueError):
