@@ -875,18 +875,21 @@ class Unit:
     @service
     def oauth(self) -> OAuthService:
         rt = self._rt
-        context = GrantContext(
-            codes=SqlAuthorizationCodeStore(self.conn),
-            refresh=SqlRefreshTokenStore(self.conn),
-            revocation=self.revocation,
-            minter=TokenMinter(self.keys, rt.oauth_policy.issuer),
-            users=AccountDirectory(self),
-            policy=rt.oauth_policy,
-            pepper=rt.token_pepper,
-            clock=rt.clock,
-            orgs=self,
-            api_keys=lambda: self.api_keys,
-        )
+
+        def context() -> GrantContext:  # when a grant (or a refresh token) needs it
+            return GrantContext(
+                codes=SqlAuthorizationCodeStore(self.conn),
+                refresh=SqlRefreshTokenStore(self.conn),
+                revocation=self.revocation,
+                minter=TokenMinter(self.keys, rt.oauth_policy.issuer),
+                users=AccountDirectory(self),
+                policy=rt.oauth_policy,
+                pepper=rt.token_pepper,
+                clock=rt.clock,
+                orgs=self,
+                api_keys=lambda: self.api_keys,
+            )
+
         return OAuthService(
             context,
             SqlConsentStore(self.conn),
