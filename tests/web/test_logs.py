@@ -336,3 +336,38 @@ async def test_events_logged_while_a_request_is_served_carry_its_id_and_no_other
     assert len(stdlib_events) == len(sent) + 1
     (after,) = [r for r in records if r["event"] == "after"]
     assert "request_id" not in after
+
+
+async def test_a_declared_body_over_the_limit_is_logged_as_413_and_leaves_no_request_id(
+    stderr: _Stderr,
+) -> None:
+    """The early 413 (Content-Length over 1 MiB, the app never called) takes the same way out
+    as any other request: its access line says 413, and its id is gone afterwards."""
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append("app")
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/x",
+        "headers": [(b"x-request-id", b"big-1"), (b"content-length", b"2000000")],
+    }
+    await RequestContextMiddleware(app, Metrics())(scope, receive, send)
+    structlog.get_logger("ostiary.test").warning("after")
+    assert called == []
+    assert sent[0]["status"] == 413
+    records = stderr.records()
+    (line,) = [r for r in records if r["event"] == "request"]
+    assert (line["status"], line["request_id"]) == (413, "big-1")
+    (after,) = [r for r in records if r["event"] == "after"]
+    assert "request_id" not in after

@@ -163,53 +163,51 @@ class RequestContextMiddleware:
         bound = logs.REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
-        declared = _header(scope, b"content-length")
-        if declared is not None and (
-            not (declared.isascii() and declared.isdigit()) or int(declared) > _MAX_BODY
-        ):
-            await _reject_too_large(send, request_id, self.headers)
-            status = 413
-            self._observe(scope, status, started, request_id)
-            logs.REQUEST_ID.reset(bound)
-            return
-
-        # RFC 9110 section 9.3.2: HEAD is GET without the content.
-        head = scope["method"] == "HEAD"
-        if head:
-            scope = {**scope, "method": "GET"}
-
-        extra = self.headers
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if head and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    *extra,
-                    (b"x-request-id", request_id.encode()),
-                ]
-            await send(message)
-
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > _MAX_BODY:
-                    raise BodyTooLarge()
-            return message
-
         try:
+            declared = _header(scope, b"content-length")
+            if declared is not None and (
+                not (declared.isascii() and declared.isdigit()) or int(declared) > _MAX_BODY
+            ):
+                await _reject_too_large(send, request_id, self.headers)
+                status = 413
+                return
+
+            # RFC 9110 section 9.3.2: HEAD is GET without the content.
+            head = scope["method"] == "HEAD"
+            if head:
+                scope = {**scope, "method": "GET"}
+
+            extra = self.headers
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if head and message["type"] == "http.response.body":
+                    message = {**message, "body": b""}
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        *extra,
+                        (b"x-request-id", request_id.encode()),
+                    ]
+                await send(message)
+
+            received = 0
+
+            async def receive_limited() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > _MAX_BODY:
+                        raise BodyTooLarge()
+                return message
+
             await self.app(scope, receive_limited, send_wrapper)
         except BodyTooLarge:  # read before any handler could answer it (see below)
             await _reject_too_large(send, request_id, self.headers)
             status = 413
-        finally:
+        finally:  # every way out, the early 413 included
             self._observe(scope, status, started, request_id)
             logs.REQUEST_ID.reset(bound)
 
