@@ -41,7 +41,6 @@ from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.features.oauth.models import AuthorizationCode, Consent
 from ostiary.features.oauth.ports import ConsentStore
 from ostiary.features.oauth.tokens import CLAIMS_CLAIM
-from ostiary.features.oauth.verified import VerifiedTokens
 from ostiary.features.sessions.models import Session
 from ostiary.protocol.claims import RELEASABLE_CLAIMS
 from ostiary.protocol.oauth_errors import ProtocolError
@@ -56,38 +55,31 @@ OFFLINE_ACCESS = "offline_access"
 
 
 class OAuthService:
-    """``ctx`` is the grants' context, or a function that builds it when first needed: an
-    introspection or revocation of an access token needs none of it (its stores, the
-    revocation service, the minter), and building them was about 3 % of an introspection."""
+    """``context`` builds the grants' context when first needed: an introspection or
+    revocation of an access token needs none of it (its stores, the revocation service, the
+    minter), and building them was about 3 % of an introspection."""
 
     def __init__(
         self,
-        ctx: GrantContext | Callable[[], GrantContext],
+        context: Callable[[], GrantContext],
         consents: ConsentStore,
         keys: KeyService,
+        access_tokens: AccessTokens,
         generations: Generations | None = None,
-        verified: VerifiedTokens | None = None,
-        access_tokens: AccessTokens | None = None,
     ) -> None:
-        self._built = ctx if isinstance(ctx, GrantContext) else None
-        self._build = ctx if not isinstance(ctx, GrantContext) else None
+        self._context = context
+        self._built: GrantContext | None = None
         self._consents = consents
         self._keys = keys
+        self._tokens = access_tokens
         # The account page lists consents (features/cache.py); unwired: a private counter.
         self._generations = generations or Generations()
-        if access_tokens is None:
-            grants = self._ctx
-            access_tokens = AccessTokens(
-                keys, grants.revocation, grants.clock, grants.policy.issuer, verified
-            )
-        self._tokens = access_tokens
 
     @property
     def _ctx(self) -> GrantContext:
         ctx = self._built
         if ctx is None:
-            assert self._build is not None
-            ctx = self._built = self._build()
+            ctx = self._built = self._context()
         return ctx
 
     # -- authorization endpoint --------------------------------------------------------
