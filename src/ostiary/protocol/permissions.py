@@ -50,6 +50,8 @@ PERMISSIONS: tuple[str, ...] = (
     "org:manage",
     "audit:read",
     "access:evaluate",
+    "policies:read",
+    "policies:manage",
 )
 _KNOWN = frozenset(PERMISSIONS)
 _PERMISSION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*:[a-z0-9]+(?:-[a-z0-9]+)*")

@@ -79,6 +79,7 @@ _STATUS = {
     "permission_escalation": 403,
     "invalid": 422,
     "invalid_permission": 422,
+    "invalid_policy": 422,
     "invalid_cursor": 400,
 }
 

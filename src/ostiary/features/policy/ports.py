@@ -29,8 +29,11 @@ class PolicyStore(Protocol):
 
     async def get_version(self, org_id: str, version: int) -> PolicyVersion | None: ...
 
-    async def list_versions(self, org_id: str, limit: int) -> list[PolicyVersion]:
-        """Newest first, without their texts' cost mattering (they are small)."""
+    async def list_versions(
+        self, org_id: str, limit: int, before: int | None = None
+    ) -> list[PolicyVersion]:
+        """Newest first (only versions below ``before`` when given), without their texts'
+        cost mattering (they are small)."""
         ...
 
 

@@ -249,10 +249,20 @@ class PolicyService:
     async def active(self, org_id: str | None) -> PolicyVersion | None:
         return await self._store.latest_version(await self._level(org_id))
 
-    async def versions(self, org_id: str | None, limit: int = 50) -> list[PolicyVersion]:
+    async def versions(
+        self, org_id: str | None, limit: int = 50, before: int | None = None
+    ) -> list[PolicyVersion]:
+        """Newest first; ``before``: only the versions older than that one (the next page)."""
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be 1 to 500")
-        return await self._store.list_versions(await self._level(org_id), limit)
+        return await self._store.list_versions(await self._level(org_id), limit, before)
+
+    async def version(self, org_id: str | None, version: int) -> PolicyVersion:
+        """One version, with its texts (NotFound if there is none of that number)."""
+        found = await self._store.get_version(await self._level(org_id), version)
+        if found is None:
+            raise NotFound(f"no policy version {version}")
+        return found
 
     async def rollback(
         self, org_id: str | None, version: int, *, actor: str | None

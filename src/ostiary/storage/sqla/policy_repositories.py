@@ -134,12 +134,14 @@ class SqlPolicyStore:
         row = result.first()
         return _version(row) if row is not None else None
 
-    async def list_versions(self, org_id: str, limit: int) -> list[PolicyVersion]:
+    async def list_versions(
+        self, org_id: str, limit: int, before: int | None = None
+    ) -> list[PolicyVersion]:
+        query = select(policy_versions).where(policy_versions.c.organization_id == org_id)
+        if before is not None:
+            query = query.where(policy_versions.c.version < before)
         result = await self._conn.execute(
-            select(policy_versions)
-            .where(policy_versions.c.organization_id == org_id)
-            .order_by(policy_versions.c.version.desc())
-            .limit(limit)
+            query.order_by(policy_versions.c.version.desc()).limit(limit)
         )
         return [_version(row) for row in result]
 

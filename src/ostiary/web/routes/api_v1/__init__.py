@@ -23,6 +23,7 @@ from ostiary.web.routes.api_v1 import (
     members,
     models,
     orgs,
+    policies,
     projects,
     roles,
 )
@@ -39,6 +40,7 @@ GROUPS: tuple[APIRouter, ...] = (
     keys.router,
     invitations.router,
     models.router,
+    policies.router,
 )
 
 _SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}

@@ -14,6 +14,7 @@ from ostiary.features.rbac.models import Group, Role
 from ostiary.protocol.api_cursors import MAX_CURSOR
 
 __all__ = [
+    "TEXT_PATTERN",
     "CursorQuery",
     "ErrorOut",
     "GroupCreate",
@@ -45,7 +46,8 @@ T = TypeVar("T")
 MAX_LIMIT = 200
 # A reference in a path or body (an id, a slug or a name): printable, bounded.
 _REF = r"^[^\x00-\x1f\x7f]+$"
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+# Free text: printable characters, tabs and line ends.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 OrgRef = Annotated[
     str, Path(description="Organization id or slug.", min_length=1, max_length=100, pattern=_REF)
@@ -77,7 +79,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_REF)]
 Slug = Annotated[str, Field(min_length=2, max_length=63, pattern=r"^[a-z0-9-]+$")]
 Ref = Annotated[str, Field(min_length=1, max_length=100, pattern=_REF)]
 Permission = Annotated[str, Field(min_length=1, max_length=100, pattern=_REF)]
-Description = Annotated[str, Field(max_length=500, pattern=_TEXT)]
+Description = Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)]
 
 
 class _In(BaseModel):
@@ -100,7 +102,7 @@ _ERROR_TEXT = {
     "client_credentials token",
     404: "Not found, or not visible to the caller (another organization's)",
     409: "Conflict: taken name or slug, role_cycle, last_owner, builtin_role",
-    422: "Invalid values (invalid_request, invalid, invalid_permission)",
+    422: "Invalid values (invalid_request, invalid, invalid_permission, invalid_policy)",
     503: "No mail server is configured (mail_not_configured)",
 }
 
