@@ -51,6 +51,7 @@ from ostiary.protocol.scopes import MANAGE_SCOPE
 from ostiary.web.authorization_response import deliver, record_failure, refused
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError, page_error_response
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.pages import render
 from ostiary.web.routes.browser import (
     FORM_ERRORS,
@@ -578,11 +579,7 @@ async def authorize_get(request: Request) -> Response:
 @router.post(
     "/authorize",
     **_AUTHORIZE_DOC,
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
-        }
-    },
+    openapi_extra=form_body(body_required=False),
 )
 async def authorize_post(request: Request) -> Response:
     return await _authorize(request)
@@ -592,24 +589,9 @@ async def authorize_post(request: Request) -> Response:
     "/authorize/consent",
     summary="Approve or deny an authorization request",
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "csrf_token": {"type": "string"},
-                            "request": {"type": "string"},
-                            "decision": {"type": "string", "enum": ["allow", "deny"]},
-                        },
-                        "required": ["csrf_token", "request", "decision"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=form_body(
+        "csrf_token", "request", "decision", schemas={"decision": {"enum": ["allow", "deny"]}}
+    ),
     responses={**FORM_ERRORS, 303: {"description": "Back to the client"}},
 )
 async def consent(request: Request) -> Response:
@@ -669,20 +651,7 @@ async def consent(request: Request) -> Response:
     "/account/apps/{client_id}/revoke",
     summary="Withdraw an application's access (revokes its tokens)",
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"csrf_token": {"type": "string"}},
-                        "required": ["csrf_token"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=form_body("csrf_token"),
     responses={
         **FORM_ERRORS,
         303: {"description": "Withdrawn"},
@@ -802,11 +771,7 @@ async def end_session_get(request: Request) -> Response:
 @router.post(
     "/end_session",
     **_END_DOC,
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
-        }
-    },
+    openapi_extra=form_body(body_required=False),
 )
 async def end_session_post(request: Request) -> Response:
     return await _end_session(request)

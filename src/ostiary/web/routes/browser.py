@@ -24,6 +24,7 @@ from ostiary.web.csrf import CsrfGuard
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.memberships import org_rows
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.pages import render
 from ostiary.web.runtime import Runtime, Unit
 from ostiary.web.second_step import TICKET_TTL_SECONDS, ticket_cookie_name
@@ -31,39 +32,14 @@ from ostiary.web.second_step import TICKET_TTL_SECONDS, ticket_cookie_name
 router = APIRouter(tags=["browser"])
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"csrf_token": {"type": "string"}},
-                    "required": ["csrf_token"],
-                }
-            }
-        },
-    }
-}
-_LOGIN_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "email": {"type": "string"},
-                        "password": {"type": "string", "format": "password"},
-                        "csrf_token": {"type": "string"},
-                        "next": {"type": "string"},
-                    },
-                    "required": ["email", "password", "csrf_token"],
-                }
-            }
-        },
-    }
-}
+_FORM_BODY = form_body("csrf_token")
+_LOGIN_BODY = form_body(
+    "email",
+    "password",
+    "csrf_token",
+    optional=("next",),
+    schemas={"password": {"format": "password"}},
+)
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
 # Every form route can refuse a malformed body (400), a body that is not a form (415) and one
 # over 1 MiB (413), and answers 401 when the session ended before the form was sent.

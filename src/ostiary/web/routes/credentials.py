@@ -39,6 +39,7 @@ from ostiary.features.sessions.models import Session
 from ostiary.protocol.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.reauth import reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
@@ -62,20 +63,9 @@ _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     303: {"description": "Changed: to /account; or to sign in again first"},
     429: _HTML,
 }
-
-
-def _form_body(*fields: str) -> dict[str, Any]:
-    properties: dict[str, Any] = {"csrf_token": {"type": "string"}}
-    for name in fields:
-        kind = {"type": "string"}
-        properties[name] = {**kind, "format": "password"} if "password" in name else kind
-    schema = {"type": "object", "properties": properties, "required": ["csrf_token", *fields]}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
-        }
-    }
+# The password fields, typed so that documentation and form generators mask them.
+_PASSWORDS = ("current_password", "new_password", "confirm_password")
+_PASSWORD_FIELD = {"format": "password"}
 
 
 def _redirect(location: str) -> RedirectResponse:
@@ -182,7 +172,9 @@ async def password_page(request: Request) -> Response:
     PASSWORD_PAGE,
     summary="Change your password (current password, new one twice); ends your other sessions",
     response_class=Response,
-    openapi_extra=_form_body("current_password", "new_password", "confirm_password"),
+    openapi_extra=form_body(
+        "csrf_token", *_PASSWORDS, schemas=dict.fromkeys(_PASSWORDS, _PASSWORD_FIELD)
+    ),
     responses=_POST_RESPONSES,
 )
 async def change_password(request: Request) -> Response:
@@ -242,7 +234,12 @@ async def email_page(request: Request) -> Response:
     EMAIL_PAGE,
     summary="Change your e-mail address (confirmed with your current password)",
     response_class=Response,
-    openapi_extra=_form_body("email", "current_password"),
+    openapi_extra=form_body(
+        "csrf_token",
+        "email",
+        "current_password",
+        schemas={"current_password": _PASSWORD_FIELD},
+    ),
     responses={**_POST_RESPONSES, 409: _HTML},
 )
 async def change_email(request: Request) -> Response:

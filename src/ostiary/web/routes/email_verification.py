@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from ostiary.features.accounts.models import User
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.pages import render
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
@@ -61,23 +62,7 @@ async def verify_page(request: Request, token: str = "") -> Response:
     VERIFY_PAGE,
     summary="Confirm your e-mail address",
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "csrf_token": {"type": "string"},
-                            "token": {"type": "string"},
-                        },
-                        "required": ["csrf_token", "token"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=form_body("csrf_token", "token"),
     responses={**FORM_ERRORS, 303: {"description": "Verified: to /account"}},
 )
 async def verify(request: Request) -> Response:

@@ -30,6 +30,7 @@ from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.reauth import reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
@@ -46,17 +47,6 @@ _NOTICES = {
     "passkey_renamed": "The passkey was renamed.",
     "passkey_removed": "The passkey was removed.",
 }
-
-
-def _form_body(*fields: str) -> dict[str, Any]:
-    properties = {name: {"type": "string"} for name in ("csrf_token", *fields)}
-    schema = {"type": "object", "properties": properties, "required": ["csrf_token", *fields]}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
-        }
-    }
 
 
 def _redirect(location: str) -> RedirectResponse:
@@ -142,7 +132,7 @@ async def security_page(request: Request) -> Response:
     f"{PAGE}/totp/start",
     summary="Start setting up an authenticator app (a new secret)",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={**FORM_ERRORS, 303: {"description": "To the set-up page, or to sign in again"}},
 )
 async def start_totp(request: Request) -> Response:
@@ -179,7 +169,7 @@ async def totp_setup_page(request: Request) -> Response:
     f"{PAGE}/totp/confirm",
     summary="Confirm the authenticator app with a code from it; shows the recovery codes once",
     response_class=Response,
-    openapi_extra=_form_body("code"),
+    openapi_extra=form_body("csrf_token", "code"),
     responses={**FORM_ERRORS, 200: _HTML, 409: _HTML, 429: _HTML},
 )
 async def confirm_totp(request: Request) -> Response:
@@ -206,7 +196,7 @@ async def confirm_totp(request: Request) -> Response:
     f"{PAGE}/recovery-codes",
     summary="Make new recovery codes (the old ones stop working); shows them once",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={**FORM_ERRORS, 200: _HTML, 303: {"description": "Sign in again"}, 409: _HTML},
 )
 async def regenerate_recovery_codes(request: Request) -> Response:
@@ -225,7 +215,7 @@ async def regenerate_recovery_codes(request: Request) -> Response:
     f"{PAGE}/totp/remove",
     summary="Remove the authenticator app and its recovery codes",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={**FORM_ERRORS, 303: {"description": "Removed, or sign in again"}},
 )
 async def remove_totp(request: Request) -> Response:

@@ -39,6 +39,7 @@ from ostiary.features.oauth.grants.token_exchange import TOKEN_EXCHANGE
 from ostiary.protocol.forms import FormError, parse_form
 from ostiary.protocol.oauth_errors import ProtocolError
 from ostiary.web.deps import client_ip, first_headers, read_body, runtime_of
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.runtime import Unit
 
 router = APIRouter(tags=["oauth"])
@@ -172,61 +173,54 @@ async def _authenticate_with_assertion(unit: Unit, form: dict[str, str]) -> Clie
     return client
 
 
-def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {"type": "object", "properties": properties, "required": required}
-                }
+# Client authentication: HTTP Basic (RFC 6749 section 2.3.1), or none in the header (a public
+# client, or the credentials in the form).
+_CLIENT_BASIC: dict[str, Any] = {"security": [{"clientBasic": []}, {}]}
+_TOKEN_FORM = {
+    **form_body(
+        "grant_type",
+        optional=(
+            "subject_token",
+            "subject_token_type",
+            "requested_token_type",
+            "audience",
+            "code",
+            "redirect_uri",
+            "code_verifier",
+            "refresh_token",
+            "scope",
+            "resource",
+            "client_id",
+            "client_secret",
+            "client_assertion_type",
+            "client_assertion",
+        ),
+        schemas={
+            "grant_type": {
+                "enum": [
+                    "authorization_code",
+                    "refresh_token",
+                    "client_credentials",
+                    TOKEN_EXCHANGE,
+                ]
+            },
+            "subject_token": {"description": "Token exchange (RFC 8693): the API key (ost_sk_...)"},
+            "subject_token_type": {"enum": ["urn:ostiary:params:oauth:token-type:api-key"]},
+            "requested_token_type": {"enum": ["urn:ietf:params:oauth:token-type:access_token"]},
+            "audience": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "RFC 8693 section 2.1 audience(s); may repeat",
+            },
+            "resource": {
+                "type": "array",
+                "items": {"type": "string", "format": "uri"},
+                "description": "RFC 8707 resource indicator(s); may repeat",
             },
         },
-        "security": [{"clientBasic": []}, {}],
-    }
-
-
-_STR = {"type": "string"}
-_TOKEN_FORM = _form_body(
-    {
-        "grant_type": {
-            "type": "string",
-            "enum": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
-        },
-        "subject_token": {
-            "type": "string",
-            "description": "Token exchange (RFC 8693): the API key (ost_sk_...)",
-        },
-        "subject_token_type": {
-            "type": "string",
-            "enum": ["urn:ostiary:params:oauth:token-type:api-key"],
-        },
-        "requested_token_type": {
-            "type": "string",
-            "enum": ["urn:ietf:params:oauth:token-type:access_token"],
-        },
-        "audience": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "RFC 8693 section 2.1 audience(s); may repeat",
-        },
-        "code": _STR,
-        "redirect_uri": _STR,
-        "code_verifier": _STR,
-        "refresh_token": _STR,
-        "scope": _STR,
-        "resource": {
-            "type": "array",
-            "items": {"type": "string", "format": "uri"},
-            "description": "RFC 8707 resource indicator(s); may repeat",
-        },
-        "client_id": _STR,
-        "client_secret": _STR,
-        "client_assertion_type": _STR,
-        "client_assertion": _STR,
-    },
-    ["grant_type"],
-)
+    ),
+    **_CLIENT_BASIC,
+}
 # RFC 8707 section 2: "resource" may repeat (one access token for several resource servers);
 # every other token request parameter must be unique (RFC 6749 section 3.2).
 _TOKEN_REPEATABLE = frozenset({"resource", "audience"})
@@ -271,10 +265,10 @@ async def token(request: Request) -> Response:
     return _JsonResponse(body)
 
 
-_TOKEN_ABOUT_FORM = _form_body(
-    {"token": _STR, "token_type_hint": _STR, "client_id": _STR, "client_secret": _STR},
-    ["token"],
-)
+_TOKEN_ABOUT_FORM = {
+    **form_body("token", optional=("token_type_hint", "client_id", "client_secret")),
+    **_CLIENT_BASIC,
+}
 
 
 async def _client_and_token(
@@ -375,13 +369,7 @@ async def userinfo_get(request: Request) -> Response:
     **_USERINFO_DOC,
     openapi_extra={
         "security": [{"bearer": []}, {}],
-        "requestBody": {
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {"type": "object", "properties": {"access_token": _STR}}
-                }
-            }
-        },
+        **form_body(optional=("access_token",), body_required=False),
     },
 )
 async def userinfo_post(request: Request) -> Response:

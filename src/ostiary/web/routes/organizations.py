@@ -36,6 +36,7 @@ from ostiary.protocol.masking import mask_email
 from ostiary.web.deps import read_form, runtime_of
 from ostiary.web.errors import PageError
 from ostiary.web.memberships import org_rows
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.pages import render
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
@@ -50,24 +51,6 @@ _LINK = re.compile(r"https?://[^\s<>\"']+")
 _NO_STORE = {"Cache-Control": "no-store"}
 # The roles the invitation form offers (owners are made with the CLI or the management API).
 _INVITABLE = ("reader", "member", "admin")
-
-
-def _form_body(*fields: str) -> dict[str, Any]:
-    names = ("csrf_token", *fields)
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {name: {"type": "string"} for name in names},
-                        "required": list(names),
-                    }
-                }
-            },
-        }
-    }
 
 
 def _redirect(location: str) -> RedirectResponse:
@@ -151,7 +134,7 @@ async def invitation_page(request: Request, token: str) -> Response:
     "/invitations/{token}",
     summary="Accept an invitation",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={
         **FORM_ERRORS,
         303: {"description": "Joined (to /account/organizations), or to /login first"},
@@ -224,7 +207,7 @@ async def _signed_in_form(request: Request) -> tuple[dict[str, str], User]:
     "/account/organizations/active",
     summary="Choose your active organization",
     response_class=Response,
-    openapi_extra=_form_body("organization_id"),
+    openapi_extra=form_body("csrf_token", "organization_id"),
     responses={**FORM_ERRORS, 303: {"description": "Chosen"}, 404: _HTML},
 )
 async def choose_active(request: Request) -> Response:
@@ -244,7 +227,7 @@ async def choose_active(request: Request) -> Response:
     "/account/organizations/{org_id}/leave",
     summary="Leave an organization",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={**FORM_ERRORS, 303: {"description": "Left"}, 404: _HTML, 409: _HTML},
 )
 async def leave(request: Request, org_id: str) -> Response:
@@ -278,7 +261,7 @@ async def leave(request: Request, org_id: str) -> Response:
     "/account/organizations/{org_id}/invitations",
     summary="Invite someone to an organization by e-mail (members:manage)",
     response_class=Response,
-    openapi_extra=_form_body("email", "role"),
+    openapi_extra=form_body("csrf_token", "email", "role"),
     responses={
         **FORM_ERRORS,
         303: {"description": "Invited"},

@@ -29,6 +29,7 @@ from ostiary.features.mfa.service import MfaError
 from ostiary.features.sessions.models import Session
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.reauth import needs_reauth, reauth_redirect
 from ostiary.web.routes.browser import FORM_ERRORS, csrf_guard, current_session, require_csrf
 from ostiary.web.routes.mfa_settings import PAGE
@@ -307,17 +308,6 @@ async def _register(
 # -- rename and remove: plain forms ------------------------------------------------------------
 
 
-def _form_body(*fields: str) -> dict[str, Any]:
-    properties = {name: {"type": "string"} for name in ("csrf_token", *fields)}
-    schema = {"type": "object", "properties": properties, "required": ["csrf_token", *fields]}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
-        }
-    }
-
-
 def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers=_NO_STORE)
 
@@ -338,7 +328,7 @@ async def _form_change(request: Request) -> tuple[dict[str, str], User] | Respon
     f"{PAGE}/passkeys/{{key}}/rename",
     summary="Rename one of your passkeys",
     response_class=Response,
-    openapi_extra=_form_body("name"),
+    openapi_extra=form_body("csrf_token", "name"),
     responses={**FORM_ERRORS, 303: {"description": "Renamed, or sign in again"}, 404: {}},
 )
 async def rename(request: Request, key: str) -> Response:
@@ -362,7 +352,7 @@ async def rename(request: Request, key: str) -> Response:
     f"{PAGE}/passkeys/{{key}}/remove",
     summary="Remove one of your passkeys",
     response_class=Response,
-    openapi_extra=_form_body(),
+    openapi_extra=form_body("csrf_token"),
     responses={**FORM_ERRORS, 303: {"description": "Removed, or sign in again"}, 404: {}},
 )
 async def remove(request: Request, key: str) -> Response:

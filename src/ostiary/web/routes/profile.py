@@ -19,6 +19,7 @@ from ostiary.features.accounts.service import InvalidProfile
 from ostiary.protocol.claims import ADDRESS_FIELDS
 from ostiary.web.deps import client_ip, read_form, runtime_of
 from ostiary.web.errors import PageError
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.routes.browser import FORM_ERRORS, current_session, render_form, require_csrf
 
 router = APIRouter(tags=["browser"])
@@ -88,24 +89,13 @@ async def profile_page(request: Request) -> Response:
     "/account/profile",
     summary="Save your profile",
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "csrf_token": {"type": "string"},
-                            **{name: {"type": "string"} for name, *_ in FIELDS},
-                            **{f"address_{n}": {"type": "string"} for n in ADDRESS_FIELDS},
-                        },
-                        "required": ["csrf_token"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=form_body(
+        "csrf_token",
+        optional=(
+            *(name for name, *_ in FIELDS),
+            *(f"address_{n}" for n in ADDRESS_FIELDS),
+        ),
+    ),
     responses={**FORM_ERRORS, 303: {"description": "Saved: to /account"}},
 )
 async def save_profile(request: Request) -> Response:

@@ -24,6 +24,7 @@ from ostiary.features.mfa.service import NotEnrolled
 from ostiary.protocol.oidc import ACR_PHISHING_RESISTANT, ACR_PHISHING_RESISTANT_HARDWARE
 from ostiary.protocol.redirects import safe_local_path
 from ostiary.web.deps import client_ip, read_form, runtime_of
+from ostiary.web.openapi_forms import form_body
 from ostiary.web.pages import render
 from ostiary.web.routes.browser import (
     FORM_ERRORS,
@@ -45,25 +46,12 @@ MFA_AMR = ("pwd", "otp", "mfa")
 _MAX_CODE_LEN = 64
 
 _HTML: dict[str, Any] = {"content": {"text/html": {}}}
-_CODE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "method": {"type": "string", "enum": ["totp", "recovery"]},
-                        "csrf_token": {"type": "string"},
-                        "next": {"type": "string"},
-                    },
-                    "required": ["code", "csrf_token"],
-                }
-            }
-        },
-    }
-}
+_CODE_BODY = form_body(
+    "code",
+    "csrf_token",
+    optional=("method", "next"),
+    schemas={"method": {"enum": ["totp", "recovery"]}},
+)
 
 
 def _redirect(location: str) -> RedirectResponse:
