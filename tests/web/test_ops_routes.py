@@ -225,3 +225,34 @@ def test_metrics_allow_ips_must_be_addresses(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="OSTIARY_METRICS_ALLOW_IPS") as info:
         load_settings(data_dir=tmp_path, metrics_allow_ips="10.0.0.0/8, example.com")
     assert "example.com" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "ready"),
+    [("9999", True), ("0001", False), ("unknown", False)],
+)
+async def test_readyz_serves_a_database_a_newer_release_migrated_but_not_an_older_one(
+    client: httpx.AsyncClient, app: Any, stamp: str, ready: bool
+) -> None:
+    """A rolling upgrade: the new release migrates first (its migrations keep the previous
+    release working, ARCHITECTURE.md), and this release's nodes must stay in the load balancer
+    until they are replaced. A database behind this release's head is not served."""
+    from sqlalchemy import text
+
+    from ostiary.storage.sqla.revision import HEAD_REVISION
+
+    await app.state.runtime.ensure_signing_key()
+    async with app.state.runtime.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": stamp})
+    try:
+        response = await client.get("/readyz")
+    finally:
+        async with app.state.runtime.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE alembic_version SET version_num = :v"), {"v": HEAD_REVISION}
+            )
+    assert (response.status_code == 200) is ready, response.text
+    migrations = response.json()["checks"]["migrations"]
+    assert (migrations == "ok") is ready
+    if not ready:
+        assert HEAD_REVISION in migrations

@@ -11,9 +11,23 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["HEAD_REVISION", "current_revision"]
+__all__ = ["HEAD_REVISION", "current_revision", "serves_revision"]
 
-HEAD_REVISION = "0017"
+HEAD_REVISION = "0018"
+
+
+def serves_revision(current: str | None) -> bool:
+    """Whether this code can serve a database at ``current``: at this release's head, or
+    ahead of it. Migrations stay backwards-compatible for one release (ARCHITECTURE.md: expand,
+    migrate, contract), so during a rolling upgrade the nodes of the previous release keep
+    serving once the new release has migrated; a readiness probe that wanted the exact head
+    took every one of them out of the load balancer at that moment. Behind the head (``ostiary
+    migrate`` not run yet) or unknown: no. Revisions are four-digit sequence numbers."""
+    if current is None:
+        return False
+    if current == HEAD_REVISION:
+        return True
+    return current.isdigit() and len(current) == len(HEAD_REVISION) and current > HEAD_REVISION
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -154,6 +154,8 @@ audit_events = Table(
     Column("previous_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_actor", "actor"),
+    # An organization's slice of the trail, newest first (GET /api/v1/orgs/{org}/audit-events).
+    Index("ix_audit_events_organization_seq", "organization_id", "seq"),
 )
 
 clients = Table(

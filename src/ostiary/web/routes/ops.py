@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
-from ostiary.storage.sqla.revision import HEAD_REVISION, current_revision
+from ostiary.storage.sqla.revision import HEAD_REVISION, current_revision, serves_revision
 from ostiary.web.deps import runtime_of
 
 router = APIRouter(tags=["operations"])
@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable, migrated to head, a signing key active",
+    summary="Readiness: database reachable, migrated to this release or newer, a key that signs",
     responses={503: {"description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:
@@ -34,8 +34,11 @@ async def readyz(request: Request) -> Response:
             await conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
         current = await current_revision(rt.engine)
-        checks["migrations"] = "ok" if current == HEAD_REVISION else f"at {current}"
-        if current == HEAD_REVISION:
+        serves = serves_revision(current)
+        checks["migrations"] = (
+            "ok" if serves else f"at {current}, this release needs {HEAD_REVISION}"
+        )
+        if serves:
             # Not ready while no key can sign (a fresh database before the first key exists,
             # or a secret key that does not open it): the token endpoint would answer 503.
             checks["signing_key"] = "unknown"
