@@ -5,78 +5,53 @@ error with the stable code under --json)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from typer.testing import CliRunner
 
-from ostiary import cli
-from ostiary.config import load_settings
+from tests.cli._support import (
+    add_member,
+    create_org,
+    create_users,
+    migrated_data_dir,
+    on_runtime,
+    run,
+    run_json,
+)
 
-KEY = "q" * 43
+if TYPE_CHECKING:
+    from ostiary.web.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    saved = {k: v for k, v in os.environ.items() if k.startswith("OSTIARY_")}
-    for name in saved:
-        del os.environ[name]
-    values = {
-        "OSTIARY_DATA_DIR": str(tmp_path_factory.mktemp("cli") / "data"),
-        "OSTIARY_SECRET_KEY": KEY,
-    }
-    assert _run(values, "migrate").exit_code == 0
-    for email in ("ann@example.com", "bob@example.com", "eve@example.com"):
-        assert _run(values, "users", "create", "--email", email).exit_code == 0
-    org = _run(values, "orgs", "create", "--name", "Keyed", "--owner", "ann@example.com")
-    assert org.exit_code == 0, org.output
-    added = _run(
-        values, "orgs", "members", "add", "keyed", "--email", "bob@example.com", "--role", "member"
-    )
-    assert added.exit_code == 0, added.output
-    yield values
-    os.environ.update(saved)
-
-
-def _run(env: dict[str, str], *args: str) -> Any:
-    return CliRunner().invoke(cli.app, list(args), env=env)
-
-
-def _json(env: dict[str, str], *args: str) -> Any:
-    result = _run(env, *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    with migrated_data_dir(tmp_path_factory) as values:
+        create_users(values, "ann@example.com", "bob@example.com", "eve@example.com")
+        create_org(values, "Keyed", owner="ann@example.com")
+        add_member(values, "keyed", "bob@example.com", role="member")
+        yield values
 
 
 def _verify(env: dict[str, str], key: str) -> Any:
-    from ostiary.web.runtime import Runtime
+    async def check(rt: Runtime) -> Any:
+        async with rt.unit() as unit:
+            return await unit.api_keys.verify(key)
 
-    async def check() -> Any:
-        settings = load_settings(data_dir=env["OSTIARY_DATA_DIR"], secret_key=KEY)
-        rt = Runtime(settings)
-        try:
-            async with rt.unit() as unit:
-                return await unit.api_keys.verify(key)
-        finally:
-            await rt.close()
-
-    return asyncio.run(check())
+    return on_runtime(env, check)
 
 
 def test_service_account_lifecycle_and_its_keys(env: dict[str, str]) -> None:
-    account = _json(
+    account = run_json(
         env, "service-accounts", "create", "keyed", "--name", "gateway", "--role", "member"
     )
     assert account["name"] == "gateway" and account["disabled"] is False
-    plain = _run(env, "service-accounts", "create", "keyed", "--name", "plain")
+    plain = run(env, "service-accounts", "create", "keyed", "--name", "plain")
     assert plain.exit_code == 0 and len(plain.stdout.strip()) == 36  # prints the id
-    listed = _json(env, "service-accounts", "list", "keyed")
+    listed = run_json(env, "service-accounts", "list", "keyed")
     assert [a["name"] for a in listed["items"]] == ["gateway", "plain"]
-    created = _json(
+    created = run_json(
         env,
         "api-keys",
         "create",
@@ -98,36 +73,38 @@ def test_service_account_lifecycle_and_its_keys(env: dict[str, str]) -> None:
     assert created["permissions"] == ["models:invoke"] and created["models"] == ["gpt-x"]
     assert created["expires_at"] is not None
     assert _verify(env, created["key"]).valid
-    listing = _json(env, "api-keys", "list", "keyed")
+    listing = run_json(env, "api-keys", "list", "keyed")
     assert created["key"] not in json.dumps(listing)  # shown once, never listed
     assert [k["id"] for k in listing["items"]] == [created["id"]]
-    disabled = _json(env, "service-accounts", "disable", account["id"])
+    disabled = run_json(env, "service-accounts", "disable", account["id"])
     assert disabled["disabled"] is True
     assert not _verify(env, created["key"]).valid
-    assert _json(env, "service-accounts", "disable", account["id"], "--enable")["disabled"] is False
+    assert (
+        run_json(env, "service-accounts", "disable", account["id"], "--enable")["disabled"] is False
+    )
     assert _verify(env, created["key"]).valid
-    deleted = _json(env, "service-accounts", "delete", account["id"])
+    deleted = run_json(env, "service-accounts", "delete", account["id"])
     assert deleted == {"deleted": account["id"], "organization_id": account["organization_id"]}
     assert not _verify(env, created["key"]).valid
-    gone = _run(env, "service-accounts", "delete", account["id"], "--json")
+    gone = run(env, "service-accounts", "delete", account["id"], "--json")
     assert gone.exit_code == 1 and json.loads(gone.stdout)["error"] == "not_found"
 
 
 def test_member_keys_rotate_and_revoke(env: dict[str, str]) -> None:
-    created = _json(env, "api-keys", "create", "--org", "keyed", "--user", "bob@example.com")
+    created = run_json(env, "api-keys", "create", "--org", "keyed", "--user", "bob@example.com")
     assert created["owner"]["type"] == "user" and created["permissions"] is None
-    human = _run(env, "api-keys", "create", "--org", "keyed", "--user", "bob@example.com")
+    human = run(env, "api-keys", "create", "--org", "keyed", "--user", "bob@example.com")
     assert human.exit_code == 0 and "shown once" in human.stdout
-    rotated = _json(env, "api-keys", "rotate", created["id"], "--overlap-seconds", "0")
+    rotated = run_json(env, "api-keys", "rotate", created["id"], "--overlap-seconds", "0")
     assert rotated["id"] == created["id"] and rotated["key"] != created["key"]
     assert not _verify(env, created["key"]).valid
     assert _verify(env, rotated["key"]).valid
-    overlapping = _json(env, "api-keys", "rotate", created["id"])
+    overlapping = run_json(env, "api-keys", "rotate", created["id"])
     assert overlapping["rotation_overlap_until"] is not None
     assert _verify(env, rotated["key"]).valid and _verify(env, overlapping["key"]).valid
-    assert _json(env, "api-keys", "revoke", created["id"])["revoked"] == created["id"]
+    assert run_json(env, "api-keys", "revoke", created["id"])["revoked"] == created["id"]
     assert not _verify(env, overlapping["key"]).valid
-    again = _run(env, "api-keys", "revoke", created["id"], "--json")
+    again = run(env, "api-keys", "revoke", created["id"], "--json")
     assert again.exit_code == 1 and json.loads(again.stdout)["error"] == "conflict"
 
 
@@ -145,13 +122,13 @@ def test_member_keys_rotate_and_revoke(env: dict[str, str]) -> None:
     ],
 )
 def test_refusals_are_one_json_error(env: dict[str, str], args: tuple[str, ...], code: str) -> None:
-    result = _run(env, "api-keys", "create", *args, "--json")
+    result = run(env, "api-keys", "create", *args, "--json")
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout)["error"] == code
 
 
 def test_host_bits_are_explained_and_owner_options_are_exclusive(env: dict[str, str]) -> None:
-    result = _run(
+    result = run(
         env,
         "api-keys",
         "create",
@@ -164,7 +141,7 @@ def test_host_bits_are_explained_and_owner_options_are_exclusive(env: dict[str, 
     )
     assert result.exit_code == 1
     assert "did you mean 10.0.0.0/24?" in result.stderr
-    both = _run(env, "api-keys", "create", "--service-account", "x", "--org", "keyed")
+    both = run(env, "api-keys", "create", "--service-account", "x", "--org", "keyed")
     assert both.exit_code == 2 and "--service-account" in both.stderr
-    neither = _run(env, "api-keys", "create")
+    neither = run(env, "api-keys", "create")
     assert neither.exit_code == 2

@@ -5,101 +5,76 @@ through a real SMTP server (aiosmtpd on 127.0.0.1) when OSTIARY_SMTP_HOST is set
 from __future__ import annotations
 
 import email
-import json
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from typer.testing import CliRunner
 
-from ostiary import cli
-
-KEY = "r" * 43
-
-
-def _run(env: dict[str, str], *args: str) -> Any:
-    return CliRunner().invoke(cli.app, list(args), env=env)
-
-
-def _json(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = _run(env, *args, "--json")
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout)
+from tests.cli._support import create_org, create_users, migrated_data_dir, run, run_json
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    saved = {k: v for k, v in os.environ.items() if k.startswith("OSTIARY_")}
-    for name in saved:
-        del os.environ[name]
-    values = {
-        "OSTIARY_DATA_DIR": str(tmp_path_factory.mktemp("cli") / "data"),
-        "OSTIARY_SECRET_KEY": KEY,
-        "OSTIARY_ISSUER": "http://127.0.0.1:8000",
-    }
-    assert _run(values, "migrate").exit_code == 0
-    assert _run(values, "users", "create", "--email", "own@example.com").exit_code == 0
-    assert (
-        _run(values, "orgs", "create", "--name", "Inv", "--owner", "own@example.com").exit_code == 0
-    )
-    yield values
-    os.environ.update(saved)
+    with migrated_data_dir(tmp_path_factory, OSTIARY_ISSUER="http://127.0.0.1:8000") as values:
+        create_users(values, "own@example.com")
+        create_org(values, "Inv", owner="own@example.com")
+        yield values
 
 
 def test_invite_without_smtp_prints_the_link_then_list_resend_revoke(
     env: dict[str, str],
 ) -> None:
-    made = _json(env, "orgs", "invite", "inv", "--email", "New@Example.com", "--role", "member")
+    made = run_json(env, "orgs", "invite", "inv", "--email", "New@Example.com", "--role", "member")
     assert made["email"] == "new@example.com" and made["roles"] == ["member"]
     assert made["mail"] == "not_sent" and made["state"] == "pending"
     assert made["link"].startswith("http://127.0.0.1:8000/invitations/ost_inv_")
-    text = _run(env, "orgs", "invite", "inv", "--email", "new@example.com", "--role", "reader")
+    text = run(env, "orgs", "invite", "inv", "--email", "new@example.com", "--role", "reader")
     assert text.exit_code == 0 and "/invitations/ost_inv_" in text.stdout
-    listed = _json(env, "orgs", "invitations", "list", "inv")
+    listed = run_json(env, "orgs", "invitations", "list", "inv")
     states = [(i["email"], i["state"]) for i in listed["items"]]
     assert states == [("new@example.com", "revoked"), ("new@example.com", "pending")]
     pending = listed["items"][1]["id"]
     assert [
         i["id"]
-        for i in _json(env, "orgs", "invitations", "list", "inv", "--status", "pending")["items"]
+        for i in run_json(env, "orgs", "invitations", "list", "inv", "--status", "pending")["items"]
     ] == [pending]
-    again = _json(env, "orgs", "invitations", "resend", "inv", pending)
+    again = run_json(env, "orgs", "invitations", "resend", "inv", pending)
     assert again["id"] == pending and again["link"] != made["link"]
-    revoked = _json(env, "orgs", "invitations", "revoke", "inv", pending)
+    revoked = run_json(env, "orgs", "invitations", "revoke", "inv", pending)
     assert revoked["status"] == "revoked"
-    refused = _json(env, "orgs", "invitations", "revoke", "inv", pending, code=1)
+    refused = run_json(env, "orgs", "invitations", "revoke", "inv", pending, code=1)
     assert refused["error"] == "conflict"
-    assert _json(env, "orgs", "invitations", "revoke", "inv", "nope", code=1)["error"] == (
+    assert run_json(env, "orgs", "invitations", "revoke", "inv", "nope", code=1)["error"] == (
         "not_found"
     )
 
 
 def test_invite_refusals(env: dict[str, str]) -> None:
-    bad = _json(
+    bad = run_json(
         env, "orgs", "invite", "inv", "--email", "not-an-address", "--role", "member", code=1
     )
     assert bad["error"] == "invalid"
-    role = _json(env, "orgs", "invite", "inv", "--email", "a@example.com", "--role", "nope", code=1)
-    assert role["error"] == "not_found"
-    assert _run(env, "orgs", "invite", "inv", "--email", "a@example.com").exit_code == 2  # usage
-    listed = _json(env, "orgs", "invitations", "list", "inv", "--status", "pending")
-    assert all(i["email"] != "a@example.com" for i in listed["items"])
-    assert _json(env, "orgs", "invitations", "list", "inv", "--status", "x", code=1)["error"] == (
-        "invalid"
+    role = run_json(
+        env, "orgs", "invite", "inv", "--email", "a@example.com", "--role", "nope", code=1
     )
+    assert role["error"] == "not_found"
+    assert run(env, "orgs", "invite", "inv", "--email", "a@example.com").exit_code == 2  # usage
+    listed = run_json(env, "orgs", "invitations", "list", "inv", "--status", "pending")
+    assert all(i["email"] != "a@example.com" for i in listed["items"])
+    status = run_json(env, "orgs", "invitations", "list", "inv", "--status", "x", code=1)
+    assert status["error"] == "invalid"
 
 
 def test_update_require_acr(env: dict[str, str]) -> None:
-    org = _json(env, "orgs", "update", "inv", "--require-acr", "urn:ostiary:acr:mfa")
+    org = run_json(env, "orgs", "update", "inv", "--require-acr", "urn:ostiary:acr:mfa")
     assert org["require_acr"] == "urn:ostiary:acr:mfa"
-    assert _json(env, "orgs", "show", "inv")["require_acr"] == "urn:ostiary:acr:mfa"
-    assert _json(env, "orgs", "update", "inv", "--require-acr", "phrh")["require_acr"] == "phrh"
-    bad = _json(env, "orgs", "update", "inv", "--require-acr", "urn:evil", code=1)
+    assert run_json(env, "orgs", "show", "inv")["require_acr"] == "urn:ostiary:acr:mfa"
+    assert run_json(env, "orgs", "update", "inv", "--require-acr", "phrh")["require_acr"] == "phrh"
+    bad = run_json(env, "orgs", "update", "inv", "--require-acr", "urn:evil", code=1)
     assert bad["error"] == "invalid"
-    assert _json(env, "orgs", "update", "inv", "--require-acr", "none")["require_acr"] is None
+    assert run_json(env, "orgs", "update", "inv", "--require-acr", "none")["require_acr"] is None
 
 
 class _Inbox:
@@ -126,7 +101,9 @@ def test_invite_with_smtp_mails_the_link_and_does_not_print_it(env: dict[str, st
             "OSTIARY_SMTP_SECURITY": "none",
             "OSTIARY_SMTP_FROM": "no-reply@id.example",
         }
-        made = _json(smtp, "orgs", "invite", "inv", "--email", "m@example.com", "--role", "member")
+        made = run_json(
+            smtp, "orgs", "invite", "inv", "--email", "m@example.com", "--role", "member"
+        )
     finally:
         controller.stop()
     assert made["mail"] == "sent" and "link" not in made
@@ -134,23 +111,23 @@ def test_invite_with_smtp_mails_the_link_and_does_not_print_it(env: dict[str, st
     assert message["To"] == "m@example.com" and "Inv" in message["Subject"]
     body = next(p for p in message.walk() if p.get_content_type() == "text/plain")
     assert "http://127.0.0.1:8000/invitations/ost_inv_" in body.get_payload(decode=True).decode()
-    listed = _json(env, "orgs", "invitations", "list", "inv", "--status", "pending")
+    listed = run_json(env, "orgs", "invitations", "list", "inv", "--status", "pending")
     assert [i["mail_status"] for i in listed["items"] if i["email"] == "m@example.com"] == ["sent"]
 
 
 def test_clients_create_and_update_org_scoped(env: dict[str, str]) -> None:
-    made = _json(
+    made = run_json(
         env, "clients", "create", "--name", "Console", "--redirect-uri", "https://c.example/cb",
         "--scope", "openid", "--scope", "roles", "--org-scoped",
     )  # fmt: skip
     assert made["org_scoped"] is True and made["scopes"] == ["openid", "roles"]
-    plain = _json(
+    plain = run_json(
         env, "clients", "create", "--name", "Plain", "--redirect-uri", "https://p.example/cb"
     )
     assert plain["org_scoped"] is False
-    off = _json(env, "clients", "update", made["client_id"], "--not-org-scoped")
+    off = run_json(env, "clients", "update", made["client_id"], "--not-org-scoped")
     assert off["org_scoped"] is False and off["scopes"] == ["openid", "roles"]
-    on = _json(env, "clients", "update", plain["client_id"], "--org-scoped")
+    on = run_json(env, "clients", "update", plain["client_id"], "--org-scoped")
     assert on["org_scoped"] is True
-    kept = _json(env, "clients", "update", plain["client_id"], "--name", "Renamed")
+    kept = run_json(env, "clients", "update", plain["client_id"], "--name", "Renamed")
     assert kept["org_scoped"] is True and kept["name"] == "Renamed"

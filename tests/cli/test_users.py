@@ -14,15 +14,13 @@ import httpx
 import pyotp
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from ostiary import cli
 from ostiary.config import Settings
 from ostiary.storage.sqla.tables import audit_events
+from tests.cli._support import KEY, run
 from tests.conftest import in_thread
 from tests.web.helpers import PASSWORD, csrf_from, sign_in
 
-KEY = "q" * 43  # base64url of 32 bytes
 EMAIL = "m@example.com"
 
 
@@ -36,7 +34,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def _invoke(data_dir: Path, *args: str) -> Any:
     env = {"OSTIARY_DATA_DIR": str(data_dir), "OSTIARY_SECRET_KEY": KEY}
-    return in_thread(lambda: CliRunner().invoke(cli.app, list(args), env=env))
+    return in_thread(run, env, *args)
 
 
 @pytest.fixture

@@ -19,7 +19,15 @@ from ostiary.features.clients.service import ClientRegistration
 from ostiary.protocol.oidc import ACR_ONE_FACTOR
 from ostiary.storage.sqla.oauth_repositories import SqlClientStore
 from tests.web.helpers import sign_in
-from tests.web.test_oauth_flow import EMAIL, ISSUER, REDIRECT, _authorize, _oauth, setup
+from tests.web.test_oauth_flow import (
+    EMAIL,
+    ISSUER,
+    REDIRECT,
+    _authorize,
+    _oauth,
+    _refresh,
+    setup,
+)
 
 __all__ = ["setup"]
 
@@ -139,15 +147,7 @@ async def test_refresh_drops_a_scope_the_client_lost_and_never_widens(
 ) -> None:
     _, token, _ = await _flow(app, client, setup, "openid email offline_access")
     auth = (setup["client"].client_id, setup["secret"])
-    wider = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "scope": "openid email profile",
-        },
-        auth=auth,
-    )
+    wider = await _refresh(client, auth, token["refresh_token"], scope="openid email profile")
     assert wider.json()["error"] == "invalid_scope"
     async with app.state.runtime.unit() as unit:  # an operator narrowed the client
         store = SqlClientStore(unit.conn)
@@ -156,11 +156,7 @@ async def test_refresh_drops_a_scope_the_client_lost_and_never_widens(
         stored.scopes = [s for s in stored.scopes if s != "email"]
         await store.update(stored)
     clock.advance(timedelta(seconds=6))  # past the client cache's 5 s
-    narrowed = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=auth,
-    )
+    narrowed = await _refresh(client, auth, token["refresh_token"])
     assert narrowed.status_code == 200, narrowed.text
     assert narrowed.json()["scope"] == "openid offline_access"
 
@@ -224,11 +220,8 @@ async def test_claims_parameter_userinfo_and_id_token_members_survive_refresh(
     id_claims = await _id_claims(client, token)
     assert id_claims["given_name"] == "Grace" and "phone_number" not in id_claims
     assert id_claims["acr"] == ACR_ONE_FACTOR  # what was achieved (5.5.1.1)
-    refreshed = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=(profiled["client"].client_id, profiled["secret"]),
-    )
+    auth = (profiled["client"].client_id, profiled["secret"])
+    refreshed = await _refresh(client, auth, token["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
     assert (await _id_claims(client, refreshed.json()))["given_name"] == "Grace"
     again = await _userinfo(client, refreshed.json())

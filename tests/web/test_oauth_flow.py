@@ -119,6 +119,35 @@ async def _code_flow(
     return oauth, token, nonce
 
 
+async def _code_redemption(
+    app: Any, browser: httpx.AsyncClient, client_id: str, secret: str
+) -> tuple[AsyncOAuth2Client, dict[str, str]]:
+    """A new authorization request followed through sign-in and consent in ``browser``: the
+    client's Authlib session and the token request that redeems the code (RFC 6749 section
+    4.1.3, with the PKCE verifier), not yet sent."""
+    oauth = _oauth(app, client_id, secret)
+    verifier = secrets.token_urlsafe(48)
+    url, _ = oauth.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
+    location = (await _authorize(browser, url)).headers["location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    return oauth, form
+
+
+async def _refresh(
+    client: httpx.AsyncClient, auth: tuple[str, str], refresh_token: str, **extra: str
+) -> httpx.Response:
+    """The token endpoint's answer to a refresh request (RFC 6749 section 6) by the client
+    ``auth`` authenticates; ``extra`` adds parameters (``scope``)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    return await client.post("/token", data=data, auth=auth)
+
+
 async def _jwks(client: httpx.AsyncClient) -> KeySet:
     return KeySet.import_key_set((await client.get("/.well-known/jwks.json")).json())
 
@@ -184,17 +213,7 @@ async def test_token_response_is_not_cacheable(
 async def test_code_replay_is_refused_and_revokes_its_tokens(
     app: Any, client: httpx.AsyncClient, setup: dict[str, Any]
 ) -> None:
-    oauth = _oauth(app, setup["client"].client_id, setup["secret"])
-    verifier = secrets.token_urlsafe(48)
-    url, _ = oauth.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
-    location = (await _authorize(client, url)).headers["location"]
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-    }
+    _, form = await _code_redemption(app, client, setup["client"].client_id, setup["secret"])
     auth = (setup["client"].client_id, setup["secret"])
     first = await client.post("/token", data=form, auth=auth)
     assert first.status_code == 200
@@ -313,16 +332,10 @@ async def test_refresh_rotation_and_reuse_revokes_the_family(
     rotated = await oauth.refresh_token(f"{ISSUER}/token", refresh_token=first_refresh)
     assert rotated["refresh_token"] != first_refresh
     auth = (setup["client"].client_id, setup["secret"])
-    reuse = await client.post(
-        "/token", data={"grant_type": "refresh_token", "refresh_token": first_refresh}, auth=auth
-    )
+    reuse = await _refresh(client, auth, first_refresh)
     assert reuse.json()["error"] == "invalid_grant"
     # The whole family is gone, including the token issued after the stolen one.
-    after = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]},
-        auth=auth,
-    )
+    after = await _refresh(client, auth, rotated["refresh_token"])
     assert after.json()["error"] == "invalid_grant"
     result = await client.post("/introspect", data={"token": rotated["access_token"]}, auth=auth)
     assert result.json() == {"active": False}
@@ -333,25 +346,9 @@ async def test_refresh_cannot_widen_scope(
 ) -> None:
     _, token, _ = await _code_flow(app, client, setup, scope="openid email")
     auth = (setup["client"].client_id, setup["secret"])
-    wider = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "scope": "openid email profile",
-        },
-        auth=auth,
-    )
+    wider = await _refresh(client, auth, token["refresh_token"], scope="openid email profile")
     assert wider.json()["error"] == "invalid_scope"
-    narrower = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "scope": "openid",
-        },
-        auth=auth,
-    )
+    narrower = await _refresh(client, auth, token["refresh_token"], scope="openid")
     assert narrower.status_code == 200 and narrower.json()["scope"] == "openid"
 
 
@@ -372,12 +369,7 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
     assert first["nonce"] == nonce
     clock.advance(timedelta(minutes=5))
     auth = (setup["client"].client_id, setup["secret"])
-    response = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=auth,
-    )
-    refreshed = response.json()
+    refreshed = (await _refresh(client, auth, token["refresh_token"])).json()
     assert list(refreshed) == [
         "access_token",
         "token_type",
@@ -398,15 +390,7 @@ async def test_refresh_id_token_keeps_the_sign_in_and_drops_the_nonce(
     assert access["acr"] == first["acr"] == ACR_ONE_FACTOR
     assert access["aud"] == ISSUER and access["iat"] == again["iat"]
     # Without openid in the refreshed scope there is no ID token.
-    narrowed = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": refreshed["refresh_token"],
-            "scope": "email",
-        },
-        auth=auth,
-    )
+    narrowed = await _refresh(client, auth, refreshed["refresh_token"], scope="email")
     assert narrowed.status_code == 200 and "id_token" not in narrowed.json()
     assert narrowed.json()["scope"] == "email"
 
@@ -485,11 +469,7 @@ async def test_revocation_of_access_and_refresh_tokens(
     gone = await client.post("/introspect", data={"token": token["access_token"]}, auth=auth)
     assert gone.json() == {"active": False}
     await client.post("/revoke", data={"token": token["refresh_token"]}, auth=auth)
-    refresh = await client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
-        auth=auth,
-    )
+    refresh = await _refresh(client, auth, token["refresh_token"])
     assert refresh.json()["error"] == "invalid_grant"
     unknown = await client.post("/revoke", data={"token": "nonsense"}, auth=auth)
     assert unknown.status_code == 200

@@ -24,7 +24,14 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from ostiary.features.clients.service import ClientRegistration
 from ostiary.features.clock import FrozenClock
 from tests.web.helpers import PASSWORD
-from tests.web.test_oauth_flow import EMAIL, ISSUER, REDIRECT, _authorize, _oauth
+from tests.web.test_oauth_flow import (
+    EMAIL,
+    ISSUER,
+    REDIRECT,
+    _authorize,
+    _code_redemption,
+    _oauth,
+)
 
 
 @pytest.fixture
@@ -102,17 +109,7 @@ async def test_a_replayed_code_revokes_the_access_tokens_refreshed_from_it(
 ) -> None:
     """RFC 6749 section 4.1.2: "revoke (when possible) all tokens previously issued based on
     that authorization code", including those of later refreshes."""
-    oauth = _oauth(app, *web_client)
-    verifier = secrets.token_urlsafe(48)
-    url, _ = oauth.create_authorization_url(f"{ISSUER}/authorize", code_verifier=verifier)
-    location = (await _authorize(client, url)).headers["location"]
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-    }
+    oauth, form = await _code_redemption(app, client, *web_client)
     first = (await client.post("/token", data=form, auth=web_client)).json()
     clock.advance(timedelta(seconds=5))
     refreshed = dict(
