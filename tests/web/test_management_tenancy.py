@@ -23,7 +23,7 @@ import pytest
 
 from tests.web.management_helpers import World, build_world, mint
 
-MIN_OPERATIONS = 51
+MIN_OPERATIONS = 52
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, load, print_json, run
+from ostiary.cli._common import JsonOpt, fail, load, print_json, run, run_tenancy
 
 __all__ = ["app"]
 
@@ -35,3 +36,82 @@ def audit_verify(json: JsonOpt = False) -> None:
         )
     if not report.intact:
         raise typer.Exit(1)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: not an ISO 8601 time (e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00)")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(),
+        "organization_id": event.organization_id,
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "target": event.target,
+        "ip": event.ip,
+        "details": event.details,
+    }
+
+
+@app.command("list")
+def audit_list(
+    org: Annotated[
+        str | None, typer.Option("--org", help="Only this organization's events (id or slug).")
+    ] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action.")] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Only this actor (user id or key:<id>).")
+    ] = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="success or failure.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="At or after this time (ISO 8601; UTC if bare).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
+    ] = None,
+    before: Annotated[
+        int | None, typer.Option("--before", help="Older than this event (seq): the next page.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    json: JsonOpt = False,
+) -> None:
+    """The newest audit events (all, or one organization's), with filters."""
+    from ostiary.features.audit.models import AuditQuery, Outcome
+
+    outcomes: dict[str | None, Outcome | None] = {
+        None: None,
+        "success": "success",
+        "failure": "failure",
+    }
+    if outcome not in outcomes:
+        fail("--outcome: success or failure")
+    window = (_when(since, "--since"), _when(until, "--until"))
+
+    async def audit_list(unit: Any) -> Any:  # an unknown organization exits 1, audited
+        org_id = None if org is None else (await unit.orgs.resolve(org)).id
+        query = AuditQuery(org_id, before, action, actor, outcomes[outcome], *window)
+        return await unit.audit.search(query, limit)
+
+    events = run_tenancy(load(), audit_list, json)
+    if json:
+        print_json({"items": [event_dict(e) for e in events]})
+        return
+    if not events:
+        typer.echo("no events")
+    for event in events:
+        who = event.actor or "operator"
+        where = f" org={event.organization_id}" if event.organization_id and org is None else ""
+        target = f" {event.target}" if event.target else ""
+        typer.echo(
+            f"#{event.seq} {event.occurred_at.isoformat(timespec='seconds')} {event.action}"
+            f" {event.outcome} by {who}{target}{where}"
+        )

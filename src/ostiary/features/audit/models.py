@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["AuditEvent", "Outcome"]
+__all__ = ["AuditEvent", "AuditQuery", "Outcome"]
 
 Outcome = Literal["success", "failure"]
 
@@ -37,3 +37,18 @@ class AuditEvent:
             "details": self.details,
             "organization_id": self.organization_id,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events to read, newest first: one organization's slice (or the whole trail when
+    ``organization_id`` is None), older than the event ``before`` (the next page), and only
+    those matching each filter given (``since`` inclusive, ``until`` exclusive)."""
+
+    organization_id: str | None = None
+    before: int | None = None
+    action: str | None = None
+    actor: str | None = None
+    outcome: Outcome | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from ostiary.features.audit.models import AuditEvent
+from ostiary.features.audit.models import AuditEvent, AuditQuery
 
 __all__ = ["AuditStore", "ChainLinker"]
 
@@ -28,3 +28,7 @@ class AuditStore(Protocol):
         ...
 
     async def recent(self, limit: int, actor: str | None = None) -> list[AuditEvent]: ...
+
+    async def search(self, query: AuditQuery, limit: int) -> list[AuditEvent]:
+        """Up to ``limit`` events matching ``query``, newest first."""
+        ...

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ostiary.features.audit.models import AuditEvent, Outcome
+from ostiary.features.audit.models import AuditEvent, AuditQuery, Outcome
 from ostiary.features.audit.ports import AuditStore
 from ostiary.features.clock import Clock
 from ostiary.protocol.audit_chain import ChainLink, ChainVerifier, chain_hash
 from ostiary.protocol.masking import redact
 
-__all__ = ["AuditTrail", "ChainReport"]
+__all__ = ["MAX_SEARCH", "AuditTrail", "ChainReport"]
+
+MAX_SEARCH = 1000
 
 
 def link_event(event: AuditEvent, previous_hash: str) -> None:
@@ -77,6 +79,12 @@ class AuditTrail:
             organization_id=organization_id,
         )
         return await self._store.append(event, link_event)
+
+    async def search(self, query: AuditQuery, limit: int = 50) -> list[AuditEvent]:
+        """Events matching ``query``, newest first, at most ``limit`` (1 to 1000)."""
+        if not 1 <= limit <= MAX_SEARCH:
+            raise ValueError(f"limit must be 1 to {MAX_SEARCH}")
+        return await self._store.search(query, limit)
 
     async def verify(self) -> ChainReport:
         """Walk the whole trail; report how many events were checked and the first bad one."""

@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ostiary.features.accounts.models import User
 from ostiary.features.accounts.service import EmailTaken
-from ostiary.features.audit.models import AuditEvent
+from ostiary.features.audit.models import AuditEvent, AuditQuery
 from ostiary.features.audit.ports import ChainLinker
 from ostiary.features.keys.models import SigningKey
 from ostiary.features.sessions.models import Session, decode_factor_times, encode_factor_times
@@ -319,6 +320,27 @@ class SqlAuditStore:
         if actor is not None:
             query = query.where(audit_events.c.actor == actor)
         return [_event(r) for r in await self._conn.execute(query)]
+
+    async def search(self, query: AuditQuery, limit: int) -> list[AuditEvent]:
+        """Newest first; an organization's slice walks ix_audit_events_organization_seq."""
+        c = audit_events.c
+        conditions: list[ColumnElement[bool]] = []
+        if query.organization_id is not None:
+            conditions.append(c.organization_id == query.organization_id)
+        if query.before is not None:
+            conditions.append(c.seq < query.before)
+        if query.action is not None:
+            conditions.append(c.action == query.action)
+        if query.actor is not None:
+            conditions.append(c.actor == query.actor)
+        if query.outcome is not None:
+            conditions.append(c.outcome == query.outcome)
+        if query.since is not None:
+            conditions.append(c.occurred_at >= query.since)
+        if query.until is not None:
+            conditions.append(c.occurred_at < query.until)
+        statement = select(audit_events).where(*conditions).order_by(c.seq.desc()).limit(limit)
+        return [_event(r) for r in await self._conn.execute(statement)]
 
     async def count(self) -> int:
         return int(

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 
 from ostiary.web.management import require_bearer
 from ostiary.web.routes.api_v1 import (
+    audit,
     groups,
     invitations,
     keys,
@@ -41,6 +42,7 @@ GROUPS: tuple[APIRouter, ...] = (
     invitations.router,
     models.router,
     policies.router,
+    audit.router,
 )
 
 _SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}
