@@ -193,3 +193,22 @@ def test_authzen_todo_interop(env: dict[str, str], tmp_path: Path) -> None:
     }
     assert all(c["was"] and not c["would_be"] for c in report["changes"])
     assert report["changed"] == 4  # each of the two, asked singly and in the batch
+
+    # the same 80 decisions, read back for an audit: newest first, the denies alone, pages
+    logged = run_json(env, "policies", "decisions", "citadel", "--limit", "1000")["items"]
+    assert len(logged) == 80
+    assert [d["id"] for d in logged] == sorted((d["id"] for d in logged), reverse=True)
+    expected = [c[5] for c in data["cases"]]
+    assert [d["decision"] for d in reversed(logged)] == expected + expected
+    denies = run_json(env, "policies", "decisions", "citadel", "--denied", "--limit", "1000")
+    assert len(denies["items"]) == 2 * expected.count(False)
+    assert not any(d["decision"] for d in denies["items"])
+    page = run_json(env, "policies", "decisions", "citadel", "--limit", "30")["items"]
+    after = run_json(
+        env, "policies", "decisions", "citadel", "--before", str(page[-1]["id"]), "--limit", "1000"
+    )["items"]
+    assert [d["id"] for d in page + after] == [d["id"] for d in logged]
+    text = run(env, "policies", "decisions", "citadel", "--limit", "1")
+    assert text.exit_code == 0 and text.stdout.startswith("#")
+    both = run(env, "policies", "decisions", "citadel", "--denied", "--permitted")
+    assert both.exit_code == 2 and "exclude" in both.output

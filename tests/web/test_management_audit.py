@@ -136,3 +136,58 @@ async def test_reading_the_trail_needs_audit_read(world: World) -> None:
         _events(world), headers={"Authorization": f"Bearer {narrowed.secret}"}
     )
     assert response.status_code == 403
+
+
+def _decisions(world: World, org: str = "A") -> str:
+    return f"/api/v1/orgs/{world.orgs[org]['id']}/decisions"
+
+
+async def _evaluate(world: World, subject: str, action: str, org: str = "A") -> bool:
+    owner = "alice" if org == "A" else "bob"
+    response = await world.client.post(
+        "/access/v1/evaluation",
+        headers={**world.auth(owner), "Ostiary-Organization": world.orgs[org]["id"]},
+        json={
+            "subject": {"type": "user", "id": world.users[subject]},
+            "action": {"name": action},
+            "resource": {"type": "model", "id": "m1", "properties": {"tier": "gold"}},
+            "context": {"purpose": "chat"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    return bool(response.json()["decision"])
+
+
+async def test_the_logged_decisions_of_an_organization_are_read_newest_first(
+    world: World,
+) -> None:
+    assert await _evaluate(world, "carol", "models:read") is True  # a member may
+    assert await _evaluate(world, "carol", "models:manage") is False  # and may not
+    assert await _evaluate(world, "bob", "models:read", org="B") is True  # in B
+    listed = await world.call("dave", "GET", _decisions(world))  # an admin reads A's
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [(d["action"]["name"], d["decision"]) for d in items] == [
+        ("models:manage", False),
+        ("models:read", True),
+    ]
+    denied = items[0]
+    assert denied["subject"] == {"type": "user", "id": world.users["carol"], "properties": {}}
+    assert denied["resource"]["properties"] == {"tier": "gold"}
+    assert denied["context"] == {"purpose": "chat"}
+    assert "models:manage" in denied["reason"]
+    assert set(denied["caller"]) == {"ip", "acr", "amr"}
+    only_denied = await world.call("alice", "GET", _decisions(world), params={"decision": False})
+    assert [d["id"] for d in only_denied.json()["items"]] == [denied["id"]]
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    later = await world.call("alice", "GET", _decisions(world), params={"since": future})
+    assert later.json()["items"] == []
+    first = await world.call("alice", "GET", _decisions(world), params={"limit": 1})
+    assert [d["id"] for d in first.json()["items"]] == [denied["id"]]
+    rest = await world.call(
+        "alice", "GET", _decisions(world), params={"cursor": first.json()["next_cursor"]}
+    )
+    assert [d["id"] for d in rest.json()["items"]] == [items[1]["id"]]
+    assert rest.json()["next_cursor"] is None
+    refused = await world.call("carol", "GET", _decisions(world))
+    assert refused.status_code == 403 and "audit:read" in refused.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -38,6 +39,17 @@ root_options: dict[str, Any] = {}
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time given to ``option`` (UTC when it names no offset); exit 2 otherwise."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: not an ISO 8601 time (e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00)")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def load(**overrides: Any) -> Settings:

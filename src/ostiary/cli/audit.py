@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, fail, load, print_json, run, run_tenancy
+from ostiary.cli._common import JsonOpt, fail, load, parse_time, print_json, run, run_tenancy
 
 __all__ = ["app"]
 
@@ -36,16 +35,6 @@ def audit_verify(json: JsonOpt = False) -> None:
         )
     if not report.intact:
         raise typer.Exit(1)
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"{option}: not an ISO 8601 time (e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00)")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def event_dict(event: Any) -> dict[str, Any]:
@@ -94,7 +83,7 @@ def audit_list(
     }
     if outcome not in outcomes:
         fail("--outcome: success or failure")
-    window = (_when(since, "--since"), _when(until, "--until"))
+    window = (parse_time(since, "--since"), parse_time(until, "--until"))
 
     async def audit_list(unit: Any) -> Any:  # an unknown organization exits 1, audited
         org_id = None if org is None else (await unit.orgs.resolve(org)).id

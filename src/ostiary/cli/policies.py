@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, fail, load, print_json, run_tenancy
+from ostiary.cli._common import JsonOpt, fail, load, parse_time, print_json, run_tenancy
 
-__all__ = ["app", "version_dict"]
+__all__ = ["app", "decision_dict", "version_dict"]
 
 app = typer.Typer(help="Manage Cedar policies.", no_args_is_help=True)
 
@@ -174,3 +174,55 @@ def policies_rollback(
         print_json(version_dict(saved, texts=False))
         return
     typer.echo(f"version {version} restored as version {saved.version}")
+
+
+def decision_dict(logged: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = logged.shown()
+    return {**shown, "at": logged.at.isoformat()}
+
+
+@app.command("decisions")
+def policies_decisions(
+    org: Annotated[str, typer.Argument(metavar="ORG", help="Organization id or slug.")],
+    denied: Annotated[bool, typer.Option("--denied", help="Only denies.")] = False,
+    permitted: Annotated[bool, typer.Option("--permitted", help="Only permits.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="At or after this time (ISO 8601; UTC if bare).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
+    ] = None,
+    before: Annotated[
+        int | None, typer.Option("--before", help="Older than this decision (id): the next page.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    json: JsonOpt = False,
+) -> None:
+    """The organization's logged decisions, newest first (what the decision log kept)."""
+    if denied and permitted:
+        fail("--denied and --permitted exclude each other")
+    allowed = False if denied else True if permitted else None
+    window = (parse_time(since, "--since"), parse_time(until, "--until"))
+
+    async def work(unit: Any) -> Any:
+        level = (await unit.orgs.resolve(org)).id
+        return await unit.policies.decisions(
+            level, limit, before=before, allowed=allowed, since=window[0], until=window[1]
+        )
+
+    found = run_tenancy(load(), work, json)
+    if json:
+        print_json({"items": [decision_dict(d) for d in found]})
+        return
+    if not found:
+        typer.echo("no decisions")
+    for logged in found:
+        item = decision_dict(logged)
+        resource, subject = item["resource"], item["subject"]
+        action = item["action"].get("name")
+        outcome = "permit" if logged.decision else "deny"
+        typer.echo(
+            f"#{logged.id} {logged.at.isoformat(timespec='seconds')} {outcome} "
+            f"{subject.get('type')}:{subject.get('id')} {action} "
+            f"{resource.get('type')}:{resource.get('id')} ({logged.reason})"
+        )

@@ -102,6 +102,28 @@ class LoggedDecision:
     reason: str
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def shown(self) -> dict[str, Any]:
+        """As audits show it (the management API, the CLI): the request's parts, and the
+        caller's address and authentication context under ``caller``. Rows of any age: a
+        missing or malformed part is empty."""
+
+        def part(name: str) -> dict[str, Any]:
+            value = self.request.get(name)
+            return value if isinstance(value, dict) else {}
+
+        env = part("env")
+        return {
+            "id": self.id,
+            "at": self.at,
+            "decision": self.decision,
+            "reason": self.reason,
+            "subject": part("subject"),
+            "action": part("action"),
+            "resource": part("resource"),
+            "context": part("context"),
+            "caller": {k: env.get(k) for k in ("ip", "acr", "amr")},
+        }
+
 
 class PolicyRefused(TenancyError):
     """A policy set or schema Cedar refuses; the message carries the validator's text and the

@@ -5,6 +5,7 @@ organization ("" for deployment-wide policies) and is scoped by it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from ostiary.features.policy.models import ApiKeySubject, LogEntry, LoggedDecision, PolicyVersion
@@ -44,8 +45,19 @@ class DecisionLogStore(Protocol):
         """One multi-row INSERT (features/policy/decision_log.py writes its batches so)."""
         ...
 
-    async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
-        """The newest ``limit`` decisions of the organization, newest first."""
+    async def recent(
+        self,
+        org_id: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        decision: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LoggedDecision]:
+        """The newest ``limit`` decisions of the organization, newest first; only those
+        written before the entry ``before`` (the next page), with that outcome, and at or
+        after ``since`` and before ``until``, when given."""
         ...
 
 

@@ -287,6 +287,26 @@ class PolicyService:
         )
         return saved
 
+    async def decisions(
+        self,
+        org_id: str,
+        limit: int = 50,
+        *,
+        before: int | None = None,
+        allowed: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LoggedDecision]:
+        """The organization's logged decisions, newest first (for audits: who was permitted or
+        denied what, and why). A node writes its entries within a tenth of a second
+        (features/policy/decision_log.py); they are read once written."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be 1 to 1000")
+        level = await self._level(org_id)
+        return await self._log.recent(
+            level, limit, before=before, decision=allowed, since=since, until=until
+        )
+
     async def dry_run(
         self, org_id: str, policies: str, schema: str = "", *, limit: int = 1000
     ) -> tuple[int, list[DryRunChange]]:

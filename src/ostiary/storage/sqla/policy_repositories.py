@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -194,13 +195,27 @@ class SqlDecisionLogStore:
             ],
         )
 
-    async def recent(self, org_id: str, limit: int) -> list[LoggedDecision]:
-        result = await self._conn.execute(
-            select(decision_log)
-            .where(decision_log.c.organization_id == org_id)
-            .order_by(decision_log.c.id.desc())
-            .limit(limit)
-        )
+    async def recent(
+        self,
+        org_id: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        decision: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LoggedDecision]:
+        c = decision_log.c
+        query = select(decision_log).where(c.organization_id == org_id)
+        if before is not None:
+            query = query.where(c.id < before)
+        if decision is not None:
+            query = query.where(c.decision == decision)
+        if since is not None:
+            query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
+        result = await self._conn.execute(query.order_by(c.id.desc()).limit(limit))
         return [
             LoggedDecision(
                 row.id, row.organization_id, row.at, dict(row.request), row.decision, row.reason

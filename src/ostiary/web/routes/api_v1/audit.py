@@ -1,5 +1,6 @@
-"""/api/v1/orgs/{org}/audit-events: an organization's slice of the audit trail, for holders of
-``audit:read`` (the built-in ``admin`` and ``owner``).
+"""/api/v1/orgs/{org}/audit-events and /decisions: an organization's slice of the audit trail
+and its logged AuthZEN decisions, for holders of ``audit:read`` (the built-in ``admin`` and
+``owner``).
 
 Every change inside an organization, and every refused one, is filed under it with the actor
 (features/audit: ``AuditTrail.record``); this lists those events newest first, filtered by
@@ -7,6 +8,12 @@ action, actor, outcome and time, paged with a signed cursor. Details were redact
 events were written (protocol/masking.py: no secrets, e-mail addresses masked), so nothing is
 shown here that the trail does not already keep. The operator reads the whole trail with
 ``ostiary audit list`` and checks its hash chain with ``ostiary audit verify``.
+
+Decisions (issue 13, section 3: "every decision can go to a decision log ... for audits") are
+those the decision-log setting kept (``OSTIARY_DECISION_LOG``: full, sampled with every deny,
+or off) for its retention: the request as evaluated (the subject by its resolved id, never the
+e-mail address it was named by), the caller's address and authentication context, the
+outcome and why; filtered by outcome and time, paged like the events.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
 from ostiary.features.audit.models import AuditEvent, AuditQuery
+from ostiary.features.policy.models import LoggedDecision
 from ostiary.web.management import OrgCall, in_org
 from ostiary.web.routes.api_v1.schemas import CursorQuery, LimitQuery, OrgRef, Page, errors
 
@@ -103,3 +111,53 @@ async def list_audit_events(
         )
 
     return await in_org(request, org, "api.audit.list", work, change=False)
+
+
+class DecisionOut(BaseModel):
+    id: int
+    at: datetime
+    decision: bool
+    reason: str = Field(description="Which policy decided, or which permission was missing.")
+    subject: dict[str, Any]
+    action: dict[str, Any]
+    resource: dict[str, Any]
+    context: dict[str, Any]
+    caller: dict[str, Any] = Field(description="The caller's ip, acr and amr, as evaluated.")
+
+    @classmethod
+    def of(cls, logged: LoggedDecision) -> DecisionOut:
+        return cls(**logged.shown())
+
+
+@router.get(
+    "/orgs/{org}/decisions",
+    summary="The organization's logged AuthZEN decisions, newest first (audit:read)",
+    responses=errors(400, 403, 404),
+)
+async def list_decisions(
+    request: Request,
+    org: OrgRef,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    decision: Annotated[bool | None, Query(description="Only permits (true) or denies.")] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> Page[DecisionOut]:
+    async def work(call: OrgCall) -> Page[DecisionOut]:
+        await call.require("audit:read")
+        position = call.open_cursor("decisions", cursor)
+        found = await call.unit.policies.decisions(
+            call.org.id,
+            limit,
+            before=int(position) if position is not None else None,
+            allowed=decision,
+            since=since,
+            until=until,
+        )
+        after = str(found[-1].id) if len(found) == limit else None
+        return Page[DecisionOut](
+            items=[DecisionOut.of(d) for d in found],
+            next_cursor=call.seal_cursor("decisions", after),
+        )
+
+    return await in_org(request, org, "api.decisions.list", work, change=False)
