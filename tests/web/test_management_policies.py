@@ -108,6 +108,7 @@ async def test_a_policy_cedar_refuses_is_a_422_naming_the_line_and_saves_nothing
     "body",
     [
         {"policies": PERMIT_ALL, "extra": 1},
+        {"policies": PERMIT_ALL, "schema_text": ""},  # the field is "schema"
         {"policies": "permit (principal, action, resource);\x00"},
         {"policies": "x" * 200_001},
         {"policies": PERMIT_ALL, "note": "n" * 201},
@@ -216,3 +217,23 @@ async def test_a_dry_run_lists_the_logged_decisions_a_candidate_would_change(
         "alice", "POST", _a(world, "/dry-run"), json={"policies": FORBID_READ, "limit": 1}
     )
     assert few.json()["replayed"] == 1
+
+
+async def test_an_organization_extends_the_schema_with_its_own_types(world: World) -> None:
+    schema = (
+        'entity Todo { ownerID: String };\naction "can_read_todo" appliesTo '
+        "{ principal: [User], resource: [Todo], context: Context };"
+    )
+    policies = (
+        'permit (principal, action == Action::"can_read_todo", resource)\n'
+        "when { resource.ownerID == principal.email };"
+    )
+    saved = await world.call(
+        "alice", "PUT", _a(world), json={"policies": policies, "schema": schema}
+    )
+    assert saved.status_code == 200, saved.text
+    shown = (await world.call("alice", "GET", _a(world, "/versions/1"))).json()
+    assert (shown["policies"], shown["schema"]) == (policies, schema)
+    # without the extension the same policies name an unknown action and type: refused
+    refused = await world.call("alice", "PUT", _a(world), json={"policies": policies})
+    assert refused.status_code == 422 and "line 1" in refused.json()["error"]["message"]

@@ -65,16 +65,12 @@ SchemaText = Annotated[
 
 
 class PoliciesSet(_In):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     policies: PolicyText
     schema_text: SchemaText = ""
     note: Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN)] = ""
 
 
 class PoliciesDryRun(_In):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     policies: PolicyText
     schema_text: SchemaText = ""
     limit: Annotated[int, Field(ge=1, le=10_000, description="Logged decisions to replay.")] = 1000
