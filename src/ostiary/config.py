@@ -344,7 +344,7 @@ class Settings(BaseSettings):
                 "no secret key: set OSTIARY_SECRET_KEY or create it with `ostiary dev`"
             )
         try:
-            key = b64url_decode(raw)
+            key = b64url_decode(raw.rstrip("="))  # `ostiary dev` writes it padded
         except (binascii.Error, ValueError) as exc:
             raise ConfigError("OSTIARY_SECRET_KEY is not base64url") from exc
         if len(key) < 32:

@@ -57,6 +57,39 @@ def test_base64url_decoding_raises_what_callers_catch(text: str, error: type[Val
         b64url_decode(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "_x",  # b"\xff" is "_w": the last character's unused bits set
+        "AB",  # b"\x00" is "AA"
+        "AAB",  # b"\x00\x00" is "AAA"
+        "-_-_=",  # padding
+        "_w==",
+        "-_ -_",  # a character outside the alphabet, which the standard library skips
+        "-_\n-_",
+        "+/+/",  # the standard alphabet, not the URL-safe one
+    ],
+)
+def test_only_the_canonical_spelling_decodes(text: str) -> None:
+    """RFC 4648 section 3.5: a value has one spelling, so a signed value cannot be re-spelled
+    into another string that still verifies."""
+    with pytest.raises(ValueError):
+        b64url_decode(text)
+
+
+@given(
+    st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ ", max_size=12
+    )
+)
+def test_whatever_decodes_is_what_encoding_its_bytes_gives(text: str) -> None:
+    try:
+        raw = b64url_decode(text)
+    except ValueError:
+        return
+    assert b64url_encode(raw) == text
+
+
 # -- length-prefixed MAC input ---------------------------------------------------------------
 
 

@@ -5,8 +5,11 @@ management API cursors are each an HMAC-SHA256 (RFC 2104) under a key of their o
 text fields, carried as base64url. They share, each as far as it needs:
 
 - base64url without padding (RFC 4648 section 5 and section 3.2): safe in a cookie, a URL path
-  or a query string. Decoding accepts what :func:`base64.urlsafe_b64decode` accepts and raises
-  what it raises (``binascii.Error``, or ``ValueError`` for non-ASCII text);
+  or a query string. Decoding takes the canonical encoding only (section 3.5): the one text
+  that encoding the bytes gives back. :func:`base64.urlsafe_b64decode` alone ignores the
+  unused low bits of the last character and skips characters outside the alphabet, so one
+  signed value had several spellings that all verified (``...Bw`` and ``...Bx`` the same MAC);
+  now each has one, and anything else raises ``ValueError`` (``binascii.Error`` is one);
 - the MAC input: RFC 2104 MACs one byte string, so the fields are joined each prefixed with its
   length in bytes, and no two field lists give the same input (``("ab", "c")`` and
   ``("a", "bc")`` would both be ``abc`` joined plainly);
@@ -42,9 +45,12 @@ def b64url_encode(raw: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """The bytes of base64url ``text`` without padding; ``binascii.Error`` or ``ValueError``
-    when it is not base64url."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of base64url ``text`` in its canonical form (no padding, unused bits zero);
+    ``ValueError`` (``binascii.Error`` is one) for any other text."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url_encode(raw) != text:
+        raise ValueError("not canonical base64url (RFC 4648 section 3.5)")
+    return raw
 
 
 def mac_input(*fields: str) -> bytes:
