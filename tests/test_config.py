@@ -67,6 +67,7 @@ def test_missing_or_bad_secret_key_is_a_config_error(tmp_path: Path, value: str 
     [
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",  # unpadded (RFC 4648 section 3.2)
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",  # padded, as `ostiary dev` writes it
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9",  # unused bits set: typed by hand
     ],
 )
 def test_secret_key_is_base64url_with_or_without_padding(tmp_path: Path, value: str) -> None:
@@ -336,3 +337,12 @@ def test_relying_party_settings_that_cannot_work_are_one_line(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_secret_key_in_the_standard_alphabet_still_opens(tmp_path: Path) -> None:
+    """``openssl rand -base64 32`` writes '+', '/' and padding: keys set so before signed
+    values became strict (protocol/signed_fields.py) must keep opening what they sealed."""
+    raw = bytes([0xFB, 0xFF, 0xBF] * 10 + [0xFF, 0xFE])
+    value = base64.b64encode(raw).decode()
+    assert "+" in value and "/" in value and value.endswith("=")
+    assert Settings(data_dir=tmp_path, secret_key=value).secret_key_bytes() == raw

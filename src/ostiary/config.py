@@ -10,6 +10,7 @@ the slices group them for the code that uses them.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import ipaddress
 import re
@@ -25,7 +26,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ostiary.protocol.destinations import DestinationPolicy, is_loopback_host
 from ostiary.protocol.jose import SUPPORTED_ALGS, Alg
-from ostiary.protocol.signed_fields import b64url_decode
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -344,7 +344,10 @@ class Settings(BaseSettings):
                 "no secret key: set OSTIARY_SECRET_KEY or create it with `ostiary dev`"
             )
         try:
-            key = b64url_decode(raw.rstrip("="))  # `ostiary dev` writes it padded
+            # Leniently, as ever: an operator's key may be padded (`ostiary dev` writes it so),
+            # in the standard alphabet (`openssl rand -base64 32`) or not canonical (typed by
+            # hand); signed values are strict (protocol/signed_fields.py), a setting need not be.
+            key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         except (binascii.Error, ValueError) as exc:
             raise ConfigError("OSTIARY_SECRET_KEY is not base64url") from exc
         if len(key) < 32:

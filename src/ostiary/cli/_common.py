@@ -18,8 +18,11 @@ from ostiary.config import ConfigError, Settings, load_settings
 
 __all__ = [
     "JsonOpt",
+    "SinceOpt",
+    "UntilOpt",
     "fail",
     "load",
+    "parse_time",
     "print_json",
     "root_options",
     "run",
@@ -30,6 +33,12 @@ __all__ = [
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="At or after this time (ISO 8601; UTC if bare).")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
+]
 
 # Options of the root command for the command about to run, set by its callback on every
 # invocation (``ostiary --data-dir D COMMAND``).

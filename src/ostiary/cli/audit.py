@@ -6,7 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, fail, load, parse_time, print_json, run, run_tenancy
+from ostiary.cli._common import (
+    JsonOpt,
+    SinceOpt,
+    UntilOpt,
+    fail,
+    load,
+    parse_time,
+    print_json,
+    run,
+    run_tenancy,
+)
 
 __all__ = ["app"]
 
@@ -61,12 +71,8 @@ def audit_list(
         str | None, typer.Option("--actor", help="Only this actor (user id or key:<id>).")
     ] = None,
     outcome: Annotated[str | None, typer.Option("--outcome", help="success or failure.")] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="At or after this time (ISO 8601; UTC if bare).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     before: Annotated[
         int | None, typer.Option("--before", help="Older than this event (seq): the next page.")
     ] = None,

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ostiary.cli._common import JsonOpt, fail, load, parse_time, print_json, run_tenancy
+from ostiary.cli._common import (
+    JsonOpt,
+    SinceOpt,
+    UntilOpt,
+    fail,
+    load,
+    parse_time,
+    print_json,
+    run_tenancy,
+)
 
 __all__ = ["app", "decision_dict", "version_dict"]
 
@@ -186,12 +195,8 @@ def policies_decisions(
     org: Annotated[str, typer.Argument(metavar="ORG", help="Organization id or slug.")],
     denied: Annotated[bool, typer.Option("--denied", help="Only denies.")] = False,
     permitted: Annotated[bool, typer.Option("--permitted", help="Only permits.")] = False,
-    since: Annotated[
-        str | None, typer.Option("--since", help="At or after this time (ISO 8601; UTC if bare).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     before: Annotated[
         int | None, typer.Option("--before", help="Older than this decision (id): the next page.")
     ] = None,
