@@ -237,3 +237,19 @@ async def test_an_organization_extends_the_schema_with_its_own_types(world: Worl
     # without the extension the same policies name an unknown action and type: refused
     refused = await world.call("alice", "PUT", _a(world), json={"policies": policies})
     assert refused.status_code == 422 and "line 1" in refused.json()["error"]["message"]
+
+
+async def test_concurrent_sets_each_get_their_own_version_or_a_conflict(world: World) -> None:
+    """Ten administrators' saves at once: every answer is a new version or a 409 to retry,
+    never a 500, and the versions are 1..n without a gap or a repeat."""
+    import asyncio
+
+    texts = [f'@id("p{n}")\n{PERMIT_ALL}' for n in range(10)]
+    answers = await asyncio.gather(
+        *(world.call("alice", "PUT", _a(world), json={"policies": t}) for t in texts)
+    )
+    assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+    saved = sorted(a.json()["version"] for a in answers if a.status_code == 200)
+    assert saved == list(range(1, len(saved) + 1))
+    listed = await world.call("alice", "GET", _a(world, "/versions"), params={"limit": 200})
+    assert [v["version"] for v in listed.json()["items"]] == saved[::-1]
