@@ -31,7 +31,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.e2e.harness import BACKENDS, CLI_TIMEOUT_S, Server
+from tests.e2e.harness import BACKENDS, Server
 from tests.e2e.httpflow import find_form, login_error, sign_in, submit
 
 __all__ = [
@@ -99,21 +99,21 @@ def require_or_skip(reason: str) -> None:
 
 
 def start_clients(server: Server, **specs: list[str]) -> Callable[[], dict[str, dict[str, Any]]]:
-    """Start ``clients create --name KEY ARGS --json`` per spec, side by side, without waiting.
+    """Start ``clients create --name KEY ARGS --json`` per spec, in one process beside this
+    one (``Server.cli_many``), without waiting.
 
     Returns a function that waits for them and answers KEY -> the created record (with its
     ``client_secret``), so that other CLI calls (``create_users``) can overlap with these.
     """
-    running = {
-        key: server.cli_popen("clients", "create", "--name", key, *args, "--json")
-        for key, args in specs.items()
-    }
+    keys = list(specs)
+    running = server.cli_many(
+        [(["clients", "create", "--name", key, *specs[key], "--json"], None) for key in keys]
+    )
 
     def finish() -> dict[str, dict[str, Any]]:
         created: dict[str, dict[str, Any]] = {}
-        for key, proc in running.items():
-            out, err = proc.communicate(timeout=CLI_TIMEOUT_S)
-            assert proc.returncode == 0, f"clients create {key} {specs[key]}: {err or out}"
+        for key, (code, out, err) in zip(keys, running(), strict=True):
+            assert code == 0, f"clients create {key} {specs[key]}: {err or out}"
             created[key] = orjson.loads(out)
         return created
 
@@ -121,7 +121,7 @@ def start_clients(server: Server, **specs: list[str]) -> Callable[[], dict[str, 
 
 
 def create_clients(server: Server, **specs: list[str]) -> dict[str, dict[str, Any]]:
-    """``clients create --name KEY ARGS --json`` for each spec, side by side; KEY -> record."""
+    """``clients create --name KEY ARGS --json`` for each spec; KEY -> record."""
     return start_clients(server, **specs)()
 
 
