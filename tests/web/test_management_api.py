@@ -73,11 +73,26 @@ async def test_show_rename_and_delete_an_organization(world: World, app: Any) ->
     renamed = await world.call("alice", "PATCH", _a(world), json={"name": "Acme", "slug": "acme"})
     assert renamed.status_code == 200 and renamed.json()["slug"] == "acme"
     assert renamed.json()["plan"] is None and renamed.json()["require_acr"] is None
-    # The plan and the acr requirement are the operator's (CLI), not the organization's own.
-    for field, value in (("plan", "enterprise"), ("require_acr", "urn:ostiary:acr:mfa")):
-        refused = await world.call("alice", "PATCH", _a(world), json={field: value})
-        assert refused.status_code == 422, refused.text
+    # The plan is the operator's (CLI), not the organization's own.
+    refused = await world.call("alice", "PATCH", _a(world), json={"plan": "enterprise"})
+    assert refused.status_code == 422, refused.text
     assert (await world.call("carol", "GET", _a(world))).json()["plan"] is None
+    # The sign-in class its org-scoped clients need is the owner's to set (org:manage).
+    mfa = "urn:ostiary:acr:mfa"
+    _error(
+        await world.call("dave", "PATCH", _a(world), json={"require_acr": mfa}), 403, "forbidden"
+    )
+    required = await world.call("alice", "PATCH", _a(world), json={"require_acr": mfa})
+    assert required.status_code == 200 and required.json()["require_acr"] == mfa
+    kept = await world.call("alice", "PATCH", _a(world), json={"name": "Acme Inc"})
+    assert kept.json()["require_acr"] == mfa  # absent: unchanged
+    async with app.state.runtime.unit() as unit:
+        assert (await unit.orgs.get(world.orgs["A"]["id"])).require_acr == mfa
+    _error(
+        await world.call("alice", "PATCH", _a(world), json={"require_acr": "gold"}), 422, "invalid"
+    )
+    lifted = await world.call("alice", "PATCH", _a(world), json={"require_acr": None})
+    assert lifted.status_code == 200 and lifted.json()["require_acr"] is None
     _error(
         await world.call("alice", "PATCH", _a(world), json={"slug": world.orgs["B"]["slug"]}),
         409,

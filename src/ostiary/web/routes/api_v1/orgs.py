@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from ostiary.features.orgs.models import Forbidden
+from ostiary.features.orgs.service import UNCHANGED
 from ostiary.web.deps import runtime_of
 from ostiary.web.management import (
     Caller,
@@ -82,13 +83,20 @@ async def get_org(request: Request, org: OrgRef) -> OrgOut:
 
 
 @router.patch(
-    "/orgs/{org}", summary="Rename an organization (org:manage)", responses=errors(403, 404, 409)
+    "/orgs/{org}",
+    summary="Rename an organization, or set the sign-in class it requires (org:manage)",
+    responses=errors(403, 404, 409),
 )
 async def update_org(request: Request, org: OrgRef, body: OrgUpdate) -> OrgOut:
     async def work(call: OrgCall) -> OrgOut:
         await call.require("org:manage")
+        require_acr = body.require_acr if "require_acr" in body.model_fields_set else UNCHANGED
         updated = await call.unit.orgs.update(
-            call.org.id, name=body.name, slug=body.slug, actor=call.actor
+            call.org.id,
+            name=body.name,
+            slug=body.slug,
+            require_acr=require_acr,
+            actor=call.actor,
         )
         return OrgOut.of(updated)
 

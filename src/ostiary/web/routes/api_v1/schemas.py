@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ostiary.features.orgs.models import Organization, Project
 from ostiary.features.rbac.models import Group, Role
 from ostiary.protocol.api_cursors import MAX_CURSOR
+from ostiary.protocol.oidc import ACR_VALUES_SUPPORTED
 
 __all__ = [
     "TEXT_PATTERN",
@@ -132,6 +133,15 @@ class OrgCreate(_In):
 class OrgUpdate(_In):
     name: Name | None = None
     slug: Slug | None = None
+    require_acr: Annotated[
+        str | None,
+        Field(
+            json_schema_extra={"enum": [*ACR_VALUES_SUPPORTED, None]},
+            description="The sign-in class every org-scoped client's request for this "
+            "organization must reach (a session below it is sent to the second step first); "
+            "null removes the requirement, absent leaves it.",
+        ),
+    ] = None
 
 
 class OrgOut(BaseModel):
@@ -141,7 +151,7 @@ class OrgOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     require_acr: str | None = Field(
-        None, description="The sign-in class org-scoped clients need (set by the operator)."
+        None, description="The sign-in class org-scoped clients' requests need (owners set it)."
     )
     plan: str | None = Field(
         None, description="The plan policies see as principal.plan (set by the operator)."
