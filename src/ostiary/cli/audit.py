@@ -91,12 +91,12 @@ def audit_list(
         fail("--outcome: success or failure")
     window = (parse_time(since, "--since"), parse_time(until, "--until"))
 
-    async def audit_list(unit: Any) -> Any:  # an unknown organization exits 1, audited
+    async def work(unit: Any) -> Any:  # an unknown organization: exit 1 (audited)
         org_id = None if org is None else (await unit.orgs.resolve(org)).id
         query = AuditQuery(org_id, before, action, actor, outcomes[outcome], *window)
         return await unit.audit.search(query, limit)
 
-    events = run_tenancy(load(), audit_list, json)
+    events = run_tenancy(load(), work, json)
     if json:
         print_json({"items": [event_dict(e) for e in events]})
         return
