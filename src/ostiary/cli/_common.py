@@ -17,7 +17,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ostiary.config import ConfigError, Settings, load_settings
 
 __all__ = [
+    "BeforeOpt",
     "JsonOpt",
+    "PageLimitOpt",
     "SinceOpt",
     "UntilOpt",
     "fail",
@@ -38,6 +40,13 @@ SinceOpt = Annotated[
 ]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Before this time (ISO 8601; UTC if bare).")
+]
+# A page of a newest-first listing: --before the last entry (its number) of the previous one.
+BeforeOpt = Annotated[
+    int | None, typer.Option("--before", help="Older than this entry: the next page.")
+]
+PageLimitOpt = Annotated[
+    int, typer.Option("--limit", min=1, max=1000, help="Entries, newest first.")
 ]
 
 # Options of the root command for the command about to run, set by its callback on every

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from ostiary.cli._common import (
+    BeforeOpt,
     JsonOpt,
+    PageLimitOpt,
     SinceOpt,
     UntilOpt,
     fail,
@@ -73,10 +75,8 @@ def audit_list(
     outcome: Annotated[str | None, typer.Option("--outcome", help="success or failure.")] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    before: Annotated[
-        int | None, typer.Option("--before", help="Older than this event (seq): the next page.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    before: BeforeOpt = None,
+    limit: PageLimitOpt = 50,
     json: JsonOpt = False,
 ) -> None:
     """The newest audit events (all, or one organization's), with filters."""

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from ostiary.cli._common import (
+    BeforeOpt,
     JsonOpt,
+    PageLimitOpt,
     SinceOpt,
     UntilOpt,
     fail,
@@ -197,10 +199,8 @@ def policies_decisions(
     permitted: Annotated[bool, typer.Option("--permitted", help="Only permits.")] = False,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    before: Annotated[
-        int | None, typer.Option("--before", help="Older than this decision (id): the next page.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    before: BeforeOpt = None,
+    limit: PageLimitOpt = 50,
     json: JsonOpt = False,
 ) -> None:
     """The organization's logged decisions, newest first (what the decision log kept)."""
