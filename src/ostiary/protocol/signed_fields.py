@@ -17,10 +17,12 @@ text fields, carried as base64url. They share, each as far as it needs:
   little before it (:data:`CLOCK_SKEW_SECONDS`) up to its time to live.
 
 The base64url helpers also serve the PKCE S256 challenge (RFC 7636 section 4.2), the
-``at_hash`` of an ID token (OpenID Connect Core 1.0 section 3.1.3.6), organization list cursors
-and the secret key setting. Token signing and parsing (protocol/jose.py, protocol/jwt_parts.py)
-keep their own bytes-based code on the hot path, and the demo relying party (web/routes/demo.py)
-its own, so that it stays a client independent of the server's code.
+``at_hash`` of an ID token (OpenID Connect Core 1.0 section 3.1.3.6) and organization list
+cursors. The secret key setting (config.py) decodes leniently on its own: an operator's key
+may be padded, in the standard alphabet or not canonical. Token signing and parsing
+(protocol/jose.py, protocol/jwt_parts.py) keep their own bytes-based code on the hot path, and
+the demo relying party (web/routes/demo.py) its own, so that it stays a client independent of
+the server's code.
 
 The byte formats are what values already issued were made with: a change here makes every
 cookie, link and cursor in flight unreadable.
