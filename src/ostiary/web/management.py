@@ -33,7 +33,7 @@ audited as a failure with the actor (a user id, or ``key:<id>``) and the organiz
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -257,6 +257,17 @@ class OrgCall:
 
     def seal_cursor(self, kind: str, position: str | None) -> str | None:
         return seal_list_cursor(self.cursor_key, f"{self.org.id}|{kind}", position)
+
+    def open_before(self, kind: str, cursor: str | None) -> int | None:
+        """For a list numbered newest first (audit events, logged decisions, policy
+        versions): the number the page starts below, from a cursor of :meth:`seal_before`."""
+        position = self.open_cursor(kind, cursor)
+        return None if position is None else int(position)
+
+    def seal_before(self, kind: str, numbers: Sequence[int], limit: int) -> str | None:
+        """The cursor of the page after one whose items carry ``numbers``; None when it was
+        the last (shorter than ``limit``)."""
+        return self.seal_cursor(kind, str(numbers[-1]) if len(numbers) == limit else None)
 
 
 def open_list_cursor(key: bytes, scope: str, cursor: str | None) -> str | None:

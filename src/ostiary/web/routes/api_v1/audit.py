@@ -93,10 +93,9 @@ async def list_audit_events(
 ) -> Page[AuditEventOut]:
     async def work(call: OrgCall) -> Page[AuditEventOut]:
         await call.require("audit:read")
-        position = call.open_cursor("audit-events", cursor)
         query = AuditQuery(
             organization_id=call.org.id,
-            before=int(position) if position is not None else None,
+            before=call.open_before("audit-events", cursor),
             action=action,
             actor=actor,
             outcome=outcome,
@@ -104,10 +103,9 @@ async def list_audit_events(
             until=until,
         )
         found = await call.unit.audit.search(query, limit)
-        after = str(found[-1].seq) if len(found) == limit and found[-1].seq else None
         return Page[AuditEventOut](
             items=[AuditEventOut.of(e) for e in found],
-            next_cursor=call.seal_cursor("audit-events", after),
+            next_cursor=call.seal_before("audit-events", [e.seq or 0 for e in found], limit),
         )
 
     return await in_org(request, org, "api.audit.list", work, change=False)
@@ -145,19 +143,17 @@ async def list_decisions(
 ) -> Page[DecisionOut]:
     async def work(call: OrgCall) -> Page[DecisionOut]:
         await call.require("audit:read")
-        position = call.open_cursor("decisions", cursor)
         found = await call.unit.policies.decisions(
             call.org.id,
             limit,
-            before=int(position) if position is not None else None,
+            before=call.open_before("decisions", cursor),
             allowed=decision,
             since=since,
             until=until,
         )
-        after = str(found[-1].id) if len(found) == limit else None
         return Page[DecisionOut](
             items=[DecisionOut.of(d) for d in found],
-            next_cursor=call.seal_cursor("decisions", after),
+            next_cursor=call.seal_before("decisions", [d.id for d in found], limit),
         )
 
     return await in_org(request, org, "api.decisions.list", work, change=False)

@@ -199,13 +199,11 @@ async def list_policy_versions(
 ) -> Page[PolicyVersionOut]:
     async def work(call: OrgCall) -> Page[PolicyVersionOut]:
         await call.require("policies:read")
-        position = call.open_cursor("policy-versions", cursor)
-        before = int(position) if position is not None else None
+        before = call.open_before("policy-versions", cursor)
         found = await call.unit.policies.versions(call.org.id, limit, before)
-        after = str(found[-1].version) if len(found) == limit else None
         return Page[PolicyVersionOut](
             items=[PolicyVersionOut.of(v) for v in found],
-            next_cursor=call.seal_cursor("policy-versions", after),
+            next_cursor=call.seal_before("policy-versions", [v.version for v in found], limit),
         )
 
     return await in_org(request, org, "api.policies.versions", work, change=False)
